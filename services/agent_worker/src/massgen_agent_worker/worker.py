@@ -1,0 +1,224 @@
+"""The agent_worker service: a pull consumer on the agent-turn work queue.
+
+Any number of worker processes share the durable consumer. For each ``turn.requested`` it records
+``turn.started``, streams coalesced ``text.delta`` events, then ``usage.recorded`` and
+``turn.responded`` (or ``turn.failed``), and only then acks. While the LLM call runs it sends
+in-progress heartbeats so JetStream does not redeliver live work; a worker killed mid-turn stops
+heartbeating, the turn is redelivered, and the response's deterministic ``Nats-Msg-Id`` (plus the
+core ignoring answers to settled attempts) keeps the answer from being written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from massgen.bus import Draft
+from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
+from massgen.errors import EventDecodeError, MassgenError, ProviderError
+from massgen.events import (
+    Event,
+    Failure,
+    Source,
+    TextDelta,
+    TurnFailed,
+    TurnRequested,
+    TurnResponded,
+    TurnStarted,
+    UsageRecorded,
+    decode,
+)
+from massgen_agent_worker import providers
+
+log = logging.getLogger("massgen.agent_worker")
+
+
+class Coalescer:
+    """Buffers streamed text and flushes it as one delta every ``interval_s`` or ``max_chars``.
+
+    Flushes happen on the stream's own pace (when a chunk arrives) and once at the end, so deltas stay
+    in order without a timer task.
+    """
+
+    def __init__(self, flush: Callable[[str], object], interval_s: float = 0.05, max_chars: int = 200) -> None:
+        self._flush = flush
+        self.interval_s = interval_s
+        self.max_chars = max_chars
+        self._buf: list[str] = []
+        self._size = 0
+        self._last = time.monotonic()
+
+    async def add(self, text: str) -> None:
+        """Add streamed text; flush if the buffer is big or old enough."""
+        self._buf.append(text)
+        self._size += len(text)
+        if self._size >= self.max_chars or time.monotonic() - self._last >= self.interval_s:
+            await self.close()
+
+    async def close(self) -> None:
+        """Flush whatever is buffered."""
+        if self._buf:
+            text, self._buf, self._size = "".join(self._buf), [], 0
+            self._last = time.monotonic()
+            await self._flush(text)  # type: ignore[misc]
+
+
+class AgentWorker:
+    """Executes agent turns.
+
+    Args:
+        nc: a connected NATS client.
+        concurrency: turns handled at once by this process.
+        ack_wait_s: seconds of silence before JetStream redelivers a turn; heartbeats come at a third of it.
+        max_deliver: deliveries of one turn before JetStream gives up on it.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        concurrency: int = 4,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = 5,
+        instance: str | None = None,
+    ) -> None:
+        self.log = JetStreamEventLog(nc)
+        self.queue = TurnQueue(nc)
+        self.concurrency = concurrency
+        self.ack_wait_s = ack_wait_s
+        self.max_deliver = max_deliver
+        self.source = Source(service="agent_worker", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.handled = 0
+
+    async def run(self) -> None:
+        """Pull and execute turns until cancelled; in-flight turns are cancelled and get redelivered."""
+        sub = await self.queue.consumer(self.ack_wait_s, self.max_deliver)
+        slots = asyncio.Semaphore(self.concurrency)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                await slots.acquire()
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except TimeoutError:
+                    slots.release()
+                    continue
+                except Exception:
+                    slots.release()
+                    raise
+                for msg in msgs:
+                    task = tg.create_task(self._handle(msg))
+                    task.add_done_callback(lambda _t: slots.release())
+
+    async def _publish(self, req: TurnRequested, run_id: str, cause: str, key: str, event: Event) -> None:
+        await self.log.append(run_id, "agent", [Draft(key, event, cause)], origin=self.source)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            record = decode(msg.data)
+        except EventDecodeError as exc:
+            log.error("dropping malformed work item: %s", exc)
+            await msg.term()
+            return
+        req = record.event
+        if not isinstance(req, TurnRequested):
+            log.error("dropping work item of type %s: expected turn.requested", record.type)
+            await msg.term()
+            return
+        delivery = delivery_count(msg)
+        key = f"{record.run_id}:w:{req.turn_id}:{req.attempt}"
+
+        async def emit(suffix: str, event: Event) -> None:
+            await self._publish(req, record.run_id, record.id, f"{key}:{suffix}", event)
+
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await emit(
+                f"started:{delivery}",
+                TurnStarted(
+                    turn_id=req.turn_id,
+                    agent_id=req.agent_id,
+                    attempt=req.attempt,
+                    worker=self.source.instance,
+                    delivery=delivery,
+                ),
+            )
+            seq = 0
+
+            async def flush(text: str) -> None:
+                nonlocal seq
+                seq += 1
+                await emit(
+                    f"d{delivery}:{seq}",
+                    TextDelta(
+                        turn_id=req.turn_id,
+                        agent_id=req.agent_id,
+                        attempt=req.attempt,
+                        seq=seq,
+                        text=text,
+                        delivery=delivery,
+                    ),
+                )
+
+            deltas = Coalescer(flush)
+            started = time.monotonic()
+            try:
+                result = await providers.complete(req, deltas.add)
+            except (ProviderError, MassgenError) as exc:
+                await deltas.close()
+                await emit("failed", TurnFailed(
+                    turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=_failure(exc)
+                ))
+            else:
+                await deltas.close()
+                await emit(
+                    "usage",
+                    UsageRecorded(
+                        turn_id=req.turn_id,
+                        agent_id=req.agent_id,
+                        attempt=req.attempt,
+                        model=result.model,
+                        usage=result.usage,
+                        duration_s=round(time.monotonic() - started, 4),
+                        time_to_first_token_s=result.time_to_first_token_s,
+                    ),
+                )
+                await emit(
+                    "responded",
+                    TurnResponded(
+                        turn_id=req.turn_id,
+                        agent_id=req.agent_id,
+                        attempt=req.attempt,
+                        content=result.content,
+                        tool_calls=result.tool_calls,
+                        finish_reason=result.finish_reason,
+                    ),
+                )
+            await msg.ack()
+            self.handled += 1
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            try:
+                await msg.in_progress()
+            except Exception as exc:  # a lost connection shows up on the next publish; keep the turn going
+                log.debug("heartbeat failed: %s", exc)
+
+
+def _failure(exc: Exception) -> Failure:
+    details = {"status": exc.status} if hasattr(exc, "status") else {}
+    return Failure(
+        type=exc.__class__.__name__,
+        message=str(exc),
+        retryable=bool(getattr(exc, "retryable", False)),
+        details=details,
+    )

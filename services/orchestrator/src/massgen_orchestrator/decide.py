@@ -1,0 +1,526 @@
+"""The decision core: MassGen's coordination protocol (spec §1.2-§1.11) as a pure function of the log.
+
+``step(state, record)`` folds one input event and returns the orchestrator's decisions, which it also
+folds, so ``state`` always equals the fold of the log. ``decide`` is the side-effect-free variant.
+No clock, randomness or I/O: time arrives as ``timer.fired`` events, ids derive from the cause.
+
+Rules, each named after a test in ``tests/test_decide.py``:
+
+- every agent starts on the task in parallel (``run.submitted``);
+- answers are shown as ``agentN`` (N = config position), one numbering everywhere;
+- a response is validated in MassGen's order (spec §1.4 table) and rejected with its error text, up to
+  ``max_attempts`` LLM calls per turn; then the turn fails;
+- an accepted ``new_answer`` invalidates every vote and restarts every idle agent on the new answer set;
+- a vote counts only against the answer set its voter saw; a vote cast on a stale set is not counted,
+  and the new answers go to the agent in its next call (the update MassGen loses, spec §1.4);
+- consensus when every live agent holds a valid vote; plurality winner, ties broken by config order;
+- the winner presents with every answer and the vote reasons; an empty or failed presentation falls
+  back to the stored answer;
+- ``run_deadline``: the best available answer is presented and the run ends timed out;
+- an agent failing ``max_failed_turns`` turns in a row is dropped; with no agent left the run fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+
+from massgen.bus import Draft
+from massgen.errors import NondeterminismError
+from massgen.events import (
+    AgentDropped,
+    AnswerPosted,
+    ConsensusReached,
+    Event,
+    Failure,
+    Message,
+    PresentationCompleted,
+    PresentationStarted,
+    Record,
+    RunCompleted,
+    RunFailed,
+    RunSubmitted,
+    RunTimedOut,
+    Source,
+    TimerFired,
+    ToolCall,
+    TurnFailed,
+    TurnRejected,
+    TurnRequested,
+    TurnResponded,
+    UpdateDelivered,
+    VoteCast,
+    VoteInvalidated,
+    VoteRecord,
+)
+from massgen_orchestrator import prompts
+from massgen_orchestrator.state import AgentState, RunState, Turn, _current, evolve, logical_order
+
+CORE_SOURCE = Source(service="orchestrator", instance="core")
+STALE_VOTE_TEXT = "Vote not recorded: new answers arrived while you were working; they are in the update below."
+_NOVELTY_LIMIT = {"balanced": 0.7, "strict": 0.5}
+
+
+def draft_id(run_id: str, cause_seq: int, i: int) -> str:
+    """Deterministic id (and ``Nats-Msg-Id``) of the i-th decision caused by the input at ``cause_seq``."""
+    return f"{run_id}:o{cause_seq}:{i}"
+
+
+def step(state: RunState, record: Record) -> list[Draft]:
+    """Fold ``record`` into ``state``, decide, fold the decisions too, and return them."""
+    if record.source.service == "orchestrator":
+        evolve(state, record)
+        return []
+    ev = record.event
+    turn = None
+    if isinstance(ev, (TurnResponded, TurnFailed)):
+        turn = _current(state, ev.agent_id, ev.turn_id, ev.attempt)
+    evolve(state, record)
+    decider = _Decider(state, record)
+    decider.react(turn)
+    return decider.out
+
+
+def decide(state: RunState, record: Record) -> list[Draft]:
+    """Pure variant of :func:`step`: returns the decisions for ``record`` and leaves ``state`` untouched."""
+    return step(copy.deepcopy(state), record)
+
+
+def verify(run_id: str, records: list[Record]) -> int:
+    """Re-decide a recorded run through the core and compare with the recorded decisions.
+
+    Returns:
+        The number of inputs checked.
+
+    Raises:
+        NondeterminismError: at the first input whose decisions differ, naming both.
+    """
+    ordered = logical_order(records)
+    recorded: dict[str, list[Event]] = {}
+    for r in ordered:
+        if r.source.service == "orchestrator":
+            recorded.setdefault(r.causation_id or "", []).append(r.event)  # type: ignore[arg-type]
+    state = RunState(run_id)
+    checked = 0
+    for r in ordered:
+        if r.source.service == "orchestrator":
+            continue
+        produced = [d.event for d in step(state, r)]
+        if produced != recorded.get(r.id, []):
+            names = [type(e).__name__ for e in recorded.get(r.id, [])]
+            raise NondeterminismError(
+                f"run {run_id}: at seq {r.seq} ({r.type}) the log records {names} "
+                f"but the core decides {[type(e).__name__ for e in produced]}"
+            )
+        checked += 1
+    return checked
+
+
+@dataclass
+class _Verdict:
+    kind: str  # "vote" | "answer" | "reject"
+    code: str = ""
+    errors: tuple[str, ...] = ()
+    """Rejection text for each tool call (or one text when there were none)."""
+    target: AgentState | None = None
+    text: str = ""
+
+
+class _Decider:
+    def __init__(self, state: RunState, cause: Record) -> None:
+        self.state = state
+        self.cause = cause
+        self.out: list[Draft] = []
+
+    @property
+    def settings(self):
+        assert self.state.submitted is not None
+        return self.state.submitted.settings
+
+    def emit(self, event: Event) -> None:
+        d = Draft(draft_id(self.state.run_id, self.cause.seq, len(self.out)), event, self.cause.id)
+        self.out.append(d)
+        evolve(
+            self.state,
+            Record(
+                seq=0,
+                id=d.id,
+                run_id=self.state.run_id,
+                ts=self.cause.ts,
+                source=CORE_SOURCE,
+                causation_id=self.cause.id,
+                event=event,
+            ),
+        )
+
+    # ------------------------------------------------------------ inputs
+
+    def react(self, turn: Turn | None) -> None:
+        st, ev = self.state, self.cause.event
+        if st.submitted is None or st.phase == "done":
+            return
+        match ev:
+            case RunSubmitted():
+                if all(a.turns_started == 0 for a in st.agents.values()):
+                    for agent in st.live:
+                        self.start_turn(agent)
+            case TurnResponded() if turn is not None:
+                if turn.kind == "presentation":
+                    if st.phase == "presenting":
+                        self.finish(ev.content.strip() or None)
+                elif st.phase == "coordinating":
+                    self.on_response(st.agents[ev.agent_id], turn, ev)
+            case TurnFailed() if turn is not None:
+                if turn.kind == "presentation":
+                    if st.phase == "presenting":
+                        self.finish(None)
+                else:
+                    self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
+            case TimerFired(name="run_deadline") if st.phase == "coordinating":
+                self.on_deadline()
+            case TimerFired(name="presentation_deadline") if st.phase == "presenting":
+                self.finish(None)
+            case _:
+                pass
+
+    def on_response(self, agent: AgentState, turn: Turn, ev: TurnResponded) -> None:
+        st = self.state
+        verdict = self.validate(agent, ev)
+        if verdict.kind == "vote":
+            assert verdict.target is not None
+            if turn.answers_version != st.version:
+                self.continue_turn(agent, turn, ev, (STALE_VOTE_TEXT,) * len(ev.tool_calls))
+                return
+            self.emit(
+                VoteCast(
+                    voter_id=agent.id,
+                    target_id=verdict.target.id,
+                    target_anon=verdict.target.anon_id,
+                    reason=verdict.text,
+                    version=st.version,
+                    turn_id=turn.id,
+                )
+            )
+            self.check_consensus()
+        elif verdict.kind == "answer":
+            label = f"{agent.anon_id}.{len(agent.answers) + 1}"
+            self.emit(
+                AnswerPosted(
+                    agent_id=agent.id,
+                    anon_id=agent.anon_id,
+                    label=label,
+                    content=verdict.text,
+                    version=st.version + 1,
+                    turn_id=turn.id,
+                )
+            )
+            for other in st.agents.values():
+                if other.vote is not None:
+                    self.emit(VoteInvalidated(voter_id=other.id, target_id=other.vote.target_id, by_label=label))
+            for other in st.live:
+                if other.turn is None:
+                    self.start_turn(other)
+        else:
+            self.emit(
+                TurnRejected(
+                    turn_id=turn.id, agent_id=agent.id, attempt=turn.attempt, code=verdict.code, errors=verdict.errors
+                )
+            )
+            if turn.rejections >= self.settings.max_attempts:
+                self.emit(
+                    TurnFailed(
+                        turn_id=turn.id,
+                        agent_id=agent.id,
+                        attempt=turn.attempt,
+                        failure=Failure(
+                            type="EnforcementExhausted",
+                            message=f"Agent failed to use workflow tools after {turn.rejections} attempts",
+                            details={"last_error": verdict.errors[0] if verdict.errors else ""},
+                        ),
+                    )
+                )
+                self.on_failed_turn(agent, None)
+            else:
+                self.continue_turn(agent, turn, ev, verdict.errors)
+
+    def on_failed_turn(self, agent: AgentState, failure: Failure | None) -> None:
+        st = self.state
+        if agent.consecutive_failures >= self.settings.max_failed_turns:
+            why = f"{failure.type}: {failure.message}" if failure else "could not produce a valid workflow decision"
+            self.emit(
+                AgentDropped(
+                    agent_id=agent.id,
+                    reason=f"{agent.consecutive_failures} failed turns in a row; last: {why}",
+                    failed_turns=agent.consecutive_failures,
+                )
+            )
+            if not st.live:
+                self.emit(RunFailed(reason="all agents failed", failure=failure))
+            else:
+                self.check_consensus()
+        else:
+            self.start_turn(agent)
+
+    def on_deadline(self) -> None:
+        st = self.state
+        tally = self.tally()
+        if tally:
+            winner = tally[0][0]
+        else:
+            winner = next((a for a in st.agents.values() if a.answers), None)
+        if winner is None:
+            self.emit(RunTimedOut())
+        else:
+            self.start_presentation(winner, "timeout")
+
+    # ------------------------------------------------------------ validation (spec §1.4 table)
+
+    def validate(self, agent: AgentState, ev: TurnResponded) -> _Verdict:
+        st = self.state
+        calls = ev.tool_calls
+        if not calls:
+            return _Verdict("reject", "no_workflow_tool", (prompts.ENFORCEMENT_MESSAGE,))
+
+        def reject(code: str, text: str) -> _Verdict:
+            return _Verdict("reject", code, (text,) * len(calls))
+
+        unknown = [c.name for c in calls if c.name not in ("vote", "new_answer")]
+        if unknown:
+            return reject("unknown_tool", f"Unknown tool '{unknown[0]}'. Use the `vote` or `new_answer` tool.")
+        votes = [c for c in calls if c.name == "vote"]
+        answers = [c for c in calls if c.name == "new_answer"]
+        if len(votes) > 1:
+            first = (
+                f"Multiple vote calls not allowed. Made {len(votes)} calls but must make exactly 1. "
+                "Call vote tool once with chosen agent."
+            )
+            rest = "Vote rejected due to multiple votes."
+            return _Verdict("reject", "multiple_votes", tuple(first if i == 0 else rest for i in range(len(calls))))
+        if votes and answers:
+            return reject(
+                "vote_and_answer",
+                "Cannot use both 'vote' and 'new_answer' in same response. Choose one: vote for existing answer "
+                "OR provide new answer.",
+            )
+        if votes:
+            args = _arguments(votes[0])
+            target = args.get("agent_id") if args is not None else None
+            if not isinstance(target, str):
+                return reject(
+                    "bad_arguments",
+                    'Invalid arguments for vote: expected {"agent_id": "agentN", "reason": "..."}, '
+                    f"got {votes[0].arguments[:200]!r}",
+                )
+            valid = [anon for anon, _ in st.current_answers()]
+            if not valid:
+                return reject("vote_no_answers", "Cannot vote when no answers exist. Use new_answer tool.")
+            if target not in valid:
+                return reject("unknown_agent", f"Invalid agent_id '{target}'. Valid agents: {', '.join(valid)}")
+            reason = args.get("reason") if args else ""
+            return _Verdict("vote", target=st.by_anon(target), text=reason if isinstance(reason, str) else "")
+        args = _arguments(answers[0])
+        content = args.get("content") if args is not None else None
+        if not isinstance(content, str) or not content.strip():
+            return reject(
+                "bad_arguments",
+                'Invalid arguments for new_answer: expected {"content": "your answer"}, '
+                f"got {answers[0].arguments[:200]!r}",
+            )
+        limit = self.settings.max_new_answers_per_agent
+        if limit is not None and len(agent.answers) >= limit:
+            return reject(
+                "max_answers",
+                f"You've reached the maximum of {limit} new answer(s). Please vote for the best existing answer "
+                "using the `vote` tool.",
+            )
+        novelty = self.settings.answer_novelty_requirement
+        if novelty in _NOVELTY_LIMIT:
+            for _, existing in st.current_answers():
+                if _jaccard(content, existing) > _NOVELTY_LIMIT[novelty]:
+                    pct = int(_NOVELTY_LIMIT[novelty] * 100)
+                    return reject(
+                        "answer_not_novel",
+                        f"Your answer is too similar to existing answers (>{pct}% overlap). Please provide a "
+                        "meaningfully different solution, or vote for an existing answer.",
+                    )
+        for anon, existing in st.current_answers():
+            if existing.strip() == content.strip():
+                return reject(
+                    "duplicate_answer",
+                    f"Answer already provided by {anon}. Provide different answer or vote for existing one.",
+                )
+        return _Verdict("answer", text=content)
+
+    # ------------------------------------------------------------ turns
+
+    def tools_for(self, agent: AgentState) -> tuple:
+        limit = self.settings.max_new_answers_per_agent
+        tools = []
+        if limit is None or len(agent.answers) < limit:
+            tools.append(prompts.new_answer_tool())
+        valid = [anon for anon, _ in self.state.current_answers()]
+        if valid:
+            tools.append(prompts.vote_tool(valid))
+        return tuple(tools)
+
+    def start_turn(self, agent: AgentState) -> None:
+        st = self.state
+        assert st.submitted is not None
+        s = self.settings
+        self.emit(
+            TurnRequested(
+                turn_id=f"{agent.id}.{agent.turns_started + 1}",
+                agent_id=agent.id,
+                attempt=1,
+                kind="coordination",
+                messages=prompts.coordination_messages(
+                    agent.system_message,
+                    s.voting_sensitivity,
+                    s.answer_novelty_requirement,
+                    st.submitted.question,
+                    st.current_answers(),
+                ),
+                tools=self.tools_for(agent),
+                backend=agent.backend,
+                answers_version=st.version,
+            )
+        )
+
+    def continue_turn(self, agent: AgentState, turn: Turn, ev: TurnResponded, errors: tuple[str, ...]) -> None:
+        """Next attempt of a turn: the model's reply, the tool errors, and any answers it has not seen."""
+        st = self.state
+        msgs = [*turn.messages, Message(role="assistant", content=ev.content, tool_calls=ev.tool_calls)]
+        if ev.tool_calls:
+            msgs += [Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(ev.tool_calls, errors)]
+        else:
+            msgs.append(Message(role="user", content=errors[0]))
+        attempt = turn.attempt + 1
+        if turn.answers_version != st.version:
+            fresh = [
+                (a.anon_id, a.latest.content)
+                for a in st.agents.values()
+                if a.latest is not None and a.latest.version > turn.answers_version
+            ]
+            msgs.append(Message(role="user", content=prompts.update_message(fresh)))
+            self.emit(
+                UpdateDelivered(
+                    agent_id=agent.id,
+                    turn_id=turn.id,
+                    attempt=attempt,
+                    labels=tuple(a.latest.label for a in st.agents.values() if a.latest and a.latest.version > turn.answers_version),
+                    from_version=turn.answers_version,
+                    to_version=st.version,
+                )
+            )
+        self.emit(
+            TurnRequested(
+                turn_id=turn.id,
+                agent_id=agent.id,
+                attempt=attempt,
+                kind="coordination",
+                messages=tuple(msgs),
+                tools=self.tools_for(agent),
+                backend=agent.backend,
+                answers_version=st.version,
+            )
+        )
+
+    # ------------------------------------------------------------ consensus and presentation
+
+    def tally(self) -> list[tuple[AgentState, int]]:
+        """Valid votes of live agents per target, best first; ties by config order (spec §1.9)."""
+        st = self.state
+        counts: dict[str, int] = {}
+        for a in st.live:
+            if a.vote is not None and a.vote.version == st.version:
+                counts[a.vote.target_id] = counts.get(a.vote.target_id, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], st.agents[kv[0]].index))
+        return [(st.agents[aid], n) for aid, n in ranked]
+
+    def check_consensus(self) -> None:
+        st = self.state
+        live = st.live
+        if st.phase != "coordinating" or not live:
+            return
+        if not all(a.vote is not None and a.vote.version == st.version for a in live):
+            return
+        ranked = self.tally()
+        winner, top = ranked[0]
+        self.emit(
+            ConsensusReached(
+                winner_id=winner.id,
+                winner_anon=winner.anon_id,
+                tally={agent.anon_id: n for agent, n in ranked},
+                votes=tuple(
+                    VoteRecord(
+                        voter_id=a.id,
+                        target_id=a.vote.target_id,
+                        target_anon=st.agents[a.vote.target_id].anon_id,
+                        reason=a.vote.reason,
+                    )
+                    for a in live
+                    if a.vote is not None
+                ),
+                tie_broken=sum(1 for _, n in ranked if n == top) > 1,
+            )
+        )
+        self.start_presentation(winner, "consensus", tie_broken=sum(1 for _, n in ranked if n == top) > 1)
+
+    def start_presentation(self, winner: AgentState, reason: str, tie_broken: bool = False) -> None:
+        st = self.state
+        assert st.submitted is not None
+        turn_id = f"{winner.id}.present"
+        reasons = [
+            a.vote.reason
+            for a in st.live
+            if a.vote is not None and a.vote.version == st.version and a.vote.target_id == winner.id
+        ]
+        self.emit(PresentationStarted(presenter_id=winner.id, turn_id=turn_id, reason=reason))  # type: ignore[arg-type]
+        self.emit(
+            TurnRequested(
+                turn_id=turn_id,
+                agent_id=winner.id,
+                attempt=1,
+                kind="presentation",
+                messages=prompts.presentation_messages(
+                    winner.system_message,
+                    st.submitted.question,
+                    reasons,
+                    tie_broken,
+                    st.current_answers(),
+                    winner.anon_id,
+                ),
+                tools=(),
+                backend=winner.backend,
+                answers_version=st.version,
+            )
+        )
+
+    def finish(self, presented: str | None) -> None:
+        """End the run with the presentation, or the presenter's stored answer if there is none."""
+        st = self.state
+        presenter = st.agents[st.presenter] if st.presenter else None
+        stored = presenter.latest.content if presenter and presenter.latest else ""
+        content = presented or stored
+        assert presenter is not None
+        self.emit(
+            PresentationCompleted(presenter_id=presenter.id, content=content, used_stored_answer=presented is None)
+        )
+        if st.timed_out:
+            self.emit(RunTimedOut(winner_id=presenter.id, final_answer=content))
+        else:
+            self.emit(RunCompleted(winner_id=presenter.id, final_answer=content))
+
+
+def _arguments(call: ToolCall) -> dict | None:
+    try:
+        args = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    return args if isinstance(args, dict) else None
+
+
+def _jaccard(a: str, b: str) -> float:
+    wa, wb = set(a.lower().split()), set(b.lower().split())
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0

@@ -1,0 +1,182 @@
+"""MassGen's prompts and workflow-tool schemas (MassGen spec §1.4-§1.6, §1.11), anonymised.
+
+One numbering everywhere: ``agentN`` is the N-th agent in config order, in the answer list, the vote
+enum, update messages and error texts (MassGen numbers these three differently, spec §1.4 (a)-(c)).
+Real agent ids never reach a prompt. No clock: MassGen's timestamp line is left out so that prompts,
+like every decision, are a pure function of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from massgen.events import Message, ToolSpec
+
+ENFORCEMENT_MESSAGE = (
+    "Finish your work above by making a tool call of `vote` or `new_answer`. Make sure you actually call the tool."
+)
+
+_SENSITIVITY = {
+    "lenient": (
+        "Does the best CURRENT ANSWER address the ORIGINAL MESSAGE well? If YES, use the `vote` tool to "
+        "record your vote and skip the `new_answer` tool."
+    ),
+    "balanced": (
+        "Does the best CURRENT ANSWER address the ORIGINAL MESSAGE well? Consider: Is it comprehensive, "
+        "accurate and complete? Could it be meaningfully improved? Only use the `vote` tool if the best "
+        "answer is strong and complete."
+    ),
+    "strict": (
+        "Does the best CURRENT ANSWER address the ORIGINAL MESSAGE exceptionally well? Consider all aspects, "
+        "edge cases and whether it is reference quality. Only use the `vote` tool if the best answer meets "
+        "high standards of excellence."
+    ),
+}
+_NOVELTY = {
+    "lenient": "",
+    "balanced": (
+        "If you provide a new answer, it must be meaningfully different from the existing answers: "
+        "don't just rephrase them."
+    ),
+    "strict": (
+        "If you provide a new answer, it must be SUBSTANTIALLY different from the existing answers. "
+        "If you cannot provide a truly novel solution, vote instead."
+    ),
+}
+
+
+def anon_id(index: int) -> str:
+    """Anonymous id of the agent at 0-based config position ``index``: ``agent1`` ..."""
+    return f"agent{index + 1}"
+
+
+def new_answer_tool() -> ToolSpec:
+    """MassGen's ``new_answer`` tool (spec §1.5)."""
+    return ToolSpec(
+        name="new_answer",
+        description="Submit a new and improved answer",
+        parameters={
+            "type": "object",
+            "properties": {
+                "content": {
+                    "type": "string",
+                    "description": "Your improved answer. If any builtin tools like search or code execution "
+                    "were used, mention how they are used here.",
+                }
+            },
+            "required": ["content"],
+        },
+    )
+
+
+def vote_tool(valid_anon_ids: Sequence[str]) -> ToolSpec:
+    """MassGen's ``vote`` tool (spec §1.5), its enum narrowed to the agents that have answers."""
+    return ToolSpec(
+        name="vote",
+        description="Vote for the best agent to present final answer",
+        parameters={
+            "type": "object",
+            "properties": {
+                "agent_id": {
+                    "type": "string",
+                    "description": "Anonymous agent ID to vote for (e.g., 'agent1', 'agent2')",
+                    "enum": list(valid_anon_ids),
+                },
+                "reason": {"type": "string", "description": "Brief reason why this agent has the best answer"},
+            },
+            "required": ["agent_id", "reason"],
+        },
+    )
+
+
+def _section(tag: str, priority: str, body: str) -> str:
+    return f'<{tag} priority="{priority}">\n{body}\n</{tag}>'
+
+
+def coordination_system(system_message: str, sensitivity: str, novelty: str) -> str:
+    """The coordination system prompt (``SystemPromptBuilder``, spec §1.6, sections 1-2)."""
+    parts = []
+    if system_message.strip():
+        parts.append(_section("agent_identity", "critical", system_message.strip()))
+    body = [
+        "You are evaluating answers from multiple agents for final response to a message. Different agents "
+        "may have different builtin tools and capabilities.",
+        _SENSITIVITY[sensitivity],
+        "Otherwise, digest existing answers, combine their strengths, and do additional work to address their "
+        "weaknesses, then use the `new_answer` tool to record a better answer to the ORIGINAL MESSAGE.",
+    ]
+    if _NOVELTY[novelty]:
+        body.append(_NOVELTY[novelty])
+    body.append("Make sure you actually call `vote` or `new_answer` (in tool call format).")
+    parts.append(_section("massgen_coordination", "critical", "\n".join(body)))
+    return "<system_prompt>\n" + "\n".join(parts) + "\n</system_prompt>"
+
+
+def answers_block(answers: Sequence[tuple[str, str]]) -> str:
+    """``<CURRENT ANSWERS>`` with ``(anon_id, content)`` pairs in config order."""
+    if not answers:
+        inner = "(no answers available yet)"
+    else:
+        inner = "\n".join(f"<{a}> {text} <end of {a}>" for a, text in answers)
+    return f"<CURRENT ANSWERS from the agents>\n{inner}\n<END OF CURRENT ANSWERS>"
+
+
+def coordination_user(question: str, answers: Sequence[tuple[str, str]]) -> str:
+    """The coordination user message (spec §1.6)."""
+    return f"<ORIGINAL MESSAGE> {question} <END OF ORIGINAL MESSAGE>\n{answers_block(answers)}"
+
+
+def coordination_messages(
+    system_message: str, sensitivity: str, novelty: str, question: str, answers: Sequence[tuple[str, str]]
+) -> tuple[Message, ...]:
+    """Attempt-1 messages of a coordination turn."""
+    return (
+        Message(role="system", content=coordination_system(system_message, sensitivity, novelty)),
+        Message(role="user", content=coordination_user(question, answers)),
+    )
+
+
+def update_message(new_answers: Sequence[tuple[str, str]]) -> str:
+    """The mid-turn update (spec §1.6), numbered like everything else."""
+    listed = "\n".join(f"<{a}> {text} <end of {a}>" for a, text in new_answers)
+    return (
+        "UPDATE: While you were working, new answers were provided.\n"
+        f"<NEW ANSWERS>\n{listed}\n</NEW ANSWERS>\n"
+        "You can now: 1. Continue your current approach if you think it's better 2. Build upon or refine the "
+        "new answers 3. Vote for an existing answer if it is the best.\n"
+        "Proceed with your decision (continue working, vote, or provide new_answer)."
+    )
+
+
+def presentation_messages(
+    system_message: str,
+    question: str,
+    votes_for_presenter: Sequence[str],
+    tie_broken: bool,
+    answers: Sequence[tuple[str, str]],
+    presenter_anon: str,
+) -> tuple[Message, ...]:
+    """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only."""
+    system = []
+    if system_message.strip():
+        system.append(_section("agent_identity", "critical", system_message.strip()))
+    system.append(
+        "You have been selected as the winning presenter in a coordination process. Present the best possible "
+        "coordinated answer by combining the strengths from all participants."
+    )
+    if votes_for_presenter:
+        tally = f"You received {len(votes_for_presenter)} vote(s) with feedback: " + "; ".join(votes_for_presenter)
+        if tie_broken:
+            tally += " (tie-broken by registration order)"
+    else:
+        tally = "No votes were cast before the time limit; your answer was selected as the best available."
+    listed = "\n".join(
+        f"<{a}> {text} <end of {a}>" + (" (YOUR ANSWER)" if a == presenter_anon else "") for a, text in answers
+    )
+    user = (
+        f"<ORIGINAL MESSAGE> {question} <END OF ORIGINAL MESSAGE>\n"
+        f"VOTING RESULTS:\n{tally}\n"
+        f"All answers provided during coordination:\n{listed}\n"
+        "Based on the coordination process above, present your final answer:"
+    )
+    return (Message(role="system", content="\n".join(system)), Message(role="user", content=user))

@@ -1,0 +1,221 @@
+"""The orchestrator's thin async shell around the decision core.
+
+On start it reads the whole event log, rebuilds every unfinished run (``logical_order`` + fold),
+decides whatever inputs arrived after its last decision, re-queues turns still outstanding, re-arms
+deadlines, then follows the log. Decisions are appended per input as one atomic batch guarded by the
+run's last orchestrator sequence, so a second orchestrator can never decide for the same run; on a
+conflict (or any append failure) the run is rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from massgen.bus import Draft, EventLog
+from massgen.bus.jetstream import TurnQueue
+from massgen.errors import BusError
+from massgen.events import PresentationStarted, Record, RunSubmitted, Source, TimerFired, TurnRequested
+from massgen_orchestrator.decide import step
+from massgen_orchestrator.state import RunState, evolve, logical_order
+
+log = logging.getLogger("massgen.orchestrator")
+
+
+@dataclass
+class _Run:
+    state: RunState
+    last_orch_seq: int = 0
+    """Stream sequence of the last event on the run's ``orch`` subject (the concurrency guard)."""
+    seen_seq: int = 0
+    """Highest stream sequence already folded (events up to here are skipped when followed)."""
+    submitted_ts: float = 0.0
+    presentation_ts: float | None = None
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+
+
+class OrchestratorService:
+    """Runs the coordination protocol for every run in the log.
+
+    Args:
+        log: the event log (JetStream in production).
+        queue: the agent-turn work queue that ``turn.requested`` decisions are pushed to.
+        instance: this replica's name, recorded as the ``source.instance`` of its events.
+    """
+
+    def __init__(self, log: EventLog, queue: TurnQueue, instance: str | None = None) -> None:
+        self.log = log
+        self.queue = queue
+        self.source = Source(service="orchestrator", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.runs: dict[str, _Run] = {}
+        self._own_ids: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self.ready = asyncio.Event()
+        """Set once every unfinished run has been rebuilt and the service follows the log."""
+
+    async def run(self) -> None:
+        """Rebuild, then follow the log until cancelled."""
+        records = await self.log.read()
+        by_run: dict[str, list[Record]] = {}
+        for r in records:
+            by_run.setdefault(r.run_id, []).append(r)
+        for run_id, recs in by_run.items():
+            await self._rebuild(run_id, recs)
+        log.info("orchestrator ready: %d events read, %d unfinished runs", len(records), len(self.runs))
+        self.ready.set()
+        try:
+            async for record in self.log.follow(after_seq=records[-1].seq if records else 0):
+                await self._handle(record)
+        finally:
+            for run in self.runs.values():
+                for t in run.timers.values():
+                    t.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+
+    # ------------------------------------------------------------ rebuild
+
+    async def _rebuild(self, run_id: str, records: list[Record]) -> None:
+        old = self.runs.pop(run_id, None)
+        if old is not None:
+            for t in old.timers.values():
+                t.cancel()
+        state = RunState(run_id)
+        ordered = logical_order(records)
+        # Fold everything up to the last decision; inputs after it are decided again (they were
+        # either never decided, or decided with no output, which deciding again reproduces).
+        probe = RunState(run_id)
+        for r in ordered:
+            evolve(probe, r)
+        cut = probe.last_decided_seq
+        pending = [r for r in ordered if r.source.service != "orchestrator" and r.seq > cut]
+        pending_ids = {r.id for r in pending}
+        for r in ordered:
+            if r.id not in pending_ids:
+                evolve(state, r)
+        run = _Run(
+            state=state,
+            last_orch_seq=max((r.seq for r in records if r.source.service == "orchestrator"), default=0),
+            seen_seq=max((r.seq for r in records), default=0),
+        )
+        for r in records:
+            if isinstance(r.event, RunSubmitted):
+                run.submitted_ts = r.ts
+            elif isinstance(r.event, PresentationStarted):
+                run.presentation_ts = r.ts
+        if probe.submitted is None or probe.phase == "done":
+            return
+        self.runs[run_id] = run
+        for r in pending:
+            await self._decide(run, r)
+        if run.state.phase == "done":
+            self.runs.pop(run_id, None)
+            return
+        await self._requeue_outstanding(run, records)
+        self._arm_timers(run)
+
+    async def _requeue_outstanding(self, run: _Run, records: list[Record]) -> None:
+        """Push again every turn still waiting for a worker; ``Nats-Msg-Id`` drops the ones already queued."""
+        st = run.state
+        turns = [*(a.turn for a in st.agents.values()), st.presentation_turn]
+        open_turns = {(t.id, t.attempt) for t in turns if t and t.response is None and not t.failed}
+        for r in records:
+            if isinstance(r.event, TurnRequested) and (r.event.turn_id, r.event.attempt) in open_turns:
+                await self.queue.push(r)
+
+    # ------------------------------------------------------------ live
+
+    async def _handle(self, record: Record) -> None:
+        if record.source.service == "orchestrator":
+            if record.id in self._own_ids:
+                self._own_ids.discard(record.id)
+            elif record.run_id in self.runs and record.seq > self.runs[record.run_id].seen_seq:
+                log.warning("run %s: decision %s by another orchestrator; rebuilding", record.run_id, record.id)
+                await self._resync(record.run_id)
+            return
+        run = self.runs.get(record.run_id)
+        if run is None:
+            if not isinstance(record.event, RunSubmitted):
+                return  # an event of a finished (or unknown) run: nothing left to decide
+            run = self.runs[record.run_id] = _Run(state=RunState(record.run_id), submitted_ts=record.ts)
+        if record.seq <= run.seen_seq:
+            return
+        await self._decide(run, record)
+        if run.state.phase == "done":
+            for t in run.timers.values():
+                t.cancel()
+            self.runs.pop(record.run_id, None)
+        else:
+            self._arm_timers(run)
+
+    async def _decide(self, run: _Run, record: Record) -> None:
+        run.seen_seq = max(run.seen_seq, record.seq)
+        drafts = step(run.state, record)
+        if not drafts:
+            return
+        try:
+            seqs = await self.log.append(
+                record.run_id, "orch", drafts, origin=self.source, expect_last_seq=run.last_orch_seq
+            )
+        except BusError as exc:
+            log.warning("run %s: append failed (%s); rebuilding from the log", record.run_id, exc)
+            await self._resync(record.run_id)
+            return
+        run.last_orch_seq = seqs[-1]
+        self._own_ids.update(d.id for d in drafts)
+        now = time.time()
+        for d in drafts:
+            if isinstance(d.event, PresentationStarted):
+                run.presentation_ts = now
+        await self._push_turns(record.run_id, drafts, now)
+
+    async def _push_turns(self, run_id: str, drafts: list[Draft], ts: float) -> None:
+        for d in drafts:
+            if isinstance(d.event, TurnRequested):
+                await self.queue.push(
+                    Record(
+                        seq=0,
+                        id=d.id,
+                        run_id=run_id,
+                        ts=ts,
+                        source=self.source,
+                        causation_id=d.causation_id,
+                        event=d.event,
+                    )
+                )
+
+    async def _resync(self, run_id: str) -> None:
+        await self._rebuild(run_id, await self.log.read(run_id))
+
+    # ------------------------------------------------------------ deadlines
+
+    def _arm_timers(self, run: _Run) -> None:
+        st = run.state
+        assert st.submitted is not None
+        due = {}
+        if st.phase == "coordinating":
+            due["run_deadline"] = run.submitted_ts + st.submitted.settings.orchestrator_timeout_s
+        if st.phase == "presenting":
+            base = run.presentation_ts or time.time()
+            due["presentation_deadline"] = base + st.submitted.settings.presentation_timeout_s
+        loop = asyncio.get_running_loop()
+        for name, at in due.items():
+            if name not in run.timers:
+                delay = max(0.0, at - time.time())
+                run.timers[name] = loop.call_later(delay, self._fire, st.run_id, name)
+
+    def _fire(self, run_id: str, name: str) -> None:
+        task = asyncio.ensure_future(
+            self.log.append(
+                run_id,
+                "timer",
+                [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],  # type: ignore[arg-type]
+                origin=self.source,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,278 @@
+"""A run's state as a fold of its events: ``evolve(state, record)``; no clock, randomness or I/O.
+
+Inputs (from the CLI, workers and timers) are recorded facts; the orchestrator's own events are its
+decisions. Both are folded here, so ``RunState`` after any prefix of the log is what the orchestrator
+knew at that point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from massgen.events import (
+    AgentDropped,
+    AnswerPosted,
+    ConsensusReached,
+    Message,
+    PresentationCompleted,
+    PresentationStarted,
+    Record,
+    RunCompleted,
+    RunFailed,
+    RunSubmitted,
+    RunTimedOut,
+    TimerFired,
+    ToolSpec,
+    TurnFailed,
+    TurnRejected,
+    TurnRequested,
+    TurnResponded,
+    VoteCast,
+    VoteInvalidated,
+)
+
+
+@dataclass
+class Turn:
+    """An agent's active turn: one or more LLM calls (attempts) ending in a vote, an answer or a failure."""
+
+    id: str
+    kind: str
+    attempt: int
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...]
+    answers_version: int
+    rejections: int = 0
+    """Enforcement rejections so far; update deliveries do not count."""
+    response: TurnResponded | None = None
+    failed: bool = False
+
+
+@dataclass
+class Answer:
+    """An accepted answer."""
+
+    agent_id: str
+    anon_id: str
+    label: str
+    content: str
+    version: int
+
+
+@dataclass
+class Vote:
+    """An agent's vote, valid while ``version`` equals the run's answer count."""
+
+    target_id: str
+    reason: str
+    version: int
+
+
+@dataclass
+class AgentState:
+    """One agent as the orchestrator sees it."""
+
+    id: str
+    index: int
+    anon_id: str
+    system_message: str
+    backend: dict
+    answers: list[Answer] = field(default_factory=list)
+    vote: Vote | None = None
+    turn: Turn | None = None
+    turns_started: int = 0
+    consecutive_failures: int = 0
+    dropped: bool = False
+
+    @property
+    def latest(self) -> Answer | None:
+        """The agent's latest accepted answer (the one others see and vote for)."""
+        return self.answers[-1] if self.answers else None
+
+
+@dataclass
+class RunState:
+    """Everything the decision core knows about one run."""
+
+    run_id: str
+    submitted: RunSubmitted | None = None
+    agents: dict[str, AgentState] = field(default_factory=dict)
+    """In config order: the order of anonymous ids and of tie-breaks."""
+    answers: list[Answer] = field(default_factory=list)
+    phase: str = "new"
+    """``new`` -> ``coordinating`` -> ``presenting`` -> ``done``."""
+    timed_out: bool = False
+    presenter: str | None = None
+    presentation_turn: Turn | None = None
+    status: str | None = None
+    """Terminal status once done: ``completed``, ``timed_out`` or ``failed``."""
+    final_answer: str | None = None
+    last_decided_seq: int = 0
+    """Stream sequence of the latest input that produced decisions (for resuming after a crash)."""
+
+    @property
+    def version(self) -> int:
+        """Number of accepted answers: the answer-set version votes are checked against."""
+        return len(self.answers)
+
+    @property
+    def live(self) -> list[AgentState]:
+        """Agents not dropped, in config order."""
+        return [a for a in self.agents.values() if not a.dropped]
+
+    def current_answers(self, version: int | None = None) -> list[tuple[str, str]]:
+        """``(anon_id, content)`` of each agent's latest answer as of ``version`` (default: now)."""
+        v = self.version if version is None else version
+        out = []
+        for a in self.agents.values():
+            seen = [x for x in a.answers if x.version <= v]
+            if seen:
+                out.append((a.anon_id, seen[-1].content))
+        return out
+
+    def by_anon(self, anon: str) -> AgentState | None:
+        """The agent behind an anonymous id."""
+        return next((a for a in self.agents.values() if a.anon_id == anon), None)
+
+
+def evolve(state: RunState, record: Record) -> RunState:
+    """Fold one event into ``state`` (mutated and returned). Unknown and irrelevant events are no-ops."""
+    ev = record.event
+    if record.source.service == "orchestrator" and record.causation_id is not None:
+        state.last_decided_seq = max(state.last_decided_seq, _cause_seq(record.id))
+    match ev:
+        case RunSubmitted():
+            if state.submitted is None:
+                state.submitted = ev
+                state.phase = "coordinating"
+                for i, spec in enumerate(ev.agents):
+                    state.agents[spec.id] = AgentState(
+                        id=spec.id,
+                        index=i,
+                        anon_id=f"agent{i + 1}",
+                        system_message=spec.system_message,
+                        backend=spec.backend,
+                    )
+        case TurnRequested():
+            agent = state.agents[ev.agent_id]
+            turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version)
+            previous = agent.turn if ev.kind == "coordination" else state.presentation_turn
+            if previous is not None and previous.id == ev.turn_id:
+                turn.rejections = previous.rejections
+            else:
+                agent.turns_started += 1
+            if ev.kind == "presentation":
+                state.presentation_turn = turn
+            else:
+                agent.turn = turn
+        case TurnResponded() if (turn := _current(state, ev.agent_id, ev.turn_id, ev.attempt)):
+            turn.response = ev
+        case TurnFailed() if (
+            turn := _current(
+                state, ev.agent_id, ev.turn_id, ev.attempt, responded_ok=record.source.service == "orchestrator"
+            )
+        ):
+            # A worker fails an unanswered attempt; the orchestrator fails a turn after its last rejection.
+            turn.failed = True
+            if turn.kind == "coordination":
+                agent = state.agents[ev.agent_id]
+                agent.consecutive_failures += 1
+                agent.turn = None
+        case TurnRejected():
+            turn = state.agents[ev.agent_id].turn
+            if turn is not None and turn.id == ev.turn_id:
+                turn.rejections += 1
+        case AnswerPosted():
+            agent = state.agents[ev.agent_id]
+            answer = Answer(ev.agent_id, ev.anon_id, ev.label, ev.content, ev.version)
+            agent.answers.append(answer)
+            state.answers.append(answer)
+            _end_turn(agent)
+        case VoteCast():
+            agent = state.agents[ev.voter_id]
+            agent.vote = Vote(ev.target_id, ev.reason, ev.version)
+            _end_turn(agent)
+        case VoteInvalidated():
+            state.agents[ev.voter_id].vote = None
+        case AgentDropped():
+            agent = state.agents[ev.agent_id]
+            agent.dropped = True
+            agent.turn = None
+        case ConsensusReached():
+            state.presenter = ev.winner_id
+        case PresentationStarted():
+            state.phase = "presenting"
+            state.presenter = ev.presenter_id
+            if ev.reason == "timeout":
+                state.timed_out = True
+        case PresentationCompleted():
+            state.final_answer = ev.content
+        case RunCompleted() | RunTimedOut() | RunFailed():
+            state.phase = "done"
+            state.status = {RunCompleted: "completed", RunTimedOut: "timed_out", RunFailed: "failed"}[type(ev)]
+            if not isinstance(ev, RunFailed):
+                state.final_answer = ev.final_answer
+        case TimerFired(name="run_deadline"):
+            state.timed_out = True
+        case _:
+            pass
+    return state
+
+
+def _current(
+    state: RunState, agent_id: str, turn_id: str, attempt: int, *, responded_ok: bool = False
+) -> Turn | None:
+    """The active turn an input refers to, if it is still current and not yet resolved."""
+    agent = state.agents.get(agent_id)
+    if agent is None or state.phase == "done":
+        return None
+    for turn in (agent.turn, state.presentation_turn):
+        if (
+            turn is not None
+            and turn.id == turn_id
+            and turn.attempt == attempt
+            and (turn.response is None or responded_ok)
+            and not turn.failed
+        ):
+            return turn
+    return None
+
+
+def _end_turn(agent: AgentState) -> None:
+    agent.turn = None
+    agent.consecutive_failures = 0
+
+
+def _cause_seq(event_id: str) -> int:
+    # Orchestrator event ids are "<run_id>:o<cause_seq>:<i>" (see decide.draft_id).
+    return int(event_id.rsplit(":", 2)[1][1:])
+
+
+def fold(run_id: str, records: list[Record]) -> RunState:
+    """State after folding ``records`` (already in logical order, see :func:`logical_order`)."""
+    state = RunState(run_id)
+    for r in records:
+        evolve(state, r)
+    return state
+
+
+def logical_order(records: list[Record]) -> list[Record]:
+    """Put each orchestrator decision right after the input that caused it.
+
+    In the stream, a decision lands after any inputs that arrived while it was being made; the
+    orchestrator, though, decided with the state as of its cause. This order reproduces that view,
+    so folding it rebuilds exactly what the orchestrator knew.
+    """
+    by_cause: dict[str, list[Record]] = {}
+    inputs: list[Record] = []
+    known_ids = {r.id for r in records}
+    for r in records:
+        if r.source.service == "orchestrator" and r.causation_id in known_ids:
+            by_cause.setdefault(r.causation_id, []).append(r)
+        else:
+            inputs.append(r)
+    out: list[Record] = []
+    for r in inputs:
+        out.append(r)
+        out.extend(by_cause.get(r.id, ()))
+    return out

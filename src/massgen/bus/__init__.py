@@ -1,0 +1,62 @@
+"""The event-log / bus layer.
+
+:class:`EventLog` is the contract both implementations pass (``tests/test_event_log_contract.py``):
+``JetStreamEventLog`` for every service, ``InMemoryEventLog`` for unit tests only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple, Protocol
+
+from massgen.events import Event, Record, Source
+
+
+class Draft(NamedTuple):
+    """An event about to be appended: its deterministic id (the ``Nats-Msg-Id``) and its cause."""
+
+    id: str
+    event: Event
+    causation_id: str | None = None
+
+
+class EventLog(Protocol):
+    """Append-only, per-run event log."""
+
+    async def append(
+        self,
+        run_id: str,
+        source: str,
+        drafts: Sequence[Draft],
+        *,
+        origin: Source,
+        expect_last_seq: int | None = None,
+    ) -> list[int]:
+        """Append ``drafts`` to subject ``massgen.run.<run_id>.<source>``, all or nothing.
+
+        A draft whose id was already appended is not written again (its first sequence is returned).
+        With ``expect_last_seq``, the append succeeds only if the last event on that subject has that
+        stream sequence (0: none yet).
+
+        Returns:
+            The stream sequence of each draft.
+
+        Raises:
+            ConcurrencyConflict: ``expect_last_seq`` did not match; nothing was written.
+        """
+        ...
+
+    async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
+        """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order."""
+        ...
+
+    def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
+        """Like :meth:`read`, then keeps yielding new events as they are appended (never ends)."""
+        ...
+
+    async def last_seq(self, run_id: str, source: str) -> int:
+        """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
+        ...
+
+
+__all__ = ["Draft", "EventLog"]

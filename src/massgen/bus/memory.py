@@ -1,0 +1,72 @@
+"""In-memory event log, for unit tests only. Trusted because it passes the same contract suite as JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from massgen import subjects
+from massgen.bus import Draft
+from massgen.errors import ConcurrencyConflict
+from massgen.events import Record, Source, decode, encode
+
+
+class InMemoryEventLog:
+    """:class:`massgen.bus.EventLog` kept in a list; events go through the real codec."""
+
+    def __init__(self) -> None:
+        self._records: list[tuple[str, Record]] = []  # (subject, record)
+        self._ids: dict[str, int] = {}
+        self._last_by_subject: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+
+    async def append(
+        self,
+        run_id: str,
+        source: str,
+        drafts: Sequence[Draft],
+        *,
+        origin: Source,
+        expect_last_seq: int | None = None,
+    ) -> list[int]:
+        subject = subjects.run_subject(run_id, source)
+        if expect_last_seq is not None and self._last_by_subject.get(subject, 0) != expect_last_seq:
+            raise ConcurrencyConflict(
+                f"{subject}: expected last sequence {expect_last_seq}, "
+                f"found {self._last_by_subject.get(subject, 0)}"
+            )
+        seqs = []
+        now = time.time()
+        for d in drafts:
+            if d.id in self._ids:
+                seqs.append(self._ids[d.id])
+                continue
+            seq = len(self._records) + 1
+            data = encode(d.event, id=d.id, run_id=run_id, ts=now, source=origin, causation_id=d.causation_id)
+            self._records.append((subject, decode(data, seq)))
+            self._ids[d.id] = seq
+            self._last_by_subject[subject] = seq
+            seqs.append(seq)
+        async with self._changed:
+            self._changed.notify_all()
+        return seqs
+
+    def _select(self, run_id: str | None, after_seq: int) -> list[Record]:
+        return [r for _, r in self._records[after_seq:] if run_id is None or r.run_id == run_id]
+
+    async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
+        return self._select(run_id, after_seq)
+
+    async def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
+        pos = after_seq
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self._records) > pos)
+            batch = self._select(run_id, pos)
+            pos = len(self._records)
+            for r in batch:
+                yield r
+
+    async def last_seq(self, run_id: str, source: str) -> int:
+        return self._last_by_subject.get(subjects.run_subject(run_id, source), 0)

@@ -1,0 +1,243 @@
+"""The ``massgen`` command (Typer + Rich).
+
+Exit codes follow MassGen (spec §6.1): 0 success, 1 config error, 2 execution error (NATS
+unreachable, all agents failed, ...), 3 timeout, 4 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from massgen import config as config_mod
+from massgen.bus import Draft
+from massgen.errors import ConfigError, MassgenError, ReplayError
+from massgen.events import TERMINAL_EVENTS, Source, to_builtins
+from massgen.stack import advertise, open_stack, start_services
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-sourced multi-agent LLM orchestration.")
+out = Console()
+err = Console(stderr=True)
+
+EXIT = {"completed": 0, "failed": 2, "timed_out": 3}
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _replay_module():
+    try:
+        from massgen_replay import read, render, views
+    except ImportError:
+        _fail("the replay tool is not installed; run `make install` (pip install -e tools/replay)", 2)
+    return read, render, views
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(4) from None
+    except ConfigError as exc:
+        _fail(str(exc), 1)
+    except MassgenError as exc:
+        _fail(str(exc), 2)
+
+
+def new_run_id() -> str:
+    """Sortable, subject-safe run id: ``YYYYmmdd-HHMMSS-xxxxxx``."""
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@app.command()
+def submit(
+    question: Annotated[str, typer.Argument(help="The question or task for the agents.")],
+    config: Annotated[str | None, typer.Option("--config", "-c", help="MassGen-shaped YAML config.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the live view.")] = False,
+) -> None:
+    """Run a question through the team: answers, votes, and the winner's final presentation."""
+    try:
+        cfg = config_mod.load_config(config)
+        submitted = config_mod.run_submitted(question, cfg, config)
+    except ConfigError as exc:
+        _fail(str(exc), 1)
+    quiet = as_json or cfg.ui.display_type == "silent"
+    view = _run(_submit(submitted, quiet))
+    _, render, _ = _replay_module()
+    if as_json:
+        print(json.dumps(view.summary(), ensure_ascii=False))
+    else:
+        out.print(render.final(view))
+    if view.status == "failed":
+        err.print(f"[red]run failed:[/red] {view.failure}")
+    elif view.status == "timed_out":
+        err.print("[yellow]run timed out[/yellow]: the best available answer was presented")
+    raise typer.Exit(EXIT.get(view.status, 2))
+
+
+async def _submit(submitted: Any, quiet: bool) -> Any:
+    read, render, views = _replay_module()
+    run_id = new_run_id()
+    async with open_stack(services=True) as stack:
+        if not quiet:
+            where = "embedded stack" if stack.embedded else stack.url
+            err.print(f"run [bold]{run_id}[/bold] on {where}")
+        log = stack.log
+        await log.append(
+            run_id,
+            "client",
+            [Draft(f"{run_id}:submitted", submitted)],
+            origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
+        )
+        view = views.RunView(run_id)
+        with Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null() as live:
+            async for record in log.follow(run_id):
+                view.apply(record)
+                if live is not None:
+                    live.update(render.live(view))
+                if isinstance(record.event, TERMINAL_EVENTS):
+                    break
+        for t in stack.tasks:
+            if t.done() and not t.cancelled() and t.exception():
+                raise MassgenError(f"service {t.get_name()} crashed: {t.exception()}")
+        return view
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="Run id, as printed by submit or listed by `massgen runs`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also re-decide the run through the orchestrator core and compare.")
+    ] = False,
+) -> None:
+    """Rebuild a run from its event log, with zero LLM calls."""
+    read, render, _ = _replay_module()
+
+    async def go() -> Any:
+        async with open_stack(services=False) as stack:
+            return await read.run_records(stack.log, run_id)
+
+    try:
+        records = _run(go())
+    except ReplayError as exc:  # pragma: no cover - _run maps MassgenError already
+        _fail(str(exc), 1)
+    if as_json:
+        for r in records:
+            print(json.dumps(to_builtins(r), ensure_ascii=False))
+    else:
+        render.report(read.project(run_id, records), out)
+    if check:
+        from massgen_orchestrator.decide import verify
+
+        try:
+            n = verify(run_id, records)
+        except MassgenError as exc:
+            _fail(str(exc), 2)
+        err.print(f"decisions reproduced by the orchestrator core for all {n} inputs")
+
+
+@app.command()
+def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False) -> None:
+    """List runs with status, winner and duration."""
+    read, _, _ = _replay_module()
+
+    async def go() -> Any:
+        async with open_stack(services=False) as stack:
+            return await read.all_runs(stack.log)
+
+    all_runs = _run(go())
+    if as_json:
+        for v in all_runs:
+            print(json.dumps({k: v.summary()[k] for k in ("run_id", "status", "winner", "duration_s")} | {"question": v.question}))
+        return
+    table = Table(show_edge=False)
+    for col in ("run", "status", "winner", "seconds", "question"):
+        table.add_column(col)
+    for v in all_runs:
+        table.add_row(v.run_id, v.status, v.winner or "-", f"{v.duration_s or 0:.1f}", v.question[:60])
+    out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker")],
+    nats_url: Annotated[
+        str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="agent-worker: turns handled at once.")] = 4,
+    ack_wait: Annotated[float, typer.Option(help="agent-worker: seconds before an unacked turn is redelivered.")] = 30.0,
+) -> None:
+    """Run one service against a NATS server until interrupted."""
+    if service not in ("orchestrator", "agent-worker"):
+        _fail(f"unknown service {service!r}; choose orchestrator or agent-worker", 1)
+    if not nats_url:
+        _fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def go() -> None:
+        from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+
+        nc = await connect(nats_url, f"massgen-{service}")
+        await ensure_streams(nc.jetstream())
+        if service == "orchestrator":
+            from massgen_orchestrator.service import OrchestratorService
+
+            await OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc)).run()
+        else:
+            from massgen_agent_worker.worker import AgentWorker
+
+            await AgentWorker(nc, concurrency=concurrency, ack_wait_s=ack_wait).run()
+
+    _run(go())
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack (nats-server, orchestrator, agent worker) in the foreground."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def go() -> None:
+        if os.environ.get("MASSGEN_NATS_URL"):
+            raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
+        async with open_stack(services=False, name="massgen-up") as stack:
+            stack.tasks = start_services(stack.nc)
+            path = advertise(stack.url)
+            err.print(f"embedded stack on {stack.url} (advertised in {path}); Ctrl-C to stop")
+            try:
+                await asyncio.gather(*stack.tasks)
+            finally:
+                path.unlink(missing_ok=True)
+
+    _run(go())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    app()
+
+
+__all__ = ["app", "main", "new_run_id"]

@@ -1,0 +1,243 @@
+"""MassGen-shaped YAML configuration (MassGen spec §5.2), validated strictly.
+
+Accepted shape::
+
+    agents:                      # or `agent:` with a single entry
+      - id: researcher
+        backend: {type: chatcompletion, model: gpt-4o-mini, base_url: ..., api_key_env: OPENAI_API_KEY}
+        system_message: "..."
+    orchestrator: {max_new_answers_per_agent: 2, voting_sensitivity: lenient, ...}
+    timeout_settings: {orchestrator_timeout_seconds: 1800}
+    ui: {display_type: rich_terminal}
+
+Every struct forbids unknown fields, so a typo fails with the key's path. Secrets never enter the
+event log (DESIGN principle 7): ``api_key`` may only reference an environment variable (``${NAME}``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from massgen.errors import ConfigError
+from massgen.events import AgentSpec, RunSettings, RunSubmitted
+
+BackendType = Literal["chatcompletion", "local"]
+Sensitivity = Literal["lenient", "balanced", "strict"]
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class BackendConfig(_Strict):
+    """An agent's ``backend`` block.
+
+    ``chatcompletion`` reaches any OpenAI-compatible endpoint through the ``openai`` SDK; ``local`` is
+    the embedded llama.cpp server with a GGUF model installed from PyPI (see ``massgen_agent_worker.local_llm``).
+    """
+
+    type: BackendType
+    model: str | None = None
+    base_url: str | None = None
+    """Endpoint; default ``https://api.openai.com/v1`` for chatcompletion, the embedded server for local."""
+    api_key: str | None = None
+    """Only ``${ENV_VAR}`` is accepted; it is stored as ``api_key_env``."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the key (default ``OPENAI_API_KEY`` for chatcompletion)."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    tool_mode: Literal["native", "json_schema"] | None = None
+    """How workflow decisions are taken: native tool calls (default for chatcompletion) or
+    JSON-schema-constrained output (default for local, whose small models emit no tool calls)."""
+    request_timeout_seconds: float = 600.0
+
+
+class AgentConfig(_Strict):
+    """One entry of ``agents:``."""
+
+    id: str
+    backend: BackendConfig
+    system_message: str = ""
+
+
+class OrchestratorConfig(_Strict):
+    """The ``orchestrator:`` block (MassGen spec §5.2, protocol subset)."""
+
+    max_new_answers_per_agent: int | None = None
+    voting_sensitivity: Sensitivity = "lenient"
+    answer_novelty_requirement: Sensitivity = "lenient"
+    max_failed_turns: int = 3
+    """Consecutive failed turns before an agent is dropped (not in MassGen, which retries forever)."""
+
+
+class TimeoutSettings(_Strict):
+    """The ``timeout_settings:`` block."""
+
+    orchestrator_timeout_seconds: float = 1800.0
+    presentation_timeout_seconds: float = 300.0
+
+
+class UiConfig(_Strict):
+    """The ``ui:`` block. Accepted for MassGen compatibility; ``silent`` turns off the live view."""
+
+    display_type: Literal["rich_terminal", "simple", "silent"] = "rich_terminal"
+    logging_enabled: bool = True
+
+
+class Config(_Strict):
+    """A whole config file."""
+
+    agents: tuple[AgentConfig, ...] = ()
+    agent: AgentConfig | None = None
+    orchestrator: OrchestratorConfig = OrchestratorConfig()
+    timeout_settings: TimeoutSettings = TimeoutSettings()
+    ui: UiConfig = UiConfig()
+
+    @property
+    def team(self) -> tuple[AgentConfig, ...]:
+        """The agents in config order (the order that anonymous ids and tie-breaks follow)."""
+        return self.agents or ((self.agent,) if self.agent else ())
+
+
+DEFAULT_CONFIG_YAML = """\
+# The embedded default: three agents on the local SmolLM2-135M model (no API key needed).
+agents:
+  - id: concise
+    backend: {type: local, temperature: 0.2, seed: 1, max_tokens: 256}
+    system_message: "You answer in one or two short, precise sentences."
+  - id: explainer
+    backend: {type: local, temperature: 0.5, seed: 2, max_tokens: 256}
+    system_message: "You give a correct answer with a short explanation."
+  - id: checker
+    backend: {type: local, temperature: 0.8, seed: 3, max_tokens: 256}
+    system_message: "You double-check facts and state the answer plainly."
+orchestrator:
+  # One answer each, then the agents must vote: keeps a small model's round short.
+  max_new_answers_per_agent: 1
+timeout_settings:
+  orchestrator_timeout_seconds: 300
+  presentation_timeout_seconds: 120
+"""
+
+
+def _path_of(message: str) -> tuple[str, str]:
+    """Turn msgspec's "... - at `$.agents[0].backend`" into ("agents[0].backend", "...")."""
+    m = re.search(r"^(.*?)(?: - at `\$(.*)`)?$", message)
+    assert m is not None
+    return (m.group(2) or "").lstrip("."), m.group(1)
+
+
+def parse_config(data: Any, origin: str = "<config>") -> Config:
+    """Validate already-parsed YAML/JSON data.
+
+    Raises:
+        ConfigError: the message names the key (as a path like ``agents[1].backend.model``) and the fix.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping with an `agents:` list")
+    try:
+        cfg = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        where, what = _path_of(str(exc))
+        unknown = re.match(r"Object contains unknown field `(.+)`", what)
+        if unknown:
+            key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            raise ConfigError(f"{origin}: unknown key `{key}`; check its spelling or remove it") from None
+        raise ConfigError(f"{origin}: bad value at `{where or '(top level)'}`: {what}") from None
+    return _check(cfg, origin)
+
+
+def _check(cfg: Config, origin: str) -> Config:
+    if cfg.agents and cfg.agent:
+        raise ConfigError(f"{origin}: give either `agents:` (a list) or `agent:` (one), not both")
+    if not cfg.team:
+        raise ConfigError(f"{origin}: no agents; add an `agents:` list with at least one entry")
+    seen: set[str] = set()
+    fixed = []
+    for i, agent in enumerate(cfg.team):
+        where = f"agents[{i}]"
+        if not agent.id.strip():
+            raise ConfigError(f"{origin}: `{where}.id` is empty; give every agent a unique id")
+        if agent.id in seen:
+            raise ConfigError(f"{origin}: duplicate agent id `{agent.id}` at `{where}.id`; ids must be unique")
+        seen.add(agent.id)
+        fixed.append(msgspec.structs.replace(agent, backend=_check_backend(agent.backend, f"{where}.backend", origin)))
+    o = cfg.orchestrator
+    if o.max_new_answers_per_agent is not None and o.max_new_answers_per_agent < 1:
+        raise ConfigError(f"{origin}: `orchestrator.max_new_answers_per_agent` must be >= 1 or null")
+    if o.max_failed_turns < 1:
+        raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
+    t = cfg.timeout_settings
+    for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
+        if getattr(t, key) <= 0:
+            raise ConfigError(f"{origin}: `timeout_settings.{key}` must be a positive number of seconds")
+    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None)
+
+
+def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    if b.api_key is not None:
+        ref = _ENV_REF.match(b.api_key)
+        if not ref:
+            raise ConfigError(
+                f"{origin}: `{where}.api_key` holds a literal key, which would be written to the event log; "
+                "put the key in an environment variable and write `api_key: ${NAME}` or `api_key_env: NAME`"
+            )
+        b = msgspec.structs.replace(b, api_key=None, api_key_env=ref.group(1))
+    if b.type == "chatcompletion" and not b.model:
+        raise ConfigError(f"{origin}: `{where}.model` is required for backend type chatcompletion")
+    if b.temperature is not None and not 0 <= b.temperature <= 2:
+        raise ConfigError(f"{origin}: `{where}.temperature` must be between 0 and 2")
+    if b.max_tokens is not None and b.max_tokens < 1:
+        raise ConfigError(f"{origin}: `{where}.max_tokens` must be >= 1")
+    return b
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a config file, or the embedded default (three local agents) when ``path`` is None.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, or invalid content.
+    """
+    if path is None:
+        return parse_config(yaml.safe_load(DEFAULT_CONFIG_YAML), "<default config>")
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, str(p))
+
+
+def run_submitted(question: str, cfg: Config, config_path: str | None = None) -> RunSubmitted:
+    """Build the ``run.submitted`` event for a question and a validated config."""
+    if not question.strip():
+        raise ConfigError("the question is empty; pass the question to answer as the first argument")
+    t = cfg.timeout_settings
+    o = cfg.orchestrator
+    return RunSubmitted(
+        question=question,
+        agents=tuple(
+            AgentSpec(id=a.id, backend=msgspec.to_builtins(a.backend), system_message=a.system_message)
+            for a in cfg.team
+        ),
+        settings=RunSettings(
+            max_new_answers_per_agent=o.max_new_answers_per_agent,
+            voting_sensitivity=o.voting_sensitivity,
+            answer_novelty_requirement=o.answer_novelty_requirement,
+            max_failed_turns=o.max_failed_turns,
+            orchestrator_timeout_s=t.orchestrator_timeout_seconds,
+            presentation_timeout_s=t.presentation_timeout_seconds,
+        ),
+        config_path=config_path,
+    )

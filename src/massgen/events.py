@@ -1,0 +1,483 @@
+"""The event schema: every state change of a run is one of these events.
+
+Wire format (JSON): an :class:`Envelope` whose ``data`` holds one event, tagged by ``type``::
+
+    {"id": "o:t:r1:a:0:0", "run_id": "r1", "type": "vote.cast", "ts": 1732350000.12,
+     "source": {"service": "orchestrator", "instance": "host-1234"}, "causation_id": "...", "v": 1,
+     "data": {"type": "vote.cast", "voter_id": "a", ...}}
+
+Rules (msgspec schema evolution, code-style anchors items 7-10):
+
+- every event has an explicit string tag that never changes when the class is renamed;
+- new fields only with defaults, never a changed type; a breaking change is a new tag;
+- no ``forbid_unknown_fields`` here, so an older reader skips fields it does not know, and
+  :func:`decode` turns an unknown tag into :class:`UnknownEvent` instead of failing.
+
+``Envelope.id`` is also the ``Nats-Msg-Id`` of the publish, derived from the event's cause, so a
+retried or redelivered handler never writes an event twice (DESIGN principle 3).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import msgspec
+
+from massgen.errors import EventDecodeError
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSIONS = {1: "initial schema: run, turn, answer, vote, presentation and usage events"}
+assert SCHEMA_VERSION in SCHEMA_VERSIONS, "every schema version needs a summary line"
+
+
+# ---------------------------------------------------------------- shared value types
+
+
+class Source(msgspec.Struct, frozen=True, kw_only=True):
+    """Who published an event."""
+
+    service: str
+    """``cli``, ``orchestrator``, ``agent_worker`` ..."""
+    instance: str
+    """Process instance id (host and pid), to tell replicas apart."""
+
+
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """An error as data (DESIGN principle 6): never a pickled exception."""
+
+    type: str
+    """Error class name, e.g. ``ProviderHTTPError`` or ``EnforcementExhausted``."""
+    message: str
+    retryable: bool = False
+    details: dict[str, Any] = {}
+    cause: Failure | None = None
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call made by a model, in the neutral (OpenAI-like) shape."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as the model wrote them: a JSON string, possibly invalid."""
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One chat message in the neutral shape every provider adapter translates."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    """For ``role == "tool"``: the call this message answers."""
+
+
+class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A function tool offered to a model (JSON-schema ``parameters``)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token usage of one LLM call (OTel ``gen_ai.usage.*``)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent of a run, as submitted (secrets already replaced by env-var references)."""
+
+    id: str
+    backend: dict[str, Any]
+    """The ``backend`` block of the config, validated; ``api_key`` never appears, only ``api_key_env``."""
+    system_message: str = ""
+
+
+class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Protocol settings of a run (MassGen spec §1.10, §5.2)."""
+
+    max_new_answers_per_agent: int | None = None
+    voting_sensitivity: Literal["lenient", "balanced", "strict"] = "lenient"
+    answer_novelty_requirement: Literal["lenient", "balanced", "strict"] = "lenient"
+    max_attempts: int = 3
+    """LLM calls per turn before the turn fails (MassGen hard-codes 3, spec §1.4)."""
+    max_failed_turns: int = 3
+    """Consecutive failed turns after which an agent is dropped (MassGen #654 retries forever)."""
+    orchestrator_timeout_s: float = 1800.0
+    presentation_timeout_s: float = 300.0
+    """Grace for the final presentation before the stored answer is used instead."""
+
+
+class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid vote as counted at consensus."""
+
+    voter_id: str
+    target_id: str
+    target_anon: str
+    reason: str
+
+
+# ---------------------------------------------------------------- events
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event; concrete classes set an explicit ``tag``."""
+
+
+class RunSubmitted(Event, tag="run.submitted"):
+    """A user submitted a question to a team of agents."""
+
+    question: str
+    agents: tuple[AgentSpec, ...]
+    settings: RunSettings
+    config_path: str | None = None
+
+
+class TurnRequested(Event, tag="turn.requested"):
+    """The orchestrator asks an agent for one LLM call (attempt) of a turn; also the work-queue item."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    """1-based LLM call number within the turn."""
+    kind: Literal["coordination", "presentation"]
+    messages: tuple[Message, ...]
+    """Exactly what the model is sent, anonymised (real agent ids never appear)."""
+    tools: tuple[ToolSpec, ...]
+    backend: dict[str, Any]
+    answers_version: int
+    """How many answers had been accepted when these messages were built: what the agent has seen."""
+
+
+class TurnStarted(Event, tag="turn.started"):
+    """A worker picked up a turn attempt."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    worker: str
+    delivery: int = 1
+    """JetStream delivery count: above 1 after a worker died mid-turn."""
+
+
+class TextDelta(Event, tag="text.delta"):
+    """Coalesced streamed text of an attempt, so a replay can show it as it streamed."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    seq: int
+    text: str
+    delivery: int = 1
+
+
+class UsageRecorded(Event, tag="usage.recorded"):
+    """Tokens and time of one LLM call."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    model: str
+    usage: Usage
+    duration_s: float
+    time_to_first_token_s: float | None = None
+
+
+class TurnResponded(Event, tag="turn.responded"):
+    """What the model returned for an attempt: its text and tool calls (the workflow decision)."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+
+
+class TurnFailed(Event, tag="turn.failed"):
+    """An attempt failed (provider error) or a turn ran out of enforcement attempts."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    failure: Failure
+
+
+class TurnRejected(Event, tag="turn.rejected"):
+    """The orchestrator rejected a response (spec §1.4 table); ``errors`` go back to the model."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    code: str
+    """``no_workflow_tool``, ``multiple_votes``, ``vote_and_answer``, ``vote_no_answers``, ``unknown_agent``,
+    ``max_answers``, ``duplicate_answer``, ``answer_not_novel``, ``bad_arguments``, ``unknown_tool``."""
+    errors: tuple[str, ...]
+
+
+class AnswerPosted(Event, tag="answer.posted"):
+    """An accepted ``new_answer``. Invalidates every vote (spec §1.3)."""
+
+    agent_id: str
+    anon_id: str
+    label: str
+    """``agentN.k``: the k-th answer of anonymous agent N (spec §6.4)."""
+    content: str
+    version: int
+    """Number of accepted answers in the run after this one."""
+    turn_id: str
+
+
+class VoteCast(Event, tag="vote.cast"):
+    """An accepted ``vote``, valid against answer-set ``version``."""
+
+    voter_id: str
+    target_id: str
+    target_anon: str
+    reason: str
+    version: int
+    turn_id: str
+
+
+class VoteInvalidated(Event, tag="vote.invalidated"):
+    """A vote no longer counts because a new answer arrived."""
+
+    voter_id: str
+    target_id: str
+    by_label: str
+
+
+class UpdateDelivered(Event, tag="update.delivered"):
+    """New answers that arrived mid-turn are in the next attempt's messages (fixes spec §1.4 defect)."""
+
+    agent_id: str
+    turn_id: str
+    attempt: int
+    labels: tuple[str, ...]
+    from_version: int
+    to_version: int
+
+
+class AgentDropped(Event, tag="agent.dropped"):
+    """An agent failed too many turns in a row and leaves the run (fixes MassGen #654)."""
+
+    agent_id: str
+    reason: str
+    failed_turns: int
+
+
+class ConsensusReached(Event, tag="consensus.reached"):
+    """Every live agent holds a valid vote; the plurality winner presents (spec §1.9)."""
+
+    winner_id: str
+    winner_anon: str
+    tally: dict[str, int]
+    """Anonymous id -> votes."""
+    votes: tuple[VoteRecord, ...]
+    tie_broken: bool = False
+
+
+class PresentationStarted(Event, tag="presentation.started"):
+    """The winner was asked for the final presentation (spec §1.11)."""
+
+    presenter_id: str
+    turn_id: str
+    reason: Literal["consensus", "timeout"]
+
+
+class PresentationCompleted(Event, tag="presentation.completed"):
+    """The final answer; the stored answer when the presentation failed or came back empty."""
+
+    presenter_id: str
+    content: str
+    used_stored_answer: bool = False
+
+
+class RunCompleted(Event, tag="run.completed"):
+    """The run ended with a final answer after consensus."""
+
+    winner_id: str
+    final_answer: str
+
+
+class RunTimedOut(Event, tag="run.timed_out"):
+    """The orchestrator timeout expired; the best available answer (if any) was presented."""
+
+    winner_id: str | None = None
+    final_answer: str | None = None
+
+
+class RunFailed(Event, tag="run.failed"):
+    """The run ended without an answer."""
+
+    reason: str
+    failure: Failure | None = None
+
+
+class TimerFired(Event, tag="timer.fired"):
+    """A deadline passed. Time enters the decision core only through this event."""
+
+    name: Literal["run_deadline", "presentation_deadline"]
+
+
+EventType = (
+    RunSubmitted
+    | TurnRequested
+    | TurnStarted
+    | TextDelta
+    | UsageRecorded
+    | TurnResponded
+    | TurnFailed
+    | TurnRejected
+    | AnswerPosted
+    | VoteCast
+    | VoteInvalidated
+    | UpdateDelivered
+    | AgentDropped
+    | ConsensusReached
+    | PresentationStarted
+    | PresentationCompleted
+    | RunCompleted
+    | RunTimedOut
+    | RunFailed
+    | TimerFired
+)
+EVENT_CLASSES: tuple[type[Event], ...] = EventType.__args__  # type: ignore[attr-defined]
+TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)
+
+
+class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event whose tag this reader does not know (written by a newer version); kept, not fatal."""
+
+    type: str
+    data: dict[str, Any]
+
+
+# ---------------------------------------------------------------- envelope and codec
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What is stored on the bus: metadata plus one event in ``data``."""
+
+    id: str
+    """Deterministic, derived from the cause; also the ``Nats-Msg-Id``."""
+    run_id: str
+    type: str
+    """The event's tag, repeated here so list/filter tools need not decode ``data``."""
+    ts: float
+    """Unix time in seconds when the publishing shell built the event."""
+    source: Source
+    causation_id: str | None = None
+    """Id of the event that caused this one."""
+    v: int = SCHEMA_VERSION
+    data: msgspec.Raw
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded event as read from the log, with its stream sequence (0 when not stored yet)."""
+
+    seq: int
+    id: str
+    run_id: str
+    ts: float
+    source: Source
+    causation_id: str | None
+    event: Event | UnknownEvent
+
+    @property
+    def type(self) -> str:
+        """The event tag."""
+        return self.event.type if isinstance(self.event, UnknownEvent) else tag_of(self.event)
+
+
+_TAGS: dict[type[Event], str] = {cls: cls.__struct_config__.tag for cls in EVENT_CLASSES}
+_BY_TAG: dict[str, type[Event]] = {tag: cls for cls, tag in _TAGS.items()}
+assert len(_BY_TAG) == len(EVENT_CLASSES), "event tags must be unique"
+_ENCODER = msgspec.json.Encoder()
+_ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
+_EVENT_DECODERS = {tag: msgspec.json.Decoder(cls) for tag, cls in _BY_TAG.items()}
+
+
+def tag_of(event: Event) -> str:
+    """The wire tag of an event instance, e.g. ``"vote.cast"``."""
+    return _TAGS[type(event)]
+
+
+def encode(
+    event: Event, *, id: str, run_id: str, ts: float, source: Source, causation_id: str | None = None
+) -> bytes:
+    """Serialise ``event`` in an envelope to JSON bytes."""
+    env = Envelope(
+        id=id,
+        run_id=run_id,
+        type=tag_of(event),
+        ts=ts,
+        source=source,
+        causation_id=causation_id,
+        data=msgspec.Raw(_ENCODER.encode(event)),
+    )
+    return _ENCODER.encode(env)
+
+
+def decode(data: bytes, seq: int = 0) -> Record:
+    """Parse envelope bytes into a :class:`Record`.
+
+    Unknown tags become :class:`UnknownEvent`; unknown fields are ignored (tolerant reader).
+
+    Raises:
+        EventDecodeError: the bytes are not an envelope, or a known event has invalid fields.
+    """
+    try:
+        env = _ENVELOPE_DECODER.decode(data)
+        decoder = _EVENT_DECODERS.get(env.type)
+        event: Event | UnknownEvent
+        if decoder is None:
+            event = UnknownEvent(type=env.type, data=msgspec.json.decode(env.data))
+        else:
+            event = decoder.decode(env.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        preview = bytes(data[:120]).decode("utf-8", "replace")
+        raise EventDecodeError(f"malformed event at seq {seq}: {exc} (message starts {preview!r})") from exc
+    return Record(
+        seq=seq,
+        id=env.id,
+        run_id=env.run_id,
+        ts=env.ts,
+        source=env.source,
+        causation_id=env.causation_id,
+        event=event,
+    )
+
+
+def to_builtins(record: Record) -> dict[str, Any]:
+    """A record as plain JSON-ready data (used by ``--json`` outputs)."""
+    out = msgspec.to_builtins(record)
+    out["type"] = record.type
+    return out
+
+
+def json_schema() -> str:
+    """JSON Schema (2020-12) of the envelope and every event, as stable, pretty JSON text."""
+    (env_schema, *event_schemas), components = msgspec.json.schema_components(
+        (Envelope, *EVENT_CLASSES), ref_template="#/$defs/{name}"
+    )
+    doc = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "massgen-es events",
+        "description": f"Envelope and events, schema version {SCHEMA_VERSION}. Generated by `make schema`.",
+        "x-schema-version": SCHEMA_VERSION,
+        "x-event-types": {tag: cls.__name__ for tag, cls in sorted(_BY_TAG.items())},
+        "$defs": components,
+        **env_schema,
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m massgen.events > schemas/events.schema.json
+    print(json_schema(), end="")

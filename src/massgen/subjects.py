@@ -1,0 +1,63 @@
+"""Every JetStream stream, subject and consumer name, built here and nowhere else.
+
+Layout (DESIGN principle 4: events through the event stream, work through work queues):
+
+- stream ``MASSGEN_EVENTS`` (file storage, limits retention, deny delete and purge, atomic batches):
+  ``massgen.run.<run_id>.<source>`` where ``source`` is who may write there:
+    - ``client``: the CLI (``run.submitted``);
+    - ``orch``: the orchestrator's decisions, appended in atomic batches guarded by
+      ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
+    - ``agent``: agent workers (turn started, text deltas, usage, responses, failures);
+    - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events).
+- stream ``MASSGEN_TURNS`` (work-queue retention): ``massgen.turns.<run_id>``; one durable pull
+  consumer ``agent-workers`` shared by every worker replica.
+"""
+
+from __future__ import annotations
+
+import re
+
+EVENTS_STREAM = "MASSGEN_EVENTS"
+TURNS_STREAM = "MASSGEN_TURNS"
+WORKER_CONSUMER = "agent-workers"
+
+EVENTS_WILDCARD = "massgen.run.>"
+TURNS_WILDCARD = "massgen.turns.>"
+
+SOURCES = ("client", "orch", "agent", "timer")
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _check_token(kind: str, value: str) -> str:
+    # A dot or wildcard in a token would silently widen a subscription to other runs.
+    if not _TOKEN.match(value):
+        raise ValueError(f"invalid {kind} {value!r}: use 1-128 letters, digits, '_' or '-'")
+    return value
+
+
+def run_subject(run_id: str, source: str) -> str:
+    """Subject of one run's events written by ``source`` (one of ``SOURCES``)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown event source {source!r}; expected one of {SOURCES}")
+    return f"massgen.run.{_check_token('run id', run_id)}.{source}"
+
+
+def run_filter(run_id: str) -> str:
+    """Filter subject matching every event of one run."""
+    return f"massgen.run.{_check_token('run id', run_id)}.>"
+
+
+def turn_subject(run_id: str) -> str:
+    """Work-queue subject for the agent turns of one run."""
+    return f"massgen.turns.{_check_token('run id', run_id)}"
+
+
+def run_id_of(subject: str) -> str:
+    """Run id from a ``massgen.run.<run_id>.<source>`` or ``massgen.turns.<run_id>`` subject."""
+    return subject.split(".")[2]
+
+
+def source_of(subject: str) -> str:
+    """Source token of a ``massgen.run.<run_id>.<source>`` subject."""
+    return subject.split(".")[3]

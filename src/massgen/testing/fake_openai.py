@@ -1,0 +1,300 @@
+"""Wire-level fake of the OpenAI Chat Completions HTTP API for tests.
+
+The real ``openai`` SDK (sync or async) talks to it over loopback HTTP, so tests
+exercise the same request/stream parsing code paths as production. Stdlib only.
+
+Example:
+    with FakeOpenAI() as fake:
+        fake.script("gpt-test", Reply(text="hello"))
+        client = openai.OpenAI(base_url=fake.base_url, api_key="x")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted completion.
+
+    Attributes:
+        text: Assistant content.
+        tool_calls: ``(function name, arguments)`` pairs; arguments are a dict or a raw JSON string.
+        delay_s: Sleep before the first byte (only the handling thread sleeps).
+        chunk_delay_s: Sleep between streamed chunks.
+        status: Non-200 sends an OpenAI-shaped error body with this status.
+        error_message: Message of that error.
+        prompt_tokens: Defaults to the word count over all request message contents.
+        completion_tokens: Defaults to words in ``text`` + tool-call argument chars // 4.
+    """
+
+    text: str = ""
+    tool_calls: tuple[tuple[str, dict | str], ...] = ()
+    delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    status: int = 200
+    error_message: str = "scripted failure"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Handler = Callable[[dict], Reply]
+
+_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def _error_body(status: int, message: str) -> dict:
+    return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"), "code": status}}
+
+
+def _content_words(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):  # multi-part content: count text parts only
+        return sum(len(p.get("text", "").split()) for p in content if isinstance(p, dict))
+    return 0
+
+
+def _pieces(s: str, size: int) -> list[str]:
+    return [s[i : i + size] for i in range(0, len(s), size)] or [""]
+
+
+class FakeOpenAI:
+    """Scriptable fake OpenAI server bound to ``127.0.0.1`` on a free port.
+
+    Replies are queued per model (FIFO); a per-model default handler is used when the
+    queue is empty. Every request body is recorded before the reply is produced.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queues: dict[str, deque[Reply | Handler]] = defaultdict(deque)
+        self._defaults: dict[str, Handler] = {}
+        self._requests: list[dict] = []
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> "FakeOpenAI":
+        """Bind a free loopback port and serve in a daemon thread. Returns self."""
+        fake = self
+
+        class _Handler(_RequestHandler):
+            owner = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True  # a sleeping scripted reply must not block stop()
+        # Short poll interval keeps stop() fast (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """Base URL for ``openai.OpenAI(base_url=...)``, e.g. ``http://127.0.0.1:PORT/v1``."""
+        if self._server is None:
+            raise RuntimeError("FakeOpenAI is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    # -- scripting -------------------------------------------------------------------
+    def script(self, model: str, *replies: Reply | Handler) -> None:
+        """Append replies (or handlers returning a Reply) to ``model``'s FIFO queue."""
+        with self._lock:
+            self._queues[model].extend(replies)
+
+    def default(self, model: str, handler: Handler) -> None:
+        """Use ``handler`` for ``model`` whenever its queue is empty (never consumed)."""
+        with self._lock:
+            self._defaults[model] = handler
+
+    def requests(self, model: str | None = None) -> list[dict]:
+        """Return request bodies received so far (optionally only for ``model``), in arrival order."""
+        with self._lock:
+            return [r for r in self._requests if model is None or r.get("model") == model]
+
+    def wait_for_requests(self, model: str, n: int, timeout_s: float = 10.0) -> list[dict]:
+        """Block until at least ``n`` requests for ``model`` arrived.
+
+        Raises:
+            TimeoutError: If fewer than ``n`` arrived within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._arrived:
+            while True:
+                got = [r for r in self._requests if r.get("model") == model]
+                remaining = deadline - time.monotonic()
+                if len(got) >= n or remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+        if len(got) < n:
+            raise TimeoutError(f"expected {n} requests for model {model!r}, got {len(got)} in {timeout_s}s")
+        return got
+
+    # -- internals used by the request handler ------------------------------------------
+    def _record_and_pick(self, body: dict) -> Reply | Handler | None:
+        model = body.get("model")
+        with self._arrived:
+            self._requests.append(body)
+            self._arrived.notify_all()
+            queue = self._queues.get(model)
+            if queue:
+                return queue.popleft()
+            return self._defaults.get(model)
+
+    def _model_names(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._queues) | set(self._defaults))
+
+    def _next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    # HTTP/1.0 closes the connection after each response, which marks the end of an SSE stream.
+    protocol_version = "HTTP/1.0"
+    owner: FakeOpenAI
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _send_json(self, status: int, obj: dict) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            names = self.owner._model_names()
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
+            self._send_json(200, {"object": "list", "data": data})
+        else:
+            self._send_json(404, _error_body(404, f"unknown path {self.path}"))
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
+            self._send_json(404, _error_body(404, f"unknown path {self.path}"))
+            return
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        except json.JSONDecodeError as e:
+            self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
+            return
+        model = body.get("model")
+        entry = self.owner._record_and_pick(body)
+        if entry is None:
+            self._send_json(500, _error_body(500, f"no scripted reply for model {model!r}"))
+            return
+        try:
+            reply = entry if isinstance(entry, Reply) else entry(body)
+        except Exception as e:  # surface handler bugs to the test instead of a dropped connection
+            self._send_json(500, _error_body(500, f"scripted handler for {model!r} raised {e!r}"))
+            return
+        time.sleep(reply.delay_s)  # per-request thread, so other requests proceed
+        if reply.status != 200:
+            self._send_json(reply.status, _error_body(reply.status, reply.error_message))
+            return
+        try:
+            if body.get("stream"):
+                self._stream(body, reply)
+            else:
+                self._complete(body, reply)
+        except (BrokenPipeError, ConnectionResetError):  # client went away mid-reply
+            pass
+
+    def _build(self, body: dict, reply: Reply) -> tuple[list[dict], dict]:
+        calls = [
+            {
+                "id": f"call_{self.owner._next_id()}",
+                "type": "function",
+                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+            }
+            for name, args in reply.tool_calls
+        ]
+        prompt = reply.prompt_tokens
+        if prompt is None:
+            msgs = [m for m in body.get("messages", []) if isinstance(m, dict)]
+            prompt = sum(_content_words(m.get("content")) for m in msgs)
+        completion = reply.completion_tokens
+        if completion is None:
+            completion = len(reply.text.split()) + sum(len(c["function"]["arguments"]) for c in calls) // 4
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        usage["total_tokens"] = prompt + completion
+        return calls, usage
+
+    def _complete(self, body: dict, reply: Reply) -> None:
+        calls, usage = self._build(body, reply)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or (None if calls else "")}
+        if calls:
+            message["tool_calls"] = calls
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+        self._send_json(200, {
+            "id": f"chatcmpl-{self.owner._next_id()}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model"), "choices": [choice], "usage": usage,
+        })
+
+    def _stream(self, body: dict, reply: Reply) -> None:
+        calls, usage = self._build(body, reply)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        base = {"id": f"chatcmpl-{self.owner._next_id()}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model")}
+
+        def frame(payload: str, pause: bool = True) -> None:
+            if pause and reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            self.wfile.write(f"data: {payload}\n\n".encode())
+            self.wfile.flush()
+
+        def chunk(delta: dict, finish: str | None = None, pause: bool = True) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            frame(json.dumps({**base, "choices": [choice]}), pause)
+
+        chunk({"role": "assistant"}, pause=False)
+        if reply.text:
+            for piece in _pieces(reply.text, 5):  # small pieces so clients see many deltas
+                chunk({"content": piece})
+        for i, call in enumerate(calls):
+            fn = call["function"]
+            chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                   "function": {"name": fn["name"], "arguments": ""}}]})
+            args = fn["arguments"]
+            # At most half the string per piece, so arguments always arrive in 2+ deltas.
+            for piece in _pieces(args, max(1, min(6, (len(args) + 1) // 2))):
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        chunk({}, "tool_calls" if calls else "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frame(json.dumps({**base, "choices": [], "usage": usage}))
+        frame("[DONE]", pause=False)

@@ -1,0 +1,156 @@
+"""Tests for massgen.testing.fake_openai, driven through the real openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+try:
+    from massgen.testing.fake_openai import FakeOpenAI, Reply
+except ImportError:  # package not installed into the venv: import from the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from massgen.testing.fake_openai import FakeOpenAI, Reply
+
+MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello please"}]
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI() as f:
+        yield f
+
+
+@pytest.fixture
+def client(fake):
+    return openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0, timeout=5)
+
+
+def test_non_streaming_text(fake, client):
+    fake.script("m", Reply(text="hello there"))
+    r = client.chat.completions.create(model="m", messages=MSGS)
+    assert r.choices[0].message.content == "hello there"
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.tool_calls is None
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 2, 7)
+
+
+def test_streaming_text_many_deltas_with_usage(fake, client):
+    text = "The quick brown fox jumps over the lazy dog."
+    fake.script("m", Reply(text=text, prompt_tokens=11, completion_tokens=9))
+    stream = client.chat.completions.create(
+        model="m", messages=MSGS, stream=True, stream_options={"include_usage": True}
+    )
+    deltas, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                deltas.append(c.delta.content)
+            finish = c.finish_reason or finish
+    assert len(deltas) > 1
+    assert "".join(deltas) == text
+    assert finish == "stop"
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 9, 20)
+
+
+def test_streaming_parallel_tool_calls(fake, client):
+    fake.script("m", Reply(tool_calls=(("search", {"q": "cats", "k": 3}), ("vote", '{"agent": "a1"}'))))
+    stream = client.chat.completions.create(model="m", messages=MSGS, stream=True, tools=[])
+    calls: dict[int, dict] = {}
+    arg_deltas = 0
+    finish = None
+    for chunk in stream:
+        assert chunk.usage is None  # include_usage not requested
+        for c in chunk.choices:
+            finish = c.finish_reason or finish
+            for tc in c.delta.tool_calls or []:
+                slot = calls.setdefault(tc.index, {"id": None, "name": "", "args": ""})
+                slot["id"] = tc.id or slot["id"]
+                if tc.function and tc.function.name:
+                    slot["name"] += tc.function.name
+                if tc.function and tc.function.arguments:
+                    slot["args"] += tc.function.arguments
+                    arg_deltas += 1
+    assert finish == "tool_calls"
+    assert [calls[i]["name"] for i in sorted(calls)] == ["search", "vote"]
+    assert json.loads(calls[0]["args"]) == {"q": "cats", "k": 3}
+    assert json.loads(calls[1]["args"]) == {"agent": "a1"}
+    assert all(c["id"].startswith("call_") for c in calls.values())
+    assert arg_deltas >= 4  # each call's arguments split into 2+ pieces
+
+
+def test_non_streaming_tool_call(fake, client):
+    fake.script("m", Reply(tool_calls=(("new_answer", {"content": "42"}),)))
+    r = client.chat.completions.create(model="m", messages=MSGS, response_format={"type": "json_object"})
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    (tc,) = choice.message.tool_calls
+    assert tc.type == "function" and tc.id.startswith("call_")
+    assert tc.function.name == "new_answer"
+    assert json.loads(tc.function.arguments) == {"content": "42"}
+
+
+def test_error_statuses(fake, client):
+    fake.script("m", Reply(status=429, error_message="slow down"), Reply(status=500))
+    with pytest.raises(openai.RateLimitError, match="slow down"):
+        client.chat.completions.create(model="m", messages=MSGS)
+    with pytest.raises(openai.InternalServerError, match="scripted failure"):
+        client.chat.completions.create(model="m", messages=MSGS, stream=True)
+
+
+def test_unscripted_model_and_unknown_path(fake, client):
+    with pytest.raises(openai.InternalServerError, match="no scripted reply for model 'ghost'"):
+        client.chat.completions.create(model="ghost", messages=MSGS)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="m", input="x")
+
+
+def test_handlers_default_and_models(fake, client):
+    fake.script("m", lambda body: Reply(text=f"saw {len(body['messages'])}"))
+    fake.default("m", lambda body: Reply(text="fallback"))
+    outs = [
+        client.chat.completions.create(model="m", messages=MSGS).choices[0].message.content for _ in range(3)
+    ]
+    assert outs == ["saw 2", "fallback", "fallback"]
+    assert [m.id for m in client.models.list()] == ["m"]
+
+
+@pytest.mark.asyncio
+async def test_delay_does_not_block_other_model(fake):
+    aclient = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0, timeout=5)
+    fake.script("slow", Reply(text="slow", delay_s=0.8))
+    fake.script("fast", Reply(text="fast", delay_s=0.3))
+    done: list[str] = []
+
+    async def ask(model: str) -> str:
+        r = await aclient.chat.completions.create(model=model, messages=MSGS)
+        done.append(model)
+        return r.choices[0].message.content
+
+    t0 = time.monotonic()
+    results = await asyncio.gather(ask("slow"), ask("fast"))
+    elapsed = time.monotonic() - t0
+    await aclient.close()
+    assert results == ["slow", "fast"]
+    assert done == ["fast", "slow"]
+    assert elapsed < 0.8 + 0.3
+
+
+def test_requests_recorded_and_wait_timeout(fake, client):
+    fake.script("a", Reply(text="x"))
+    fake.script("b", Reply(text="y"))
+    client.chat.completions.create(model="a", messages=MSGS)
+    client.chat.completions.create(model="b", messages=[{"role": "user", "content": "other"}])
+    assert [r["messages"] for r in fake.requests("a")] == [MSGS]
+    assert [r["model"] for r in fake.requests()] == ["a", "b"]
+    assert fake.wait_for_requests("a", 1, timeout_s=0.1)[0]["messages"] == MSGS
+    with pytest.raises(TimeoutError, match=r"2 requests for model 'a', got 1"):
+        fake.wait_for_requests("a", 2, timeout_s=0.2)

@@ -1,0 +1,101 @@
+"""Rich renderings of a :class:`RunView`: the live panel of ``massgen submit`` and the replay report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from massgen_replay.views import RunView, preview
+
+_KIND_STYLE = {
+    "new_answer": "bold green",
+    "vote": "bold cyan",
+    "invalidated": "yellow",
+    "update": "magenta",
+    "rejected": "yellow",
+    "failed": "red",
+    "dropped": "bold red",
+    "consensus": "bold blue",
+    "presenting": "blue",
+    "presented": "blue",
+    "completed": "bold green",
+    "timed_out": "bold yellow",
+    "failed_run": "bold red",
+}
+
+
+def live(view: RunView) -> Panel:
+    """One row per agent: status, answers, vote, and the tail of what it is streaming."""
+    table = Table(expand=True, show_edge=False)
+    table.add_column("agent", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("answers")
+    table.add_column("vote")
+    table.add_column("streaming", ratio=1, overflow="ellipsis", no_wrap=True)
+    for a in view.agents.values():
+        tail = " ".join(a.text.split())[-120:]
+        table.add_row(f"{a.anon_id} ({a.id})", a.status, ", ".join(a.answers) or "-", a.vote or "-", tail)
+    title = f"run {view.run_id} · {view.phase} · {view.events} events"
+    return Panel(table, title=title, subtitle=preview(view.question, 80))
+
+
+def report(view: RunView, console: Console) -> None:
+    """Print the full replay report: stages, per-agent timeline, votes, usage, final answer."""
+    start = view.stages.get("submitted", view.timeline[0].ts if view.timeline else 0.0)
+    when = datetime.fromtimestamp(start).isoformat(sep=" ", timespec="seconds") if start else "?"
+    console.print(f"[bold]run {view.run_id}[/bold] · {view.status} · submitted {when} · {view.events} events")
+    console.print(f"[bold]question:[/bold] {view.question}")
+    if view.winner:
+        anon = view.agents[view.winner].anon_id if view.winner in view.agents else "?"
+        console.print(f"[bold]winner:[/bold] {anon} ({view.winner})")
+
+    stages = Table(title="stages", show_edge=False)
+    stages.add_column("stage")
+    stages.add_column("seconds", justify="right")
+    for name, secs in view.stage_durations().items():
+        stages.add_row(name, f"{secs:.2f}")
+    console.print(stages)
+
+    timeline = Table(title="timeline", show_edge=False, expand=True)
+    timeline.add_column("+s", justify="right", no_wrap=True)
+    timeline.add_column("agent", no_wrap=True)
+    timeline.add_column("event", no_wrap=True)
+    timeline.add_column("detail", ratio=1)
+    for e in view.timeline:
+        who = f"{view.agents[e.agent_id].anon_id} ({e.agent_id})" if e.agent_id in view.agents else "-"
+        style = _KIND_STYLE.get(e.kind, "")
+        timeline.add_row(f"{e.ts - start:.2f}", who, Text(e.kind, style=style), e.text)
+    console.print(timeline)
+
+    if view.votes:
+        votes = Table(title="final votes", show_edge=False, expand=True)
+        votes.add_column("voter")
+        votes.add_column("for")
+        votes.add_column("reason", ratio=1)
+        for v in view.votes:
+            votes.add_row(v["voter"], f"{v['target_anon']} ({v['target']})", v["reason"])
+        console.print(votes)
+
+    usage = Table(title="token usage", show_edge=False)
+    for col in ("agent", "LLM calls", "input", "output", "LLM seconds"):
+        usage.add_column(col, justify="right" if col != "agent" else "left")
+    for a in view.agents.values():
+        usage.add_row(a.id, str(a.calls), str(a.input_tokens), str(a.output_tokens), f"{a.llm_seconds:.2f}")
+    u = view.usage()
+    usage.add_row("total", str(u["llm_calls"]), str(u["input_tokens"]), str(u["output_tokens"]), "")
+    console.print(usage)
+
+    body = view.final_answer or view.failure or "(no final answer)"
+    console.print(Panel(body, title="final answer" if view.final_answer else view.status))
+
+
+def final(view: RunView) -> Group:
+    """The closing panel of ``massgen submit``."""
+    body = view.final_answer or view.failure or "(no final answer)"
+    who = f"{view.agents[view.winner].anon_id} ({view.winner})" if view.winner in view.agents else "-"
+    title = f"final answer · {view.status} · presented by {who} · {view.duration_s or 0:.1f}s"
+    return Group(Panel(body, title=title), Text(f"replay it: massgen replay {view.run_id}", style="dim"))

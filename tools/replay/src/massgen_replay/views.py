@@ -1,0 +1,226 @@
+"""Pure projections of a run's events: per-agent timeline, votes, usage, stage times.
+
+``RunView.apply`` folds one record at a time, so the same view serves the live display of
+``massgen submit`` and the after-the-fact report of ``massgen replay`` (zero LLM calls either way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from massgen.events import (
+    AgentDropped,
+    AnswerPosted,
+    ConsensusReached,
+    PresentationCompleted,
+    PresentationStarted,
+    Record,
+    RunCompleted,
+    RunFailed,
+    RunSubmitted,
+    RunTimedOut,
+    TextDelta,
+    TimerFired,
+    TurnFailed,
+    TurnRejected,
+    TurnRequested,
+    TurnResponded,
+    TurnStarted,
+    UnknownEvent,
+    UpdateDelivered,
+    UsageRecorded,
+    VoteCast,
+    VoteInvalidated,
+)
+
+
+def preview(text: str, n: int = 100) -> str:
+    """One-line preview of ``text``, at most ``n`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+@dataclass
+class Entry:
+    """One line of a timeline."""
+
+    ts: float
+    agent_id: str | None
+    kind: str
+    text: str
+
+
+@dataclass
+class AgentView:
+    """What one agent did."""
+
+    id: str
+    anon_id: str
+    status: str = "waiting"
+    text: str = ""
+    """Text streamed in the current (or last) attempt."""
+    answers: list[str] = field(default_factory=list)
+    vote: str | None = None
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_seconds: float = 0.0
+
+
+@dataclass
+class RunView:
+    """Everything ``massgen replay`` shows about one run."""
+
+    run_id: str
+    question: str = ""
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    timeline: list[Entry] = field(default_factory=list)
+    status: str = "running"
+    phase: str = "coordinating"
+    winner: str | None = None
+    final_answer: str | None = None
+    votes: list[dict[str, str]] = field(default_factory=list)
+    tally: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)
+    """Unix times of ``submitted``, ``first_answer``, ``consensus``, ``presentation``, ``ended``."""
+    events: int = 0
+    failure: str | None = None
+
+    def _log(self, r: Record, agent_id: str | None, kind: str, text: str) -> None:
+        self.timeline.append(Entry(r.ts, agent_id, kind, text))
+
+    def apply(self, r: Record) -> None:
+        """Fold one record into the view."""
+        self.events += 1
+        ev = r.event
+        agent = self.agents.get(getattr(ev, "agent_id", "")) if not isinstance(ev, UnknownEvent) else None
+        match ev:
+            case RunSubmitted():
+                self.question = ev.question
+                self.stages["submitted"] = r.ts
+                for i, a in enumerate(ev.agents):
+                    self.agents[a.id] = AgentView(a.id, f"agent{i + 1}")
+                self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
+            case TurnRequested() if agent:
+                agent.status = "queued" if ev.kind == "coordination" else "presenting (queued)"
+            case TurnStarted() if agent:
+                agent.status = f"thinking (attempt {ev.attempt})" if not ev.turn_id.endswith(".present") else "presenting"
+                agent.text = ""
+                again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
+                self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
+            case TextDelta() if agent:
+                agent.text += ev.text
+            case UsageRecorded() if agent:
+                agent.calls += 1
+                agent.input_tokens += ev.usage.input_tokens
+                agent.output_tokens += ev.usage.output_tokens
+                agent.llm_seconds += ev.duration_s
+            case TurnResponded() if agent:
+                calls = ", ".join(f"{c.name}({preview(c.arguments, 80)})" for c in ev.tool_calls)
+                self._log(r, ev.agent_id, "responded", calls or f"text: {preview(ev.content)}")
+            case TurnRejected() if agent:
+                self._log(r, ev.agent_id, "rejected", f"{ev.code}: {preview(ev.errors[0] if ev.errors else '')}")
+            case TurnFailed() if agent:
+                agent.status = "failed turn"
+                self._log(r, ev.agent_id, "failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
+            case AnswerPosted() if agent:
+                agent.answers.append(ev.label)
+                agent.status = f"answered {ev.label}"
+                self.stages.setdefault("first_answer", r.ts)
+                self._log(r, ev.agent_id, "new_answer", f"{ev.label}: {preview(ev.content)}")
+            case VoteCast():
+                voter = self.agents[ev.voter_id]
+                voter.vote = ev.target_anon
+                voter.status = f"voted {ev.target_anon}"
+                self._log(r, ev.voter_id, "vote", f"→ {ev.target_anon} ({ev.target_id}): {preview(ev.reason)}")
+            case VoteInvalidated():
+                self.agents[ev.voter_id].vote = None
+                self._log(r, ev.voter_id, "invalidated", f"vote for {ev.target_id} invalidated by {ev.by_label}")
+            case UpdateDelivered() if agent:
+                self._log(r, ev.agent_id, "update", f"new answers {', '.join(ev.labels)} delivered in attempt {ev.attempt}")
+            case AgentDropped() if agent:
+                agent.status = "dropped"
+                self._log(r, ev.agent_id, "dropped", ev.reason)
+            case ConsensusReached():
+                self.stages["consensus"] = r.ts
+                self.tally = dict(ev.tally)
+                self.votes = [
+                    {"voter": v.voter_id, "target": v.target_id, "target_anon": v.target_anon, "reason": v.reason}
+                    for v in ev.votes
+                ]
+                tally = ", ".join(f"{k}: {n}" for k, n in ev.tally.items())
+                self._log(r, None, "consensus", f"winner {ev.winner_anon} ({ev.winner_id}); {tally}")
+            case PresentationStarted():
+                self.phase = "presenting"
+                self.winner = ev.presenter_id
+                self.stages["presentation"] = r.ts
+                self._log(r, ev.presenter_id, "presenting", f"final presentation ({ev.reason})")
+            case PresentationCompleted():
+                note = " (stored answer used)" if ev.used_stored_answer else ""
+                self._log(r, ev.presenter_id, "presented", preview(ev.content) + note)
+            case RunCompleted() | RunTimedOut():
+                self.status = "completed" if isinstance(ev, RunCompleted) else "timed_out"
+                self.winner, self.final_answer = ev.winner_id, ev.final_answer
+                self._end(r)
+            case RunFailed():
+                self.status, self.failure = "failed", ev.reason
+                self._end(r)
+            case TimerFired():
+                self._log(r, None, "timer", ev.name)
+            case UnknownEvent():
+                self._log(r, None, "unknown", f"event type {ev.type!r} (newer or malformed): {preview(str(ev.data))}")
+            case _:
+                pass
+
+    def _end(self, r: Record) -> None:
+        self.phase = "done"
+        self.stages["ended"] = r.ts
+        self._log(r, None, self.status, preview(self.final_answer or self.failure or ""))
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from submission to the end (or to the last event seen)."""
+        if "submitted" not in self.stages:
+            return None
+        end = self.stages.get("ended") or (self.timeline[-1].ts if self.timeline else self.stages["submitted"])
+        return end - self.stages["submitted"]
+
+    def stage_durations(self) -> dict[str, float]:
+        """Seconds spent per stage: ``coordination`` (to consensus or timeout), ``presentation``, ``total``."""
+        s = self.stages
+        out = {}
+        if "submitted" in s:
+            coord_end = s.get("presentation") or s.get("ended")
+            if coord_end:
+                out["coordination"] = coord_end - s["submitted"]
+            if "presentation" in s and "ended" in s:
+                out["presentation"] = s["ended"] - s["presentation"]
+            if "ended" in s:
+                out["total"] = s["ended"] - s["submitted"]
+        return out
+
+    def usage(self) -> dict[str, Any]:
+        """Token usage, total and per agent."""
+        return {
+            "input_tokens": sum(a.input_tokens for a in self.agents.values()),
+            "output_tokens": sum(a.output_tokens for a in self.agents.values()),
+            "llm_calls": sum(a.calls for a in self.agents.values()),
+            "per_agent": {
+                a.id: {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "llm_calls": a.calls}
+                for a in self.agents.values()
+            },
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The ``massgen submit --json`` object."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "winner": self.winner,
+            "final_answer": self.final_answer,
+            "votes": self.votes,
+            "usage": self.usage(),
+            "duration_s": round(self.duration_s or 0.0, 3),
+            "error": self.failure,
+        }
