@@ -175,7 +175,7 @@ class _Decider:
                 if turn.kind == "presentation":
                     if st.phase == "presenting":
                         self.finish(None)
-                else:
+                elif st.phase == "coordinating":
                     self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
             case TimerFired(name="run_deadline") if st.phase == "coordinating":
                 self.on_deadline()

@@ -212,7 +212,7 @@ def evolve(state: RunState, record: Record) -> RunState:
             state.status = {RunCompleted: "completed", RunTimedOut: "timed_out", RunFailed: "failed"}[type(ev)]
             if not isinstance(ev, RunFailed):
                 state.final_answer = ev.final_answer
-        case TimerFired(name="run_deadline"):
+        case TimerFired(name="run_deadline") if state.phase == "coordinating":
             state.timed_out = True
         case _:
             pass

@@ -30,15 +30,19 @@ _RETRYABLE_STATUS = {408, 409, 429}
 
 
 def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
-    key_env = cfg.api_key_env or DEFAULT_KEY_ENV
-    key = os.environ.get(key_env)
+    """An SDK client. The key comes from the env var named by ``api_key_env`` (default ``OPENAI_API_KEY``
+    for the OpenAI endpoint); self-hosted endpoints with no ``api_key_env`` get a placeholder key.
+
+    Raises:
+        ConfigError: the named env var is not set.
+    """
+    url = base_url or cfg.base_url or DEFAULT_BASE_URL
+    key_env = cfg.api_key_env or (DEFAULT_KEY_ENV if url == DEFAULT_BASE_URL else None)
+    key = os.environ.get(key_env) if key_env else "not-needed"
     if key is None:
-        if cfg.type == "local" or cfg.api_key_env is None and base_url not in (None, DEFAULT_BASE_URL):
-            key = "not-needed"  # local / self-hosted endpoints usually ignore the key
-        else:
-            raise ConfigError(f"environment variable {key_env} is not set; export it with the API key")
+        raise ConfigError(f"environment variable {key_env} is not set; export it with the API key")
     return openai.AsyncOpenAI(
-        base_url=base_url or cfg.base_url or DEFAULT_BASE_URL,
+        base_url=url,
         api_key=key,
         max_retries=0,  # retries are the worker's decision, recorded as events (issue 4)
         timeout=cfg.request_timeout_seconds,

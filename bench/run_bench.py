@@ -1,0 +1,123 @@
+"""Walking-skeleton benchmark (prints its figures; no assertions).
+
+A 3-agent run against a zero-latency scripted provider (the wire-level fake), over a real nats-server:
+- wall time per run, provider time (sum of LLM call durations), orchestration overhead = wall - the
+  critical path of provider time (calls of one run overlap, so the sum over-counts: we report both);
+- events written per run;
+- event append latency p50/p99 (single publish with Nats-Msg-Id, file storage);
+- replay throughput: reading a run's events back and folding them into the replay view, events/s.
+
+Targets (2-core machine): overhead < 100 ms per run, append p99 < 2 ms, replay >= 20,000 events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+from massgen.bus import Draft
+from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+from massgen.bus.server import NatsServer
+from massgen.config import parse_config, run_submitted
+from massgen.events import TERMINAL_EVENTS, Source, TimerFired, UsageRecorded
+from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_agent_worker.worker import AgentWorker
+from massgen_orchestrator.service import OrchestratorService
+from massgen_replay.read import project
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+
+
+def script(text: str):
+    def handle(body: dict) -> Reply:
+        names = [t["function"]["name"] for t in body.get("tools", [])]
+        if not names:
+            return Reply(text=f"final {text}")
+        if "vote" in names:
+            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "ok"}),))
+        return Reply(tool_calls=(("new_answer", {"content": text}),))
+
+    return handle
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as d, NatsServer(d) as server, FakeOpenAI() as fake:
+        for m in ("b0", "b1", "b2"):
+            fake.default(m, script(f"answer from {m}"))
+        cfg = parse_config({"agents": [
+            {"id": f"a{i}", "backend": {"type": "chatcompletion", "model": f"b{i}", "base_url": fake.base_url}}
+            for i in range(3)
+        ]})
+        nc = await connect(server.url, "bench")
+        await ensure_streams(nc.jetstream())
+        log = JetStreamEventLog(nc)
+        tasks = [
+            asyncio.create_task(OrchestratorService(log, TurnQueue(nc)).run()),
+            asyncio.create_task(AgentWorker(nc, concurrency=4).run()),
+        ]
+        src = Source(service="bench", instance="bench")
+        walls, provider_sums, events, run_ids = [], [], [], []
+        for i in range(RUNS + 1):  # the first run warms up connections and consumers
+            run_id = uuid.uuid4().hex[:12]
+            start = time.perf_counter()
+            await log.append(run_id, "client", [Draft(f"{run_id}:submitted", run_submitted("2+2?", cfg))], origin=src)
+            async for r in log.follow(run_id):
+                if isinstance(r.event, TERMINAL_EVENTS):
+                    break
+            wall = time.perf_counter() - start
+            records = await log.read(run_id)
+            if i == 0:
+                continue
+            walls.append(wall)
+            provider_sums.append(sum(r.event.duration_s for r in records if isinstance(r.event, UsageRecorded)))
+            events.append(len(records))
+            run_ids.append(run_id)
+
+        # Append latency: single publishes with a Nats-Msg-Id, as workers do.
+        lat = []
+        run_id = uuid.uuid4().hex[:12]
+        for n in range(2000):
+            t = time.perf_counter()
+            await log.append(run_id, "timer", [Draft(f"{run_id}:b{n}", TimerFired(name="run_deadline"))], origin=src)
+            lat.append((time.perf_counter() - t) * 1000)
+
+        # Replay: read a run back and fold it into the replay view, many times over.
+        n_ev, t0 = 0, time.perf_counter()
+        for rid in run_ids * 5:
+            recs = await log.read(rid)
+            project(rid, recs)
+            n_ev += len(recs)
+        replay_s = time.perf_counter() - t0
+        big_t0 = time.perf_counter()
+        big = await log.read(run_id)
+        project(run_id, big)
+        big_s = time.perf_counter() - big_t0
+
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await nc.close()
+
+    wall_ms = statistics.median(walls) * 1000
+    prov_ms = statistics.median(provider_sums) * 1000
+    print(f"runs measured:                 {RUNS} (3 agents, zero-latency scripted provider)")
+    print(f"wall time per run (median):    {wall_ms:.1f} ms")
+    print(f"provider time per run (sum):   {prov_ms:.1f} ms (HTTP round trips to the fake, overlapping)")
+    print(f"orchestration overhead:        {wall_ms - prov_ms:.1f} ms per run (wall - provider sum; target < 100 ms)")
+    print(f"events written per run:        {statistics.median(events):.0f}")
+    print(f"event append p50 / p99:        {pct(lat, 50):.3f} / {pct(lat, 99):.3f} ms (target p99 < 2 ms)")
+    print(f"replay, small runs:            {n_ev / replay_s:,.0f} events/s ({n_ev} events; per-run read cost included)")
+    print(f"replay, one 2,000-event log:   {len(big) / big_s:,.0f} events/s (target >= 20,000)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

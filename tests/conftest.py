@@ -1,0 +1,54 @@
+"""Shared fixtures: a real nats-server per test session, a wire-level OpenAI fake, helpers.
+
+Isolation comes from unique names (run ids, MASSGEN_HOME per test), not from one server per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from massgen.bus.jetstream import connect, ensure_streams
+from massgen.bus.server import NatsServer
+from massgen.testing.fake_openai import FakeOpenAI
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real JetStream nats-server on a free loopback port, for the whole session."""
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own (for tests that need an empty log)."""
+    with NatsServer(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator:
+    """A connected client with the streams in place."""
+    client = await connect(nats_server.url, "pytest")
+    await ensure_streams(client.jetstream())
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """The wire-level OpenAI fake on loopback."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def massgen_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own MASSGEN_HOME and no inherited stack URL."""
+    home = tmp_path / "massgen-home"
+    monkeypatch.setenv("MASSGEN_HOME", str(home))
+    monkeypatch.delenv("MASSGEN_NATS_URL", raising=False)
+    return home

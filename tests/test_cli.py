@@ -1,0 +1,102 @@
+"""The ``massgen`` command as a user runs it (a child process, embedded stack under a temp MASSGEN_HOME)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from massgen.testing.fake_openai import FakeOpenAI, Reply
+
+MASSGEN = str(Path(sys.executable).parent / "massgen")
+
+
+def massgen(*args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MASSGEN, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+    )
+
+
+def test_bad_config_exits_1_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("agents:\n  - id: a\n    backend: {type: local, temprature: 0.3}\n")
+    result = massgen("submit", "hi", "--config", str(cfg))
+    assert result.returncode == 1
+    assert "unknown key `agents[0].backend.temprature`" in result.stderr
+
+
+def test_unreachable_nats_exits_2_with_reason() -> None:
+    result = massgen("submit", "hi", "--json", MASSGEN_NATS_URL="nats://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "cannot reach NATS at nats://127.0.0.1:1" in result.stderr
+
+
+def _script(text: str):
+    def handle(body: dict) -> Reply:
+        names = [t["function"]["name"] for t in body.get("tools", [])]
+        if not names:
+            return Reply(text=f"FINAL {text}")
+        if "vote" in names:
+            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "clear"}),))
+        return Reply(tool_calls=(("new_answer", {"content": text}),))
+
+    return handle
+
+
+def test_submit_json_then_replay_and_runs_on_the_embedded_stack(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        fake.default("ma", _script("Paris"))
+        fake.default("mb", _script("Paris, France"))
+        cfg = tmp_path / "team.yaml"
+        cfg.write_text(yaml.safe_dump({"agents": [
+            {"id": aid, "backend": {"type": "chatcompletion", "model": m, "base_url": fake.base_url}}
+            for aid, m in (("alpha", "ma"), ("beta", "mb"))
+        ]}))
+        result = massgen("submit", "Capital of France?", "--config", str(cfg), "--json")
+        calls = len(fake.requests())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "completed" and out["winner"] == "alpha" and out["final_answer"] == "FINAL Paris"
+    assert {v["voter"] for v in out["votes"]} == {"alpha", "beta"}
+    assert out["usage"]["llm_calls"] == calls
+    lines = massgen("replay", out["run_id"], "--json").stdout.splitlines()
+    types = [json.loads(line)["type"] for line in lines]
+    assert types[0] == "run.submitted" and types[-1] == "run.completed" and "vote.cast" in types
+    report = massgen("replay", out["run_id"], "--check")
+    assert report.returncode == 0 and "decisions reproduced" in report.stderr and "final answer" in report.stdout
+    assert out["run_id"] in massgen("runs").stdout
+
+
+def test_all_agents_failed_exits_2(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        fake.default("down", lambda body: Reply(status=503, error_message="overloaded"))
+        cfg = tmp_path / "team.yaml"
+        cfg.write_text(yaml.safe_dump({"agents": [
+            {"id": "solo", "backend": {"type": "chatcompletion", "model": "down", "base_url": fake.base_url}}
+        ]}))
+        result = massgen("submit", "hi", "--config", str(cfg), "--json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["status"] == "failed"
+    assert "all agents failed" in result.stderr
+
+
+@pytest.mark.llm
+def test_submit_on_the_real_local_model_then_replay_without_calling_it() -> None:
+    """The README's main job: a real question, a full answer/vote/presentation round on SmolLM2."""
+    result = massgen("submit", "What is the capital of France?", "--json", timeout=600)
+    assert result.returncode in (0, 3), result.stderr
+    out = json.loads(result.stdout)
+    assert out["final_answer"] and out["usage"]["llm_calls"] >= 4
+    lines = [json.loads(line) for line in massgen("replay", out["run_id"], "--json").stdout.splitlines()]
+    types = {e["type"] for e in lines}
+    assert {"answer.posted", "vote.cast", "presentation.completed"} <= types
+    before = len(lines)
+    check = massgen("replay", out["run_id"], "--check")
+    assert check.returncode == 0 and "decisions reproduced" in check.stderr
+    # Replay appended nothing (no model call, no decision): the log is unchanged.
+    assert len(massgen("replay", out["run_id"], "--json").stdout.splitlines()) == before
