@@ -50,7 +50,10 @@ class OrchestratorService:
     def __init__(self, log: EventLog, queue: TurnQueue, instance: str | None = None) -> None:
         self.log = log
         self.queue = queue
-        self.source = Source(service="orchestrator", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        name = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.source = Source(service="orchestrator", instance=name)
+        # Deadlines are inputs to the core, not decisions: they must not look like orchestrator events.
+        self.timer_source = Source(service="timer", instance=name)
         self.runs: dict[str, _Run] = {}
         self._own_ids: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -214,7 +217,7 @@ class OrchestratorService:
                 run_id,
                 "timer",
                 [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],  # type: ignore[arg-type]
-                origin=self.source,
+                origin=self.timer_source,
             )
         )
         self._tasks.add(task)
