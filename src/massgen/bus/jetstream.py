@@ -45,22 +45,25 @@ async def connect(url: str, name: str) -> Client:
         BusUnavailable: nothing answers at ``url``.
     """
     try:
-        return await nats.connect(
-            url,
-            name=name,
-            connect_timeout=3,
-            max_reconnect_attempts=-1,
-            allow_reconnect=True,
-            reconnect_time_wait=0.5,
-            # The first connect must fail fast: nats-py otherwise retries silently.
-            error_cb=_quiet,
-            disconnected_cb=None,
-        )
+        # nats-py keeps retrying a first connect that fails while reconnects are allowed: bound it.
+        return await asyncio.wait_for(_connect(url, name), timeout=8)
     except Exception as exc:  # nats-py raises several unrelated types for "nobody there"
         raise BusUnavailable(
             f"cannot reach NATS at {url} ({exc.__class__.__name__}: {exc}); start a stack with `massgen up`, "
             "or fix/unset MASSGEN_NATS_URL"
         ) from None
+
+
+async def _connect(url: str, name: str) -> Client:
+    return await nats.connect(
+        url,
+        name=name,
+        connect_timeout=3,
+        max_reconnect_attempts=-1,
+        allow_reconnect=True,
+        reconnect_time_wait=0.5,
+        error_cb=_quiet,
+    )
 
 
 async def _quiet(exc: Exception) -> None:
