@@ -54,11 +54,6 @@ def test_bad_value_names_its_path():
         parse_config(_cfg(orchestrator={"voting_sensitivity": "sometimes"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check() always names agents `agents[i]`, so an error in the single `agent:` form points "
-    "to `agents[0].backend.model`, a key that does not exist in the file (should be `agent.backend.model`)",
-)
 def test_single_agent_form_error_names_agent_path():
     with pytest.raises(ConfigError, match=r"`agent\.backend\.model`"):
         parse_config({"agent": {"id": "a", "backend": {"type": "chatcompletion"}}})
@@ -82,11 +77,6 @@ def test_api_key_env_reference_becomes_api_key_env_and_never_reaches_the_event(m
     assert b"${MY_KEY}" not in encoded and b"sk-secret-value" not in encoded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: run_submitted() copies every BackendConfig field, so the event carries `"api_key": null`; '
-    "AgentSpec.backend documents that `api_key` never appears, only `api_key_env`",
-)
 def test_run_submitted_backend_has_no_api_key_field():
     cfg = parse_config({"agents": [_agent(api_key="${MY_KEY}")]})
     encoded = msgspec.json.encode(run_submitted("q", cfg))
@@ -127,21 +117,11 @@ def test_invalid_config_gives_clear_config_error(data: dict, message: str):
         parse_config(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check() tests `value <= 0`, which is False for NaN, so "
-    "`orchestrator_timeout_seconds: .nan` is accepted as a timeout",
-)
 def test_nan_timeout_is_rejected():
     with pytest.raises(ConfigError, match=r"orchestrator_timeout_seconds"):
         parse_config(_cfg(timeout_settings={"orchestrator_timeout_seconds": float("nan")}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check_backend() never validates `request_timeout_seconds`, so 0 or a negative value is "
-    "accepted while the other non-positive timeouts are rejected",
-)
 def test_non_positive_request_timeout_is_rejected():
     with pytest.raises(ConfigError, match=r"agents\[0\]\.backend\.request_timeout_seconds"):
         parse_config({"agents": [_agent(request_timeout_seconds=0)]})

@@ -38,11 +38,6 @@ def event_log(request: pytest.FixtureRequest) -> EventLog:
     return JetStreamEventLog(request.getfixturevalue("nc"))
 
 
-def _xfail_on_jetstream(reason: str) -> list:
-    """Parametrize ``event_log`` with the JetStream case marked as a known bug."""
-    return ["memory", pytest.param("jetstream", marks=pytest.mark.xfail(strict=True, reason=reason))]
-
-
 @pytest.fixture
 def run() -> str:
     return uuid.uuid4().hex
@@ -84,14 +79,6 @@ async def test_read_after_seq_returns_only_later_events(event_log: EventLog, run
     assert await event_log.read(run, after_seq=seqs[-1]) == []
 
 
-@pytest.mark.parametrize(
-    "event_log",
-    _xfail_on_jetstream(
-        "BUG: JetStreamEventLog.read(run_id, after_seq) decides whether to subscribe from the stream-wide "
-        "last_seq, so when another run appended later it waits for next_msg's 5 s timeout before returning []"
-    ),
-    indirect=True,
-)
 async def test_read_after_last_event_of_run_returns_promptly(event_log: EventLog, run: str):
     other = uuid.uuid4().hex
     [last] = await event_log.append(run, "agent", _drafts(run, 1), origin=ORIGIN)
@@ -115,22 +102,22 @@ async def test_draft_appended_twice_is_stored_once_with_same_seq(event_log: Even
     assert await _ids(event_log, run) == [draft.id]
 
 
-@pytest.mark.parametrize(
-    "event_log",
-    _xfail_on_jetstream(
-        "BUG: JetStreamEventLog sends every multi-draft append as an atomic batch; the server rejects a "
-        "batch holding an already-stored Nats-Msg-Id (err_code 10201 'atomic publish batch contains "
-        "duplicate message id'), so append raises BusError instead of returning the first sequences "
-        "and a retried decision fails"
-    ),
-    indirect=True,
-)
 async def test_batch_appended_twice_is_stored_once_with_same_seqs(event_log: EventLog, run: str):
     drafts = _drafts(run, 2)
     first = await event_log.append(run, "orch", drafts, origin=ORIGIN)
     second = await event_log.append(run, "orch", drafts, origin=ORIGIN)
     assert first == second
     assert await _ids(event_log, run) == [d.id for d in drafts]
+
+
+async def test_decision_retried_after_it_landed_returns_its_seqs(event_log: EventLog, run: str):
+    # The orchestrator retries a decision whose ack it lost: same ids, same expected last sequence.
+    [before] = await event_log.append(run, "orch", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    drafts = _drafts(run, 2, tag="decision")
+    first = await event_log.append(run, "orch", drafts, origin=ORIGIN, expect_last_seq=before)
+    again = await event_log.append(run, "orch", drafts, origin=ORIGIN, expect_last_seq=before)
+    assert first == again
+    assert await _ids(event_log, run) == [f"{run}:first0"] + [d.id for d in drafts]
 
 
 async def test_batch_with_correct_expect_last_seq_lands_contiguously(event_log: EventLog, run: str):

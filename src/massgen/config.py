@@ -16,6 +16,7 @@ event log (DESIGN principle 7): ``api_key`` may only reference an environment va
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -164,7 +165,7 @@ def _check(cfg: Config, origin: str) -> Config:
     seen: set[str] = set()
     fixed = []
     for i, agent in enumerate(cfg.team):
-        where = f"agents[{i}]"
+        where = "agent" if cfg.agent else f"agents[{i}]"
         if not agent.id.strip():
             raise ConfigError(f"{origin}: `{where}.id` is empty; give every agent a unique id")
         if agent.id in seen:
@@ -178,8 +179,7 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
-        if getattr(t, key) <= 0:
-            raise ConfigError(f"{origin}: `timeout_settings.{key}` must be a positive number of seconds")
+        _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
     return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None)
 
 
@@ -198,7 +198,14 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
         raise ConfigError(f"{origin}: `{where}.temperature` must be between 0 and 2")
     if b.max_tokens is not None and b.max_tokens < 1:
         raise ConfigError(f"{origin}: `{where}.max_tokens` must be >= 1")
+    _check_seconds(b.request_timeout_seconds, f"{where}.request_timeout_seconds", origin)
     return b
+
+
+def _check_seconds(value: float, key: str, origin: str) -> None:
+    # `value <= 0` is False for NaN: test for the good case instead.
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{origin}: `{key}` must be a positive, finite number of seconds (got {value})")
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -228,7 +235,7 @@ def run_submitted(question: str, cfg: Config, config_path: str | None = None) ->
     return RunSubmitted(
         question=question,
         agents=tuple(
-            AgentSpec(id=a.id, backend=msgspec.to_builtins(a.backend), system_message=a.system_message)
+            AgentSpec(id=a.id, backend=_backend_dict(a.backend), system_message=a.system_message)
             for a in cfg.team
         ),
         settings=RunSettings(
@@ -241,3 +248,9 @@ def run_submitted(question: str, cfg: Config, config_path: str | None = None) ->
         ),
         config_path=config_path,
     )
+
+
+def _backend_dict(b: BackendConfig) -> dict[str, Any]:
+    """The backend block for the event: unset keys left out, so ``api_key`` never appears (it was moved
+    to ``api_key_env`` by validation) and the event stays small."""
+    return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}

@@ -11,6 +11,7 @@ Layout (DESIGN principle 4: events through the event stream, work through work q
     - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events).
 - stream ``MASSGEN_TURNS`` (work-queue retention): ``massgen.turns.<run_id>``; one durable pull
   consumer ``agent-workers`` shared by every worker replica.
+- reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ TURNS_STREAM = "MASSGEN_TURNS"
 WORKER_CONSUMER = "agent-workers"
 
 EVENTS_WILDCARD = "massgen.run.>"
+EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
+"""JetStream direct-get API of the event stream (reads without a consumer; ADR-31)."""
 TURNS_WILDCARD = "massgen.turns.>"
 
 SOURCES = ("client", "orch", "agent", "timer")

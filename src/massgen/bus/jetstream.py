@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import nats
 from nats.aio.client import Client
@@ -36,6 +36,9 @@ from massgen.events import Record, Source, UnknownEvent, decode, encode
 
 DUPLICATE_WINDOW_S = 120.0
 _ERR_WRONG_LAST_SEQ = 10071
+_ERR_BATCH_DUPLICATE_ID = 10201
+_READ_STALL_S = 10.0
+_READ_BATCH = 10_000
 
 
 async def connect(url: str, name: str) -> Client:
@@ -82,6 +85,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             deny_delete=True,
             deny_purge=True,
             allow_atomic=True,
+            allow_direct=True,  # reads are batched direct gets, not consumers
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
@@ -115,6 +119,10 @@ def decode_lenient(data: bytes, seq: int, run_id: str) -> Record:
         )
 
 
+class _DuplicateInBatch(Exception):
+    """The server refused an atomic batch because one of its message ids is already stored."""
+
+
 class JetStreamEventLog:
     """:class:`massgen.bus.EventLog` on the ``MASSGEN_EVENTS`` stream."""
 
@@ -144,7 +152,18 @@ class JetStreamEventLog:
         if len(payloads) == 1 and expect_last_seq is None:
             ack = await self.js.publish(subject, payloads[0], headers={"Nats-Msg-Id": drafts[0].id})
             return [ack.seq]
-        return await self._atomic_batch(subject, drafts, payloads, expect_last_seq)
+        try:
+            return await self._atomic_batch(subject, drafts, payloads, expect_last_seq)
+        except _DuplicateInBatch:
+            # A retried batch: the server refuses a batch holding a stored Nats-Msg-Id (10201) instead of
+            # skipping it. A batch lands whole or not at all, so all of it must be stored already.
+            stored = {r.id: r.seq for r in await self.read(run_id) if r.id in {d.id for d in drafts}}
+            if len(stored) != len(drafts):
+                raise BusError(
+                    f"append to {subject}: {len(stored)} of {len(drafts)} events of this batch are already "
+                    "stored; a batch must be retried whole, with the same event ids"
+                ) from None
+            return [stored[d.id] for d in drafts]
 
     async def _atomic_batch(
         self, subject: str, drafts: Sequence[Draft], payloads: list[bytes], expect_last_seq: int | None
@@ -165,6 +184,8 @@ class JetStreamEventLog:
             if err:
                 if err.get("err_code") == _ERR_WRONG_LAST_SEQ:
                     raise ConcurrencyConflict(f"{subject}: {err.get('description')}")
+                if err.get("err_code") == _ERR_BATCH_DUPLICATE_ID:
+                    raise _DuplicateInBatch
                 raise BusError(f"atomic append to {subject} failed: {err}")
             end = int(resp["seq"])
             return list(range(end - last, end + 1))
@@ -177,18 +198,12 @@ class JetStreamEventLog:
             return 0
         return int(msg.seq or 0)
 
-    async def _count(self, filter_subject: str, after_seq: int) -> int:
-        info = await self.js.stream_info(subjects.EVENTS_STREAM, subjects_filter=filter_subject)
-        if after_seq == 0:
-            return sum((info.state.subjects or {}).values())
-        return -1 if info.state.last_seq > after_seq else 0
-
-    async def _subscribe(self, filter_subject: str, after_seq: int) -> JetStreamContext.PushSubscription:
+    def _subscribe(self, filter_subject: str, after_seq: int) -> Awaitable[JetStreamContext.PushSubscription]:
         cfg = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after_seq else DeliverPolicy.ALL,
             opt_start_seq=after_seq + 1 if after_seq else None,
         )
-        return await self.js.subscribe(
+        return self.js.subscribe(
             filter_subject,
             ordered_consumer=True,
             config=cfg,
@@ -197,24 +212,58 @@ class JetStreamEventLog:
         )
 
     async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
+        """Every matching event after ``after_seq``, by batched direct gets (ADR-31, nats-server >= 2.11).
+
+        No consumer is created: one request returns up to ``_READ_BATCH`` messages and an end-of-batch
+        status telling how many remain, so a whole run costs one round trip.
+
+        Raises:
+            BusError: the server refused the request or stopped answering.
+        """
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD
-        if await self._count(filter_subject, after_seq) == 0:
-            return []
-        sub = await self._subscribe(filter_subject, after_seq)
         out: list[Record] = []
+        start = after_seq + 1
+        while await self._direct_batch(filter_subject, start, out):
+            start = out[-1].seq + 1
+        return out
+
+    async def _direct_batch(self, filter_subject: str, start: int, out: list[Record]) -> int:
+        """Append one batch to ``out``; return how many matching messages remain after it."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        n_before = len(out)
+
+        async def collect(msg: Msg) -> None:
+            h = msg.headers or {}
+            status = h.get("Status")
+            if status is None:
+                seq = int(h["Nats-Sequence"])
+                out.append(decode_lenient(msg.data, seq, subjects.run_id_of(h["Nats-Subject"])))
+            elif not done.done():
+                if status == "204":  # end of batch
+                    done.set_result(int(h.get("Nats-Num-Pending", "0")))
+                elif status == "404":  # nothing matches from `start` on
+                    done.set_result(0)
+                else:
+                    done.set_exception(BusError(f"direct get on {filter_subject} failed: {status} {h}"))
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=collect)
         try:
-            while True:
+            request = {"seq": start, "next_by_subj": filter_subject, "batch": _READ_BATCH}
+            await self.nc.publish(subjects.EVENTS_DIRECT_GET, json.dumps(request).encode(), reply=inbox)
+            seen = -1
+            while seen < len(out):  # give up only when a whole interval brings nothing
+                seen = len(out)
                 try:
-                    msg = await sub.next_msg(timeout=5)
+                    return await asyncio.wait_for(asyncio.shield(done), timeout=_READ_STALL_S)
                 except TimeoutError:
-                    break  # nothing matched after after_seq
-                meta = msg.metadata
-                out.append(decode_lenient(msg.data, meta.sequence.stream, subjects.run_id_of(msg.subject)))
-                if meta.num_pending == 0:
-                    break
+                    continue
+            raise BusError(
+                f"reading {filter_subject} from seq {start} stalled after {len(out) - n_before} events; "
+                "is the NATS server healthy?"
+            )
         finally:
             await sub.unsubscribe()
-        return out
 
     async def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD

@@ -31,6 +31,8 @@ class InMemoryEventLog:
         expect_last_seq: int | None = None,
     ) -> list[int]:
         subject = subjects.run_subject(run_id, source)
+        if drafts and all(d.id in self._ids for d in drafts):
+            return [self._ids[d.id] for d in drafts]  # a retried append that already landed
         if expect_last_seq is not None and self._last_by_subject.get(subject, 0) != expect_last_seq:
             raise ConcurrencyConflict(
                 f"{subject}: expected last sequence {expect_last_seq}, "
