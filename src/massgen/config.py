@@ -16,6 +16,7 @@ event log (DESIGN principle 7): ``api_key`` may only reference an environment va
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -24,17 +25,71 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from massgen import mcp
 from massgen.errors import ConfigError
 from massgen.events import AgentSpec, RunSettings, RunSubmitted
 
 BackendType = Literal["chatcompletion", "local"]
 Sensitivity = Literal["lenient", "balanced", "strict"]
 
+FILESYSTEM_SERVER = "filesystem"
+"""Name of the MCP filesystem server that ``backend.cwd`` adds (MassGen spec §3.5)."""
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class McpSecurityConfig(_Strict):
+    """``security:`` of an MCP server (MassGen spec §3.4)."""
+
+    level: Literal["strict", "moderate", "permissive"] = "strict"
+    allowed_executables: tuple[str, ...] = ()
+    """Executables allowed in addition to the level's list (basenames)."""
+    allow_localhost: bool = True
+    """For ``streamable-http``: allow loopback URLs (the usual place of a local server)."""
+    allow_private_ips: bool = False
+
+
+class CircuitBreakerConfig(_Strict):
+    """Per-server circuit breaker (MassGen spec §3.3): open after ``max_failures`` consecutive failures,
+    half-open after ``reset_time_seconds``."""
+
+    max_failures: int = 3
+    reset_time_seconds: float = 30.0
+
+
+class McpServerConfig(_Strict):
+    """One entry of ``backend.mcp_servers`` (MassGen spec §3.1). ``env`` and ``headers`` values may be
+    literals or ``${VAR}`` references; neither form reaches the event log (literals go to the run's
+    secret store)."""
+
+    name: str
+    type: Literal["stdio", "streamable-http"] = "stdio"
+    command: str | tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = {}
+    timeout: float = 30.0
+    """Seconds per tool call."""
+    retries: int = 3
+    """Retries of a call that failed transiently (connection lost, timeout), with exponential backoff."""
+    allowed_tools: tuple[str, ...] | None = None
+    exclude_tools: tuple[str, ...] = ()
+    security: McpSecurityConfig = McpSecurityConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+
+
+class ContextPath(_Strict):
+    """A directory or file shared with agents (MassGen spec §3.5): read-only during coordination;
+    ``write`` becomes writable for the winner's final presentation only."""
+
+    path: str
+    permission: Literal["read", "write"] = "read"
 
 
 class BackendConfig(_Strict):
@@ -60,6 +115,17 @@ class BackendConfig(_Strict):
     """How workflow decisions are taken: native tool calls (default for chatcompletion) or
     JSON-schema-constrained output (default for local, whose small models emit no tool calls)."""
     request_timeout_seconds: float = 600.0
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    """MCP servers of this agent (MassGen also accepts a mapping keyed by name; normalised on load)."""
+    allowed_tools: tuple[str, ...] | None = None
+    """Backend-level MCP tool allowlist; bare (``read_file``) and prefixed (``mcp__fs__read_file``) names."""
+    exclude_tools: tuple[str, ...] = ()
+    max_tool_rounds: int = 10
+    """MCP tool rounds per turn; after that the model is asked for its workflow decision only."""
+    cwd: str | None = None
+    """Gives the agent a filesystem workspace (MassGen's ``cwd``). The workspace itself always lives under
+    the run's data directory, per agent, so parallel runs never share one (MassGen #463)."""
+    context_paths: tuple[ContextPath, ...] = ()
 
 
 class AgentConfig(_Strict):
@@ -78,6 +144,12 @@ class OrchestratorConfig(_Strict):
     answer_novelty_requirement: Sensitivity = "lenient"
     max_failed_turns: int = 3
     """Consecutive failed turns before an agent is dropped (not in MassGen, which retries forever)."""
+    context_paths: tuple[ContextPath, ...] = ()
+    """Shared with every agent (merged with each backend's ``context_paths``)."""
+    snapshot_storage: str | None = None
+    """Accepted for MassGen compatibility; snapshots always live under the run's data directory."""
+    agent_temporary_workspace: str | None = None
+    """Accepted for MassGen compatibility; see ``snapshot_storage``."""
 
 
 class TimeoutSettings(_Strict):
@@ -145,6 +217,7 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping with an `agents:` list")
+    data = _normalize_mcp_servers(data)
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
@@ -155,6 +228,24 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
             raise ConfigError(f"{origin}: unknown key `{key}`; check its spelling or remove it") from None
         raise ConfigError(f"{origin}: bad value at `{where or '(top level)'}`: {what}") from None
     return _check(cfg, origin)
+
+
+def _normalize_mcp_servers(data: dict[str, Any]) -> dict[str, Any]:
+    """MassGen accepts ``mcp_servers`` as a list of ``{name, ...}`` or a mapping keyed by name (spec §3.1):
+    turn the mapping form into the list form."""
+    agents = data.get("agents") if isinstance(data.get("agents"), list) else None
+    entries = agents if agents is not None else ([data["agent"]] if isinstance(data.get("agent"), dict) else [])
+    fixed = []
+    for entry in entries:
+        backend = entry.get("backend") if isinstance(entry, dict) else None
+        servers = backend.get("mcp_servers") if isinstance(backend, dict) else None
+        if isinstance(servers, dict):
+            listed = [{"name": k, **v} if isinstance(v, dict) else v for k, v in servers.items()]
+            entry = {**entry, "backend": {**backend, "mcp_servers": listed}}
+        fixed.append(entry)
+    if agents is not None:
+        return {**data, "agents": fixed}
+    return {**data, "agent": fixed[0]} if fixed else data
 
 
 def _check(cfg: Config, origin: str) -> Config:
@@ -173,6 +264,8 @@ def _check(cfg: Config, origin: str) -> Config:
         seen.add(agent.id)
         fixed.append(msgspec.structs.replace(agent, backend=_check_backend(agent.backend, f"{where}.backend", origin)))
     o = cfg.orchestrator
+    for i, cp in enumerate(o.context_paths):
+        _check_context_path(cp, f"orchestrator.context_paths[{i}]", origin)
     if o.max_new_answers_per_agent is not None and o.max_new_answers_per_agent < 1:
         raise ConfigError(f"{origin}: `orchestrator.max_new_answers_per_agent` must be >= 1 or null")
     if o.max_failed_turns < 1:
@@ -199,7 +292,29 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     if b.max_tokens is not None and b.max_tokens < 1:
         raise ConfigError(f"{origin}: `{where}.max_tokens` must be >= 1")
     _check_seconds(b.request_timeout_seconds, f"{where}.request_timeout_seconds", origin)
+    if b.max_tool_rounds < 1:
+        raise ConfigError(f"{origin}: `{where}.max_tool_rounds` must be >= 1")
+    names: set[str] = set()
+    for i, server in enumerate(b.mcp_servers):
+        try:
+            mcp.validate_server(server, f"{where}.mcp_servers[{i}]")
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        if server.name in names or (b.cwd is not None and server.name == FILESYSTEM_SERVER):
+            raise ConfigError(
+                f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`"
+                + (" (the name `filesystem` is taken by the workspace server that `cwd` adds)" if b.cwd else "")
+            )
+        names.add(server.name)
+    for i, cp in enumerate(b.context_paths):
+        _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
     return b
+
+
+def _check_context_path(cp: ContextPath, where: str, origin: str) -> None:
+    # MassGen refuses to start when a context path is missing (spec §3.5).
+    if not Path(cp.path).expanduser().exists():
+        raise ConfigError(f"{origin}: `{where}.path` {cp.path!r} does not exist; create it or fix the path")
 
 
 def _check_seconds(value: float, key: str, origin: str) -> None:
@@ -226,8 +341,17 @@ def load_config(path: str | Path | None) -> Config:
     return parse_config(data, str(p))
 
 
-def run_submitted(question: str, cfg: Config, config_path: str | None = None) -> RunSubmitted:
-    """Build the ``run.submitted`` event for a question and a validated config."""
+def run_submitted(
+    question: str, cfg: Config, config_path: str | None = None, *, replay_tools_from: str | None = None
+) -> RunSubmitted:
+    """Build the ``run.submitted`` event for a question and a validated config.
+
+    Each backend block carries the orchestrator's ``context_paths`` merged into its own (absolute paths),
+    and every MCP ``env``/``headers`` value replaced by a ``${secret:<digest>}`` reference: the values
+    go to the secret store (:func:`secrets`), never to the event log (DESIGN principle 7).
+    ``replay_tools_from`` names a run whose recorded tool results the MCP broker serves instead of
+    calling the servers again.
+    """
     if not question.strip():
         raise ConfigError("the question is empty; pass the question to answer as the first argument")
     t = cfg.timeout_settings
@@ -235,7 +359,11 @@ def run_submitted(question: str, cfg: Config, config_path: str | None = None) ->
     return RunSubmitted(
         question=question,
         agents=tuple(
-            AgentSpec(id=a.id, backend=_backend_dict(a.backend), system_message=a.system_message)
+            AgentSpec(
+                id=a.id,
+                backend=_backend_dict(a.backend, cfg.orchestrator.context_paths),
+                system_message=a.system_message,
+            )
             for a in cfg.team
         ),
         settings=RunSettings(
@@ -245,12 +373,42 @@ def run_submitted(question: str, cfg: Config, config_path: str | None = None) ->
             max_failed_turns=o.max_failed_turns,
             orchestrator_timeout_s=t.orchestrator_timeout_seconds,
             presentation_timeout_s=t.presentation_timeout_seconds,
+            replay_tools_from=replay_tools_from,
         ),
         config_path=config_path,
     )
 
 
-def _backend_dict(b: BackendConfig) -> dict[str, Any]:
+def _backend_dict(b: BackendConfig, shared_paths: tuple[ContextPath, ...] = ()) -> dict[str, Any]:
     """The backend block for the event: unset keys left out, so ``api_key`` never appears (it was moved
-    to ``api_key_env`` by validation) and the event stays small."""
+    to ``api_key_env`` by validation) and the event stays small; secrets replaced by references."""
+    paths = tuple(
+        msgspec.structs.replace(cp, path=str(Path(cp.path).expanduser().resolve()))
+        for cp in (*shared_paths, *b.context_paths)
+    )
+    servers = tuple(
+        msgspec.structs.replace(
+            s,
+            env={k: secret_ref(v) for k, v in s.env.items()},
+            headers={k: secret_ref(v) for k, v in s.headers.items()},
+        )
+        for s in b.mcp_servers
+    )
+    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers)
     return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}
+
+
+def secret_ref(value: str) -> str:
+    """``${secret:<digest>}``: how a secret value appears in an event (content-addressed)."""
+    return "${secret:" + hashlib.sha256(value.encode()).hexdigest()[:32] + "}"
+
+
+def secrets(cfg: Config) -> dict[str, str]:
+    """Every MCP ``env``/``headers`` value of ``cfg`` by its digest: what the submitter stores in the
+    secret store before appending ``run.submitted``."""
+    out = {}
+    for a in cfg.team:
+        for s in a.backend.mcp_servers:
+            for v in (*s.env.values(), *s.headers.values()):
+                out[secret_ref(v)[len("${secret:") : -1]] = v
+    return out

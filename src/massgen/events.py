@@ -27,7 +27,9 @@ import msgspec
 from massgen.errors import EventDecodeError
 
 SCHEMA_VERSION = 1
-SCHEMA_VERSIONS = {1: "initial schema: run, turn, answer, vote, presentation and usage events"}
+SCHEMA_VERSIONS = {
+    1: "initial schema: run, turn, answer, vote, presentation and usage events",
+}
 assert SCHEMA_VERSION in SCHEMA_VERSIONS, "every schema version needs a summary line"
 
 
@@ -112,6 +114,8 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     orchestrator_timeout_s: float = 1800.0
     presentation_timeout_s: float = 300.0
     """Grace for the final presentation before the stored answer is used instead."""
+    replay_tools_from: str | None = None
+    """A run whose recorded MCP results are served instead of calling the servers again."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -326,6 +330,105 @@ class TimerFired(Event, tag="timer.fired"):
     name: Literal["run_deadline", "presentation_deadline"]
 
 
+# ---------------------------------------------------------------- MCP tools (issue 3)
+
+
+class ToolsListRequested(Event, tag="tools.list_requested"):
+    """A worker asks the MCP broker for an agent's tool catalog; also the broker's work item."""
+
+    agent_id: str
+
+
+class ToolsListed(Event, tag="tools.listed"):
+    """The catalog of one MCP server as one agent may use it: at start, and again (``version`` + 1) on
+    the server's ``notifications/tools/list_changed``. ``tools`` carry prefixed names
+    (``mcp__<server>__<tool>``) and the servers' input schemas; tools the agent's filters exclude are
+    not listed. ``failure`` is set when the server could not be started or listed."""
+
+    agent_id: str
+    server: str
+    version: int
+    tools: tuple[ToolSpec, ...] = ()
+    failure: Failure | None = None
+    roots: tuple[str, ...] = ()
+    """For the filesystem server: the directories the agent may reach (workspace first)."""
+
+
+class ToolCallRequested(Event, tag="tool.call_requested"):
+    """A model called an MCP tool; also the broker's work item."""
+
+    call_id: str
+    """The model's tool-call id."""
+    turn_id: str
+    agent_id: str
+    attempt: int
+    kind: Literal["coordination", "presentation"]
+    server: str
+    tool: str
+    """Bare tool name, as the server knows it."""
+    arguments: str
+    """The arguments as the model wrote them (JSON string, validated by the broker)."""
+
+
+class ToolCallCompleted(Event, tag="tool.call_completed"):
+    """The server answered a tool call (``is_error`` is the server's own ``isError``)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    server: str
+    tool: str
+    content: str
+    is_error: bool
+    duration_s: float
+    attempts: int = 1
+    replayed_from: str | None = None
+    """Run whose recorded result was served instead of calling the server."""
+
+
+class ToolCallFailed(Event, tag="tool.call_failed"):
+    """A tool call did not reach a server answer: refused (permission, arguments, circuit open), failed
+    after its retries, or timed out. The model receives ``failure.message`` as a tool error."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    server: str
+    tool: str
+    failure: Failure
+    duration_s: float = 0.0
+    attempts: int = 0
+
+
+class McpServerStateChanged(Event, tag="mcp.server_state"):
+    """An MCP server session changed state: ``started``, ``crashed`` (restarted on next use), or its
+    circuit breaker ``open`` / ``half_open`` / ``closed`` (MassGen spec §3.3)."""
+
+    server: str
+    state: Literal["started", "crashed", "open", "half_open", "closed"]
+    reason: str = ""
+    failures: int = 0
+
+
+class WorkspaceSnapshotRequested(Event, tag="workspace.snapshot_requested"):
+    """A worker asks the broker to share an agent's workspace after it posted an answer."""
+
+    agent_id: str
+    turn_id: str
+
+
+class WorkspaceSnapshotted(Event, tag="workspace.snapshotted"):
+    """An agent's workspace was copied, read-only, to ``path`` for the other agents, under the same
+    anonymous id its answer has (MassGen spec §3.5)."""
+
+    agent_id: str
+    anon_id: str
+    turn_id: str
+    path: str
+    files: int
+    bytes: int
+
+
 EventType = (
     RunSubmitted
     | TurnRequested
@@ -347,6 +450,14 @@ EventType = (
     | RunTimedOut
     | RunFailed
     | TimerFired
+    | ToolsListRequested
+    | ToolsListed
+    | ToolCallRequested
+    | ToolCallCompleted
+    | ToolCallFailed
+    | McpServerStateChanged
+    | WorkspaceSnapshotRequested
+    | WorkspaceSnapshotted
 )
 EVENT_CLASSES: tuple[type[Event], ...] = EventType.__args__  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)

@@ -58,14 +58,17 @@ class Stack:
         return JetStreamEventLog(self.nc)
 
 
-def start_services(nc: Client, *, orchestrator: bool = True, workers: int = 1) -> list[asyncio.Task]:
-    """Run the orchestrator and agent workers in this process, as tasks on the running loop.
+def start_services(
+    nc: Client, *, orchestrator: bool = True, workers: int = 1, broker: bool = True
+) -> list[asyncio.Task]:
+    """Run the orchestrator, agent workers and the MCP broker in this process, as tasks on the running loop.
 
     Raises:
         MassgenError: a service package is not installed (with the install command).
     """
     try:
         from massgen_agent_worker.worker import AgentWorker
+        from massgen_mcp_broker.service import McpBroker
         from massgen_orchestrator.service import OrchestratorService
     except ImportError as exc:
         raise MassgenError(f"service packages missing ({exc.name}); run `make install`") from None
@@ -77,6 +80,8 @@ def start_services(nc: Client, *, orchestrator: bool = True, workers: int = 1) -
         tasks.append(asyncio.create_task(svc.run(), name="orchestrator"))
     for i in range(workers):
         tasks.append(asyncio.create_task(AgentWorker(nc).run(), name=f"agent-worker-{i}"))
+    if broker:
+        tasks.append(asyncio.create_task(McpBroker(nc, home()).run(), name="mcp-broker"))
     return tasks
 
 

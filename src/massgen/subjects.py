@@ -8,9 +8,12 @@ Layout (DESIGN principle 4: events through the event stream, work through work q
     - ``orch``: the orchestrator's decisions, appended in atomic batches guarded by
       ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
     - ``agent``: agent workers (turn started, text deltas, usage, responses, failures);
-    - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events).
+    - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events);
+    - ``mcp``: the MCP broker (tool catalogs, tool-call results, server states, workspace snapshots).
 - stream ``MASSGEN_TURNS`` (work-queue retention): ``massgen.turns.<run_id>``; one durable pull
   consumer ``agent-workers`` shared by every worker replica.
+- stream ``MASSGEN_TOOLS`` (work-queue retention): ``massgen.tools.<run_id>``; tool-list, tool-call and
+  snapshot requests for the MCP broker, one durable pull consumer ``mcp-brokers``.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 """
 
@@ -21,13 +24,18 @@ import re
 EVENTS_STREAM = "MASSGEN_EVENTS"
 TURNS_STREAM = "MASSGEN_TURNS"
 WORKER_CONSUMER = "agent-workers"
+TOOLS_STREAM = "MASSGEN_TOOLS"
+SECRETS_BUCKET = "MASSGEN_SECRETS"
+"""Key-value bucket of MCP ``env``/``headers`` values, keyed by digest; never part of the event log."""
+BROKER_CONSUMER = "mcp-brokers"
 
 EVENTS_WILDCARD = "massgen.run.>"
 EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 """JetStream direct-get API of the event stream (reads without a consumer; ADR-31)."""
 TURNS_WILDCARD = "massgen.turns.>"
+TOOLS_WILDCARD = "massgen.tools.>"
 
-SOURCES = ("client", "orch", "agent", "timer")
+SOURCES = ("client", "orch", "agent", "timer", "mcp")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -51,9 +59,21 @@ def run_filter(run_id: str) -> str:
     return f"massgen.run.{_check_token('run id', run_id)}.>"
 
 
+def source_filter(run_id: str | None, source: str) -> str:
+    """Filter subject matching what ``source`` wrote, for one run or (``run_id=None``) for every run."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown event source {source!r}; expected one of {SOURCES}")
+    return run_subject(run_id, source) if run_id else f"massgen.run.*.{source}"
+
+
 def turn_subject(run_id: str) -> str:
     """Work-queue subject for the agent turns of one run."""
     return f"massgen.turns.{_check_token('run id', run_id)}"
+
+
+def tool_subject(run_id: str) -> str:
+    """Work-queue subject for the MCP broker's requests of one run."""
+    return f"massgen.tools.{_check_token('run id', run_id)}"
 
 
 def run_id_of(subject: str) -> str:

@@ -50,8 +50,11 @@ class EventLog(Protocol):
         """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order."""
         ...
 
-    def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
-        """Like :meth:`read`, then keeps yielding new events as they are appended (never ends)."""
+    def follow(
+        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+    ) -> AsyncIterator[Record]:
+        """Like :meth:`read`, then keeps yielding new events as they are appended (never ends).
+        ``source`` narrows it to what one writer (``subjects.SOURCES``) appended."""
         ...
 
     async def last_seq(self, run_id: str, source: str) -> int:

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import nats
 from nats.aio.client import Client
@@ -75,7 +75,7 @@ async def _quiet(exc: Exception) -> None:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create (or update) the event stream and the turn work-queue stream. Idempotent."""
+    """Create (or update) the event stream and the work-queue streams. Idempotent."""
     configs = [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -88,12 +88,18 @@ async def ensure_streams(js: JetStreamContext) -> None:
             allow_direct=True,  # reads are batched direct gets, not consumers
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
-        StreamConfig(
-            name=subjects.TURNS_STREAM,
-            subjects=[subjects.TURNS_WILDCARD],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.WORK_QUEUE,
-            duplicate_window=DUPLICATE_WINDOW_S,
+        *(
+            StreamConfig(
+                name=name,
+                subjects=[wildcard],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+            for name, wildcard in (
+                (subjects.TURNS_STREAM, subjects.TURNS_WILDCARD),
+                (subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD),
+            )
         ),
     ]
     for cfg in configs:
@@ -265,8 +271,12 @@ class JetStreamEventLog:
         finally:
             await sub.unsubscribe()
 
-    async def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
+    async def follow(
+        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+    ) -> AsyncIterator[Record]:
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD
+        if source is not None:
+            filter_subject = subjects.source_filter(run_id, source)
         sub = await self._subscribe(filter_subject, after_seq)
         try:
             async for msg in sub.messages:
@@ -277,14 +287,16 @@ class JetStreamEventLog:
             await asyncio.shield(sub.unsubscribe())
 
 
-class TurnQueue:
-    """The agent-turn work queue: the orchestrator pushes ``turn.requested`` events, workers pull them."""
+class WorkQueue:
+    """A work-queue stream shared by the replicas of one service: producers push event records, the
+    replicas pull them through one durable consumer. Used for agent turns and for MCP broker requests."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, stream: str, wildcard: str, durable: str, subject_of: Callable[[str], str]) -> None:
         self.js = nc.jetstream()
+        self.stream, self.wildcard, self.durable, self.subject_of = stream, wildcard, durable, subject_of
 
     async def push(self, record: Record) -> None:
-        """Enqueue a ``turn.requested`` record; the event id dedupes re-pushes after a restart."""
+        """Enqueue a record; its event id dedupes re-pushes (after a restart or a redelivery)."""
         data = encode(
             record.event,  # type: ignore[arg-type]
             id=record.id,
@@ -293,19 +305,19 @@ class TurnQueue:
             source=record.source,
             causation_id=record.causation_id,
         )
-        await self.js.publish(subjects.turn_subject(record.run_id), data, headers={"Nats-Msg-Id": record.id})
+        await self.js.publish(self.subject_of(record.run_id), data, headers={"Nats-Msg-Id": record.id})
 
     async def consumer(self, ack_wait_s: float, max_deliver: int) -> JetStreamContext.PullSubscription:
         """Bind to the shared durable pull consumer (created on first use).
 
         Args:
-            ack_wait_s: seconds without ack or heartbeat after which a turn is redelivered.
-            max_deliver: deliveries before JetStream gives up on a turn.
+            ack_wait_s: seconds without ack or heartbeat after which an item is redelivered.
+            max_deliver: deliveries before JetStream gives up on an item.
         """
         return await self.js.pull_subscribe(
-            subjects.TURNS_WILDCARD,
-            durable=subjects.WORKER_CONSUMER,
-            stream=subjects.TURNS_STREAM,
+            self.wildcard,
+            durable=self.durable,
+            stream=self.stream,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=ack_wait_s,
@@ -313,6 +325,16 @@ class TurnQueue:
                 max_ack_pending=1000,
             ),
         )
+
+
+def TurnQueue(nc: Client) -> WorkQueue:  # noqa: N802 - reads as the class it stands for
+    """The agent-turn work queue: the orchestrator pushes ``turn.requested``, workers pull."""
+    return WorkQueue(nc, subjects.TURNS_STREAM, subjects.TURNS_WILDCARD, subjects.WORKER_CONSUMER, subjects.turn_subject)
+
+
+def ToolQueue(nc: Client) -> WorkQueue:  # noqa: N802
+    """The MCP broker's work queue: workers push tool-list, tool-call and snapshot requests."""
+    return WorkQueue(nc, subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD, subjects.BROKER_CONSUMER, subjects.tool_subject)
 
 
 def delivery_count(msg: Msg) -> int:

@@ -54,18 +54,24 @@ class InMemoryEventLog:
             self._changed.notify_all()
         return seqs
 
-    def _select(self, run_id: str | None, after_seq: int) -> list[Record]:
-        return [r for _, r in self._records[after_seq:] if run_id is None or r.run_id == run_id]
+    def _select(self, run_id: str | None, after_seq: int, source: str | None = None) -> list[Record]:
+        return [
+            r
+            for subject, r in self._records[after_seq:]
+            if (run_id is None or r.run_id == run_id) and (source is None or subjects.source_of(subject) == source)
+        ]
 
     async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
         return self._select(run_id, after_seq)
 
-    async def follow(self, run_id: str | None = None, after_seq: int = 0) -> AsyncIterator[Record]:
+    async def follow(
+        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+    ) -> AsyncIterator[Record]:
         pos = after_seq
         while True:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self._records) > pos)
-            batch = self._select(run_id, pos)
+            batch = self._select(run_id, pos, source)
             pos = len(self._records)
             for r in batch:
                 yield r

@@ -15,7 +15,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+import msgspec
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,6 +28,8 @@ from massgen.errors import EventDecodeError, MassgenError, ProviderError
 from massgen.events import (
     Event,
     Failure,
+    Message,
+    Record,
     Source,
     TextDelta,
     TurnFailed,
@@ -36,6 +40,7 @@ from massgen.events import (
     decode,
 )
 from massgen_agent_worker import providers
+from massgen_agent_worker.tools import ToolClient
 
 log = logging.getLogger("massgen.agent_worker")
 
@@ -95,6 +100,7 @@ class AgentWorker:
         self.ack_wait_s = ack_wait_s
         self.max_deliver = max_deliver
         self.source = Source(service="agent_worker", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.tools = ToolClient(nc, self.source)
         self.handled = 0
 
     async def run(self) -> None:
@@ -167,9 +173,20 @@ class AgentWorker:
                 )
 
             deltas = Coalescer(flush)
-            started = time.monotonic()
+
+            async def usage(round_: int, result: providers.Completion, started: float) -> None:
+                await emit("usage" if round_ == 0 else f"usage:d{delivery}:r{round_}", UsageRecorded(
+                    turn_id=req.turn_id,
+                    agent_id=req.agent_id,
+                    attempt=req.attempt,
+                    model=result.model,
+                    usage=result.usage,
+                    duration_s=round(time.monotonic() - started, 4),
+                    time_to_first_token_s=result.time_to_first_token_s,
+                ))
+
             try:
-                result = await providers.complete(req, deltas.add)
+                result = await self._converse(req, record, f"{key}:d{delivery}", deltas, usage)
             except (ProviderError, MassgenError) as exc:
                 await deltas.close()
                 await emit("failed", TurnFailed(
@@ -177,18 +194,6 @@ class AgentWorker:
                 ))
             else:
                 await deltas.close()
-                await emit(
-                    "usage",
-                    UsageRecorded(
-                        turn_id=req.turn_id,
-                        agent_id=req.agent_id,
-                        attempt=req.attempt,
-                        model=result.model,
-                        usage=result.usage,
-                        duration_s=round(time.monotonic() - started, 4),
-                        time_to_first_token_s=result.time_to_first_token_s,
-                    ),
-                )
                 await emit(
                     "responded",
                     TurnResponded(
@@ -204,6 +209,56 @@ class AgentWorker:
             self.handled += 1
         finally:
             heartbeat.cancel()
+
+    async def _converse(
+        self,
+        req: TurnRequested,
+        record: Record,
+        key: str,
+        deltas: Coalescer,
+        usage: Callable[[int, providers.Completion, float], Awaitable[None]],
+    ) -> providers.Completion:
+        """The LLM calls of one attempt: MCP tool rounds until the model answers or takes a workflow
+        decision (MassGen spec §2.6, with a bound on rounds that MassGen lacks).
+
+        Workflow tool calls (``new_answer``, ``vote``) end the loop and go to the orchestrator; MCP calls
+        in the same batch are then not executed, as in MassGen. After ``max_tool_rounds`` rounds the
+        model is offered the workflow tools only.
+        """
+        backend = providers.backend_config(req.backend)
+        catalog = await self.tools.catalog(req, record.run_id, record.id, backend)
+        mcp_tools = catalog.tools
+        if not mcp_tools and not catalog.servers:
+            started = time.monotonic()
+            result = await providers.complete(req, deltas.add)
+            await usage(0, result, started)
+            return result
+        workflow = {t.name for t in req.tools}
+        offered = {t.name for t in mcp_tools}
+        messages = list(req.messages)
+        notes = catalog.notes()
+        if notes and messages and messages[0].role == "system":
+            messages[0] = Message(role="system", content=f"{messages[0].content}\n\n{notes}")
+        for round_ in range(backend.max_tool_rounds + 1):
+            if round_ > 0:  # a server may have changed its tools (list_changed) during the last round
+                mcp_tools = (await self.tools.catalog(req, record.run_id, record.id, backend)).tools
+                offered = {t.name for t in mcp_tools}
+            tools = req.tools + (mcp_tools if round_ < backend.max_tool_rounds else ())
+            call_req = msgspec.structs.replace(req, messages=tuple(messages), tools=tools)
+            started = time.monotonic()
+            result = await providers.complete(call_req, deltas.add)
+            await usage(round_, result, started)
+            calls = [c for c in result.tool_calls if c.name in offered]
+            if not calls or any(c.name in workflow for c in result.tool_calls):
+                break
+            await deltas.close()
+            answers = await self.tools.call_all(req, record.run_id, record.id, f"{key}:r{round_}", calls, backend)
+            answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in result.tool_calls if c.name not in offered})
+            messages.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
+            messages.extend(Message(role="tool", content=answers[c.id], tool_call_id=c.id) for c in result.tool_calls)
+        if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
+            await self.tools.snapshot(req, record.run_id, record.id)
+        return result
 
     async def _heartbeat(self, msg: Msg) -> None:
         while True:

@@ -81,12 +81,14 @@ def report(view: RunView, console: Console) -> None:
         console.print(votes)
 
     usage = Table(title="token usage", show_edge=False)
-    for col in ("agent", "LLM calls", "input", "output", "LLM seconds"):
+    for col in ("agent", "LLM calls", "input", "output", "LLM seconds", "tool calls (errors)", "tool seconds"):
         usage.add_column(col, justify="right" if col != "agent" else "left")
     for a in view.agents.values():
-        usage.add_row(a.id, str(a.calls), str(a.input_tokens), str(a.output_tokens), f"{a.llm_seconds:.2f}")
+        usage.add_row(a.id, str(a.calls), str(a.input_tokens), str(a.output_tokens), f"{a.llm_seconds:.2f}",
+                      f"{a.tool_calls} ({a.tool_errors})", f"{a.tool_seconds:.2f}")
     u = view.usage()
-    usage.add_row("total", str(u["llm_calls"]), str(u["input_tokens"]), str(u["output_tokens"]), "")
+    usage.add_row("total", str(u["llm_calls"]), str(u["input_tokens"]), str(u["output_tokens"]), "",
+                  str(u["tool_calls"]), "")
     console.print(usage)
 
     body = view.final_answer or view.failure or "(no final answer)"

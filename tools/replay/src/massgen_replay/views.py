@@ -21,7 +21,12 @@ from massgen.events import (
     RunSubmitted,
     RunTimedOut,
     TextDelta,
+    McpServerStateChanged,
     TimerFired,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolsListed,
     TurnFailed,
     TurnRejected,
     TurnRequested,
@@ -32,6 +37,7 @@ from massgen.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceSnapshotted,
 )
 
 
@@ -66,6 +72,9 @@ class AgentView:
     input_tokens: int = 0
     output_tokens: int = 0
     llm_seconds: float = 0.0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_seconds: float = 0.0
 
 
 @dataclass
@@ -166,6 +175,30 @@ class RunView:
             case RunFailed():
                 self.status, self.failure = "failed", ev.reason
                 self._end(r)
+            case ToolsListed() if agent:
+                what = f"unavailable: {preview(ev.failure.message)}" if ev.failure else (
+                    f"{len(ev.tools)} tools (v{ev.version}): {preview(', '.join(t.name for t in ev.tools), 120)}")
+                self._log(r, ev.agent_id, "tools", f"{ev.server}: {what}")
+            case ToolCallRequested() if agent:
+                agent.status = f"calling {ev.server}.{ev.tool}"
+                self._log(r, ev.agent_id, "tool_call", f"{ev.server}.{ev.tool}({preview(ev.arguments, 80)})")
+            case ToolCallCompleted() if agent:
+                agent.tool_calls += 1
+                agent.tool_errors += ev.is_error
+                agent.tool_seconds += ev.duration_s
+                origin = f", replayed from {ev.replayed_from}" if ev.replayed_from else ""
+                flag = " [isError]" if ev.is_error else ""
+                self._log(r, ev.agent_id, "tool_result",
+                          f"{ev.server}.{ev.tool}{flag} in {ev.duration_s:.3f}s{origin}: {preview(ev.content)}")
+            case ToolCallFailed() if agent:
+                agent.tool_calls += 1
+                agent.tool_errors += 1
+                self._log(r, ev.agent_id, "tool_failed",
+                          f"{ev.server}.{ev.tool}: {ev.failure.type}: {preview(ev.failure.message)}")
+            case McpServerStateChanged():
+                self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + (f" ({preview(ev.reason)})" if ev.reason else ""))
+            case WorkspaceSnapshotted() if agent:
+                self._log(r, ev.agent_id, "snapshot", f"workspace shared as {ev.anon_id}: {ev.files} files, {ev.bytes} bytes")
             case TimerFired():
                 self._log(r, None, "timer", ev.name)
             case UnknownEvent():
@@ -206,8 +239,16 @@ class RunView:
             "input_tokens": sum(a.input_tokens for a in self.agents.values()),
             "output_tokens": sum(a.output_tokens for a in self.agents.values()),
             "llm_calls": sum(a.calls for a in self.agents.values()),
+            "tool_calls": sum(a.tool_calls for a in self.agents.values()),
             "per_agent": {
-                a.id: {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "llm_calls": a.calls}
+                a.id: {
+                    "input_tokens": a.input_tokens,
+                    "output_tokens": a.output_tokens,
+                    "llm_calls": a.calls,
+                    "tool_calls": a.tool_calls,
+                    "tool_errors": a.tool_errors,
+                    "tool_seconds": round(a.tool_seconds, 3),
+                }
                 for a in self.agents.values()
             },
         }

@@ -1,0 +1,201 @@
+"""The worker's side of MCP: ask the broker for catalogs and calls over the bus, wait for the results.
+
+A request is appended to the run's ``agent`` subject (so the log shows it) and pushed to the broker's
+work queue; the answer arrives on the run's ``mcp`` subject. Ids derive from the turn, the delivery
+and the tool round, so a redelivered turn never reuses a result meant for different calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from nats.aio.client import Client
+
+from massgen import mcp
+from massgen.bus import Draft
+from massgen.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen.config import FILESYSTEM_SERVER, BackendConfig
+from massgen.events import (
+    Event,
+    Failure,
+    Record,
+    Source,
+    ToolCall,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolsListed,
+    ToolsListRequested,
+    ToolSpec,
+    TurnRequested,
+    WorkspaceSnapshotRequested,
+    WorkspaceSnapshotted,
+)
+
+DISCOVERY_TIMEOUT_S = 90.0
+"""How long a turn waits for its agent's tool catalogs (an npx server's first start can take seconds)."""
+
+
+def expected_servers(backend: BackendConfig) -> list[str]:
+    """Names of the MCP servers an agent uses: its ``mcp_servers`` plus ``filesystem`` when ``cwd`` is set."""
+    names = [s.name for s in backend.mcp_servers]
+    return names + [FILESYSTEM_SERVER] if backend.cwd is not None else names
+
+
+class Catalog:
+    """An agent's MCP tools, as the broker last listed them."""
+
+    def __init__(self, listed: Iterable[ToolsListed]) -> None:
+        latest: dict[str, ToolsListed] = {}
+        for ev in listed:
+            if ev.server not in latest or ev.version >= latest[ev.server].version:
+                latest[ev.server] = ev
+        self.servers = latest
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return tuple(t for ev in self.servers.values() for t in ev.tools)
+
+    def notes(self) -> str:
+        """A system-prompt note on unavailable servers and the filesystem roots (MassGen spec §1.6)."""
+        lines = []
+        for ev in self.servers.values():
+            if ev.failure is not None:
+                lines.append(f"The MCP server {ev.server!r} is unavailable: {ev.failure.message}")
+            if ev.roots:
+                lines.append(f"Your workspace (read-write): {ev.roots[0]}")
+                lines.append(
+                    f"Shared reference (read-only): {ev.roots[1]}/<agentN> holds the workspace of the agent "
+                    "whose answer is labelled agentN"
+                )
+                lines.extend(f"Context path: {r}" for r in ev.roots[2:])
+        return "\n".join(lines)
+
+
+class ToolClient:
+    """MCP over the bus for one worker process."""
+
+    def __init__(self, nc: Client, source: Source) -> None:
+        self.log = JetStreamEventLog(nc)
+        self.queue = ToolQueue(nc)
+        self.source = source
+
+    async def _request(self, run_id: str, cause: str, drafts: list[Draft]) -> int:
+        seqs = await self.log.append(run_id, "agent", drafts, origin=self.source)
+        for d, seq in zip(drafts, seqs, strict=True):
+            await self.queue.push(
+                Record(seq=seq, id=d.id, run_id=run_id, ts=time.time(), source=self.source,
+                       causation_id=cause, event=d.event)
+            )
+        return min(seqs)
+
+    async def _await(self, run_id: str, after_seq: int, want: set[str], timeout_s: float) -> dict[str, Record]:
+        """Follow the run's ``mcp`` subject until every id in ``want`` arrived or ``timeout_s`` passed."""
+        got: dict[str, Record] = {}
+        stream = self.log.follow(run_id, after_seq, source="mcp")
+
+        async def collect() -> None:
+            async for r in stream:
+                if r.id in want:
+                    got[r.id] = r
+                    if len(got) == len(want):
+                        return
+
+        try:
+            await asyncio.wait_for(collect(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            await stream.aclose()
+        return got
+
+    async def catalog(self, req: TurnRequested, run_id: str, cause: str, backend: BackendConfig) -> Catalog:
+        """The agent's current catalog; the first turn of an agent in a run asks the broker for it."""
+        want = expected_servers(backend)
+        if not want:
+            return Catalog(())
+        listed = [r.event for r in await self.log.read(run_id) if isinstance(r.event, ToolsListed)
+                  and r.event.agent_id == req.agent_id]
+        if {ev.server for ev in listed} >= set(want):
+            return Catalog(listed)
+        request_id = f"{run_id}:tools:{req.agent_id}"
+        seq = await self._request(run_id, cause, [Draft(request_id, ToolsListRequested(agent_id=req.agent_id), cause)])
+        got = await self._await_catalog(run_id, seq, request_id, set(want))
+        return Catalog([*listed, *got])
+
+    async def _await_catalog(self, run_id: str, after_seq: int, request_id: str, want: set[str]) -> list[ToolsListed]:
+        out: list[ToolsListed] = []
+        stream = self.log.follow(run_id, after_seq - 1, source="mcp")
+
+        async def collect() -> None:
+            async for r in stream:
+                if isinstance(r.event, ToolsListed) and r.causation_id == request_id:
+                    out.append(r.event)
+                    if {ev.server for ev in out} >= want:
+                        return
+
+        try:
+            await asyncio.wait_for(collect(), DISCOVERY_TIMEOUT_S)
+        except TimeoutError:
+            missing = want - {ev.server for ev in out}
+            out.extend(
+                ToolsListed(agent_id="", server=s, version=0, failure=Failure(
+                    type="Timeout", message=f"no catalog from the MCP broker within {DISCOVERY_TIMEOUT_S:.0f} s"))
+                for s in sorted(missing)
+            )
+        finally:
+            await stream.aclose()
+        return out
+
+    async def call_all(
+        self, req: TurnRequested, run_id: str, cause: str, key: str, calls: list[ToolCall], backend: BackendConfig
+    ) -> dict[str, str]:
+        """Run the model's MCP calls (concurrently, at the broker); return ``{call id: tool message text}``.
+
+        A call nobody answers in time is recorded as failed by the worker itself under the result id the
+        broker would use, so at most one outcome per call is ever stored.
+        """
+        timeouts = {s.name: s.timeout * (s.retries + 1) + 5 for s in backend.mcp_servers}
+        drafts: list[Draft] = []
+        for i, call in enumerate(calls):
+            server, tool = mcp.split_tool_name(call.name) or ("", call.name)
+            drafts.append(Draft(f"{key}:c{i}", ToolCallRequested(
+                call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, kind=req.kind,
+                server=server, tool=tool, arguments=call.arguments), cause))
+        seq = await self._request(run_id, cause, drafts)
+        wait = max((timeouts.get(d.event.server, 60.0) for d in drafts), default=60.0)  # type: ignore[union-attr]
+        results = await self._await(run_id, seq - 1, {f"{d.id}:result" for d in drafts}, wait)
+        out: dict[str, str] = {}
+        for d in drafts:
+            ev: Any = d.event
+            r = results.get(f"{d.id}:result")
+            if r is None:
+                late: Event = ToolCallFailed(
+                    call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
+                    failure=Failure(type="Timeout", message=f"the MCP broker did not answer within {wait:.0f} s",
+                                    retryable=True))
+                await self.log.append(run_id, "agent", [Draft(f"{d.id}:result", late, d.id)], origin=self.source)
+                r = Record(seq=0, id="", run_id=run_id, ts=0.0, source=self.source, causation_id=d.id, event=late)
+            out[ev.call_id] = tool_message(r.event)
+        return out
+
+    async def snapshot(self, req: TurnRequested, run_id: str, cause: str) -> WorkspaceSnapshotted | None:
+        """Share the agent's workspace after an answer; wait for the copy so other agents see it."""
+        request_id = f"{run_id}:snap:{req.turn_id}:{req.attempt}"
+        seq = await self._request(run_id, cause, [Draft(request_id, WorkspaceSnapshotRequested(
+            agent_id=req.agent_id, turn_id=req.turn_id), cause)])
+        got = await self._await(run_id, seq - 1, {f"{request_id}:done"}, 120.0)
+        r = got.get(f"{request_id}:done")
+        return r.event if r is not None and isinstance(r.event, WorkspaceSnapshotted) else None
+
+
+def tool_message(event: Any) -> str:
+    """What the model reads back for a tool outcome (errors prefixed, as MassGen does)."""
+    if isinstance(event, ToolCallCompleted):
+        return f"Error: {event.content}" if event.is_error and not event.content.startswith("Error") else event.content
+    if isinstance(event, ToolCallFailed):
+        return f"Error: {event.failure.message}"
+    return "Error: no result"

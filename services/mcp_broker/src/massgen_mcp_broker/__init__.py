@@ -1,0 +1,1 @@
+"""MassGen-ES MCP broker service."""

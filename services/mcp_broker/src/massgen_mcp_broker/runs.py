@@ -1,0 +1,156 @@
+"""What the broker knows about a run: its agents' MCP grants, workspaces and recorded results.
+
+Built from the run's own events (``run.submitted`` and, for replay, a recorded run's tool results), so a
+restarted broker rebuilds it from the log like every other service.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from massgen import mcp
+from massgen.bus.secrets import SecretStore
+from massgen.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
+from massgen.errors import ConfigError
+from massgen.events import Record, RunSubmitted, ToolCallCompleted, ToolCallRequested
+from massgen_mcp_broker.sessions import Launch
+
+FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem"
+
+
+def filesystem_server_command() -> str:
+    """The reference filesystem server installed by the project's setup (``make install`` puts the npm
+    package under ``<venv>/mcp``); ``MASSGEN_MCP_FILESYSTEM`` overrides it.
+
+    Raises:
+        ConfigError: it is not installed.
+    """
+    path = os.environ.get("MASSGEN_MCP_FILESYSTEM") or str(Path(sys.prefix) / "mcp/node_modules/.bin/mcp-server-filesystem")
+    if not Path(path).exists():
+        raise ConfigError(
+            f"the MCP filesystem server is not installed ({path} is missing); run `make install`, or "
+            f"`npm install --prefix {Path(sys.prefix) / 'mcp'} {FILESYSTEM_PACKAGE}`"
+        )
+    return path
+
+
+@dataclass
+class AgentGrant:
+    """One agent of a run, as the broker sees it."""
+
+    agent_id: str
+    anon_id: str
+    backend: BackendConfig
+    servers: dict[str, McpServerConfig]
+    """Servers this agent may use by name, the ``filesystem`` server included when ``cwd`` is set."""
+    workspace: Path | None
+
+    def roots(self, run: RunContext, kind: str) -> list[mcp.Root]:
+        """Directories the filesystem server may reach for this agent: its workspace (read-write), the
+        other agents' shared snapshots (read-only), and the context paths, writable only for a ``write``
+        path during the final presentation (MassGen spec §3.5)."""
+        assert self.workspace is not None
+        roots = [mcp.Root(self.workspace.resolve(), True), mcp.Root(run.snapshots.resolve(), False)]
+        for cp in self.backend.context_paths:
+            roots.append(mcp.Root(Path(cp.path).resolve(), cp.permission == "write" and kind == "presentation"))
+        return roots
+
+
+@dataclass
+class RunContext:
+    """A run's agents and data directory (``<home>/runs/<run_id>``)."""
+
+    run_id: str
+    dir: Path
+    agents: dict[str, AgentGrant]
+    replay_from: str | None = None
+    recorded: dict[tuple[str, str, str, str], list[ToolCallCompleted]] = field(default_factory=dict)
+
+    @property
+    def snapshots(self) -> Path:
+        return self.dir / "snapshots"
+
+    @classmethod
+    def build(cls, run_id: str, submitted: RunSubmitted, home: Path) -> RunContext:
+        """Grants and workspaces for every agent of ``submitted``.
+
+        Raises:
+            ConfigError: a backend block does not validate (it did when submitted; a newer schema may differ).
+        """
+        run_dir = home / "runs" / run_id
+        agents = {}
+        for i, spec in enumerate(submitted.agents):
+            backend = msgspec.convert(spec.backend, BackendConfig)
+            servers = {s.name: s for s in backend.mcp_servers}
+            workspace = None
+            if backend.cwd is not None:
+                workspace = run_dir / "workspaces" / spec.id
+                workspace.mkdir(parents=True, exist_ok=True)
+                # Placeholder config: resolve_launch() builds the real command and its roots.
+                servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
+            agents[spec.id] = AgentGrant(spec.id, f"agent{i + 1}", backend, servers, workspace)
+        (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
+        return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from)
+
+    def load_recording(self, records: list[Record]) -> None:
+        """Index a recorded run's completed tool calls by (agent, server, tool, arguments), in order."""
+        requests = {r.id: r.event for r in records if isinstance(r.event, ToolCallRequested)}
+        for r in records:
+            if isinstance(r.event, ToolCallCompleted) and r.causation_id in requests:
+                req = requests[r.causation_id]
+                self.recorded.setdefault(_call_key(req), []).append(r.event)
+
+    def recorded_result(self, req: ToolCallRequested) -> ToolCallCompleted | None:
+        """The next recorded result of an identical call, or None."""
+        queue = self.recorded.get(_call_key(req))
+        return queue.pop(0) if queue else None
+
+
+def _call_key(req: ToolCallRequested) -> tuple[str, str, str, str]:
+    try:
+        args = msgspec.json.encode(msgspec.json.decode(req.arguments), order="sorted").decode()
+    except msgspec.DecodeError:
+        args = req.arguments
+    return (req.agent_id, req.server, req.tool, args)
+
+
+async def resolve_launch(
+    grant: AgentGrant, server: McpServerConfig, run: RunContext, secrets: SecretStore
+) -> tuple[Launch, list[str]]:
+    """The concrete server to start for ``grant`` and the secret values it carries (for redaction).
+
+    ``${secret:…}`` references come from the secret store, then ``${VAR}`` from the broker's environment.
+
+    Raises:
+        ConfigError: a referenced variable or secret is missing.
+    """
+    if server.name == FILESYSTEM_SERVER and grant.workspace is not None:  # the server `cwd` adds
+        roots = [str(r.path) for r in grant.roots(run, "coordination")]
+        return Launch(name=server.name, type="stdio", command=filesystem_server_command(), args=tuple(roots)), []
+    env_values = {k: await secrets.resolve(v) for k, v in server.env.items()}
+    header_values = {k: await secrets.resolve(v) for k, v in server.headers.items()}
+    env = {k: mcp.substitute(v, os.environ) for k, v in env_values.items()}
+    headers = {k: mcp.substitute(v, os.environ) for k, v in header_values.items()}
+    hidden = [*env.values(), *headers.values()]
+    if server.type == "stdio":
+        command, args = mcp.executable_and_args(server)
+        return (
+            Launch(
+                name=server.name,
+                type="stdio",
+                command=command,
+                args=tuple(mcp.substitute(a, os.environ) for a in args),
+                env=tuple(sorted(env.items())),
+                cwd=server.cwd,
+            ),
+            hidden,
+        )
+    return (
+        Launch(name=server.name, type=server.type, url=server.url or "", headers=tuple(sorted(headers.items()))),
+        hidden,
+    )

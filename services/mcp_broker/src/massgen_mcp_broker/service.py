@@ -1,0 +1,407 @@
+"""The mcp_broker service: a pull consumer on the ``MASSGEN_TOOLS`` work queue.
+
+For each request a worker pushed it appends the outcome to the run's ``mcp`` subject and only then acks:
+
+- ``tools.list_requested``: starts (or reuses) the agent's servers and records one ``tools.listed`` per
+  server; a server's ``list_changed`` notification records a new version for every run using it;
+- ``tool.call_requested``: checks the grant, the tool filters, the arguments against the tool's input
+  schema and filesystem paths against the agent's roots, then calls with a timeout, retries transient
+  failures with exponential backoff, and counts outcomes in the server's circuit breaker; records
+  ``tool.call_completed`` or ``tool.call_failed`` (id ``<request id>:result``, so a worker's own
+  timeout record and the broker's can never both land);
+- ``workspace.snapshot_requested``: copies the agent's workspace to ``snapshots/<anon id>``.
+
+Every text that leaves the broker is scrubbed of the secret values its servers were started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import anyio
+import mcp_types
+from mcp import MCPError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from massgen import mcp
+from massgen.bus import Draft
+from massgen.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen.bus.secrets import SecretStore
+from massgen.config import FILESYSTEM_SERVER
+from massgen.errors import EventDecodeError, MassgenError
+from massgen.events import (
+    Event,
+    Failure,
+    McpServerStateChanged,
+    Record,
+    RunSubmitted,
+    Source,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolsListed,
+    ToolsListRequested,
+    ToolSpec,
+    WorkspaceSnapshotRequested,
+    WorkspaceSnapshotted,
+    decode,
+)
+from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
+from massgen_mcp_broker.sessions import Breaker, CircuitOpen, ServerUnavailable, Session, SessionPool
+
+log = logging.getLogger("massgen.mcp_broker")
+
+_TRANSIENT = (TimeoutError, ServerUnavailable, ConnectionError, anyio.ClosedResourceError, anyio.BrokenResourceError,
+              anyio.EndOfStream)
+
+
+class McpBroker:
+    """Executes MCP requests for every run.
+
+    Args:
+        nc: a connected NATS client.
+        home: data directory; workspaces and snapshots live in ``<home>/runs/<run_id>``, server stderr in
+            ``<home>/logs``.
+        concurrency: requests handled at once (a model's parallel tool calls run concurrently).
+        idle_s: seconds after which an unused session is stopped.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        home: Path,
+        *,
+        concurrency: int = 16,
+        ack_wait_s: float = 60.0,
+        max_deliver: int = 5,
+        idle_s: float = 600.0,
+        instance: str | None = None,
+    ) -> None:
+        self.log = JetStreamEventLog(nc)
+        self.queue = ToolQueue(nc)
+        self.secrets = SecretStore(nc)
+        self.home = home
+        self.concurrency = concurrency
+        self.ack_wait_s = ack_wait_s
+        self.max_deliver = max_deliver
+        self.idle_s = idle_s
+        self.source = Source(service="mcp_broker", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.pool = SessionPool(home / "logs", self._tools_changed)
+        self.runs: dict[str, RunContext] = {}
+        self.hidden: dict[str, mcp.Redactor] = {}
+        """Per session key: the secret values to scrub from its outputs."""
+        self.listeners: dict[str, set[tuple[str, str, str]]] = {}
+        """Per session key: the (run, agent, server) catalogs to re-record on ``list_changed``."""
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        """Pull and handle requests until cancelled; sessions are stopped on the way out."""
+        sub = await self.queue.consumer(self.ack_wait_s, self.max_deliver)
+        slots = asyncio.Semaphore(self.concurrency)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._reap_idle())
+                while True:
+                    await slots.acquire()
+                    try:
+                        msgs = await sub.fetch(1, timeout=1.0)
+                    except TimeoutError:
+                        slots.release()
+                        continue
+                    except Exception:
+                        slots.release()
+                        raise
+                    for msg in msgs:
+                        task = tg.create_task(self._handle(msg))
+                        task.add_done_callback(lambda _t: slots.release())
+        finally:
+            await self.pool.close()
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.idle_s, 30.0))
+            await self.pool.close_idle(self.idle_s)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            record = decode(msg.data)
+        except EventDecodeError as exc:
+            log.error("dropping malformed broker request: %s", exc)
+            await msg.term()
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            run = await self._run_context(record.run_id)
+            match record.event:
+                case ToolsListRequested() as req:
+                    await self._list(run, record, req)
+                case ToolCallRequested() as req:
+                    await self._call(run, record, req)
+                case WorkspaceSnapshotRequested() as req:
+                    await self._snapshot(run, record, req)
+                case _:
+                    log.error("dropping broker request of type %s", record.type)
+                    await msg.term()
+                    return
+            await msg.ack()
+        except MassgenError as exc:
+            log.error("request %s of run %s failed: %s", record.id, record.run_id, exc)
+            await msg.term()
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            try:
+                await msg.in_progress()
+            except Exception as exc:
+                log.debug("heartbeat failed: %s", exc)
+
+    async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
+        await self.log.append(run_id, "mcp", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
+
+    async def _run_context(self, run_id: str) -> RunContext:
+        run = self.runs.get(run_id)
+        if run is not None:
+            return run
+        records = await self.log.read(run_id)
+        submitted = next((r.event for r in records if isinstance(r.event, RunSubmitted)), None)
+        if submitted is None:
+            raise MassgenError(f"run {run_id} has no run.submitted event")
+        run = RunContext.build(run_id, submitted, self.home)
+        if run.replay_from:
+            run.load_recording(await self.log.read(run.replay_from))
+        self.runs[run_id] = run
+        return run
+
+    # ------------------------------------------------------------------ sessions
+
+    async def _session(self, run: RunContext, grant: AgentGrant, server: str, cause: str, start: bool = True) -> Session:
+        """The pooled session for one of ``grant``'s servers, started unless ``start`` is False."""
+        cfg = grant.servers[server]
+        launch, hidden = await resolve_launch(grant, cfg, run, self.secrets)
+        breaker = Breaker(cfg.circuit_breaker.max_failures, cfg.circuit_breaker.reset_time_seconds)
+        session = self.pool.get(launch, breaker)
+        self.hidden[launch.key] = mcp.Redactor(hidden)
+        if start:
+            await self._start(run, session, server, cause)
+        return session
+
+    async def _start(self, run: RunContext, session: Session, server: str, cause: str) -> None:
+        launch = session.launch
+        if not session.alive:
+            await session.start()
+            reason = "restarted after the server exited" if session.restarts else ""
+            await self._emit(run.run_id, cause, [
+                (f"{cause}:state:{launch.key}:{session.restarts}", McpServerStateChanged(
+                    server=server, state="started", reason=reason))
+            ])
+
+    def _catalog(self, session: Session, grant: AgentGrant, server: str) -> tuple[ToolSpec, ...]:
+        cfg = grant.servers[server]
+        return tuple(
+            ToolSpec(
+                name=mcp.tool_name(server, t.name),
+                description=self._scrub(session, t.description or ""),
+                parameters=t.input_schema or {"type": "object"},
+            )
+            for t in session.catalog
+            if mcp.tool_allowed(cfg, grant.backend, t.name)
+        )
+
+    def _roots(self, run: RunContext, grant: AgentGrant, server: str) -> tuple[str, ...]:
+        if server != FILESYSTEM_SERVER or grant.workspace is None:
+            return ()
+        return tuple(str(r.path) for r in grant.roots(run, "coordination"))
+
+    async def _list(self, run: RunContext, record: Record, req: ToolsListRequested) -> None:
+        grant = run.agents[req.agent_id]
+
+        async def one(server: str) -> tuple[str, ToolsListed]:
+            try:
+                session = await self._session(run, grant, server, record.id)
+            except MassgenError as exc:
+                return f"{record.id}:{server}:failed", ToolsListed(
+                    agent_id=grant.agent_id, server=server, version=0, failure=_failure(exc))
+            self.listeners.setdefault(session.launch.key, set()).add((run.run_id, grant.agent_id, server))
+            return f"{record.id}:{server}:v{session.catalog_version}", ToolsListed(
+                agent_id=grant.agent_id,
+                server=server,
+                version=session.catalog_version,
+                tools=self._catalog(session, grant, server),
+                roots=self._roots(run, grant, server),
+            )
+
+        listed = await asyncio.gather(*(one(s) for s in grant.servers))
+        await self._emit(run.run_id, record.id, list(listed))
+
+    async def _tools_changed(self, session: Session) -> None:
+        for run_id, agent_id, server in sorted(self.listeners.get(session.launch.key, ())):
+            run = self.runs.get(run_id)
+            if run is None:
+                continue
+            grant = run.agents[agent_id]
+            key = f"{run_id}:tools:{agent_id}:{server}:{session.launch.key}:v{session.catalog_version}"
+            await self._emit(run_id, key, [(key, ToolsListed(
+                agent_id=agent_id, server=server, version=session.catalog_version,
+                tools=self._catalog(session, grant, server), roots=self._roots(run, grant, server)))])
+
+    def _scrub(self, session: Session | None, text: str) -> str:
+        red = self.hidden.get(session.launch.key) if session is not None else None
+        return red.scrub(text) if red is not None else text
+
+    # ------------------------------------------------------------------ calls
+
+    async def _call(self, run: RunContext, record: Record, req: ToolCallRequested) -> None:
+        result_id = f"{record.id}:result"
+        started = time.monotonic()
+
+        def failed(kind: str, message: str, attempts: int = 0, retryable: bool = False) -> ToolCallFailed:
+            return ToolCallFailed(
+                call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
+                failure=Failure(type=kind, message=message, retryable=retryable),
+                duration_s=round(time.monotonic() - started, 4), attempts=attempts,
+            )
+
+        if run.replay_from:
+            hit = run.recorded_result(req)
+            outcome: Event = (
+                _replayed(hit, req, run.replay_from) if hit is not None else failed(
+                    "NoRecordedResult",
+                    f"no recorded result for {req.tool} with these arguments in run {run.replay_from}",
+                )
+            )
+            await self._emit(run.run_id, record.id, [(result_id, outcome)])
+            return
+        outcome, extra = await self._execute(run, record, req, failed, started)
+        await self._emit(run.run_id, record.id, [*extra, (result_id, outcome)])
+
+    async def _execute(self, run, record, req, failed, started) -> tuple[Event, list[tuple[str, Event]]]:
+        grant = run.agents.get(req.agent_id)
+        if grant is None or req.server not in grant.servers:
+            return failed("ToolPermissionError", f"MCP server {req.server!r} is not granted to this agent"), []
+        cfg = grant.servers[req.server]
+        if not mcp.tool_allowed(cfg, grant.backend, req.tool):
+            return failed("ToolPermissionError", f"tool {mcp.tool_name(req.server, req.tool)} is not allowed "
+                          "for this agent (allowed_tools / exclude_tools)"), []
+        try:
+            session = await self._session(run, grant, req.server, record.id, start=False)
+            if session.breaker.state(time.monotonic()) != "open":
+                await self._start(run, session, req.server, record.id)
+        except MassgenError as exc:
+            return failed("ServerUnavailable", str(exc), retryable=True), []
+        extra: list[tuple[str, Event]] = []
+        tool = next((t for t in session.catalog if t.name == req.tool), None)
+        if tool is None:
+            return failed("UnknownTool", f"MCP server {req.server!r} has no tool {req.tool!r}"), []
+        try:
+            arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
+            if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
+                roots = grant.roots(run, req.kind)
+                for raw, write in mcp.path_arguments(req.tool, arguments):
+                    mcp.resolve_in_roots(raw, roots, write=write)
+        except MassgenError as exc:
+            return failed(exc.__class__.__name__, str(exc)), []
+
+        attempts = 0
+        last: Exception | None = None
+        for attempt in range(cfg.retries + 1):
+            now = time.monotonic()
+            state = session.breaker.state(now)
+            if state == "open":
+                return failed("CircuitOpen", f"MCP server {req.server!r} is failing; its circuit breaker is open, "
+                              "calls resume after its reset time", attempts, retryable=True), extra
+            attempts += 1
+            try:
+                await self._start(run, session, req.server, f"{record.id}:a{attempt}")
+                result = await session.call(req.tool, arguments, cfg.timeout)
+            except (MCPError, *_TRANSIENT) as exc:
+                last = exc
+                if isinstance(exc, ServerUnavailable):
+                    extra.append((f"{record.id}:crashed:{attempt}", McpServerStateChanged(
+                        server=req.server, state="crashed", reason=str(exc))))
+                change = session.breaker.record(False, time.monotonic())
+                if change:
+                    extra.append((f"{record.id}:breaker:{attempt}", McpServerStateChanged(
+                        server=req.server, state=change, failures=session.breaker.failures,
+                        reason=self._scrub(session, _describe(exc)))))
+                if isinstance(exc, MCPError):  # the server answered with a protocol error: not transient
+                    break
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+                continue
+            change = session.breaker.record(True, time.monotonic())
+            if change:
+                extra.append((f"{record.id}:breaker:ok", McpServerStateChanged(
+                    server=req.server, state=change, failures=0, reason="call succeeded")))
+            return ToolCallCompleted(
+                call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
+                content=self._scrub(session, _text_of(result)), is_error=bool(result.is_error),
+                duration_s=round(time.monotonic() - started, 4), attempts=attempts,
+            ), extra
+        assert last is not None
+        return failed(
+            "ServerUnavailable" if isinstance(last, _TRANSIENT) else "ToolCallError",
+            self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
+                        f"{_describe(last)}"),
+            attempts,
+            retryable=isinstance(last, _TRANSIENT),
+        ), extra
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def _snapshot(self, run: RunContext, record: Record, req: WorkspaceSnapshotRequested) -> None:
+        grant = run.agents[req.agent_id]
+        if grant.workspace is None:
+            return
+        target = run.snapshots / grant.anon_id
+        files, size = await asyncio.to_thread(_copy_tree, grant.workspace, target)
+        await self._emit(run.run_id, record.id, [(f"{record.id}:done", WorkspaceSnapshotted(
+            agent_id=grant.agent_id, anon_id=grant.anon_id, turn_id=req.turn_id, path=str(target),
+            files=files, bytes=size))])
+
+
+def _copy_tree(src: Path, target: Path) -> tuple[int, int]:
+    """Replace ``target`` by a copy of ``src`` (symlinks copied as links, never followed); return
+    (files, bytes). Only the latest snapshot is kept, as in MassGen."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(src, staging, symlinks=True)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    files = [p for p in target.rglob("*") if p.is_file() and not p.is_symlink()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def _text_of(result: mcp_types.CallToolResult) -> str:
+    parts = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        else:
+            parts.append(f"[{block.type} content: {getattr(block, 'mime_type', '') or 'binary'}]")
+    return "\n".join(parts)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if text != exc.__class__.__name__ else text
+
+
+def _failure(exc: Exception) -> Failure:
+    return Failure(type=exc.__class__.__name__, message=str(exc), retryable=isinstance(exc, ServerUnavailable))
+
+
+def _replayed(hit: ToolCallCompleted, req: ToolCallRequested, source_run: str) -> ToolCallCompleted:
+    return ToolCallCompleted(
+        call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
+        content=hit.content, is_error=hit.is_error, duration_s=0.0, attempts=0, replayed_from=source_run,
+    )
