@@ -5,10 +5,15 @@ and scripted models through the real ``openai`` SDK."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from harness import Stack, of, team, tool_names, vote
 from massgen.events import (
@@ -21,6 +26,7 @@ from massgen.events import (
     WorkspaceSnapshotted,
 )
 from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay.read import project
 
 TOOL_SERVER = str(Path(__file__).parent / "mcp_servers" / "tool_server.py")
 
@@ -334,3 +340,46 @@ async def test_calls_wait_no_longer_than_the_servers_timeout(fresh_nats, fake, t
     [failed] = of(records, ToolCallFailed)
     assert failed.failure.type == "ServerUnavailable" and "TimeoutError" in failed.failure.message
     assert time.monotonic() - started < 25
+
+
+# ---------------------------------------------------------------- streamable HTTP, broker as a process
+
+
+@pytest.fixture
+def everything_http(tmp_path: Path):
+    """The npm reference server ``server-everything`` in streamable-HTTP mode on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = Path(sys.prefix) / "mcp/node_modules/.bin/mcp-server-everything"
+    log = open(tmp_path / "everything.log", "w")
+    proc = subprocess.Popen([str(binary), "streamableHttp"], env={**os.environ, "PORT": str(port)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+async def test_streamable_http_server_through_a_broker_process(fresh_nats, fake, tmp_path, massgen_home, everything_http):
+    token = "Bearer " + uuid.uuid4().hex
+    server = {"name": "web", "type": "streamable-http", "url": everything_http, "headers": {"Authorization": token}}
+    cfg = mcp_team(fake, 1, [script((("mcp__web__echo", {"message": "over http"}),))], mcp_servers=[server])
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.process("mcp-broker")  # `massgen serve mcp-broker`, a separate process
+        run_id = await stack.submit(cfg)
+        records = await stack.wait_done(run_id, 90)
+    [done] = of(records, ToolCallCompleted)
+    assert "over http" in done.content and not done.is_error
+    assert token.split()[1] not in str([r.event for r in records])
+    view = project(run_id, records)
+    assert any(e.kind == "tool_result" and "web.echo" in e.text for e in view.timeline)
+    assert view.usage()["tool_calls"] == 1
