@@ -1,11 +1,14 @@
 """MCP rules shared by config validation, the agent worker and the MCP broker (pure; no sessions).
 
 - naming: ``mcp__<server>__<tool>`` (MassGen spec §3.2);
-- tool filters that match bare and prefixed names alike (MassGen's silently miss prefixed ones);
+- tool filters that match bare and prefixed names alike (MassGen's silently miss prefixed ones, §3.2);
 - server-command, environment and URL validation (MassGen spec §3.4);
 - ``${VAR}`` substitution and redaction of secret values (DESIGN principle 7);
-- tool-argument validation against the tool's input schema;
-- filesystem roots: path traversal and symlink escapes are refused (MassGen spec §3.5).
+- tool-argument validation against the tool's input schema (MassGen spec §3.3, with looser limits);
+- filesystem roots: traversal and symlink escapes are refused, read-only roots stay read-only (§3.5).
+
+Only :func:`resolve_in_roots` (and :class:`Root`) touch the filesystem, to resolve paths; nothing does
+network I/O (URL checks look at literal hosts only).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 
 from massgen.errors import ConfigError, MassgenError
 
@@ -29,27 +34,30 @@ if TYPE_CHECKING:
     from massgen.config import BackendConfig, McpServerConfig
 
 PREFIX = "mcp__"
+MAX_ARGUMENT_CHARS = 100_000
+MAX_ARGUMENT_DEPTH = 20
+
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_METACHARS = re.compile(r"[&|;`$()<>\n\r]")
+_METACHARS = re.compile(r"[&|;`$()<>\n\r\x00]")
+_DOTDOT = re.compile(r"(?:^|[/\\=])\.\.(?:$|[/\\])")
+_NUMERIC_HOST = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$", re.IGNORECASE)
 
+_LEVELS = ("strict", "moderate", "permissive")
 _EXECUTABLES = {
-    "strict": {
+    "strict": frozenset({
         "python", "python3", "py", "uv", "uvx", "pipx", "pip", "pip3", "node", "npm", "npx", "yarn", "pnpm",
         "bun", "deno", "java", "ruby", "go", "cargo", "fastmcp", "sh", "bash", "zsh",
-    },
-    "moderate": {"git", "nodejs"},
-    "permissive": {"curl", "wget"},
+    }),
+    "moderate": frozenset({"git", "nodejs"}),
+    "permissive": frozenset({"curl", "wget"}),
 }
-_LEVELS = ("strict", "moderate", "permissive")
-_ALWAYS_DENIED_ENV = {
+_ALWAYS_DENIED_ENV = frozenset({
     "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES", "DYLD_LIBRARY_PATH", "PYTHONPATH",
     "PYTHONSTARTUP", "NODE_OPTIONS",
-}
-_STRICT_DENIED_ENV = {"PATH", "HOME", "USER", "USERNAME", "SHELL"}
-MAX_ARGUMENT_CHARS = 100_000
-MAX_ARGUMENT_DEPTH = 20
+})
+_STRICT_DENIED_ENV = frozenset({"PATH", "HOME", "USER", "USERNAME", "SHELL"})
 
 
 class ToolArgumentError(MassgenError):
@@ -69,7 +77,8 @@ def tool_name(server: str, tool: str) -> str:
 
 
 def split_tool_name(name: str) -> tuple[str, str] | None:
-    """``(server, tool)`` of a prefixed name, or None when ``name`` is not an MCP tool name."""
+    """``(server, tool)`` of a prefixed name (split on the first ``__`` after the prefix), or None when
+    ``name`` is not an MCP tool name. Inverse of :func:`tool_name` (MassGen spec §3.2)."""
     if not name.startswith(PREFIX):
         return None
     server, sep, tool = name[len(PREFIX) :].partition("__")
@@ -81,11 +90,12 @@ def _matches(entries: Iterable[str], server: str, tool: str) -> bool:
 
 
 def tool_allowed(server: McpServerConfig, backend: BackendConfig, tool: str) -> bool:
-    """Whether an agent may see and call ``tool`` (bare name) of ``server``.
+    """Whether an agent may see and call ``tool`` (bare name) of ``server`` (MassGen spec §3.2).
 
-    Excluded by the backend's or the server's ``exclude_tools``; then the server's ``allowed_tools``, or
-    else the backend's, must list it when set. Entries may be bare or prefixed names (MassGen compares
-    bare names only, so its documented prefixed entries never match: spec §3.2).
+    Excluded when the backend's or the server's ``exclude_tools`` lists it; otherwise the server's
+    ``allowed_tools``, or else the backend's, must list it when set. An entry matches when it is the bare
+    name or ``mcp__<this server>__<tool>`` (MassGen compares bare names only, so its documented prefixed
+    entries never match); a prefixed entry for another server never matches.
     """
     if _matches(backend.exclude_tools, server.name, tool) or _matches(server.exclude_tools, server.name, tool):
         return False
@@ -97,29 +107,37 @@ def tool_allowed(server: McpServerConfig, backend: BackendConfig, tool: str) -> 
 
 
 def executable_and_args(cfg: McpServerConfig) -> tuple[str, list[str]]:
-    """The executable and the full argument list of a ``stdio`` server (a string ``command`` is
-    shlex-split; its extra tokens come before ``args``)."""
+    """``(executable, args)`` of a ``stdio`` server: a string ``command`` is shlex-split and its extra
+    tokens come before ``args``; ``("", args)`` when there is no command.
+
+    Raises:
+        ValueError: a string ``command`` has unbalanced quotes (``validate_server`` reports it).
+    """
     tokens = shlex.split(cfg.command) if isinstance(cfg.command, str) else list(cfg.command or ())
     if not tokens:
         return "", list(cfg.args)
     return tokens[0], tokens[1:] + list(cfg.args)
 
 
-def _allowed_executables(cfg: McpServerConfig) -> set[str]:
+def _executable_ok(cfg: McpServerConfig, executable: str) -> bool:
     level = _LEVELS.index(cfg.security.level)
-    return set().union(*(_EXECUTABLES[lv] for lv in _LEVELS[: level + 1]), cfg.security.allowed_executables)
-
-
-def _executable_ok(executable: str, allowed: set[str]) -> bool:
+    allowed = set().union(*(_EXECUTABLES[lv] for lv in _LEVELS[: level + 1]))
     base = os.path.basename(executable)
-    return base in allowed or ("python" in allowed and re.fullmatch(r"python3\.\d+", base) is not None)
+    return (
+        base in allowed
+        or re.fullmatch(r"python3\.\d+", base) is not None
+        or base in cfg.security.allowed_executables
+        or executable in cfg.security.allowed_executables
+    )
 
 
 def validate_server(cfg: McpServerConfig, where: str) -> None:
     """Refuse a server config that could inject commands or reach what it should not (MassGen spec §3.4).
 
+    ``where`` is the key path of the entry (e.g. ``agents[0].backend.mcp_servers[1]``).
+
     Raises:
-        ConfigError: names the key under ``where`` (e.g. ``agents[0].backend.mcp_servers[1]``) and the fix.
+        ConfigError: the message names the offending key under ``where`` and how to fix it.
     """
     if not _SERVER_NAME.match(cfg.name):
         raise ConfigError(f"`{where}.name` {cfg.name!r} must be 1-100 letters, digits, '_' or '-'")
@@ -127,83 +145,108 @@ def validate_server(cfg: McpServerConfig, where: str) -> None:
         _validate_stdio(cfg, where)
     else:
         _validate_url(cfg, where)
+    if cfg.cwd is not None and _DOTDOT.search(cfg.cwd):
+        raise ConfigError(f"`{where}.cwd` {cfg.cwd!r} contains a `..` path component; use a path without `..`")
     for key in cfg.env:
         if not _ENV_KEY.match(key):
-            raise ConfigError(f"`{where}.env.{key}` is not a valid environment variable name")
-        if key in _ALWAYS_DENIED_ENV or (cfg.security.level == "strict" and key in _STRICT_DENIED_ENV):
+            raise ConfigError(f"`{where}.env.{key}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        strict_only = key.upper() in _STRICT_DENIED_ENV
+        if key.upper() in _ALWAYS_DENIED_ENV or (strict_only and cfg.security.level == "strict"):
             raise ConfigError(
-                f"`{where}.env.{key}` may not be set for an MCP server (it changes what code the process loads); "
-                "remove it" + (", or use `security.level: moderate`" if key in _STRICT_DENIED_ENV else "")
+                f"`{where}.env.{key}` may not be set for an MCP server (it changes what the process loads or "
+                "runs as); remove it" + (", or set `security.level: moderate`" if strict_only else "")
             )
     if not 0 < cfg.timeout <= 300:
-        raise ConfigError(f"`{where}.timeout` must be in (0, 300] seconds")
+        raise ConfigError(f"`{where}.timeout` must be in (0, 300] seconds (got {cfg.timeout})")
     if not 0 <= cfg.retries <= 10:
-        raise ConfigError(f"`{where}.retries` must be between 0 and 10")
-    if cfg.circuit_breaker.max_failures < 1 or not cfg.circuit_breaker.reset_time_seconds > 0:
-        raise ConfigError(f"`{where}.circuit_breaker` needs max_failures >= 1 and reset_time_seconds > 0")
+        raise ConfigError(f"`{where}.retries` must be between 0 and 10 (got {cfg.retries})")
+    if cfg.circuit_breaker.max_failures < 1:
+        raise ConfigError(f"`{where}.circuit_breaker.max_failures` must be >= 1")
+    if not cfg.circuit_breaker.reset_time_seconds > 0:
+        raise ConfigError(f"`{where}.circuit_breaker.reset_time_seconds` must be > 0")
 
 
 def _validate_stdio(cfg: McpServerConfig, where: str) -> None:
     if cfg.url is not None or cfg.headers:
         raise ConfigError(f"`{where}`: `url`/`headers` are for type streamable-http; remove them or change `type`")
+    if isinstance(cfg.command, str) and re.search(r"[\n\r]", cfg.command):
+        raise ConfigError(f"`{where}.command` contains a newline; give one command")
     try:
         executable, args = executable_and_args(cfg)
     except ValueError as exc:
-        raise ConfigError(f"`{where}.command` cannot be split: {exc}") from None
+        raise ConfigError(f"`{where}.command` cannot be split ({exc}); balance its quotes or use a list") from None
     if not executable:
         raise ConfigError(f"`{where}.command` is required for a stdio server (e.g. `npx` or `python`)")
     if len(args) > 50:
-        raise ConfigError(f"`{where}.args` has {len(args)} entries; at most 50 are allowed")
+        raise ConfigError(f"`{where}.args` has {len(args)} entries (with the command's own); at most 50 are allowed")
     for i, token in enumerate([executable, *args]):
         key = f"{where}.command" if i == 0 else f"{where}.args"
         if len(token) > 500:
-            raise ConfigError(f"`{key}` has an entry over 500 characters")
-        if _METACHARS.search(_VAR.sub("", token)):
+            raise ConfigError(f"`{key}` has an entry over 500 characters; shorten it")
+        # ${VAR} in arguments is substituted by the broker; in the executable it would stay literal.
+        if _METACHARS.search(token if i == 0 else _VAR.sub("", token)):
             raise ConfigError(
-                f"`{key}` entry {token!r} contains shell metacharacters (& | ; ` $ ( ) < >); MCP servers are "
-                "started without a shell, so pass each argument separately"
+                f"`{key}` entry {token!r} contains a shell metacharacter (& | ; ` $ ( ) < > or a newline); "
+                "MCP servers are started without a shell, so give the program and each argument separately"
             )
-        if ".." in Path(token).parts:
-            raise ConfigError(f"`{key}` entry {token!r} contains a `..` path component; use an absolute path")
-    if not _executable_ok(executable, _allowed_executables(cfg)):
+        if _DOTDOT.search(token):
+            raise ConfigError(f"`{key}` entry {token!r} contains a `..` path component; use a path without `..`")
+    if not _executable_ok(cfg, executable):
         raise ConfigError(
             f"`{where}.command`: executable {os.path.basename(executable)!r} is not allowed at security level "
             f"{cfg.security.level!r}; add it to `{where}.security.allowed_executables` if you trust it"
         )
-    if cfg.cwd is not None and ".." in Path(cfg.cwd).parts:
-        raise ConfigError(f"`{where}.cwd` contains a `..` path component; use an absolute path")
 
 
-def _validate_url(cfg: McpServerConfig, where: str) -> None:
-    if cfg.command is not None or cfg.args:
-        raise ConfigError(f"`{where}`: `command`/`args` are for type stdio; remove them or change `type`")
-    if not cfg.url:
-        raise ConfigError(f"`{where}.url` is required for a streamable-http server")
-    if len(cfg.url) > 2048:
-        raise ConfigError(f"`{where}.url` is over 2048 characters")
-    parts = urlsplit(cfg.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"`{where}.url` {cfg.url!r} must be an http(s) URL with a host")
-    host = parts.hostname
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        ip = None
-    loopback = host == "localhost" or (ip is not None and ip.is_loopback)
-    if loopback and not cfg.security.allow_localhost:
-        raise ConfigError(f"`{where}.url` points to this machine; set `security.allow_localhost: true` to allow it")
-    if not loopback and ip is not None and (ip.is_private or ip.is_link_local or ip.is_reserved):
-        if not cfg.security.allow_private_ips:
-            raise ConfigError(
-                f"`{where}.url` points to a private address {host}; set `security.allow_private_ips: true` to allow it"
-            )
+        if not _NUMERIC_HOST.match(host):
+            return None
+        try:  # forms the resolver also accepts: 2130706433, 0x7f.1, 127.1
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _validate_url(cfg: McpServerConfig, where: str) -> None:
+    key = f"{where}.url"
+    if cfg.command is not None or cfg.args:
+        raise ConfigError(f"`{where}`: `command`/`args` are for type stdio; remove them or change `type`")
+    if not cfg.url:
+        raise ConfigError(f"`{key}` is required for a streamable-http server (e.g. https://host/mcp)")
+    if len(cfg.url) > 2048:
+        raise ConfigError(f"`{key}` is over 2048 characters")
+    try:
+        parts = urlsplit(cfg.url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"`{key}` {cfg.url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"`{key}` {cfg.url!r} must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"`{key}` holds credentials, which would be logged; move them to `{where}.headers`")
+    host = parts.hostname.rstrip(".")
+    ip = _literal_ip(host)
+    if host == "localhost" or host.endswith(".localhost") or (ip is not None and ip.is_loopback):
+        if not cfg.security.allow_localhost:
+            raise ConfigError(f"`{key}` points to this machine; set `{where}.security.allow_localhost: true`")
+    elif ip is not None and (not ip.is_global or ip.is_multicast) and not cfg.security.allow_private_ips:
+        raise ConfigError(
+            f"`{key}` points to the private/link-local/reserved address {ip}; "
+            f"set `{where}.security.allow_private_ips: true` if you trust it"
+        )
 
 
 # ---------------------------------------------------------------- secrets
 
 
 def substitute(value: str, env: Mapping[str, str]) -> str:
-    """Replace each ``${NAME}`` in ``value`` by ``env[NAME]``.
+    """Replace each ``${NAME}`` in ``value`` by ``env[NAME]`` (MassGen spec §3.1).
 
     Raises:
         ConfigError: a referenced variable is not set.
@@ -218,64 +261,98 @@ def substitute(value: str, env: Mapping[str, str]) -> str:
 
 
 class Redactor:
-    """Replaces known secret values by ``***`` in text (values shorter than 4 characters are ignored)."""
+    """Replaces known secret values by ``***`` (DESIGN principle 7: secrets never reach the log).
+
+    Values shorter than 4 characters are ignored (they would garble ordinary text); longer secrets are
+    replaced first, so a secret containing another is hidden whole.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every secret replaced."""
+        """``text`` with every occurrence of every secret replaced by ``***``."""
         for s in self.secrets:
             text = text.replace(s, "***")
         return text
 
     def scrub_obj(self, obj: Any) -> Any:
-        """A copy of ``obj`` (dicts, lists, tuples, strings) with every string scrubbed."""
+        """A new object like ``obj`` with every string scrubbed, recursing into dicts (keys and values),
+        lists and tuples; other values are returned as they are."""
         if isinstance(obj, str):
             return self.scrub(obj)
         if isinstance(obj, dict):
-            return {self.scrub(k) if isinstance(k, str) else k: self.scrub_obj(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return type(obj)(self.scrub_obj(v) for v in obj)
+            return {self.scrub_obj(k): self.scrub_obj(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.scrub_obj(v) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(self.scrub_obj(v) for v in obj)
         return obj
 
 
 # ---------------------------------------------------------------- arguments
 
 
-def _depth(obj: Any) -> int:
-    if isinstance(obj, dict):
-        return 1 + max((_depth(v) for v in obj.values()), default=0)
-    if isinstance(obj, list):
-        return 1 + max((_depth(v) for v in obj), default=0)
-    return 0
+def _too_deep(obj: Any, limit: int) -> bool:
+    stack = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            if depth + 1 > limit:
+                return True
+            stack.extend((c, depth + 1) for c in children)
+    return False
+
+
+def _json_path(path: Iterable[Any]) -> str:
+    out = "$"
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}" if re.fullmatch(r"[A-Za-z_]\w*", p) else f"[{p!r}]"
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ToolArgumentError(f"tool arguments contain {name}, which is not JSON")
 
 
 def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     """Parse a model's raw tool arguments and validate them against the tool's input schema.
 
+    An empty string means ``{}``. Limits: at most 100 000 characters and 20 levels of nesting (MassGen
+    spec §3.3 uses 10 000 and 5, too strict for real tools). A schema that is itself invalid or has
+    unresolvable references is not held against the model: the arguments then only need to be an object
+    (the server still validates them).
+
     Returns:
         The arguments as a dict.
 
     Raises:
-        ToolArgumentError: invalid JSON, not an object, too large or deep, or not matching ``schema``;
-            the message says what and where, for the model to correct its call.
+        ToolArgumentError: invalid JSON, not an object, too large or deep, or not matching ``schema``; the
+            message says what and where (e.g. ``invalid arguments for tool: 'path' is a required property
+            (at $)``) so the model can correct its call.
     """
     if len(arguments_json) > MAX_ARGUMENT_CHARS:
-        raise ToolArgumentError(f"tool arguments are over {MAX_ARGUMENT_CHARS} characters")
+        raise ToolArgumentError(f"tool arguments are over {MAX_ARGUMENT_CHARS} characters; send less")
     try:
-        args = json.loads(arguments_json or "{}")
+        args = json.loads(arguments_json or "{}", parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ToolArgumentError(f"tool arguments are not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ToolArgumentError(f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels") from None
     if not isinstance(args, dict):
-        raise ToolArgumentError("tool arguments must be a JSON object")
-    if _depth(args) > MAX_ARGUMENT_DEPTH:
+        raise ToolArgumentError(f"tool arguments must be a JSON object, not {type(args).__name__}")
+    if _too_deep(args, MAX_ARGUMENT_DEPTH):
         raise ToolArgumentError(f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(args))
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        error = jsonschema.exceptions.best_match(cls(schema).iter_errors(args))
+    except (jsonschema.exceptions.SchemaError, Unresolvable):
+        return args
     if error is not None:
-        where = "$" + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in error.absolute_path)
-        raise ToolArgumentError(f"invalid arguments for tool: {error.message} (at {where})")
+        message = error.message if len(error.message) <= 500 else error.message[:497] + "..."
+        raise ToolArgumentError(f"invalid arguments for tool: {message} (at {_json_path(error.absolute_path)})")
     return args
 
 
@@ -284,61 +361,91 @@ def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str,
 
 @dataclass(frozen=True)
 class Root:
-    """A directory an agent's filesystem tools may reach (absolute and resolved)."""
+    """A directory (or single file) an agent's filesystem tools may reach (MassGen spec §3.5).
+
+    ``path`` is made absolute and resolved (symlinks followed) on construction, so containment checks
+    compare real paths.
+    """
 
     path: Path
     writable: bool
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
+
+
+FILESYSTEM_READ_TOOLS = frozenset({
+    "read_file", "read_text_file", "read_media_file", "read_multiple_files", "list_directory",
+    "list_directory_with_sizes", "directory_tree", "search_files", "get_file_info", "list_allowed_directories",
+})
+"""Tools of ``@modelcontextprotocol/server-filesystem`` that only read."""
 
 FILESYSTEM_WRITE_TOOLS = frozenset({"write_file", "edit_file", "create_directory", "move_file"})
 """Tools of ``@modelcontextprotocol/server-filesystem`` that change files."""
 
+_PATH_KEYS = ("path", "source", "destination")
+
 
 def path_arguments(tool: str, arguments: Mapping[str, Any]) -> list[tuple[str, bool]]:
-    """``(raw path, needs write)`` for each path a filesystem-server tool call names."""
-    write = tool in FILESYSTEM_WRITE_TOOLS
+    """``[(raw path, needs write), ...]`` for each path a ``server-filesystem`` tool call names: ``path``,
+    each entry of ``paths``, and ``source``/``destination`` (``move_file``: both need write).
+
+    A tool not known to only read (see ``FILESYSTEM_READ_TOOLS``) needs write, so a tool added by a newer
+    server version cannot modify read-only roots (MassGen spec §3.5).
+
+    Raises:
+        ToolArgumentError: a path argument is not a string (or ``paths`` not a list of strings).
+    """
+    write = tool not in FILESYSTEM_READ_TOOLS
     out: list[tuple[str, bool]] = []
-    for key in ("path", "source", "destination"):
-        if isinstance(arguments.get(key), str):
+    for key in _PATH_KEYS:
+        if key in arguments:
+            if not isinstance(arguments[key], str):
+                raise ToolArgumentError(f"invalid arguments for tool: `{key}` must be a string")
             out.append((arguments[key], write))
-    paths = arguments.get("paths")
-    if isinstance(paths, list):
-        out.extend((p, write) for p in paths if isinstance(p, str))
+    if "paths" in arguments:
+        paths = arguments["paths"]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ToolArgumentError("invalid arguments for tool: `paths` must be a list of strings")
+        out.extend((p, write) for p in paths)
     return out
 
 
-def _resolve(path: Path) -> Path:
-    # realpath of the deepest existing ancestor (symlinks followed), then the part that does not exist yet.
-    existing, rest = path, []
-    while not existing.exists() and existing != existing.parent:
-        rest.append(existing.name)
-        existing = existing.parent
-    resolved = Path(os.path.realpath(existing))
-    for name in reversed(rest):
-        resolved = resolved / name
-    return resolved
-
-
 def resolve_in_roots(raw: str, roots: Sequence[Root], *, write: bool) -> Path:
-    """Resolve ``raw`` (relative paths are relative to the first root) and check it stays in a root.
+    """Resolve ``raw`` and check that it stays inside a root (MassGen spec §3.5).
 
-    Symlinks are followed before the check, so a link inside a root that points outside is refused; a
-    path under a read-only root is refused for writing.
+    Relative paths are taken relative to the first root. Symlinks are followed (``os.path.realpath``,
+    which also follows dangling links and keeps a not-yet-existing tail), so a link inside a root that
+    points outside is refused. The most specific containing root decides whether writing is allowed.
+    ``~`` is refused rather than expanded (the filesystem server would expand it to the broker's home).
+
+    Returns:
+        The resolved absolute path.
 
     Raises:
-        ToolPermissionError: the path leaves every root, uses ``~``, or needs write access it lacks.
+        ToolPermissionError: no roots, ``~``, a NUL byte, a path outside every root, or a write under a
+            read-only root.
     """
+    if not roots:
+        raise ToolPermissionError(f"path {raw!r}: no directories are shared with this agent")
     if raw.startswith("~"):
         raise ToolPermissionError(f"path {raw!r}: `~` is not expanded; use a path inside {roots[0].path}")
+    if "\x00" in raw:
+        raise ToolPermissionError(f"path {raw!r} contains a NUL byte")
     path = Path(raw)
-    resolved = _resolve(path if path.is_absolute() else roots[0].path / path)
-    if ".." in resolved.parts:  # only possible for a non-existing tail such as missing/../../x
-        resolved = Path(os.path.normpath(resolved))
+    resolved = Path(os.path.realpath(path if path.is_absolute() else roots[0].path / path))
     inside = [r for r in roots if resolved.is_relative_to(r.path)]
     if not inside:
         allowed = ", ".join(str(r.path) for r in roots)
-        raise ToolPermissionError(f"path {raw!r} resolves outside the allowed directories ({allowed})")
-    root = max(inside, key=lambda r: len(r.path.parts))  # the most specific root decides
+        raise ToolPermissionError(
+            f"path {raw!r} resolves outside the allowed directories ({resolved} is not under {allowed}); "
+            "use a path inside one of them"
+        )
+    # Most specific root decides; on a tie the read-only one wins.
+    root = max(inside, key=lambda r: (len(r.path.parts), not r.writable))
     if write and not root.writable:
-        raise ToolPermissionError(f"path {raw!r} is read-only for this agent (under {root.path})")
+        raise ToolPermissionError(
+            f"path {raw!r} is read-only for this agent (under {root.path}); write inside a writable directory "
+            f"({', '.join(str(r.path) for r in roots if r.writable) or 'none'})"
+        )
     return resolved
