@@ -47,6 +47,13 @@ def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def mcp_results(messages: list[dict]) -> list[str]:
+    """Contents of the tool messages that answer MCP calls (not the orchestrator's own tool replies)."""
+    ids = {c["id"] for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or ()
+           if c["function"]["name"].startswith("mcp__")}
+    return [m["content"] for m in messages if m["role"] == "tool" and m.get("tool_call_id") in ids]
+
+
 def script(*rounds: tuple, final: str = "FINAL", present: tuple = ()):
     """A model that makes the given tool-call rounds, then answers with every tool result it read,
     votes for agent1 when asked, and presents (after the ``present`` tool calls, if any)."""
@@ -54,8 +61,9 @@ def script(*rounds: tuple, final: str = "FINAL", present: tuple = ()):
     def handle(body: dict) -> Reply:
         tools = tool_names(body)
         messages = body["messages"]
-        done = sum(1 for m in messages if m["role"] == "assistant" and m.get("tool_calls"))
-        results = [m["content"] for m in messages if m["role"] == "tool"]
+        done = sum(1 for m in messages if m["role"] == "assistant" and any(
+            c["function"]["name"].startswith("mcp__") for c in m.get("tool_calls") or ()))
+        results = mcp_results(messages)
         if "vote" in tools:
             return vote("agent1")
         if "new_answer" not in tools:  # the final presentation
@@ -306,7 +314,7 @@ async def test_answer_snapshot_is_shared_read_only_under_its_anonymous_id(fresh_
 
     def reader(body: dict) -> Reply:
         tools = tool_names(body)
-        results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
+        results = mcp_results(body["messages"])
         sees_agent1 = "<agent1>" in json.dumps(body["messages"])
         if "vote" in tools and not sees_agent1:
             return vote("agent2")  # agent1 has not answered yet; this vote is invalidated when it does

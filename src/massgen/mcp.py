@@ -45,6 +45,7 @@ _DOTDOT = re.compile(r"(?:^|[/\\=])\.\.(?:$|[/\\])")
 _NUMERIC_HOST = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$", re.IGNORECASE)
 
 _LEVELS = ("strict", "moderate", "permissive")
+# fmt: off
 _EXECUTABLES = {
     "strict": frozenset({
         "python", "python3", "py", "uv", "uvx", "pipx", "pip", "pip3", "node", "npm", "npx", "yarn", "pnpm",
@@ -58,6 +59,7 @@ _ALWAYS_DENIED_ENV = frozenset({
     "PYTHONSTARTUP", "NODE_OPTIONS",
 })
 _STRICT_DENIED_ENV = frozenset({"PATH", "HOME", "USER", "USERNAME", "SHELL"})
+# fmt: on
 
 
 class ToolArgumentError(MassgenError):
@@ -97,7 +99,9 @@ def tool_allowed(server: McpServerConfig, backend: BackendConfig, tool: str) -> 
     name or ``mcp__<this server>__<tool>`` (MassGen compares bare names only, so its documented prefixed
     entries never match); a prefixed entry for another server never matches.
     """
-    if _matches(backend.exclude_tools, server.name, tool) or _matches(server.exclude_tools, server.name, tool):
+    if _matches(backend.exclude_tools, server.name, tool) or _matches(
+        server.exclude_tools, server.name, tool
+    ):
         return False
     allow = server.allowed_tools if server.allowed_tools is not None else backend.allowed_tools
     return allow is None or _matches(allow, server.name, tool)
@@ -146,10 +150,14 @@ def validate_server(cfg: McpServerConfig, where: str) -> None:
     else:
         _validate_url(cfg, where)
     if cfg.cwd is not None and _DOTDOT.search(cfg.cwd):
-        raise ConfigError(f"`{where}.cwd` {cfg.cwd!r} contains a `..` path component; use a path without `..`")
+        raise ConfigError(
+            f"`{where}.cwd` {cfg.cwd!r} contains a `..` path component; use a path without `..`"
+        )
     for key in cfg.env:
         if not _ENV_KEY.match(key):
-            raise ConfigError(f"`{where}.env.{key}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            raise ConfigError(
+                f"`{where}.env.{key}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
         strict_only = key.upper() in _STRICT_DENIED_ENV
         if key.upper() in _ALWAYS_DENIED_ENV or (strict_only and cfg.security.level == "strict"):
             raise ConfigError(
@@ -168,19 +176,26 @@ def validate_server(cfg: McpServerConfig, where: str) -> None:
 
 def _validate_stdio(cfg: McpServerConfig, where: str) -> None:
     if cfg.url is not None or cfg.headers:
-        raise ConfigError(f"`{where}`: `url`/`headers` are for type streamable-http; remove them or change `type`")
+        raise ConfigError(
+            f"`{where}`: `url`/`headers` are for type streamable-http; remove them or change `type`"
+        )
     if isinstance(cfg.command, str) and re.search(r"[\n\r]", cfg.command):
         raise ConfigError(f"`{where}.command` contains a newline; give one command")
     try:
         executable, args = executable_and_args(cfg)
     except ValueError as exc:
-        raise ConfigError(f"`{where}.command` cannot be split ({exc}); balance its quotes or use a list") from None
+        raise ConfigError(
+            f"`{where}.command` cannot be split ({exc}); balance its quotes or use a list"
+        ) from None
     if not executable:
         raise ConfigError(f"`{where}.command` is required for a stdio server (e.g. `npx` or `python`)")
     if len(args) > 50:
-        raise ConfigError(f"`{where}.args` has {len(args)} entries (with the command's own); at most 50 are allowed")
+        raise ConfigError(
+            f"`{where}.args` has {len(args)} entries (with the command's own); at most 50 are allowed"
+        )
+    from_command = len(args) - len(cfg.args) + 1  # tokens that came from `command`
     for i, token in enumerate([executable, *args]):
-        key = f"{where}.command" if i == 0 else f"{where}.args"
+        key = f"{where}.command" if i < from_command else f"{where}.args"
         if len(token) > 500:
             raise ConfigError(f"`{key}` has an entry over 500 characters; shorten it")
         # ${VAR} in arguments is substituted by the broker; in the executable it would stay literal.
@@ -190,11 +205,13 @@ def _validate_stdio(cfg: McpServerConfig, where: str) -> None:
                 "MCP servers are started without a shell, so give the program and each argument separately"
             )
         if _DOTDOT.search(token):
-            raise ConfigError(f"`{key}` entry {token!r} contains a `..` path component; use a path without `..`")
+            raise ConfigError(
+                f"`{key}` entry {token!r} contains a `..` path component; use a path without `..`"
+            )
     if not _executable_ok(cfg, executable):
         raise ConfigError(
-            f"`{where}.command`: executable {os.path.basename(executable)!r} is not allowed at security level "
-            f"{cfg.security.level!r}; add it to `{where}.security.allowed_executables` if you trust it"
+            f"`{where}.command`: executable {os.path.basename(executable)!r} is not allowed at security "
+            f"level {cfg.security.level!r}; add it to `{where}.security.allowed_executables` if you trust it"
         )
 
 
@@ -232,7 +249,12 @@ def _validate_url(cfg: McpServerConfig, where: str) -> None:
         raise ConfigError(f"`{key}` holds credentials, which would be logged; move them to `{where}.headers`")
     host = parts.hostname.rstrip(".")
     ip = _literal_ip(host)
-    if host == "localhost" or host.endswith(".localhost") or (ip is not None and ip.is_loopback):
+    # 0.0.0.0 / :: reach this machine too.
+    if (
+        host == "localhost"
+        or host.endswith(".localhost")
+        or (ip is not None and (ip.is_loopback or ip.is_unspecified))
+    ):
         if not cfg.security.allow_localhost:
             raise ConfigError(f"`{key}` points to this machine; set `{where}.security.allow_localhost: true`")
     elif ip is not None and (not ip.is_global or ip.is_multicast) and not cfg.security.allow_private_ips:
@@ -339,7 +361,9 @@ def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str,
     except json.JSONDecodeError as exc:
         raise ToolArgumentError(f"tool arguments are not valid JSON: {exc}") from None
     except RecursionError:
-        raise ToolArgumentError(f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels") from None
+        raise ToolArgumentError(
+            f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels"
+        ) from None
     if not isinstance(args, dict):
         raise ToolArgumentError(f"tool arguments must be a JSON object, not {type(args).__name__}")
     if _too_deep(args, MAX_ARGUMENT_DEPTH):
@@ -352,7 +376,9 @@ def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str,
         return args
     if error is not None:
         message = error.message if len(error.message) <= 500 else error.message[:497] + "..."
-        raise ToolArgumentError(f"invalid arguments for tool: {message} (at {_json_path(error.absolute_path)})")
+        raise ToolArgumentError(
+            f"invalid arguments for tool: {message} (at {_json_path(error.absolute_path)})"
+        )
     return args
 
 
@@ -374,10 +400,13 @@ class Root:
         object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
 
 
+# fmt: off
 FILESYSTEM_READ_TOOLS = frozenset({
     "read_file", "read_text_file", "read_media_file", "read_multiple_files", "list_directory",
-    "list_directory_with_sizes", "directory_tree", "search_files", "get_file_info", "list_allowed_directories",
+    "list_directory_with_sizes", "directory_tree", "search_files", "get_file_info",
+    "list_allowed_directories",
 })
+# fmt: on
 """Tools of ``@modelcontextprotocol/server-filesystem`` that only read."""
 
 FILESYSTEM_WRITE_TOOLS = frozenset({"write_file", "edit_file", "create_directory", "move_file"})
@@ -444,8 +473,27 @@ def resolve_in_roots(raw: str, roots: Sequence[Root], *, write: bool) -> Path:
     # Most specific root decides; on a tie the read-only one wins.
     root = max(inside, key=lambda r: (len(r.path.parts), not r.writable))
     if write and not root.writable:
+        writable = ", ".join(str(r.path) for r in roots if r.writable) or "none"
         raise ToolPermissionError(
-            f"path {raw!r} is read-only for this agent (under {root.path}); write inside a writable directory "
-            f"({', '.join(str(r.path) for r in roots if r.writable) or 'none'})"
+            f"path {raw!r} is read-only for this agent (under {root.path}); "
+            f"write inside a writable directory ({writable})"
         )
     return resolved
+
+
+def confine_paths(tool: str, arguments: Mapping[str, Any], roots: Sequence[Root]) -> dict[str, Any]:
+    """Check every path of a ``server-filesystem`` call and return the arguments with each path replaced
+    by its resolved absolute form, so the server acts on exactly the path that was checked (no gap
+    between our check and a second resolution by the server).
+
+    Raises:
+        ToolArgumentError, ToolPermissionError: as :func:`path_arguments` and :func:`resolve_in_roots`.
+    """
+    write = dict(path_arguments(tool, arguments))  # raw path -> needs write
+    out = dict(arguments)
+    for key in _PATH_KEYS:
+        if key in out:
+            out[key] = str(resolve_in_roots(out[key], roots, write=write[out[key]]))
+    if "paths" in out:
+        out["paths"] = [str(resolve_in_roots(p, roots, write=write[p])) for p in out["paths"]]
+    return out

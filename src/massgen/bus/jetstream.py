@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import time
 import uuid
@@ -34,6 +35,7 @@ from massgen.bus import Draft
 from massgen.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
 from massgen.events import Record, Source, UnknownEvent, decode, encode
 
+_log = logging.getLogger("massgen.bus")
 DUPLICATE_WINDOW_S = 120.0
 _ERR_WRONG_LAST_SEQ = 10071
 _ERR_BATCH_DUPLICATE_ID = 10201
@@ -325,6 +327,60 @@ class WorkQueue:
                 max_ack_pending=1000,
             ),
         )
+
+
+    async def serve(
+        self,
+        handle: Callable[[Record, Msg], Awaitable[None]],
+        *,
+        concurrency: int,
+        ack_wait_s: float,
+        max_deliver: int,
+    ) -> None:
+        """Pull items until cancelled and run ``handle(record, msg)`` on each, ``concurrency`` at a time.
+
+        While ``handle`` runs, an in-progress heartbeat every ``ack_wait_s / 3`` keeps JetStream from
+        redelivering live work; ``handle`` acks (or terms) the message itself. A malformed item is termed
+        and logged, never retried. Cancelling cancels in-flight items, which are then redelivered.
+        """
+        sub = await self.consumer(ack_wait_s, max_deliver)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(msg: Msg) -> None:
+            try:
+                record = decode(msg.data)
+            except EventDecodeError as exc:
+                _log.error("dropping malformed item on %s: %s", self.stream, exc)
+                await msg.term()
+                return
+            beat = asyncio.create_task(_heartbeat(msg, ack_wait_s / 3))
+            try:
+                await handle(record, msg)
+            finally:
+                beat.cancel()
+
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                await slots.acquire()
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except TimeoutError:
+                    slots.release()
+                    continue
+                except Exception:
+                    slots.release()
+                    raise
+                for msg in msgs:
+                    tg.create_task(one(msg)).add_done_callback(lambda _t: slots.release())
+
+
+async def _heartbeat(msg: Msg, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await msg.in_progress()
+        except Exception as exc:  # a lost connection shows up on the next publish; keep the work going
+            _log.debug("heartbeat failed: %s", exc)
 
 
 def TurnQueue(nc: Client) -> WorkQueue:  # noqa: N802 - reads as the class it stands for

@@ -10,7 +10,6 @@ core ignoring answers to settled attempts) keeps the answer from being written t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -24,7 +23,7 @@ from nats.aio.msg import Msg
 
 from massgen.bus import Draft
 from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
-from massgen.errors import EventDecodeError, MassgenError, ProviderError
+from massgen.errors import MassgenError, ProviderError
 from massgen.events import (
     Event,
     Failure,
@@ -37,7 +36,6 @@ from massgen.events import (
     TurnResponded,
     TurnStarted,
     UsageRecorded,
-    decode,
 )
 from massgen_agent_worker import providers
 from massgen_agent_worker.tools import ToolClient
@@ -105,33 +103,14 @@ class AgentWorker:
 
     async def run(self) -> None:
         """Pull and execute turns until cancelled; in-flight turns are cancelled and get redelivered."""
-        sub = await self.queue.consumer(self.ack_wait_s, self.max_deliver)
-        slots = asyncio.Semaphore(self.concurrency)
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                await slots.acquire()
-                try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except TimeoutError:
-                    slots.release()
-                    continue
-                except Exception:
-                    slots.release()
-                    raise
-                for msg in msgs:
-                    task = tg.create_task(self._handle(msg))
-                    task.add_done_callback(lambda _t: slots.release())
+        await self.queue.serve(
+            self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
+        )
 
     async def _publish(self, req: TurnRequested, run_id: str, cause: str, key: str, event: Event) -> None:
         await self.log.append(run_id, "agent", [Draft(key, event, cause)], origin=self.source)
 
-    async def _handle(self, msg: Msg) -> None:
-        try:
-            record = decode(msg.data)
-        except EventDecodeError as exc:
-            log.error("dropping malformed work item: %s", exc)
-            await msg.term()
-            return
+    async def _handle(self, record: Record, msg: Msg) -> None:
         req = record.event
         if not isinstance(req, TurnRequested):
             log.error("dropping work item of type %s: expected turn.requested", record.type)
@@ -143,72 +122,68 @@ class AgentWorker:
         async def emit(suffix: str, event: Event) -> None:
             await self._publish(req, record.run_id, record.id, f"{key}:{suffix}", event)
 
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
-        try:
+        await emit(
+            f"started:{delivery}",
+            TurnStarted(
+                turn_id=req.turn_id,
+                agent_id=req.agent_id,
+                attempt=req.attempt,
+                worker=self.source.instance,
+                delivery=delivery,
+            ),
+        )
+        seq = 0
+
+        async def flush(text: str) -> None:
+            nonlocal seq
+            seq += 1
             await emit(
-                f"started:{delivery}",
-                TurnStarted(
+                f"d{delivery}:{seq}",
+                TextDelta(
                     turn_id=req.turn_id,
                     agent_id=req.agent_id,
                     attempt=req.attempt,
-                    worker=self.source.instance,
+                    seq=seq,
+                    text=text,
                     delivery=delivery,
                 ),
             )
-            seq = 0
 
-            async def flush(text: str) -> None:
-                nonlocal seq
-                seq += 1
-                await emit(
-                    f"d{delivery}:{seq}",
-                    TextDelta(
-                        turn_id=req.turn_id,
-                        agent_id=req.agent_id,
-                        attempt=req.attempt,
-                        seq=seq,
-                        text=text,
-                        delivery=delivery,
-                    ),
-                )
+        deltas = Coalescer(flush)
 
-            deltas = Coalescer(flush)
+        async def usage(round_: int, result: providers.Completion, started: float) -> None:
+            await emit("usage" if round_ == 0 else f"usage:d{delivery}:r{round_}", UsageRecorded(
+                turn_id=req.turn_id,
+                agent_id=req.agent_id,
+                attempt=req.attempt,
+                model=result.model,
+                usage=result.usage,
+                duration_s=round(time.monotonic() - started, 4),
+                time_to_first_token_s=result.time_to_first_token_s,
+            ))
 
-            async def usage(round_: int, result: providers.Completion, started: float) -> None:
-                await emit("usage" if round_ == 0 else f"usage:d{delivery}:r{round_}", UsageRecorded(
+        try:
+            result = await self._converse(req, record, f"{key}:d{delivery}", deltas, usage)
+        except (ProviderError, MassgenError) as exc:
+            await deltas.close()
+            await emit("failed", TurnFailed(
+                turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=_failure(exc)
+            ))
+        else:
+            await deltas.close()
+            await emit(
+                "responded",
+                TurnResponded(
                     turn_id=req.turn_id,
                     agent_id=req.agent_id,
                     attempt=req.attempt,
-                    model=result.model,
-                    usage=result.usage,
-                    duration_s=round(time.monotonic() - started, 4),
-                    time_to_first_token_s=result.time_to_first_token_s,
-                ))
-
-            try:
-                result = await self._converse(req, record, f"{key}:d{delivery}", deltas, usage)
-            except (ProviderError, MassgenError) as exc:
-                await deltas.close()
-                await emit("failed", TurnFailed(
-                    turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=_failure(exc)
-                ))
-            else:
-                await deltas.close()
-                await emit(
-                    "responded",
-                    TurnResponded(
-                        turn_id=req.turn_id,
-                        agent_id=req.agent_id,
-                        attempt=req.attempt,
-                        content=result.content,
-                        tool_calls=result.tool_calls,
-                        finish_reason=result.finish_reason,
-                    ),
-                )
-            await msg.ack()
-            self.handled += 1
-        finally:
-            heartbeat.cancel()
+                    content=result.content,
+                    tool_calls=result.tool_calls,
+                    finish_reason=result.finish_reason,
+                ),
+            )
+        await msg.ack()
+        self.handled += 1
 
     async def _converse(
         self,
@@ -259,14 +234,6 @@ class AgentWorker:
         if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
             await self.tools.snapshot(req, record.run_id, record.id)
         return result
-
-    async def _heartbeat(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait_s / 3)
-            try:
-                await msg.in_progress()
-            except Exception as exc:  # a lost connection shows up on the next publish; keep the turn going
-                log.debug("heartbeat failed: %s", exc)
 
 
 def _failure(exc: Exception) -> Failure:

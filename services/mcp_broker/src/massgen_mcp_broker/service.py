@@ -35,7 +35,7 @@ from massgen.bus import Draft
 from massgen.bus.jetstream import JetStreamEventLog, ToolQueue
 from massgen.bus.secrets import SecretStore
 from massgen.config import FILESYSTEM_SERVER
-from massgen.errors import EventDecodeError, MassgenError
+from massgen.errors import MassgenError
 from massgen.events import (
     Event,
     Failure,
@@ -51,10 +51,9 @@ from massgen.events import (
     ToolSpec,
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
-    decode,
 )
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
-from massgen_mcp_broker.sessions import Breaker, CircuitOpen, ServerUnavailable, Session, SessionPool
+from massgen_mcp_broker.sessions import Breaker, ServerUnavailable, Session, SessionPool
 
 log = logging.getLogger("massgen.mcp_broker")
 
@@ -104,25 +103,13 @@ class McpBroker:
 
     async def run(self) -> None:
         """Pull and handle requests until cancelled; sessions are stopped on the way out."""
-        sub = await self.queue.consumer(self.ack_wait_s, self.max_deliver)
-        slots = asyncio.Semaphore(self.concurrency)
+        reaper = asyncio.create_task(self._reap_idle())
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._reap_idle())
-                while True:
-                    await slots.acquire()
-                    try:
-                        msgs = await sub.fetch(1, timeout=1.0)
-                    except TimeoutError:
-                        slots.release()
-                        continue
-                    except Exception:
-                        slots.release()
-                        raise
-                    for msg in msgs:
-                        task = tg.create_task(self._handle(msg))
-                        task.add_done_callback(lambda _t: slots.release())
+            await self.queue.serve(
+                self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
+            )
         finally:
+            reaper.cancel()
             await self.pool.close()
 
     async def _reap_idle(self) -> None:
@@ -130,14 +117,7 @@ class McpBroker:
             await asyncio.sleep(min(self.idle_s, 30.0))
             await self.pool.close_idle(self.idle_s)
 
-    async def _handle(self, msg: Msg) -> None:
-        try:
-            record = decode(msg.data)
-        except EventDecodeError as exc:
-            log.error("dropping malformed broker request: %s", exc)
-            await msg.term()
-            return
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+    async def _handle(self, record: Record, msg: Msg) -> None:
         try:
             run = await self._run_context(record.run_id)
             match record.event:
@@ -155,16 +135,6 @@ class McpBroker:
         except MassgenError as exc:
             log.error("request %s of run %s failed: %s", record.id, record.run_id, exc)
             await msg.term()
-        finally:
-            heartbeat.cancel()
-
-    async def _heartbeat(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait_s / 3)
-            try:
-                await msg.in_progress()
-            except Exception as exc:
-                log.debug("heartbeat failed: %s", exc)
 
     async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
         await self.log.append(run_id, "mcp", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
@@ -306,9 +276,7 @@ class McpBroker:
         try:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
             if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
-                roots = grant.roots(run, req.kind)
-                for raw, write in mcp.path_arguments(req.tool, arguments):
-                    mcp.resolve_in_roots(raw, roots, write=write)
+                arguments = mcp.confine_paths(req.tool, arguments, grant.roots(run, req.kind))
         except MassgenError as exc:
             return failed(exc.__class__.__name__, str(exc)), []
 

@@ -37,10 +37,6 @@ class ServerUnavailable(MassgenError):
     """The MCP server could not be started, or its session ended."""
 
 
-class CircuitOpen(MassgenError):
-    """Calls to this server are refused until its circuit breaker's reset time has passed."""
-
-
 @dataclass(frozen=True)
 class Launch:
     """A resolved server: secrets substituted, paths absolute. Its :attr:`key` identifies a shared session.
