@@ -21,7 +21,7 @@ def backend(**kw) -> BackendConfig:
 
 
 def agent_cfg(servers, **backend_kw) -> dict:
-    return {"agents": [{"id": "a", "backend": {"type": "chatcompletion", "model": "m", "mcp_servers": servers,
+    return {"agents": [{"id": "a", "backend": {"type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1", "mcp_servers": servers,
                                                 **backend_kw}}]}
 
 

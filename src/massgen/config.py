@@ -25,11 +25,16 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from massgen import mcp
+from massgen import backends, mcp
 from massgen.errors import ConfigError
 from massgen.events import AgentSpec, RunSettings, RunSubmitted
 
-BackendType = Literal["chatcompletion", "local"]
+BackendType = Literal[
+    "chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code",
+    # chatcompletion presets: a default base_url and API-key variable each (massgen.backends)
+    "grok", "cerebras", "together", "fireworks", "groq", "openrouter", "moonshot", "kimi", "nebius", "qwen",
+    "zai", "lmstudio", "vllm", "sglang",
+]
 Sensitivity = Literal["lenient", "balanced", "strict"]
 
 FILESYSTEM_SERVER = "filesystem"
@@ -92,6 +97,26 @@ class ContextPath(_Strict):
     permission: Literal["read", "write"] = "read"
 
 
+class ReasoningConfig(_Strict):
+    """``reasoning:`` for reasoning models (OpenAI Responses API: effort and summaries)."""
+
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class ThinkingConfig(_Strict):
+    """``thinking:`` for Claude's extended thinking (Anthropic ``thinking: {type, budget_tokens}``)."""
+
+    type: Literal["enabled", "disabled"] = "enabled"
+    budget_tokens: int = 1024
+
+
+class TextConfig(_Strict):
+    """``text:`` of the OpenAI Responses API."""
+
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
 class BackendConfig(_Strict):
     """An agent's ``backend`` block.
 
@@ -115,6 +140,29 @@ class BackendConfig(_Strict):
     """How workflow decisions are taken: native tool calls (default for chatcompletion) or
     JSON-schema-constrained output (default for local, whose small models emit no tool calls)."""
     request_timeout_seconds: float = 600.0
+    """Total time one LLM call may take."""
+    connect_timeout_seconds: float = 10.0
+    first_token_timeout_seconds: float | None = None
+    """Time until the first streamed chunk (text, tool-call or thinking delta); None: no separate limit."""
+    max_retries: int = 3
+    """Retries of a retryable provider error (rate limit, 5xx, connection, timeout); each is an event."""
+    reasoning: ReasoningConfig | None = None
+    text: TextConfig | None = None
+    thinking: ThinkingConfig | None = None
+    enable_web_search: bool = False
+    enable_code_execution: bool = False
+    extra_body: dict[str, Any] = {}
+    """Extra request fields passed through (vLLM ``top_k``, Grok ``search_parameters`` ...)."""
+    api_version: str | None = None
+    """``azure_openai``: API version (default ``2024-12-01-preview``)."""
+    azure_endpoint: str | None = None
+    """``azure_openai``: the resource endpoint (or ``AZURE_OPENAI_ENDPOINT``); ``model`` is the deployment."""
+    permission_mode: Literal["default", "acceptEdits", "bypassPermissions", "plan"] | None = None
+    """``claude_code``: permission mode of the Claude Agent SDK (default ``acceptEdits``)."""
+    disallowed_tools: tuple[str, ...] = ()
+    """``claude_code``: built-in tools Claude Code may not use."""
+    max_thinking_tokens: int | None = None
+    """``claude_code``: thinking budget."""
     mcp_servers: tuple[McpServerConfig, ...] = ()
     """MCP servers of this agent (MassGen also accepts a mapping keyed by name; normalised on load)."""
     allowed_tools: tuple[str, ...] | None = None
@@ -285,8 +333,22 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
                 "put the key in an environment variable and write `api_key: ${NAME}` or `api_key_env: NAME`"
             )
         b = msgspec.structs.replace(b, api_key=None, api_key_env=ref.group(1))
-    if b.type == "chatcompletion" and not b.model:
-        raise ConfigError(f"{origin}: `{where}.model` is required for backend type chatcompletion")
+    caps = backends.capabilities(b.type)
+    if caps.adapter in ("chatcompletion", "openai", "claude", "gemini", "azure_openai") and not b.model:
+        raise ConfigError(f"{origin}: `{where}.model` is required for backend type {b.type}")
+    if b.type == "chatcompletion" and not b.base_url:
+        raise ConfigError(
+            f"{origin}: `{where}.base_url` is required for backend type chatcompletion (or use a preset type "
+            "such as openai, groq, together, vllm)"
+        )
+    bad = backends.unsupported(b.type, {k: getattr(b, k) for k in (*backends.FEATURE_KEYS, *backends.TYPE_ONLY_KEYS)})
+    if bad:
+        raise ConfigError(f"{origin}: `{where}.{bad[0]}`: {bad[1]}")
+    if b.max_retries < 0:
+        raise ConfigError(f"{origin}: `{where}.max_retries` must be >= 0")
+    _check_seconds(b.connect_timeout_seconds, f"{where}.connect_timeout_seconds", origin)
+    if b.first_token_timeout_seconds is not None:
+        _check_seconds(b.first_token_timeout_seconds, f"{where}.first_token_timeout_seconds", origin)
     if b.temperature is not None and not 0 <= b.temperature <= 2:
         raise ConfigError(f"{origin}: `{where}.temperature` must be between 0 and 2")
     if b.max_tokens is not None and b.max_tokens < 1:

@@ -7,9 +7,13 @@
         - ``ConcurrencyConflict``: an append lost the optimistic-concurrency race (JetStream err_code 10071).
         - ``StreamNotFound``: the stream is missing (err_code 10059).
     - ``EventDecodeError``: bytes on the bus are not a valid event envelope.
-    - ``ProviderError``: an LLM provider call failed.
-        - ``ProviderHTTPError``: the provider answered with an HTTP error (``status``, ``retryable``).
-        - ``ProviderConnectionError``: the provider could not be reached or timed out.
+    - ``ProviderError``: an LLM provider call failed (``retryable``, ``retry_after_s``, ``status``).
+        - ``ProviderRateLimited`` (429, retryable, honours ``Retry-After``)
+        - ``ProviderAuthError`` (401/403)
+        - ``ProviderBadRequest`` (400/404/413/422: the request itself is wrong)
+        - ``ProviderServerError`` (5xx, 408, 409: retryable)
+        - ``ProviderConnectionError`` (unreachable, connection dropped: retryable)
+        - ``ProviderTimeout`` (connect, first-token or total timeout: retryable)
     - ``LocalModelError``: the embedded local model could not be installed, verified or started.
     - ``ReplayError``: a run cannot be rebuilt from its log.
         - ``NondeterminismError``: re-deciding a recorded log gave different decisions.
@@ -53,28 +57,68 @@ class ProviderError(MassgenError):
 
     Attributes:
         retryable: whether the same call may succeed if repeated later.
+        retry_after_s: seconds the provider asked us to wait (``Retry-After``), if it did.
+        status: the HTTP status, when there was one.
     """
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool | None = None, retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
-        self.retryable = retryable
-
-
-class ProviderHTTPError(ProviderError):
-    """The provider answered with an HTTP error status."""
-
-    def __init__(self, message: str, *, status: int, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after_s = retry_after_s
         self.status = status
 
 
-class ProviderConnectionError(ProviderError):
-    """The provider could not be reached, or the call timed out."""
+class ProviderRateLimited(ProviderError):
+    """HTTP 429: too many requests or tokens; retry after ``retry_after_s`` (or a backoff)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """HTTP 401/403: the API key is missing, wrong or not allowed this model."""
+
+
+class ProviderBadRequest(ProviderError):
+    """HTTP 400/404/413/422: the request is wrong (unknown model, bad parameter, context too long)."""
+
+
+class ProviderServerError(ProviderError):
+    """HTTP 5xx (and 408/409): the provider failed; retrying may help."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached, or the connection dropped mid-stream."""
+
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """A connect, first-token or total timeout expired."""
+
+    retryable = True
+
+
+def provider_error_for_status(
+    status: int, message: str, *, retry_after_s: float | None = None
+) -> ProviderError:
+    """The error class for an HTTP error status (the one mapping every adapter uses)."""
+    if status == 429:
+        cls: type[ProviderError] = ProviderRateLimited
+    elif status in (401, 403):
+        cls = ProviderAuthError
+    elif status >= 500 or status in (408, 409):
+        cls = ProviderServerError
+    else:
+        cls = ProviderBadRequest
+    return cls(message, retry_after_s=retry_after_s, status=status)
 
 
 class LocalModelError(MassgenError):

@@ -237,7 +237,7 @@ class AgentWorker:
 
 
 def _failure(exc: Exception) -> Failure:
-    details = {"status": exc.status} if hasattr(exc, "status") else {}
+    details = {k: getattr(exc, k) for k in ("status", "retry_after_s") if getattr(exc, k, None) is not None}
     return Failure(
         type=exc.__class__.__name__,
         message=str(exc),

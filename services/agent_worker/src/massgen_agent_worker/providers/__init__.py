@@ -1,8 +1,12 @@
 """Provider adapters: one module per backend type, behind the :class:`Provider` protocol.
 
-An adapter turns a ``turn.requested`` (neutral messages and tools) into one LLM call, streams text
-through ``on_text``, and returns a :class:`Completion` in the neutral shape. Provider errors leave
-as ``massgen.errors.ProviderError`` subclasses.
+An adapter module exposes ``async def complete(cfg, request, on_text) -> Completion``: it turns a
+``turn.requested`` (neutral messages and tools; MCP tools included, already prefixed) into one
+streamed LLM call, passes text deltas to ``on_text(text)`` and calls ``on_text("")`` for every other
+streamed chunk (tool-call, thinking or reasoning delta) so the caller can see progress, and returns a
+:class:`Completion`. Provider errors leave as ``massgen.errors.ProviderError`` subclasses; the adapter
+never retries (the worker does, and records each retry as an event). ``massgen.backends`` says which
+module serves which ``backend.type``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import importlib
+
 import msgspec
 
+from massgen import backends
 from massgen.config import BackendConfig
 from massgen.errors import ConfigError
 from massgen.events import ToolCall, TurnRequested, Usage
@@ -57,12 +64,16 @@ def backend_config(backend: dict[str, Any]) -> BackendConfig:
 
 
 async def complete(request: TurnRequested, on_text: OnText) -> Completion:
-    """Dispatch ``request`` to the adapter of its backend type."""
+    """Dispatch ``request`` to the adapter of its backend type (``massgen.backends``).
+
+    Raises:
+        ProviderError: the call failed.
+        ConfigError: the backend is misconfigured, or its adapter's SDK is not installed.
+    """
     cfg = backend_config(request.backend)
-    if cfg.type == "local":
-        from massgen_agent_worker.providers import local
-
-        return await local.complete(cfg, request, on_text)
-    from massgen_agent_worker.providers import chatcompletion
-
-    return await chatcompletion.complete(cfg, request, on_text)
+    adapter = backends.capabilities(cfg.type).adapter
+    try:
+        module = importlib.import_module(f"massgen_agent_worker.providers.{adapter}")
+    except ImportError as exc:
+        raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
+    return await module.complete(cfg, request, on_text)

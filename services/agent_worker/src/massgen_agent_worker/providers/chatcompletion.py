@@ -21,14 +21,48 @@ from typing import Any
 
 import openai
 
+from massgen import backends
 from massgen.config import BackendConfig
-from massgen.errors import ConfigError, ProviderConnectionError, ProviderHTTPError
+from massgen.errors import (
+    ConfigError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    provider_error_for_status,
+)
 from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, if present and numeric."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def map_openai_error(exc: Exception, label: str) -> ProviderError:
+    """The :mod:`massgen.errors` provider error for an exception of the ``openai`` SDK."""
+    if isinstance(exc, openai.APIStatusError):
+        return provider_error_for_status(
+            exc.status_code,
+            f"{label} returned HTTP {exc.status_code}: {exc.message}",
+            retry_after_s=retry_after_s(exc.response.headers),
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout(f"{label} timed out: {exc}")
+    return ProviderConnectionError(f"{label} unreachable: {exc}")
 
 
 # One SDK client per (event loop, endpoint, key, timeout): a client keeps its HTTP connection pool, so
@@ -39,27 +73,45 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, opena
 )
 
 
-def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
-    """The shared SDK client for this endpoint. The key comes from the env var named by ``api_key_env``
-    (default ``OPENAI_API_KEY`` for the OpenAI endpoint); self-hosted endpoints with no ``api_key_env``
-    get a placeholder key.
+def api_key(cfg: BackendConfig, url: str | None) -> str:
+    """The API key for ``cfg``: from the variable named by ``api_key_env``, else the type's default
+    variable (``massgen.backends``); a self-hosted endpoint with neither gets a placeholder.
 
     Raises:
-        ConfigError: the named env var is not set.
+        ConfigError: the variable is not set.
     """
-    url = base_url or cfg.base_url or DEFAULT_BASE_URL
-    key_env = cfg.api_key_env or (DEFAULT_KEY_ENV if url == DEFAULT_BASE_URL else None)
-    key = os.environ.get(key_env) if key_env else "not-needed"
-    if key is None:
-        raise ConfigError(f"environment variable {key_env} is not set; export it with the API key")
+    env = backends.key_env(cfg.type, cfg.api_key_env, url)
+    if env is None:
+        return "not-needed"
+    key = os.environ.get(env)
+    if not key:
+        raise ConfigError(f"environment variable {env} is not set; export it with the API key for backend {cfg.type}")
+    return key
+
+
+def timeout(cfg: BackendConfig) -> openai.Timeout:
+    """SDK timeout: ``request_timeout_seconds`` in total, ``connect_timeout_seconds`` to connect."""
+    return openai.Timeout(cfg.request_timeout_seconds, connect=cfg.connect_timeout_seconds)
+
+
+def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
+    """The shared SDK client for this endpoint (see :func:`api_key`).
+
+    Raises:
+        ConfigError: the API-key variable is not set, or no endpoint is configured.
+    """
+    url = base_url or backends.base_url(cfg.type, cfg.base_url)
+    if url is None:
+        raise ConfigError(f"backend {cfg.type} has no base_url; set `backend.base_url`")
+    key = api_key(cfg, url)
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    cache_key = (url, key, cfg.request_timeout_seconds)
+    cache_key = (url, key, cfg.request_timeout_seconds, cfg.connect_timeout_seconds)
     if cache_key not in per_loop:
         per_loop[cache_key] = openai.AsyncOpenAI(
             base_url=url,
             api_key=key,
-            max_retries=0,  # retries are the worker's decision, recorded as events (issue 4)
-            timeout=cfg.request_timeout_seconds,
+            max_retries=0,  # retries are the worker's decision, recorded as events
+            timeout=timeout(cfg),
         )
     return per_loop[cache_key]
 
@@ -154,8 +206,7 @@ async def complete(
     """One streamed chat completion for ``request`` (see module docstring for the two tool modes).
 
     Raises:
-        ProviderHTTPError: the endpoint answered with an error status.
-        ProviderConnectionError: the endpoint could not be reached or timed out.
+        ProviderError: a subclass per failure kind (:func:`map_openai_error`).
         ConfigError: the API-key variable is not set.
     """
     mode = cfg.tool_mode or ("json_schema" if cfg.type == "local" else "native")
@@ -168,6 +219,8 @@ async def complete(
     for key in ("temperature", "max_tokens", "top_p", "seed"):
         if getattr(cfg, key) is not None:
             params[key] = getattr(cfg, key)
+    if cfg.extra_body:
+        params["extra_body"] = dict(cfg.extra_body)
     if json_mode:
         params["messages"] = _json_messages(request.messages, request.tools)
         params["response_format"] = {
@@ -214,15 +267,8 @@ async def complete(
                         slot["name"] += tc.function.name or ""
                         slot["arguments"] += tc.function.arguments or ""
                 finish = choice.finish_reason or finish
-    except openai.APIStatusError as exc:
-        status = exc.status_code
-        raise ProviderHTTPError(
-            f"{cfg.type} endpoint returned HTTP {status}: {exc.message}",
-            status=status,
-            retryable=status in _RETRYABLE_STATUS or status >= 500,
-        ) from None
-    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-        raise ProviderConnectionError(f"{cfg.type} endpoint unreachable: {exc}") from None
+    except (openai.APIStatusError, openai.APIConnectionError) as exc:
+        raise map_openai_error(exc, f"{cfg.type} endpoint") from None
     content = "".join(text)
     if json_mode:
         tool_calls = parse_decision(content, request.attempt)
