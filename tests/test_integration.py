@@ -11,6 +11,10 @@ from collections import Counter
 
 from massgen.events import (
     AgentDropped,
+    BudgetExceeded,
+    ProviderRetried,
+    TurnRequested,
+    UsageRecorded,
     AnswerPosted,
     ConsensusReached,
     PresentationCompleted,
@@ -109,6 +113,7 @@ async def test_enforcement_retries_until_a_workflow_tool_is_called(fresh_nats, f
 
 async def test_failing_agent_is_dropped_and_the_run_goes_on(fresh_nats, fake: FakeOpenAI) -> None:
     cfg, (ma, mb) = team(fake, 2)
+    cfg["agents"][1]["backend"]["max_retries"] = 0  # each failed call fails the turn at once
     fake.default(ma, agent_script("Paris", "agent1"))
     fake.default(mb, lambda body: Reply(status=500, error_message="provider is down"))
     async with Stack(fresh_nats.url) as s:
@@ -121,6 +126,40 @@ async def test_failing_agent_is_dropped_and_the_run_goes_on(fresh_nats, fake: Fa
     assert "HTTP 500" in dropped[0].reason
     assert len(fake.requests(mb)) == 3
     assert of(records, RunCompleted)[0].winner_id == "agent-a"
+
+
+async def test_retryable_provider_errors_are_retried_after_retry_after_and_recorded(fresh_nats, fake: FakeOpenAI):
+    cfg, (ma, mb) = team(fake, 2)
+    fake.default(ma, agent_script("Paris", "agent1"))
+    fake.script(mb, Reply(status=429, retry_after=0.2), Reply(status=503))
+    fake.default(mb, agent_script("Paris too", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        records = await s.wait_done(await s.submit(cfg))
+    retries = of(records, ProviderRetried)
+    assert [(r.agent_id, r.retry, r.failure.type) for r in retries] == [
+        ("agent-b", 1, "ProviderRateLimited"), ("agent-b", 2, "ProviderServerError")]
+    assert retries[0].delay_s == 0.2 and retries[1].delay_s == 1.0  # Retry-After, then backoff 0.5 * 2
+    assert not of(records, AgentDropped) and of(records, RunCompleted)
+
+
+async def test_budget_stops_coordination_and_ends_with_the_best_answer(fresh_nats, fake: FakeOpenAI):
+    cfg, models = team(fake, 2, orchestrator={"max_cost_usd": 0.01})
+    for i, m in enumerate(models):
+        cfg["agents"][i]["backend"]["model"] = m = f"gpt-4o-{m}"  # priced: $2.50 / $10 per million
+        fake.default(m, lambda body, i=i: answer(f"answer {i}", prompt_tokens=3000, completion_tokens=100))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        records = await s.wait_done(await s.submit(cfg))
+    [hit] = of(records, BudgetExceeded)
+    assert hit.cost_usd >= 0.01 and hit.max_cost_usd == 0.01
+    [done] = of(records, RunCompleted)
+    assert done.final_answer in ("answer 0", "answer 1")
+    assert not [e for e in of(records, TurnRequested) if e.kind == "presentation"]
+    costs = [u.cost_usd for u in of(records, UsageRecorded)]
+    assert costs and all(c == round((3000 * 2.5 + 100 * 10) / 1e6, 8) for c in costs)
 
 
 async def test_timeout_presents_the_best_available_answer(fresh_nats, fake: FakeOpenAI) -> None:

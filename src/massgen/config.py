@@ -194,6 +194,9 @@ class OrchestratorConfig(_Strict):
     """Consecutive failed turns before an agent is dropped (not in MassGen, which retries forever)."""
     context_paths: tuple[ContextPath, ...] = ()
     """Shared with every agent (merged with each backend's ``context_paths``)."""
+    max_cost_usd: float | None = None
+    """Run budget in USD: when the recorded cost reaches it, coordination stops and the run ends with the
+    best answer so far (no presentation call). Costs come from ``massgen.pricing``."""
     snapshot_storage: str | None = None
     """Accepted for MassGen compatibility; snapshots always live under the run's data directory."""
     agent_temporary_workspace: str | None = None
@@ -316,6 +319,8 @@ def _check(cfg: Config, origin: str) -> Config:
         _check_context_path(cp, f"orchestrator.context_paths[{i}]", origin)
     if o.max_new_answers_per_agent is not None and o.max_new_answers_per_agent < 1:
         raise ConfigError(f"{origin}: `orchestrator.max_new_answers_per_agent` must be >= 1 or null")
+    if o.max_cost_usd is not None and not (math.isfinite(o.max_cost_usd) and o.max_cost_usd > 0):
+        raise ConfigError(f"{origin}: `orchestrator.max_cost_usd` must be a positive number of dollars")
     if o.max_failed_turns < 1:
         raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
     t = cfg.timeout_settings
@@ -436,6 +441,7 @@ def run_submitted(
             orchestrator_timeout_s=t.orchestrator_timeout_seconds,
             presentation_timeout_s=t.presentation_timeout_seconds,
             replay_tools_from=replay_tools_from,
+            max_cost_usd=o.max_cost_usd,
         ),
         config_path=config_path,
     )

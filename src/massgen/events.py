@@ -116,6 +116,9 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Grace for the final presentation before the stored answer is used instead."""
     replay_tools_from: str | None = None
     """A run whose recorded MCP results are served instead of calling the servers again."""
+    max_cost_usd: float | None = None
+    """Run budget: once the recorded cost reaches it, no new turn starts and the run ends with the best
+    answer so far (MassGen users ask for this in its #888)."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -191,6 +194,21 @@ class UsageRecorded(Event, tag="usage.recorded"):
     usage: Usage
     duration_s: float
     time_to_first_token_s: float | None = None
+    cost_usd: float | None = None
+    """From ``massgen.pricing`` (or the provider's own figure); None when the model has no known price."""
+
+
+class ProviderRetried(Event, tag="provider.retried"):
+    """A retryable provider error (rate limit, 5xx, connection, timeout); the call is made again after
+    ``delay_s`` (the provider's ``Retry-After`` when it sent one)."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    retry: int
+    """1-based retry number within the call."""
+    delay_s: float
+    failure: Failure
 
 
 class TurnResponded(Event, tag="turn.responded"):
@@ -324,6 +342,13 @@ class RunFailed(Event, tag="run.failed"):
     failure: Failure | None = None
 
 
+class BudgetExceeded(Event, tag="budget.exceeded"):
+    """The run's recorded cost reached ``max_cost_usd``: coordination stops here."""
+
+    cost_usd: float
+    max_cost_usd: float
+
+
 class TimerFired(Event, tag="timer.fired"):
     """A deadline passed. Time enters the decision core only through this event."""
 
@@ -435,6 +460,7 @@ EventType = (
     | TurnStarted
     | TextDelta
     | UsageRecorded
+    | ProviderRetried
     | TurnResponded
     | TurnFailed
     | TurnRejected
@@ -450,6 +476,7 @@ EventType = (
     | RunTimedOut
     | RunFailed
     | TimerFired
+    | BudgetExceeded
     | ToolsListRequested
     | ToolsListed
     | ToolCallRequested

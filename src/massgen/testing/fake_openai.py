@@ -31,6 +31,7 @@ class Reply:
         delay_s: Sleep before the first byte (only the handling thread sleeps).
         chunk_delay_s: Sleep between streamed chunks.
         status: Non-200 sends an OpenAI-shaped error body with this status.
+        retry_after: With an error status, the ``Retry-After`` header in seconds.
         error_message: Message of that error.
         prompt_tokens: Defaults to the word count over all request message contents.
         completion_tokens: Defaults to words in ``text`` + tool-call argument chars // 4.
@@ -44,6 +45,8 @@ class Reply:
     error_message: str = "scripted failure"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    retry_after: float | None = None
+    """With an error ``status``: sent as the ``Retry-After`` header (seconds)."""
 
 
 Handler = Callable[[dict], Reply]
@@ -184,9 +187,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
-    def _send_json(self, status: int, obj: dict) -> None:
+    def _send_json(self, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -221,7 +226,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         time.sleep(reply.delay_s)  # per-request thread, so other requests proceed
         if reply.status != 200:
-            self._send_json(reply.status, _error_body(reply.status, reply.error_message))
+            extra = {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else None
+            self._send_json(reply.status, _error_body(reply.status, reply.error_message), extra)
             return
         try:
             if body.get("stream"):

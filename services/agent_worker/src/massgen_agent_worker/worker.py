@@ -14,9 +14,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import msgspec
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,8 +25,6 @@ from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
 from massgen.errors import MassgenError, ProviderError
 from massgen.events import (
     Event,
-    Failure,
-    Message,
     Record,
     Source,
     TextDelta,
@@ -35,9 +32,8 @@ from massgen.events import (
     TurnRequested,
     TurnResponded,
     TurnStarted,
-    UsageRecorded,
 )
-from massgen_agent_worker import providers
+from massgen_agent_worker.conversation import Conversation, failure_of
 from massgen_agent_worker.tools import ToolClient
 
 log = logging.getLogger("massgen.agent_worker")
@@ -150,24 +146,13 @@ class AgentWorker:
             )
 
         deltas = Coalescer(flush)
-
-        async def usage(round_: int, result: providers.Completion, started: float) -> None:
-            await emit("usage" if round_ == 0 else f"usage:d{delivery}:r{round_}", UsageRecorded(
-                turn_id=req.turn_id,
-                agent_id=req.agent_id,
-                attempt=req.attempt,
-                model=result.model,
-                usage=result.usage,
-                duration_s=round(time.monotonic() - started, 4),
-                time_to_first_token_s=result.time_to_first_token_s,
-            ))
-
+        talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools)
         try:
-            result = await self._converse(req, record, f"{key}:d{delivery}", deltas, usage)
+            result = await talk.run()
         except (ProviderError, MassgenError) as exc:
             await deltas.close()
             await emit("failed", TurnFailed(
-                turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=_failure(exc)
+                turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=failure_of(exc)
             ))
         else:
             await deltas.close()
@@ -184,63 +169,3 @@ class AgentWorker:
             )
         await msg.ack()
         self.handled += 1
-
-    async def _converse(
-        self,
-        req: TurnRequested,
-        record: Record,
-        key: str,
-        deltas: Coalescer,
-        usage: Callable[[int, providers.Completion, float], Awaitable[None]],
-    ) -> providers.Completion:
-        """The LLM calls of one attempt: MCP tool rounds until the model answers or takes a workflow
-        decision (MassGen spec §2.6, with a bound on rounds that MassGen lacks).
-
-        Workflow tool calls (``new_answer``, ``vote``) end the loop and go to the orchestrator; MCP calls
-        in the same batch are then not executed, as in MassGen. After ``max_tool_rounds`` rounds the
-        model is offered the workflow tools only.
-        """
-        backend = providers.backend_config(req.backend)
-        catalog = await self.tools.catalog(req, record.run_id, record.id, backend)
-        mcp_tools = catalog.tools
-        if not mcp_tools and not catalog.servers:
-            started = time.monotonic()
-            result = await providers.complete(req, deltas.add)
-            await usage(0, result, started)
-            return result
-        workflow = {t.name for t in req.tools}
-        offered = {t.name for t in mcp_tools}
-        messages = list(req.messages)
-        notes = catalog.notes()
-        if notes and messages and messages[0].role == "system":
-            messages[0] = Message(role="system", content=f"{messages[0].content}\n\n{notes}")
-        for round_ in range(backend.max_tool_rounds + 1):
-            if round_ > 0:  # a server may have changed its tools (list_changed) during the last round
-                mcp_tools = (await self.tools.catalog(req, record.run_id, record.id, backend)).tools
-                offered = {t.name for t in mcp_tools}
-            tools = req.tools + (mcp_tools if round_ < backend.max_tool_rounds else ())
-            call_req = msgspec.structs.replace(req, messages=tuple(messages), tools=tools)
-            started = time.monotonic()
-            result = await providers.complete(call_req, deltas.add)
-            await usage(round_, result, started)
-            calls = [c for c in result.tool_calls if c.name in offered]
-            if not calls or any(c.name in workflow for c in result.tool_calls):
-                break
-            await deltas.close()
-            answers = await self.tools.call_all(req, record.run_id, record.id, f"{key}:r{round_}", calls, backend)
-            answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in result.tool_calls if c.name not in offered})
-            messages.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
-            messages.extend(Message(role="tool", content=answers[c.id], tool_call_id=c.id) for c in result.tool_calls)
-        if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
-            await self.tools.snapshot(req, record.run_id, record.id)
-        return result
-
-
-def _failure(exc: Exception) -> Failure:
-    details = {k: getattr(exc, k) for k in ("status", "retry_after_s") if getattr(exc, k, None) is not None}
-    return Failure(
-        type=exc.__class__.__name__,
-        message=str(exc),
-        retryable=bool(getattr(exc, "retryable", False)),
-        details=details,
-    )

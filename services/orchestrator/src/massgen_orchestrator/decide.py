@@ -31,6 +31,7 @@ from massgen.errors import NondeterminismError
 from massgen.events import (
     AgentDropped,
     AnswerPosted,
+    BudgetExceeded,
     ConsensusReached,
     Event,
     Failure,
@@ -50,6 +51,7 @@ from massgen.events import (
     TurnRequested,
     TurnResponded,
     UpdateDelivered,
+    UsageRecorded,
     VoteCast,
     VoteInvalidated,
     VoteRecord,
@@ -139,6 +141,8 @@ class _Decider:
         return self.state.submitted.settings
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, TurnRequested) and self.state.budget_exceeded:
+            return  # over budget: no new call of any kind (the turn just stays unanswered)
         d = Draft(draft_id(self.state.run_id, self.cause.seq, len(self.out)), event, self.cause.id)
         self.out.append(d)
         evolve(
@@ -179,10 +183,15 @@ class _Decider:
                     self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
             case TimerFired(name="run_deadline") if st.phase == "coordinating":
                 self.on_deadline()
+            case UsageRecorded() if st.phase == "coordinating" and not st.budget_exceeded and self.over_budget():
+                limit = self.settings.max_cost_usd
+                self.emit(BudgetExceeded(cost_usd=round(st.cost_usd, 8), max_cost_usd=limit))
             case TimerFired(name="presentation_deadline") if st.phase == "presenting":
                 self.finish(None)
             case _:
                 pass
+        if st.budget_exceeded and st.phase == "coordinating" and not st.in_flight:
+            self.end_on_budget()
 
     def on_response(self, agent: AgentState, turn: Turn, ev: TurnResponded) -> None:
         st = self.state
@@ -261,6 +270,23 @@ class _Decider:
                 self.check_consensus()
         else:
             self.start_turn(agent)
+
+    def over_budget(self) -> bool:
+        limit = self.settings.max_cost_usd
+        return limit is not None and self.state.cost_usd >= limit
+
+    def end_on_budget(self, winner: AgentState | None = None) -> None:
+        """Over budget with nothing in flight: end with the best answer so far, without a presentation
+        call (it would cost). Turns that were running when the budget was reached were let finish."""
+        st = self.state
+        tally = self.tally()
+        best = winner or (tally[0][0] if tally else next((a for a in st.agents.values() if a.answers), None))
+        if best is None or best.latest is None:
+            self.emit(RunFailed(reason=f"budget of ${self.settings.max_cost_usd:g} reached before any answer"))
+            return
+        content = best.latest.content
+        self.emit(PresentationCompleted(presenter_id=best.id, content=content, used_stored_answer=True))
+        self.emit(RunCompleted(winner_id=best.id, final_answer=content))
 
     def on_deadline(self) -> None:
         st = self.state
@@ -469,6 +495,9 @@ class _Decider:
 
     def start_presentation(self, winner: AgentState, reason: str, tie_broken: bool = False) -> None:
         st = self.state
+        if st.budget_exceeded:
+            self.end_on_budget(winner)
+            return
         assert st.submitted is not None
         turn_id = f"{winner.id}.present"
         reasons = [

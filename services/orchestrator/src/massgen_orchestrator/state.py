@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from massgen.events import (
     AgentDropped,
     AnswerPosted,
+    BudgetExceeded,
     ConsensusReached,
     Message,
     PresentationCompleted,
@@ -27,6 +28,7 @@ from massgen.events import (
     TurnRejected,
     TurnRequested,
     TurnResponded,
+    UsageRecorded,
     VoteCast,
     VoteInvalidated,
 )
@@ -109,11 +111,19 @@ class RunState:
     final_answer: str | None = None
     last_decided_seq: int = 0
     """Stream sequence of the latest input that produced decisions (for resuming after a crash)."""
+    cost_usd: float = 0.0
+    """Sum of the recorded cost of every LLM call so far (calls with no known price count 0)."""
+    budget_exceeded: bool = False
 
     @property
     def version(self) -> int:
         """Number of accepted answers: the answer-set version votes are checked against."""
         return len(self.answers)
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether some agent's current attempt still waits for its worker."""
+        return any(a.turn is not None and a.turn.response is None and not a.turn.failed for a in self.live)
 
     @property
     def live(self) -> list[AgentState]:
@@ -194,6 +204,10 @@ def evolve(state: RunState, record: Record) -> RunState:
             _end_turn(agent)
         case VoteInvalidated():
             state.agents[ev.voter_id].vote = None
+        case UsageRecorded():
+            state.cost_usd += ev.cost_usd or 0.0
+        case BudgetExceeded():
+            state.budget_exceeded = True
         case AgentDropped():
             agent = state.agents[ev.agent_id]
             agent.dropped = True

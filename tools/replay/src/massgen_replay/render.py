@@ -81,13 +81,15 @@ def report(view: RunView, console: Console) -> None:
         console.print(votes)
 
     usage = Table(title="token usage", show_edge=False)
-    for col in ("agent", "LLM calls", "input", "output", "LLM seconds", "tool calls (errors)", "tool seconds"):
+    for col in ("agent", "LLM calls", "input", "output", "cost $", "LLM seconds", "tool calls (errors)", "tool seconds"):
         usage.add_column(col, justify="right" if col != "agent" else "left")
     for a in view.agents.values():
-        usage.add_row(a.id, str(a.calls), str(a.input_tokens), str(a.output_tokens), f"{a.llm_seconds:.2f}",
+        cost = f"{a.cost_usd:.6f}" + ("+?" if a.unpriced_calls else "")
+        usage.add_row(a.id, str(a.calls), str(a.input_tokens), str(a.output_tokens), cost, f"{a.llm_seconds:.2f}",
                       f"{a.tool_calls} ({a.tool_errors})", f"{a.tool_seconds:.2f}")
     u = view.usage()
-    usage.add_row("total", str(u["llm_calls"]), str(u["input_tokens"]), str(u["output_tokens"]), "",
+    usage.add_row("total", str(u["llm_calls"]), str(u["input_tokens"]), str(u["output_tokens"]),
+                  f"{u['cost_usd']:.6f}" + ("+?" if u["unpriced_calls"] else ""), "",
                   str(u["tool_calls"]), "")
     console.print(usage)
 

@@ -12,9 +12,11 @@ from typing import Any
 from massgen.events import (
     AgentDropped,
     AnswerPosted,
+    BudgetExceeded,
     ConsensusReached,
     PresentationCompleted,
     PresentationStarted,
+    ProviderRetried,
     Record,
     RunCompleted,
     RunFailed,
@@ -72,6 +74,9 @@ class AgentView:
     input_tokens: int = 0
     output_tokens: int = 0
     llm_seconds: float = 0.0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    retries: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
     tool_seconds: float = 0.0
@@ -125,6 +130,16 @@ class RunView:
                 agent.input_tokens += ev.usage.input_tokens
                 agent.output_tokens += ev.usage.output_tokens
                 agent.llm_seconds += ev.duration_s
+                if ev.cost_usd is None:
+                    agent.unpriced_calls += 1
+                else:
+                    agent.cost_usd += ev.cost_usd
+            case ProviderRetried() if agent:
+                agent.retries += 1
+                self._log(r, ev.agent_id, "retry", f"retry {ev.retry} in {ev.delay_s:g}s after {ev.failure.type}: "
+                          f"{preview(ev.failure.message)}")
+            case BudgetExceeded():
+                self._log(r, None, "budget", f"cost ${ev.cost_usd:.6f} reached the budget ${ev.max_cost_usd:g}")
             case TurnResponded() if agent:
                 calls = ", ".join(f"{c.name}({preview(c.arguments, 80)})" for c in ev.tool_calls)
                 self._log(r, ev.agent_id, "responded", calls or f"text: {preview(ev.content)}")
@@ -240,11 +255,15 @@ class RunView:
             "output_tokens": sum(a.output_tokens for a in self.agents.values()),
             "llm_calls": sum(a.calls for a in self.agents.values()),
             "tool_calls": sum(a.tool_calls for a in self.agents.values()),
+            "cost_usd": round(sum(a.cost_usd for a in self.agents.values()), 8),
+            "unpriced_calls": sum(a.unpriced_calls for a in self.agents.values()),
             "per_agent": {
                 a.id: {
                     "input_tokens": a.input_tokens,
                     "output_tokens": a.output_tokens,
                     "llm_calls": a.calls,
+                    "cost_usd": round(a.cost_usd, 8),
+                    "retries": a.retries,
                     "tool_calls": a.tool_calls,
                     "tool_errors": a.tool_errors,
                     "tool_seconds": round(a.tool_seconds, 3),

@@ -12,11 +12,9 @@ Two ways to take the workflow decision (``backend.tool_mode``):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
-import weakref
 from typing import Any
 
 import openai
@@ -27,11 +25,12 @@ from massgen.errors import (
     ConfigError,
     ProviderConnectionError,
     ProviderError,
+    ProviderServerError,
     ProviderTimeout,
     provider_error_for_status,
 )
 from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText
+from massgen_agent_worker.providers import Completion, OnText, loop_cached
 
 
 
@@ -62,15 +61,9 @@ def map_openai_error(exc: Exception, label: str) -> ProviderError:
         )
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTimeout(f"{label} timed out: {exc}")
-    return ProviderConnectionError(f"{label} unreachable: {exc}")
-
-
-# One SDK client per (event loop, endpoint, key, timeout): a client keeps its HTTP connection pool, so
-# reusing it saves a TCP/TLS handshake per call (~70 ms against a loopback server). Pools are bound to
-# the loop they were made in, hence the per-loop map.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
-    weakref.WeakKeyDictionary()
-)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderConnectionError(f"{label} unreachable: {exc}")
+    return ProviderServerError(f"{label} sent an error in the stream: {exc}")
 
 
 def api_key(cfg: BackendConfig, url: str | None) -> str:
@@ -94,7 +87,7 @@ def timeout(cfg: BackendConfig) -> openai.Timeout:
     return openai.Timeout(cfg.request_timeout_seconds, connect=cfg.connect_timeout_seconds)
 
 
-def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
+def client(cfg: BackendConfig, base_url: str | None = None) -> openai.AsyncOpenAI:
     """The shared SDK client for this endpoint (see :func:`api_key`).
 
     Raises:
@@ -104,16 +97,15 @@ def _client(cfg: BackendConfig, base_url: str | None) -> openai.AsyncOpenAI:
     if url is None:
         raise ConfigError(f"backend {cfg.type} has no base_url; set `backend.base_url`")
     key = api_key(cfg, url)
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    cache_key = (url, key, cfg.request_timeout_seconds, cfg.connect_timeout_seconds)
-    if cache_key not in per_loop:
-        per_loop[cache_key] = openai.AsyncOpenAI(
+    return loop_cached(
+        ("openai", url, key, cfg.request_timeout_seconds, cfg.connect_timeout_seconds),
+        lambda: openai.AsyncOpenAI(
             base_url=url,
             api_key=key,
             max_retries=0,  # retries are the worker's decision, recorded as events
             timeout=timeout(cfg),
-        )
-    return per_loop[cache_key]
+        ),
+    )
 
 
 def _native_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
@@ -209,6 +201,13 @@ async def complete(
         ProviderError: a subclass per failure kind (:func:`map_openai_error`).
         ConfigError: the API-key variable is not set.
     """
+    return await stream_chat(client(cfg, base_url), cfg, request, on_text)
+
+
+async def stream_chat(
+    client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText
+) -> Completion:
+    """The Chat Completions call of :func:`complete` on a given client (Azure brings its own)."""
     mode = cfg.tool_mode or ("json_schema" if cfg.type == "local" else "native")
     json_mode = mode == "json_schema" and bool(request.tools)
     params: dict[str, Any] = {
@@ -231,7 +230,6 @@ async def complete(
         params["messages"] = _native_messages(request.messages)
         if request.tools:
             params["tools"] = _native_tools(request.tools)
-    client = _client(cfg, base_url)
     started = time.monotonic()
     ttft: float | None = None
     text: list[str] = []
@@ -267,7 +265,7 @@ async def complete(
                         slot["name"] += tc.function.name or ""
                         slot["arguments"] += tc.function.arguments or ""
                 finish = choice.finish_reason or finish
-    except (openai.APIStatusError, openai.APIConnectionError) as exc:
+    except openai.APIError as exc:  # status, connection, and errors sent inside the stream
         raise map_openai_error(exc, f"{cfg.type} endpoint") from None
     content = "".join(text)
     if json_mode:

@@ -1,0 +1,174 @@
+"""One attempt of an agent turn: the LLM calls, their retries and timeouts, and the MCP tool rounds.
+
+- **Tool rounds** (MassGen spec §2.6, bounded): MCP calls go to the broker and their results back to
+  the model until it answers or takes a workflow decision. Workflow calls (``new_answer``, ``vote``)
+  end the loop and go to the orchestrator; MCP calls in the same batch are then not executed, as in
+  MassGen. After ``max_tool_rounds`` rounds only the workflow tools are offered.
+- **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
+  ``max_retries`` times after ``Retry-After`` or an exponential backoff; each retry is a
+  ``provider.retried`` event, so replay shows it.
+- **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
+  ``request_timeout_seconds`` for the whole call (connect timeouts are the SDK clients').
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from massgen import pricing
+from massgen.config import BackendConfig
+from massgen.errors import ProviderError, ProviderTimeout
+from massgen.events import (
+    Event,
+    Failure,
+    Message,
+    ProviderRetried,
+    Record,
+    ToolCall,
+    TurnRequested,
+    UsageRecorded,
+)
+from massgen_agent_worker import providers
+from massgen_agent_worker.tools import ToolClient
+
+Emit = Callable[[str, Event], Awaitable[None]]
+MAX_BACKOFF_S = 30.0
+
+
+def failure_of(exc: Exception) -> Failure:
+    """An exception as a :class:`Failure` record (DESIGN principle 6)."""
+    details = {k: getattr(exc, k) for k in ("status", "retry_after_s") if getattr(exc, k, None) is not None}
+    return Failure(
+        type=exc.__class__.__name__,
+        message=str(exc),
+        retryable=bool(getattr(exc, "retryable", False)),
+        details=details,
+    )
+
+
+class Conversation:
+    """Runs one attempt of ``req``.
+
+    Args:
+        key: event-id prefix unique to this attempt and delivery (``<run>:w:<turn>:<attempt>:d<n>``).
+        on_text: where streamed text goes (the coalescer).
+        emit: appends an event under ``<turn key>:<suffix>``.
+    """
+
+    def __init__(
+        self, req: TurnRequested, record: Record, key: str, deltas, emit: Emit, tools: ToolClient
+    ) -> None:
+        self.req, self.record, self.key, self.deltas, self.emit, self.tools = req, record, key, deltas, emit, tools
+        self.backend: BackendConfig = providers.backend_config(req.backend)
+        self.calls = 0
+
+    async def run(self) -> providers.Completion:
+        """The attempt's final completion.
+
+        Raises:
+            ProviderError: a call failed for good (not retryable, or retries exhausted).
+            MassgenError: misconfiguration (missing key, missing SDK ...).
+        """
+        req, backend = self.req, self.backend
+        catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
+        if not catalog.servers:
+            return await self.call(req)
+        workflow = {t.name for t in req.tools}
+        mcp_tools = catalog.tools
+        messages = list(req.messages)
+        notes = catalog.notes()
+        if notes and messages and messages[0].role == "system":
+            messages[0] = Message(role="system", content=f"{messages[0].content}\n\n{notes}")
+        for round_ in range(backend.max_tool_rounds + 1):
+            if round_ > 0:  # a server may have changed its tools (list_changed) during the last round
+                mcp_tools = (await self.tools.catalog(req, self.record.run_id, self.record.id, backend)).tools
+            offered = {t.name for t in mcp_tools}
+            tools = req.tools + (mcp_tools if round_ < backend.max_tool_rounds else ())
+            result = await self.call(msgspec.structs.replace(req, messages=tuple(messages), tools=tools))
+            calls = [c for c in result.tool_calls if c.name in offered]
+            if not calls or any(c.name in workflow for c in result.tool_calls):
+                break
+            await self.deltas.close()
+            answers = await self.run_tools(calls, f"r{round_}")
+            answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in result.tool_calls if c.name not in offered})
+            messages.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
+            messages.extend(Message(role="tool", content=answers[c.id], tool_call_id=c.id) for c in result.tool_calls)
+        if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
+            await self.tools.snapshot(req, self.record.run_id, self.record.id)
+        return result
+
+    async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
+        """Execute MCP calls through the broker; ``{call id: text for the model}``."""
+        return await self.tools.call_all(
+            self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", calls, self.backend
+        )
+
+    async def call(self, call_req: TurnRequested) -> providers.Completion:
+        """One LLM call with retries; records ``usage.recorded`` (with its cost) for the call that worked."""
+        n = self.calls
+        self.calls += 1
+        for retry in range(self.backend.max_retries + 1):
+            started = time.monotonic()
+            try:
+                result = await self._timed(call_req)
+            except ProviderError as exc:
+                if not exc.retryable or retry == self.backend.max_retries:
+                    raise
+                delay = exc.retry_after_s if exc.retry_after_s is not None else min(0.5 * 2**retry, MAX_BACKOFF_S)
+                await self.emit(f"retry:{self.key}:c{n}:{retry + 1}", ProviderRetried(
+                    turn_id=self.req.turn_id, agent_id=self.req.agent_id, attempt=self.req.attempt,
+                    retry=retry + 1, delay_s=round(delay, 3), failure=failure_of(exc),
+                ))
+                await asyncio.sleep(delay)
+                continue
+            await self.emit("usage" if n == 0 else f"usage:{self.key}:c{n}", UsageRecorded(
+                turn_id=self.req.turn_id,
+                agent_id=self.req.agent_id,
+                attempt=self.req.attempt,
+                model=result.model,
+                usage=result.usage,
+                duration_s=round(time.monotonic() - started, 4),
+                time_to_first_token_s=result.time_to_first_token_s,
+                cost_usd=result.cost_usd if result.cost_usd is not None else pricing.cost_usd(
+                    self.backend.type, result.model, result.usage),
+            ))
+            return result
+        raise AssertionError("unreachable")
+
+    async def _timed(self, call_req: TurnRequested) -> providers.Completion:
+        first = asyncio.Event()
+
+        async def on_chunk(text: str) -> None:
+            first.set()
+            if text:
+                await self.deltas.add(text)
+
+        kwargs = {}
+        if self.backend.type == "claude_code":  # runs its own tool loop: MCP calls go through us
+            kwargs["run_tool"] = self._run_one_tool
+        task = asyncio.ensure_future(providers.complete(call_req, on_chunk, **kwargs))
+        limit = self.backend.first_token_timeout_seconds
+        try:
+            if limit is not None:
+                waiter = asyncio.ensure_future(first.wait())
+                done, _ = await asyncio.wait({task, waiter}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if not done:
+                    raise ProviderTimeout(f"{self.backend.type}: no streamed output within {limit:g} s (first_token_timeout_seconds)")
+            return await asyncio.wait_for(asyncio.shield(task), self.backend.request_timeout_seconds)
+        except TimeoutError:
+            raise ProviderTimeout(
+                f"{self.backend.type}: the call took longer than {self.backend.request_timeout_seconds:g} s "
+                "(request_timeout_seconds)"
+            ) from None
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _run_one_tool(self, call: ToolCall) -> str:
+        answers = await self.run_tools([call], f"cc{self.calls}:{call.id}")
+        return answers[call.id]

@@ -1,0 +1,308 @@
+"""``claude``: the Anthropic Messages API through the official ``anthropic`` SDK (MassGen spec §2.2).
+
+One streamed ``POST /v1/messages`` per call (``messages.create(stream=True)``, raw stream events):
+
+- messages: ``system`` messages become the ``system`` parameter; an assistant's tool calls become
+  ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks inside a ``user`` message;
+  consecutive messages of one role are merged, since the API wants user and assistant to alternate
+  (spec §2.5);
+- tools: ``{"name", "description", "input_schema"}`` (names such as ``mcp__fs__read_file`` unchanged),
+  plus the server tools ``web_search_20250305`` (``enable_web_search``) and ``code_execution_20250825``
+  (``enable_code_execution``; generally available in SDK 2.12, so no beta header). Server tools run at
+  Anthropic and never come back as tool calls (spec §2.6);
+- ``thinking`` becomes ``{"type": "enabled", "budget_tokens": n}``; thinking text is streamed as
+  progress only (``on_text("")``), never returned as content;
+- usage follows the other adapters: ``input_tokens`` is the whole prompt (Anthropic's uncached
+  ``input_tokens`` plus cache reads and cache writes), ``cached_tokens`` the cache reads, and
+  ``reasoning_tokens`` the thinking tokens when the API reports them (spec §2.7).
+
+SDK 2.12 no longer declares ``temperature`` / ``top_p`` as arguments, so they travel in the request
+body (``extra_body``), under the configured ``extra_body``. Errors leave as :mod:`massgen.errors`
+provider errors (:func:`map_anthropic_error`); the SDK never retries (``max_retries=0``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anthropic
+import httpx2  # the SDK's own HTTP transport: raised as-is while a stream is being read
+
+from massgen import backends
+from massgen.config import BackendConfig
+from massgen.errors import (
+    ConfigError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderServerError,
+    ProviderTimeout,
+    provider_error_for_status,
+)
+from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_agent_worker.providers import Completion, OnText, loop_cached
+from massgen_agent_worker.providers.chatcompletion import api_key, retry_after_s
+
+DEFAULT_MAX_TOKENS = 4096
+"""MassGen's ``max_tokens`` for Claude when the config sets none (spec §2.1)."""
+
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+CODE_EXECUTION_TOOL = {"type": "code_execution_20250825", "name": "code_execution"}
+
+# Anthropic's ``error.type`` → its HTTP status (docs "Errors"), for errors that arrive inside a
+# stream whose HTTP status was already 200.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+    "permission_error": 403, "not_found_error": 404, "conflict_error": 409,
+    "memory_path_conflict_error": 409, "memory_precondition_failed_error": 412,
+    "request_too_large": 413, "rate_limit_error": 429, "api_error": 500, "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+
+def map_anthropic_error(exc: Exception, label: str) -> ProviderError:
+    """The :mod:`massgen.errors` provider error for an exception met during an Anthropic call.
+
+    ``APIStatusError`` goes through ``provider_error_for_status`` (``retry_after_s`` from
+    ``retry-after-ms`` / ``retry-after``; 529 overloaded is ≥ 500, so retryable). An ``error`` event
+    inside a stream reaches us as an ``APIStatusError`` carrying the stream's status 200: its
+    ``error.type`` gives the status instead (unknown types count as a server error). Timeouts give
+    ``ProviderTimeout``; connection failures, including a transport error while reading the stream,
+    ``ProviderConnectionError``; anything else (an undecodable stream event) ``ProviderServerError``.
+    """
+    if isinstance(exc, anthropic.APIStatusError):
+        detail = exc.api_message or exc.message
+        if exc.status_code >= 400:
+            return provider_error_for_status(
+                exc.status_code,
+                f"{label} returned HTTP {exc.status_code} ({exc.type or 'error'}): {detail}",
+                retry_after_s=retry_after_s(exc.response.headers),
+            )
+        status = _ERROR_TYPE_STATUS.get(exc.type or "", 500)
+        return provider_error_for_status(status, f"{label} sent an error event mid-stream ({exc.type}): {detail}")
+    if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
+        return ProviderTimeout(f"{label} timed out: {exc}")
+    if isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError)):
+        return ProviderConnectionError(f"{label} unreachable or connection dropped: {exc!r}")
+    return ProviderServerError(f"{label} sent an invalid stream: {exc!r}")
+
+
+def _client(cfg: BackendConfig) -> anthropic.AsyncAnthropic:
+    """The shared SDK client of this event loop for ``cfg``'s endpoint, key and timeouts.
+
+    Raises:
+        ConfigError: the API-key variable is not set.
+    """
+    url = backends.base_url(cfg.type, cfg.base_url) or "https://api.anthropic.com"
+    key = api_key(cfg, url)
+    return loop_cached(
+        ("anthropic", url, key, cfg.request_timeout_seconds, cfg.connect_timeout_seconds),
+        lambda: anthropic.AsyncAnthropic(
+            base_url=url,
+            api_key=key,
+            max_retries=0,  # retries are the worker's decision, recorded as events
+            timeout=anthropic.Timeout(cfg.request_timeout_seconds, connect=cfg.connect_timeout_seconds),
+        ),
+    )
+
+
+def _tool_input(call: ToolCall) -> tuple[dict[str, Any], str | None]:
+    """``tool_use.input`` for ``call``: its parsed arguments, or ``{}`` and a note when they are not
+    a JSON object (the model then still sees what it wrote)."""
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        return value, None
+    return {}, f"(The arguments of tool call {call.id} to {call.name} were not a JSON object: {call.arguments})"
+
+
+def convert_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
+    """Neutral messages → ``(system, messages)`` of the Messages API (spec §2.5).
+
+    ``system`` joins the system messages (blank line between them; "" when none). Every message gets
+    a list of content blocks: ``text`` (empty text is dropped, the API refuses it), ``tool_use``
+    (``input`` = the parsed ``ToolCall.arguments``; ``{}`` plus a text note if unparseable) and
+    ``tool_result`` (in a ``user`` message). Consecutive messages of one role are merged, and in a user
+    message the ``tool_result`` blocks come first, as the API requires. Messages left without blocks
+    are dropped.
+    """
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            if m.content:
+                system.append(m.content)
+            continue
+        blocks: list[dict[str, Any]] = []
+        if m.role == "tool":
+            role = "user"
+            blocks.append({"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content})
+        else:
+            role = m.role
+            texts = [m.content] if m.content else []
+            uses = []
+            for call in m.tool_calls if m.role == "assistant" else ():
+                args, note = _tool_input(call)
+                if note:
+                    texts.append(note)
+                uses.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
+            blocks = [{"type": "text", "text": t} for t in texts] + uses
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for msg in out:
+        if msg["role"] == "user":
+            msg["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
+    return "\n\n".join(system), out
+
+
+def convert_tools(tools: tuple[ToolSpec, ...], cfg: BackendConfig) -> list[dict[str, Any]]:
+    """Function tools as ``{"name", "description", "input_schema"}``, then the enabled server tools."""
+    out: list[dict[str, Any]] = [
+        {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
+    ]
+    if cfg.enable_web_search:
+        out.append(dict(WEB_SEARCH_TOOL))
+    if cfg.enable_code_execution:
+        out.append(dict(CODE_EXECUTION_TOOL))
+    return out
+
+
+def _continues_tool_loop(messages: list[dict[str, Any]]) -> bool:
+    """The request answers an assistant's ``tool_use`` (last message carries ``tool_result``s)."""
+    return bool(messages) and messages[-1]["role"] == "user" and any(
+        b["type"] == "tool_result" for b in messages[-1]["content"]
+    )
+
+
+def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]:
+    """The ``messages.create`` keyword arguments for ``request`` (without ``stream``).
+
+    Extended thinking is sent unless the request continues a tool loop: the API then wants the
+    previous assistant turn to start with its signed thinking block, which neutral messages do not
+    keep, so such a call runs without thinking rather than being refused.
+
+    Raises:
+        ConfigError: no ``backend.model``, or ``backend.thinking.budget_tokens`` is not below
+            ``max_tokens``.
+    """
+    if not cfg.model:
+        raise ConfigError(f"`backend.model` is required for backend type {cfg.type} (e.g. claude-sonnet-4-5)")
+    max_tokens = cfg.max_tokens if cfg.max_tokens is not None else DEFAULT_MAX_TOKENS
+    system, messages = convert_messages(request.messages)
+    params: dict[str, Any] = {"model": cfg.model, "max_tokens": max_tokens, "messages": messages}
+    if system:
+        params["system"] = system
+    tools = convert_tools(request.tools, cfg)
+    if tools:
+        params["tools"] = tools
+    thinking = cfg.thinking
+    if thinking is not None and thinking.type == "enabled":
+        if thinking.budget_tokens >= max_tokens:
+            raise ConfigError(
+                f"backend.thinking.budget_tokens ({thinking.budget_tokens}) must be below backend.max_tokens "
+                f"({max_tokens}); Anthropic counts thinking inside max_tokens. Raise max_tokens or lower the budget"
+            )
+        if not _continues_tool_loop(messages):
+            params["thinking"] = {"type": "enabled", "budget_tokens": thinking.budget_tokens}
+    body = {k: getattr(cfg, k) for k in ("temperature", "top_p") if getattr(cfg, k) is not None}
+    body.update(cfg.extra_body)
+    if body:
+        params["extra_body"] = body
+    return params
+
+
+async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
+    """One streamed Messages API call for ``request``: text deltas go to ``on_text``, every other
+    content delta (tool input JSON, thinking, signature, citations) to ``on_text("")``.
+
+    Returns the joined text, the ``tool_use`` blocks as neutral ``ToolCall(id, name, arguments)``
+    (arguments: the streamed JSON exactly as written, ``"{}"`` when empty), ``finish_reason`` = the
+    ``stop_reason`` (``end_turn``, ``tool_use``, ``max_tokens``, ``pause_turn``...), usage, model and
+    the time to the first content delta.
+
+    Raises:
+        ProviderError: a subclass per failure kind (:func:`map_anthropic_error`); also
+            ``ProviderConnectionError`` when the stream ends before ``message_stop``.
+        ConfigError: the API-key variable is not set, no model, or the thinking budget does not fit.
+    """
+    params = request_params(cfg, request)
+    client = _client(cfg)
+    label = f"{cfg.type} endpoint"
+    started = time.monotonic()
+    ttft: float | None = None
+    text: list[str] = []
+    blocks: dict[int, dict[str, Any]] = {}
+    usage_in: dict[str, int] = {}
+    output_tokens = 0
+    thinking_tokens = 0
+    finish: str | None = None
+    model = params["model"]
+    stopped = False
+    try:
+        stream = await client.messages.create(stream=True, **params)
+    except anthropic.APIError as exc:
+        raise map_anthropic_error(exc, label) from None
+    async with stream:  # closes the response on any exit, so the pooled connection is freed
+        events = stream.__aiter__()
+        while True:
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                break
+            except (anthropic.APIError, httpx2.HTTPError, ValueError) as exc:
+                raise map_anthropic_error(exc, label) from None
+            kind = event.type
+            if kind == "message_start":
+                model = event.message.model or model
+                u = event.message.usage
+                for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+                    usage_in[name] = getattr(u, name, None) or 0
+                output_tokens = u.output_tokens or 0
+            elif kind == "content_block_start":
+                block = event.content_block
+                if block.type == "tool_use":
+                    blocks[event.index] = {"id": block.id, "name": block.name, "json": []}
+            elif kind == "content_block_delta":
+                if ttft is None:
+                    ttft = time.monotonic() - started
+                delta = event.delta
+                if delta.type == "text_delta":
+                    text.append(delta.text)
+                    await on_text(delta.text)
+                    continue
+                if delta.type == "input_json_delta" and event.index in blocks:
+                    blocks[event.index]["json"].append(delta.partial_json)
+                await on_text("")
+            elif kind == "message_delta":
+                finish = event.delta.stop_reason or finish
+                u = event.usage
+                output_tokens = u.output_tokens or output_tokens
+                for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+                    if getattr(u, name, None) is not None:  # cumulative totals: overwrite
+                        usage_in[name] = getattr(u, name)
+                details = getattr(u, "output_tokens_details", None)
+                if details is not None:
+                    thinking_tokens = details.thinking_tokens or 0
+            elif kind == "message_stop":
+                stopped = True
+    if not stopped:
+        raise ProviderConnectionError(f"{label}: the stream ended before message_stop (truncated reply)")
+    tool_calls = tuple(
+        ToolCall(id=b["id"], name=b["name"], arguments="".join(b["json"]) or "{}")
+        for _, b in sorted(blocks.items())
+    )
+    usage = Usage(
+        input_tokens=sum(usage_in.values()),
+        output_tokens=output_tokens,
+        cached_tokens=usage_in.get("cache_read_input_tokens", 0),
+        reasoning_tokens=thinking_tokens,
+    )
+    return Completion("".join(text), tool_calls, finish, usage, model, ttft)

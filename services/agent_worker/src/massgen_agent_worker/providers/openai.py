@@ -1,0 +1,283 @@
+"""``openai``: OpenAI models on the **Responses API** (``client.responses.create(stream=True)``).
+
+MassGen's ``ResponseBackend`` (MassGen spec §2.2, §2.3, §2.5): workflow and MCP tools are native
+function tools, so a ``new_answer``/``vote`` decision comes back as ``function_call`` output items.
+
+Request shape (neutral → Responses)::
+
+    system messages before the first other one  → instructions="..." (joined by blank lines)
+    a later system message                      → {"type": "message", "role": "system", "content": "..."}
+    user / assistant text                       → {"type": "message", "role": ..., "content": "..."}
+    assistant tool_calls                        → {"type": "function_call", "call_id", "name", "arguments"}
+    tool result                                 → {"type": "function_call_output", "call_id", "output"}
+    ToolSpec                                    → {"type": "function", "name", "description", "parameters",
+                                                   "strict": False}   (names such as mcp__fs__read_file unchanged)
+    enable_web_search                           → {"type": "web_search"}
+    enable_code_execution                       → {"type": "code_interpreter", "container": {"type": "auto"}}
+    max_tokens                                  → max_output_tokens
+    reasoning {effort, summary}                 → reasoning={...};  text {verbosity} → text={"verbosity"}
+    temperature, top_p                          → as is;  extra_body → merged into the JSON body
+
+``seed`` and ``tool_mode`` are not used: the Responses API has no seed, and OpenAI models call tools
+natively. ``function_call`` items are sent without their ``fc_...`` item id, so a reasoning model does
+not ask for the (unstored) reasoning item that preceded them.
+
+Stream (``openai.types.responses.ResponseStreamEvent``): ``response.output_text.delta`` (and
+``response.refusal.delta``) is text for ``on_text``; function-call argument, reasoning, reasoning
+summary and built-in tool progress events call ``on_text("")``. Function calls are assembled from
+``response.output_item.added/done`` and ``response.function_call_arguments.delta/done``; the neutral
+``ToolCall.id`` is the item's ``call_id``. ``response.completed``/``response.incomplete`` carry the usage
+(input, output, cached and reasoning tokens) and the status, mapped to a Chat-style finish reason
+(``stop``, ``tool_calls``, ``length``, ``content_filter``).
+
+Errors: HTTP statuses through :func:`chatcompletion.map_openai_error` (429 → ``ProviderRateLimited``
+with ``retry_after_s``, 401/403 → ``ProviderAuthError``, 5xx → ``ProviderServerError``, unreachable →
+``ProviderConnectionError``, timeouts → ``ProviderTimeout``); a ``response.failed`` or ``error`` stream
+event by its error code (:func:`stream_error`); a stream that ends without ``response.completed`` is a
+dropped connection (``ProviderConnectionError``), a corrupt one a server error.
+
+Built-in tools (web search, code interpreter) run at OpenAI and are only observed as progress; their
+results are part of the model's text, never neutral tool calls (MassGen spec §2.6).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import openai
+
+from massgen.config import BackendConfig
+from massgen.errors import (
+    ProviderBadRequest,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderServerError,
+)
+from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_agent_worker.providers import Completion, OnText, chatcompletion
+from massgen_agent_worker.providers.chatcompletion import map_openai_error
+
+# Stream events that are progress without text: each calls on_text("") (first-token timeout, liveness).
+_PROGRESS_EVENTS = frozenset(
+    {
+        "response.function_call_arguments.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_part.added",
+        "response.code_interpreter_call_code.delta",
+        "response.custom_tool_call_input.delta",
+        "response.mcp_call_arguments.delta",
+    }
+)
+_PROGRESS_PREFIXES = (
+    "response.web_search_call.",
+    "response.code_interpreter_call.",
+    "response.file_search_call.",
+)
+
+# Error codes of a failed response (``ResponseError.code``) or ``error`` event that mean "try later".
+_RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded"})
+_SERVER_CODES = frozenset({"server_error", "vector_store_timeout"})
+
+
+def input_items(messages: tuple[Message, ...]) -> tuple[str | None, list[dict[str, Any]]]:
+    """Neutral messages as ``(instructions, input items)`` of the Responses API (see module docstring)."""
+    leading: list[str] = []
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system" and not items:
+            leading.append(m.content)
+        elif m.role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": m.tool_call_id or "", "output": m.content}
+            )
+        elif m.role == "assistant" and m.tool_calls:
+            if m.content:
+                items.append({"type": "message", "role": "assistant", "content": m.content})
+            items.extend(
+                {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
+                for c in m.tool_calls
+            )
+        else:
+            items.append({"type": "message", "role": m.role, "content": m.content})
+    instructions = "\n\n".join(leading) if leading else None
+    return instructions, items
+
+
+def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    """``ToolSpec`` as Responses function tools (flat shape; ``strict`` off, so any JSON schema works)."""
+    return [
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters,
+            "strict": False,
+        }
+        for t in tools
+    ]
+
+
+def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]:
+    """The keyword arguments of ``client.responses.create`` for ``request``."""
+    instructions, items = input_items(request.messages)
+    params: dict[str, Any] = {"model": cfg.model or "gpt-4o-mini", "input": items, "stream": True}
+    if instructions is not None:
+        params["instructions"] = instructions
+    if cfg.temperature is not None:
+        params["temperature"] = cfg.temperature
+    if cfg.top_p is not None:
+        params["top_p"] = cfg.top_p
+    if cfg.max_tokens is not None:
+        params["max_output_tokens"] = cfg.max_tokens
+    if cfg.reasoning is not None:
+        reasoning = {
+            k: v for k, v in (("effort", cfg.reasoning.effort), ("summary", cfg.reasoning.summary)) if v
+        }
+        if reasoning:
+            params["reasoning"] = reasoning
+    if cfg.text is not None and cfg.text.verbosity is not None:
+        params["text"] = {"verbosity": cfg.text.verbosity}
+    tools = function_tools(request.tools)
+    if cfg.enable_web_search:
+        tools.append({"type": "web_search"})
+    if cfg.enable_code_execution:
+        tools.append({"type": "code_interpreter", "container": {"type": "auto"}})
+    if tools:
+        params["tools"] = tools
+    if cfg.extra_body:
+        params["extra_body"] = dict(cfg.extra_body)
+    return params
+
+
+def usage_of(usage: Any) -> Usage:
+    """A Responses ``ResponseUsage`` (or None) as neutral :class:`Usage`."""
+    if usage is None:
+        return Usage()
+    return Usage(
+        input_tokens=getattr(usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        cached_tokens=getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", 0) or 0,
+    )
+
+
+def stream_error(code: str | None, message: str, label: str) -> ProviderError:
+    """The provider error for a ``response.failed`` / ``error`` stream event with error ``code``.
+
+    Rate-limit codes → :class:`ProviderRateLimited`; server codes and unknown or missing codes →
+    :class:`ProviderServerError` (retryable: the HTTP call itself succeeded); anything else (invalid
+    prompt, image or policy errors) → :class:`ProviderBadRequest`.
+    """
+    text = f"{label} failed mid-stream ({code or 'no code'}): {message}"
+    if code in _RATE_LIMIT_CODES:
+        return ProviderRateLimited(text)
+    if code is None or code in _SERVER_CODES:
+        return ProviderServerError(text)
+    return ProviderBadRequest(text)
+
+
+def _finish_reason(response: Any, has_calls: bool) -> str | None:
+    status = getattr(response, "status", None)
+    if status == "incomplete":
+        reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
+        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
+            reason or "", reason or "length"
+        )
+    if status == "completed":
+        return "tool_calls" if has_calls else "stop"
+    return status
+
+
+async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
+    """One streamed Responses call for ``request`` (shapes in the module docstring).
+
+    Raises:
+        ProviderError: a subclass per failure kind (HTTP status, failed response, dropped stream).
+        ConfigError: the API-key variable is not set.
+    """
+    label = f"{cfg.type} endpoint"
+    params = request_params(cfg, request)
+    client = chatcompletion.client(cfg)
+    started = time.monotonic()
+    ttft: float | None = None
+    text: list[str] = []
+    calls: dict[int, dict[str, str]] = {}  # by output_index
+    index_of: dict[str, int] = {}  # item id -> output_index
+    final: Any = None
+    model = params["model"]
+    try:
+        stream = await client.responses.create(**params)
+        async with stream:  # closes the response on any exit, so the pooled connection is freed
+            async for event in stream:
+                kind = getattr(event, "type", "")
+                if kind in ("response.output_text.delta", "response.refusal.delta"):
+                    if ttft is None:
+                        ttft = time.monotonic() - started
+                    text.append(event.delta)
+                    await on_text(event.delta)
+                elif kind in ("response.output_item.added", "response.output_item.done"):
+                    item = event.item
+                    if getattr(item, "type", None) == "function_call":
+                        slot = calls.setdefault(event.output_index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = item.call_id or slot["id"]
+                        slot["name"] = item.name or slot["name"]
+                        if kind == "response.output_item.done" or item.arguments:
+                            slot["arguments"] = item.arguments or slot["arguments"]
+                        if item.id:
+                            index_of[item.id] = event.output_index
+                        if kind == "response.output_item.added":
+                            await on_text("")
+                    elif kind == "response.output_item.added" and getattr(item, "type", None) != "message":
+                        await on_text("")  # reasoning, web search, code interpreter ... items
+                elif kind == "response.function_call_arguments.delta":
+                    slot = calls.setdefault(
+                        index_of.get(event.item_id, event.output_index),
+                        {"id": "", "name": "", "arguments": ""},
+                    )
+                    slot["arguments"] += event.delta
+                    await on_text("")
+                elif kind == "response.function_call_arguments.done":
+                    slot = calls.setdefault(
+                        index_of.get(event.item_id, event.output_index),
+                        {"id": "", "name": "", "arguments": ""},
+                    )
+                    slot["arguments"] = event.arguments
+                elif kind in ("response.completed", "response.incomplete"):
+                    final = event.response
+                    model = final.model or model
+                elif kind == "response.failed":
+                    err = getattr(event.response, "error", None)
+                    raise stream_error(
+                        getattr(err, "code", None), getattr(err, "message", None) or "response failed", label
+                    )
+                elif kind == "error":
+                    raise stream_error(event.code, event.message, label)
+                elif kind in _PROGRESS_EVENTS or kind.startswith(_PROGRESS_PREFIXES):
+                    await on_text("")
+    except openai.APIStatusError as exc:
+        raise map_openai_error(exc, label) from None
+    except openai.APIConnectionError as exc:  # includes APITimeoutError
+        raise map_openai_error(exc, label) from None
+    except openai.APIError as exc:  # the SDK raises this for a stream event carrying a top-level "error"
+        body = exc.body if isinstance(exc.body, dict) else {}
+        raise stream_error(body.get("code") or body.get("type"), exc.message, label) from None
+    except json.JSONDecodeError as exc:
+        raise ProviderServerError(f"{label} sent a malformed stream event: {exc}") from None
+    if final is None:
+        raise ProviderConnectionError(f"{label} stream ended before response.completed")
+    tool_calls = tuple(
+        ToolCall(id=c["id"] or f"call_{request.attempt}_{i}", name=c["name"], arguments=c["arguments"])
+        for i, (_, c) in enumerate(sorted(calls.items()))
+    )
+    return Completion(
+        content="".join(text),
+        tool_calls=tool_calls,
+        finish_reason=_finish_reason(final, bool(tool_calls)),
+        usage=usage_of(final.usage),
+        model=model,
+        time_to_first_token_s=ttft,
+    )
