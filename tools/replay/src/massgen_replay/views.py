@@ -73,6 +73,8 @@ class AgentView:
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     llm_seconds: float = 0.0
     cost_usd: float = 0.0
     unpriced_calls: int = 0
@@ -129,6 +131,8 @@ class RunView:
                 agent.calls += 1
                 agent.input_tokens += ev.usage.input_tokens
                 agent.output_tokens += ev.usage.output_tokens
+                agent.cached_tokens += ev.usage.cached_tokens
+                agent.reasoning_tokens += ev.usage.reasoning_tokens
                 agent.llm_seconds += ev.duration_s
                 if ev.cost_usd is None:
                     agent.unpriced_calls += 1
@@ -253,6 +257,8 @@ class RunView:
         return {
             "input_tokens": sum(a.input_tokens for a in self.agents.values()),
             "output_tokens": sum(a.output_tokens for a in self.agents.values()),
+            "cached_tokens": sum(a.cached_tokens for a in self.agents.values()),
+            "reasoning_tokens": sum(a.reasoning_tokens for a in self.agents.values()),
             "llm_calls": sum(a.calls for a in self.agents.values()),
             "tool_calls": sum(a.tool_calls for a in self.agents.values()),
             "cost_usd": round(sum(a.cost_usd for a in self.agents.values()), 8),
@@ -261,6 +267,8 @@ class RunView:
                 a.id: {
                     "input_tokens": a.input_tokens,
                     "output_tokens": a.output_tokens,
+                    "cached_tokens": a.cached_tokens,
+                    "reasoning_tokens": a.reasoning_tokens,
                     "llm_calls": a.calls,
                     "cost_usd": round(a.cost_usd, 8),
                     "retries": a.retries,
