@@ -6,31 +6,34 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import uuid
 from collections import Counter
 
-
+from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, vote
+from massgen.bus import Draft
+from massgen.config import parse_config, run_submitted
 from massgen.events import (
     AgentDropped,
-    BudgetExceeded,
-    ProviderRetried,
-    TurnRequested,
-    UsageRecorded,
     AnswerPosted,
+    BudgetExceeded,
     ConsensusReached,
     PresentationCompleted,
+    ProviderRetried,
     RunCompleted,
+    RunFailed,
     RunTimedOut,
+    Source,
     TurnRejected,
+    TurnRequested,
     TurnStarted,
     UpdateDelivered,
+    UsageRecorded,
     VoteCast,
     VoteInvalidated,
 )
+from massgen.testing import eventually
 from massgen.testing.fake_openai import FakeOpenAI, Reply
 from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE
-
-from massgen.testing import eventually
-from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, vote
 
 # ---------------------------------------------------------------- tests
 
@@ -160,6 +163,38 @@ async def test_budget_stops_coordination_and_ends_with_the_best_answer(fresh_nat
     assert not [e for e in of(records, TurnRequested) if e.kind == "presentation"]
     costs = [u.cost_usd for u in of(records, UsageRecorded)]
     assert costs and all(c == round((3000 * 2.5 + 100 * 10) / 1e6, 8) for c in costs)
+
+
+async def test_a_core_error_fails_that_run_and_the_orchestrator_keeps_serving(fresh_nats, fake: FakeOpenAI, monkeypatch):
+    import massgen_orchestrator.service as service
+
+    real_step, poisoned = service.step, set()
+
+    def step(state, record):
+        if record.run_id in poisoned and record.type == "turn.responded":
+            raise KeyError("simulated bug")
+        return real_step(state, record)
+
+    monkeypatch.setattr(service, "step", step)
+    cfg, (m,) = team(fake, 1)
+    fake.default(m, agent_script("Paris", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = uuid.uuid4().hex[:12]
+        poisoned.add(run_id)
+        bad_records = await _submit_as(s, cfg, run_id)
+        good = await s.wait_done(await s.submit(cfg))
+    [failed] = of(bad_records, RunFailed)
+    assert "internal orchestrator error while deciding turn.responded" in failed.reason
+    assert failed.failure.type == "KeyError"
+    assert of(good, RunCompleted)
+
+
+async def _submit_as(stack: Stack, cfg: dict, run_id: str) -> list:
+    ev = run_submitted("What is the capital of France?", parse_config(cfg))
+    await stack.log.append(run_id, "client", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
+    return await stack.wait_done(run_id)
 
 
 async def test_timeout_presents_the_best_available_answer(fresh_nats, fake: FakeOpenAI) -> None:

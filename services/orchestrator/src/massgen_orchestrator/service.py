@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from massgen.bus import Draft, EventLog
 from massgen.bus.jetstream import TurnQueue
 from massgen.errors import BusError
-from massgen.events import PresentationStarted, Record, RunSubmitted, Source, TimerFired, TurnRequested
-from massgen_orchestrator.decide import step
+from massgen.events import (
+    Failure,
+    PresentationStarted,
+    Record,
+    RunFailed,
+    RunSubmitted,
+    Source,
+    TimerFired,
+    TurnRequested,
+)
+from massgen_orchestrator.decide import draft_id, step
 from massgen_orchestrator.state import RunState, evolve, logical_order
 
 log = logging.getLogger("massgen.orchestrator")
@@ -157,7 +166,14 @@ class OrchestratorService:
 
     async def _decide(self, run: _Run, record: Record) -> None:
         run.seen_seq = max(run.seen_seq, record.seq)
-        drafts = step(run.state, record)
+        try:
+            drafts = step(run.state, record)
+        except Exception as exc:  # a bug in the core: end this run as data, keep serving the others
+            log.exception("run %s: deciding %s (seq %d) failed", record.run_id, record.type, record.seq)
+            run.state.phase = "done"
+            reason = f"internal orchestrator error while deciding {record.type} (seq {record.seq})"
+            drafts = [Draft(draft_id(record.run_id, record.seq, 0), RunFailed(
+                reason=reason, failure=Failure(type=exc.__class__.__name__, message=str(exc))), record.id)]
         if not drafts:
             return
         try:
