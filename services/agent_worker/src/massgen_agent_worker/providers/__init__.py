@@ -80,8 +80,9 @@ def backend_config(backend: dict[str, Any]) -> BackendConfig:
         raise ConfigError(f"invalid backend in turn request: {exc}") from None
 
 
-async def complete(request: TurnRequested, on_text: OnText) -> Completion:
-    """Dispatch ``request`` to the adapter of its backend type (``massgen.backends``).
+async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Completion:
+    """Dispatch ``request`` to the adapter of its backend type (``massgen.backends``); ``kwargs`` go to
+    adapters that take more (``claude_code``'s ``run_tool``, which runs MCP calls inside its own loop).
 
     Raises:
         ProviderError: the call failed.
@@ -93,4 +94,4 @@ async def complete(request: TurnRequested, on_text: OnText) -> Completion:
         module = importlib.import_module(f"massgen_agent_worker.providers.{adapter}")
     except ImportError as exc:
         raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
-    return await module.complete(cfg, request, on_text)
+    return await module.complete(cfg, request, on_text, **kwargs)
