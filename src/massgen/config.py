@@ -174,6 +174,31 @@ class BackendConfig(_Strict):
     """Gives the agent a filesystem workspace (MassGen's ``cwd``). The workspace itself always lives under
     the run's data directory, per agent, so parallel runs never share one (MassGen #463)."""
     context_paths: tuple[ContextPath, ...] = ()
+    enable_mcp_command_line: bool = False
+    """Offer ``execute_command`` (as ``mcp__command_line__execute_command``), run by the executor in the
+    agent's workspace (MassGen spec §4.1). Needs ``cwd``."""
+    command_line_execution_mode: Literal["local", "docker"] = "local"
+    """``docker``: one container per agent per run; ``local``: a subprocess with resource limits. Docker
+    mode never falls back to local: with no engine the command fails with how to fix it."""
+    command_line_docker_image: str = "massgen/sandbox-python:latest"
+    command_line_docker_dockerfile: str | None = None
+    """A Dockerfile the executor builds (tagged ``command_line_docker_image``) instead of a prebuilt image."""
+    command_line_docker_network_mode: Literal["none", "bridge", "host"] = "none"
+    command_line_docker_memory_limit: str | None = None
+    """E.g. ``512m``, ``2g``."""
+    command_line_docker_cpu_limit: float | None = None
+    command_line_docker_pids_limit: int = 256
+    command_line_docker_read_only: bool = False
+    """Read-only root filesystem (the workspace stays writable; ``/tmp`` is a tmpfs)."""
+    command_line_docker_enable_sudo: bool = False
+    """Accepted for MassGen compatibility: lifts the sudo/chown/chmod filter; commands still run as the
+    sandbox's non-root user."""
+    command_line_allowed_commands: tuple[str, ...] = ()
+    """Regexes; when set, a command must match one (``re.match``, as MassGen)."""
+    command_line_blocked_commands: tuple[str, ...] = ()
+    command_line_timeout_seconds: float = 60.0
+    command_line_max_output_chars: int = 16_384
+    """Stdout/stderr kept in the event; the full output goes to the Object Store."""
 
 
 class AgentConfig(_Strict):
@@ -375,6 +400,20 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
         names.add(server.name)
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
+    if b.enable_mcp_command_line and b.cwd is None:
+        raise ConfigError(f"{origin}: `{where}.enable_mcp_command_line` needs a workspace; set `{where}.cwd`")
+    for key in ("command_line_allowed_commands", "command_line_blocked_commands"):
+        for pattern in getattr(b, key):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{origin}: `{where}.{key}`: {pattern!r} is not a valid regex ({exc})") from None
+    mem = b.command_line_docker_memory_limit
+    if mem is not None and not re.fullmatch(r"\d+[bkmg]?", mem.lower()):
+        raise ConfigError(f"{origin}: `{where}.command_line_docker_memory_limit` {mem!r} must look like 512m or 2g")
+    if b.command_line_docker_cpu_limit is not None and not b.command_line_docker_cpu_limit > 0:
+        raise ConfigError(f"{origin}: `{where}.command_line_docker_cpu_limit` must be > 0")
+    _check_seconds(b.command_line_timeout_seconds, f"{where}.command_line_timeout_seconds", origin)
     return b
 
 

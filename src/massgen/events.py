@@ -454,6 +454,75 @@ class WorkspaceSnapshotted(Event, tag="workspace.snapshotted"):
     bytes: int
 
 
+
+# ---------------------------------------------------------------- code execution (issue 5)
+
+
+class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A payload kept in the JetStream Object Store (DESIGN principle 5): events carry the reference."""
+
+    name: str
+    """Object name in the ``MASSGEN_OBJECTS`` bucket (the sha256 digest)."""
+    digest: str
+    """``sha256:<hex>`` of the content."""
+    size: int
+    label: str = ""
+    """What it is: ``stdout``, ``stderr``, or a produced file's path relative to the workspace."""
+
+
+class ExecutionRequested(Event, tag="execution.requested"):
+    """A model called ``execute_command`` (MassGen spec §4.1); also the executor's work item."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    attempt: int
+    command: str
+    work_dir: str = ""
+    """Relative to the agent's workspace (empty: the workspace itself)."""
+    timeout_s: float | None = None
+
+
+class ExecutionCompleted(Event, tag="execution.completed"):
+    """A command ran (whatever its exit code). Output beyond the cap, and files the command wrote in
+    the workspace, are in the Object Store, referenced by digest."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    mode: Literal["docker", "local"]
+    exit_code: int
+    duration_s: float
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    objects: tuple[ObjectRef, ...] = ()
+    sandbox: str | None = None
+    """The container name in Docker mode."""
+
+
+class ExecutionFailed(Event, tag="execution.failed"):
+    """A command did not run: refused by the filters, outside the workspace, or no sandbox available."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    failure: Failure
+
+
+class SandboxChanged(Event, tag="sandbox.changed"):
+    """An agent's Docker sandbox was ``created`` (cold or ``warm``, i.e. ahead of its first command) or
+    ``removed`` (run ended, or reaped as an orphan by a restarted executor)."""
+
+    agent_id: str
+    container: str
+    state: Literal["created", "removed"]
+    image: str = ""
+    reason: str = ""
+
+
 EventType = (
     RunSubmitted
     | TurnRequested
@@ -485,6 +554,10 @@ EventType = (
     | McpServerStateChanged
     | WorkspaceSnapshotRequested
     | WorkspaceSnapshotted
+    | ExecutionRequested
+    | ExecutionCompleted
+    | ExecutionFailed
+    | SandboxChanged
 )
 EVENT_CLASSES: tuple[type[Event], ...] = EventType.__args__  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)

@@ -59,15 +59,17 @@ class Stack:
 
 
 def start_services(
-    nc: Client, *, orchestrator: bool = True, workers: int = 1, broker: bool = True
+    nc: Client, *, orchestrator: bool = True, workers: int = 1, broker: bool = True, executor: bool = True
 ) -> list[asyncio.Task]:
-    """Run the orchestrator, agent workers and the MCP broker in this process, as tasks on the running loop.
+    """Run the orchestrator, agent workers, the MCP broker and the executor in this process, as tasks on
+    the running loop.
 
     Raises:
         MassgenError: a service package is not installed (with the install command).
     """
     try:
         from massgen_agent_worker.worker import AgentWorker
+        from massgen_executor.service import Executor
         from massgen_mcp_broker.service import McpBroker
         from massgen_orchestrator.service import OrchestratorService
     except ImportError as exc:
@@ -82,6 +84,8 @@ def start_services(
         tasks.append(asyncio.create_task(AgentWorker(nc).run(), name=f"agent-worker-{i}"))
     if broker:
         tasks.append(asyncio.create_task(McpBroker(nc, home()).run(), name="mcp-broker"))
+    if executor:
+        tasks.append(asyncio.create_task(Executor(nc, home()).run(), name="executor"))
     return tasks
 
 

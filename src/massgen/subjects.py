@@ -9,11 +9,15 @@ Layout (DESIGN principle 4: events through the event stream, work through work q
       ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
     - ``agent``: agent workers (turn started, text deltas, usage, responses, failures);
     - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events);
-    - ``mcp``: the MCP broker (tool catalogs, tool-call results, server states, workspace snapshots).
+    - ``mcp``: the MCP broker (tool catalogs, tool-call results, server states, workspace snapshots);
+    - ``exec``: the executor (command results, sandbox lifecycle).
 - stream ``MASSGEN_TURNS`` (work-queue retention): ``massgen.turns.<run_id>``; one durable pull
   consumer ``agent-workers`` shared by every worker replica.
 - stream ``MASSGEN_TOOLS`` (work-queue retention): ``massgen.tools.<run_id>``; tool-list, tool-call and
   snapshot requests for the MCP broker, one durable pull consumer ``mcp-brokers``.
+- stream ``MASSGEN_EXEC`` (work-queue retention): ``massgen.exec.<run_id>``; command executions for the
+  executor, one durable pull consumer ``executors``. Large payloads go to the Object Store bucket
+  ``MASSGEN_OBJECTS``.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 """
 
@@ -25,6 +29,10 @@ EVENTS_STREAM = "MASSGEN_EVENTS"
 TURNS_STREAM = "MASSGEN_TURNS"
 WORKER_CONSUMER = "agent-workers"
 TOOLS_STREAM = "MASSGEN_TOOLS"
+EXEC_STREAM = "MASSGEN_EXEC"
+EXECUTOR_CONSUMER = "executors"
+OBJECTS_BUCKET = "MASSGEN_OBJECTS"
+"""Object Store bucket of large payloads (full command output, produced files), named by digest."""
 SECRETS_BUCKET = "MASSGEN_SECRETS"
 """Key-value bucket of MCP ``env``/``headers`` values, keyed by digest; never part of the event log."""
 BROKER_CONSUMER = "mcp-brokers"
@@ -34,8 +42,9 @@ EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 """JetStream direct-get API of the event stream (reads without a consumer; ADR-31)."""
 TURNS_WILDCARD = "massgen.turns.>"
 TOOLS_WILDCARD = "massgen.tools.>"
+EXEC_WILDCARD = "massgen.exec.>"
 
-SOURCES = ("client", "orch", "agent", "timer", "mcp")
+SOURCES = ("client", "orch", "agent", "timer", "mcp", "exec")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -74,6 +83,11 @@ def turn_subject(run_id: str) -> str:
 def tool_subject(run_id: str) -> str:
     """Work-queue subject for the MCP broker's requests of one run."""
     return f"massgen.tools.{_check_token('run id', run_id)}"
+
+
+def exec_subject(run_id: str) -> str:
+    """Work-queue subject for the executor's requests of one run."""
+    return f"massgen.exec.{_check_token('run id', run_id)}"
 
 
 def run_id_of(subject: str) -> str:

@@ -101,6 +101,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             for name, wildcard in (
                 (subjects.TURNS_STREAM, subjects.TURNS_WILDCARD),
                 (subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD),
+                (subjects.EXEC_STREAM, subjects.EXEC_WILDCARD),
             )
         ),
     ]
@@ -356,6 +357,9 @@ class WorkQueue:
             beat = asyncio.create_task(_heartbeat(msg, ack_wait_s / 3))
             try:
                 await handle(record, msg)
+            except Exception:  # a bug must cost one item, never the service
+                _log.exception("handling %s %s on %s failed; the item is dropped", record.type, record.id, self.stream)
+                await msg.term()
             finally:
                 beat.cancel()
 
@@ -391,6 +395,11 @@ def TurnQueue(nc: Client) -> WorkQueue:  # noqa: N802 - reads as the class it st
 def ToolQueue(nc: Client) -> WorkQueue:  # noqa: N802
     """The MCP broker's work queue: workers push tool-list, tool-call and snapshot requests."""
     return WorkQueue(nc, subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD, subjects.BROKER_CONSUMER, subjects.tool_subject)
+
+
+def ExecQueue(nc: Client) -> WorkQueue:  # noqa: N802
+    """The executor's work queue: workers push ``execution.requested``, executors pull."""
+    return WorkQueue(nc, subjects.EXEC_STREAM, subjects.EXEC_WILDCARD, subjects.EXECUTOR_CONSUMER, subjects.exec_subject)
 
 
 def delivery_count(msg: Msg) -> int:

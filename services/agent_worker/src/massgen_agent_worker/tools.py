@@ -8,6 +8,7 @@ and the tool round, so a redelivered turn never reuses a result meant for differ
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -16,10 +17,12 @@ from nats.aio.client import Client
 
 from massgen import mcp
 from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
 from massgen.config import FILESYSTEM_SERVER, BackendConfig
 from massgen.events import (
-    Event,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionRequested,
     Failure,
     Record,
     Source,
@@ -34,6 +37,25 @@ from massgen.events import (
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
 )
+
+COMMAND_LINE = "command_line"
+EXECUTE_COMMAND = ToolSpec(
+    name=mcp.tool_name(COMMAND_LINE, "execute_command"),
+    description=(
+        "Run a shell command in your workspace (pipes and && work) and get its exit code, stdout and stderr. "
+        "work_dir is relative to your workspace; timeout is in seconds."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "description": "The shell command."},
+            "work_dir": {"type": "string", "description": "Directory inside your workspace (default: its root)."},
+            "timeout": {"type": "number", "description": "Seconds before the command is killed."},
+        },
+        "required": ["command"],
+    },
+)
+"""MassGen's ``execute_command`` (spec §4.1), run by the executor service rather than an MCP server."""
 
 DISCOVERY_TIMEOUT_S = 90.0
 """How long a turn waits for its agent's tool catalogs (an npx server's first start can take seconds)."""
@@ -81,21 +103,24 @@ class ToolClient:
     def __init__(self, nc: Client, source: Source) -> None:
         self.log = JetStreamEventLog(nc)
         self.queue = ToolQueue(nc)
+        self.exec_queue = ExecQueue(nc)
         self.source = source
 
-    async def _request(self, run_id: str, cause: str, drafts: list[Draft]) -> int:
+    async def _request(self, run_id: str, cause: str, drafts: list[Draft], queue: WorkQueue | None = None) -> int:
         seqs = await self.log.append(run_id, "agent", drafts, origin=self.source)
         for d, seq in zip(drafts, seqs, strict=True):
-            await self.queue.push(
+            await (queue or self.queue).push(
                 Record(seq=seq, id=d.id, run_id=run_id, ts=time.time(), source=self.source,
                        causation_id=cause, event=d.event)
             )
         return min(seqs)
 
-    async def _await(self, run_id: str, after_seq: int, want: set[str], timeout_s: float) -> dict[str, Record]:
-        """Follow the run's ``mcp`` subject until every id in ``want`` arrived or ``timeout_s`` passed."""
+    async def _await(
+        self, run_id: str, after_seq: int, want: set[str], timeout_s: float, source: str = "mcp"
+    ) -> dict[str, Record]:
+        """Follow the run's ``source`` subject until every id in ``want`` arrived or ``timeout_s`` passed."""
         got: dict[str, Record] = {}
-        stream = self.log.follow(run_id, after_seq, source="mcp")
+        stream = self.log.follow(run_id, after_seq, source=source)
 
         async def collect() -> None:
             async for r in stream:
@@ -114,17 +139,19 @@ class ToolClient:
 
     async def catalog(self, req: TurnRequested, run_id: str, cause: str, backend: BackendConfig) -> Catalog:
         """The agent's current catalog; the first turn of an agent in a run asks the broker for it."""
+        local = [ToolsListed(agent_id=req.agent_id, server=COMMAND_LINE, version=1, tools=(EXECUTE_COMMAND,))
+                 ] if backend.enable_mcp_command_line else []
         want = expected_servers(backend)
         if not want:
-            return Catalog(())
+            return Catalog(local)
         listed = [r.event for r in await self.log.read(run_id) if isinstance(r.event, ToolsListed)
                   and r.event.agent_id == req.agent_id]
         if {ev.server for ev in listed} >= set(want):
-            return Catalog(listed)
+            return Catalog([*listed, *local])
         request_id = f"{run_id}:tools:{req.agent_id}"
         seq = await self._request(run_id, cause, [Draft(request_id, ToolsListRequested(agent_id=req.agent_id), cause)])
         got = await self._await_catalog(run_id, seq, request_id, set(want))
-        return Catalog([*listed, *got])
+        return Catalog([*listed, *got, *local])
 
     async def _await_catalog(self, run_id: str, after_seq: int, request_id: str, want: set[str]) -> list[ToolsListed]:
         out: list[ToolsListed] = []
@@ -153,33 +180,71 @@ class ToolClient:
     async def call_all(
         self, req: TurnRequested, run_id: str, cause: str, key: str, calls: list[ToolCall], backend: BackendConfig
     ) -> dict[str, str]:
-        """Run the model's MCP calls (concurrently, at the broker); return ``{call id: tool message text}``.
+        """Run the model's tool calls concurrently: ``execute_command`` at the executor, MCP tools at the
+        broker. Returns ``{call id: tool message text}``.
 
         A call nobody answers in time is recorded as failed by the worker itself under the result id the
-        broker would use, so at most one outcome per call is ever stored.
+        service would use, so at most one outcome per call is ever stored.
         """
+        execs = [(i, c) for i, c in enumerate(calls) if c.name == EXECUTE_COMMAND.name]
+        tools = [(i, c) for i, c in enumerate(calls) if c.name != EXECUTE_COMMAND.name]
+        parts = await asyncio.gather(
+            self._executions(req, run_id, cause, key, execs, backend),
+            self._mcp_calls(req, run_id, cause, key, tools, backend),
+        )
+        return {**parts[0], **parts[1]}
+
+    async def _mcp_calls(self, req, run_id, cause, key, calls, backend) -> dict[str, str]:
+        if not calls:
+            return {}
         timeouts = {s.name: s.timeout * (s.retries + 1) + 5 for s in backend.mcp_servers}
         drafts: list[Draft] = []
-        for i, call in enumerate(calls):
+        for i, call in calls:
             server, tool = mcp.split_tool_name(call.name) or ("", call.name)
             drafts.append(Draft(f"{key}:c{i}", ToolCallRequested(
                 call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, kind=req.kind,
                 server=server, tool=tool, arguments=call.arguments), cause))
-        seq = await self._request(run_id, cause, drafts)
         wait = max((timeouts.get(d.event.server, 60.0) for d in drafts), default=60.0)  # type: ignore[union-attr]
-        results = await self._await(run_id, seq - 1, {f"{d.id}:result" for d in drafts}, wait)
+        return await self._outcomes(run_id, cause, drafts, wait, "mcp", self.queue, lambda ev, why: ToolCallFailed(
+            call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
+            failure=why))
+
+    async def _executions(self, req, run_id, cause, key, calls, backend) -> dict[str, str]:
+        if not calls:
+            return {}
+        drafts: list[Draft] = []
+        refused: dict[str, str] = {}
+        for i, call in calls:
+            try:
+                args = mcp.check_arguments(call.arguments, EXECUTE_COMMAND.parameters)
+            except mcp.ToolArgumentError as exc:  # recorded here: nothing to send to the executor
+                bad = ExecutionFailed(call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id,
+                                      failure=Failure(type="ToolArgumentError", message=str(exc)))
+                await self.log.append(run_id, "agent", [Draft(f"{key}:c{i}:result", bad, cause)], origin=self.source)
+                refused[call.id] = tool_message(bad)
+                continue
+            drafts.append(Draft(f"{key}:c{i}", ExecutionRequested(
+                call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt,
+                command=str(args.get("command", "")), work_dir=str(args.get("work_dir") or ""),
+                timeout_s=float(args["timeout"]) if isinstance(args.get("timeout"), int | float) else None), cause))
+        if not drafts:
+            return refused
+        limit = backend.command_line_timeout_seconds * 10 + 60  # the executor caps a command at 10x the default
+        done = await self._outcomes(run_id, cause, drafts, limit, "exec", self.exec_queue, lambda ev, why: ExecutionFailed(
+            call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, failure=why))
+        return {**refused, **done}
+
+    async def _outcomes(self, run_id, cause, drafts, wait, source, queue, late) -> dict[str, str]:
+        seq = await self._request(run_id, cause, drafts, queue)
+        results = await self._await(run_id, seq - 1, {f"{d.id}:result" for d in drafts}, wait, source)
         out: dict[str, str] = {}
         for d in drafts:
-            ev: Any = d.event
             r = results.get(f"{d.id}:result")
-            if r is None:
-                late: Event = ToolCallFailed(
-                    call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
-                    failure=Failure(type="Timeout", message=f"the MCP broker did not answer within {wait:.0f} s",
-                                    retryable=True))
-                await self.log.append(run_id, "agent", [Draft(f"{d.id}:result", late, d.id)], origin=self.source)
-                r = Record(seq=0, id="", run_id=run_id, ts=0.0, source=self.source, causation_id=d.id, event=late)
-            out[ev.call_id] = tool_message(r.event)
+            event = r.event if r is not None else None
+            if event is None:
+                event = late(d.event, Failure(type="Timeout", message=f"no answer within {wait:.0f} s", retryable=True))
+                await self.log.append(run_id, "agent", [Draft(f"{d.id}:result", event, d.id)], origin=self.source)
+            out[d.event.call_id] = tool_message(event)  # type: ignore[union-attr]
         return out
 
     async def snapshot(self, req: TurnRequested, run_id: str, cause: str) -> WorkspaceSnapshotted | None:
@@ -193,7 +258,17 @@ class ToolClient:
 
 
 def tool_message(event: Any) -> str:
-    """What the model reads back for a tool outcome (errors prefixed, as MassGen does)."""
+    """What the model reads back for a tool outcome (errors prefixed, as MassGen does; a command's result
+    as MassGen's ``execute_command`` JSON, spec §4.1)."""
+    if isinstance(event, ExecutionCompleted):
+        return json.dumps({
+            "success": event.exit_code == 0 and not event.timed_out, "exit_code": event.exit_code,
+            "stdout": event.stdout + ("\n[output truncated]" if event.stdout_truncated else ""),
+            "stderr": event.stderr + ("\n[output truncated]" if event.stderr_truncated else ""),
+            "execution_time": event.duration_s, "timed_out": event.timed_out,
+        })
+    if isinstance(event, ExecutionFailed):
+        return f"Error: {event.failure.message}"
     if isinstance(event, ToolCallCompleted):
         return f"Error: {event.content}" if event.is_error and not event.content.startswith("Error") else event.content
     if isinstance(event, ToolCallFailed):

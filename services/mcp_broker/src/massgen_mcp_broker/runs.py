@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from massgen import mcp
+from massgen import mcp, workspaces
 from massgen.bus.secrets import SecretStore
 from massgen.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
 from massgen.errors import ConfigError
@@ -82,19 +82,18 @@ class RunContext:
         Raises:
             ConfigError: a backend block does not validate (it did when submitted; a newer schema may differ).
         """
-        run_dir = home / "runs" / run_id
+        run_dir = workspaces.run_dir(home, run_id)
         agents = {}
         for i, spec in enumerate(submitted.agents):
             backend = msgspec.convert(spec.backend, BackendConfig)
             servers = {s.name: s for s in backend.mcp_servers}
             workspace = None
             if backend.cwd is not None:
-                workspace = run_dir / "workspaces" / spec.id
-                workspace.mkdir(parents=True, exist_ok=True)
+                workspace = workspaces.workspace(home, run_id, spec.id)
                 # Placeholder config: resolve_launch() builds the real command and its roots.
                 servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
             agents[spec.id] = AgentGrant(spec.id, f"agent{i + 1}", backend, servers, workspace)
-        (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
+        workspaces.snapshots(home, run_id)
         return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from)
 
     def load_recording(self, records: list[Record]) -> None:

@@ -14,6 +14,9 @@ from massgen.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionRequested,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
@@ -22,6 +25,7 @@ from massgen.events import (
     RunFailed,
     RunSubmitted,
     RunTimedOut,
+    SandboxChanged,
     TextDelta,
     McpServerStateChanged,
     TimerFired,
@@ -216,6 +220,24 @@ class RunView:
                           f"{ev.server}.{ev.tool}: {ev.failure.type}: {preview(ev.failure.message)}")
             case McpServerStateChanged():
                 self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + (f" ({preview(ev.reason)})" if ev.reason else ""))
+            case ExecutionRequested() if agent:
+                agent.status = "running a command"
+                self._log(r, ev.agent_id, "exec", f"$ {preview(ev.command, 100)}")
+            case ExecutionCompleted() if agent:
+                agent.tool_calls += 1
+                agent.tool_errors += ev.exit_code != 0 or ev.timed_out
+                agent.tool_seconds += ev.duration_s
+                where = f" in {ev.sandbox}" if ev.sandbox else " (local)"
+                flags = " [timed out]" if ev.timed_out else ""
+                files = f", {len(ev.objects)} objects stored" if ev.objects else ""
+                self._log(r, ev.agent_id, "exec_result", f"exit {ev.exit_code}{flags} in {ev.duration_s:.3f}s{where}"
+                          f"{files}: {preview(ev.stdout or ev.stderr)}")
+            case ExecutionFailed() if agent:
+                agent.tool_calls += 1
+                agent.tool_errors += 1
+                self._log(r, ev.agent_id, "exec_failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
+            case SandboxChanged():
+                self._log(r, ev.agent_id, "sandbox", f"{ev.container} {ev.state}" + (f" ({ev.reason})" if ev.reason else ""))
             case WorkspaceSnapshotted() if agent:
                 self._log(r, ev.agent_id, "snapshot", f"workspace shared as {ev.anon_id}: {ev.files} files, {ev.bytes} bytes")
             case TimerFired():

@@ -1,0 +1,1 @@
+"""MassGen-ES executor service."""

@@ -1,0 +1,239 @@
+"""The executor service: a pull consumer on the ``MASSGEN_EXEC`` work queue.
+
+For each ``execution.requested`` it checks the command (filters) and the working directory (inside
+the agent's workspace), runs it in the agent's Docker sandbox or locally with resource limits, and
+appends ``execution.completed`` (exit code, duration, output up to the cap, and Object Store
+references for the full output and for files the command wrote) or ``execution.failed``, under the id
+``<request id>:result``, before acking.
+
+It also follows the event log: when a run is submitted it creates the Docker sandboxes of its agents
+ahead of their first command (the warm pool), and when a run ends it removes them. On start it reaps
+labelled containers of runs that have ended (or that it cannot find).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from massgen import mcp, subjects, workspaces
+from massgen.bus import Draft
+from massgen.bus.jetstream import ExecQueue, JetStreamEventLog
+from massgen.bus.objects import ObjectStore
+from massgen.config import BackendConfig
+from massgen.errors import MassgenError
+from massgen.events import (
+    TERMINAL_EVENTS,
+    Event,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionRequested,
+    Failure,
+    ObjectRef,
+    Record,
+    RunSubmitted,
+    SandboxChanged,
+    Source,
+)
+from massgen_executor.docker_sandbox import DockerSandboxes, SandboxSpec, container_name
+from massgen_executor.filters import CommandRefused, check_command
+from massgen_executor.local import Limits, run_local
+from massgen_executor.result import ExecResult
+
+log = logging.getLogger("massgen.executor")
+MAX_FILES = 20
+MAX_FILE_BYTES = 8 << 20
+
+
+class Executor:
+    """Runs commands for every run.
+
+    Args:
+        nc: a connected NATS client.
+        home: data directory (workspaces under ``<home>/runs``).
+        concurrency: commands run at once.
+        warm: create an agent's sandbox when its run is submitted (else on its first command).
+    """
+
+    def __init__(
+        self, nc: Client, home: Path, *, concurrency: int = 8, ack_wait_s: float = 60.0, max_deliver: int = 5,
+        warm: bool = True, instance: str | None = None,
+    ) -> None:
+        self.log = JetStreamEventLog(nc)
+        self.queue = ExecQueue(nc)
+        self.objects = ObjectStore(nc)
+        self.home = home
+        self.concurrency, self.ack_wait_s, self.max_deliver, self.warm = concurrency, ack_wait_s, max_deliver, warm
+        self.source = Source(service="executor", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.docker = DockerSandboxes()
+        self.runs: dict[str, RunSubmitted] = {}
+        self._sandboxes: dict[str, set[str]] = {}
+        """Per run: names of the containers created for it."""
+
+    async def run(self) -> None:
+        """Reap orphans, then serve requests and follow runs until cancelled."""
+        await self._reap()
+        after = await self._last_seq()
+        watcher = asyncio.create_task(self._watch(after))
+        try:
+            await self.queue.serve(
+                self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
+            )
+        finally:
+            watcher.cancel()
+
+    async def _last_seq(self) -> int:
+        info = await self.log.js.stream_info(subjects.EVENTS_STREAM)
+        return int(info.state.last_seq or 0)
+
+    # ------------------------------------------------------------------ runs
+
+    async def _submitted(self, run_id: str) -> RunSubmitted:
+        if run_id not in self.runs:
+            records = await self.log.read(run_id)
+            found = next((r.event for r in records if isinstance(r.event, RunSubmitted)), None)
+            if found is None:
+                raise MassgenError(f"run {run_id} has no run.submitted event")
+            self.runs[run_id] = found
+        return self.runs[run_id]
+
+    def _backend(self, submitted: RunSubmitted, agent_id: str) -> BackendConfig:
+        spec = next(a for a in submitted.agents if a.id == agent_id)
+        return msgspec.convert(spec.backend, BackendConfig)
+
+    async def _watch(self, after_seq: int) -> None:
+        """Warm sandboxes for new runs, remove them when runs end."""
+        async for r in self.log.follow(after_seq=after_seq):
+            try:
+                if isinstance(r.event, RunSubmitted):
+                    self.runs[r.run_id] = r.event
+                    if self.warm:
+                        await self._prewarm(r.run_id, r.event)
+                elif isinstance(r.event, TERMINAL_EVENTS):
+                    await self._release(r.run_id, "run ended")
+            except MassgenError as exc:
+                log.warning("run %s: %s", r.run_id, exc)
+
+    async def _prewarm(self, run_id: str, submitted: RunSubmitted) -> None:
+        for spec in submitted.agents:
+            b = self._backend(submitted, spec.id)
+            if b.enable_mcp_command_line and b.command_line_execution_mode == "docker":
+                await self._sandbox(run_id, spec.id, b, reason="warm")
+
+    async def _sandbox(self, run_id: str, agent_id: str, b: BackendConfig, reason: str = "") -> str:
+        workspace = workspaces.workspace(self.home, run_id, agent_id)
+        read_only = [Path(cp.path) for cp in b.context_paths] + [workspaces.snapshots(self.home, run_id)]
+        spec = SandboxSpec.of(b)
+        name, created = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only)
+        self._sandboxes.setdefault(run_id, set()).add(name)
+        if created:
+            await self._emit(run_id, f"{run_id}:exec:sandbox:{name}:created", None, SandboxChanged(
+                agent_id=agent_id, container=name, state="created", image=spec.image, reason=reason))
+        return name
+
+    async def _release(self, run_id: str, reason: str) -> None:
+        self.runs.pop(run_id, None)
+        for name in sorted(self._sandboxes.pop(run_id, ())):
+            if await self.docker.remove(name):
+                agent = name.removeprefix(container_name(run_id, ""))
+                await self._emit(run_id, f"{run_id}:exec:sandbox:{name}:removed", None, SandboxChanged(
+                    agent_id=agent, container=name, state="removed", reason=reason))
+
+    async def _reap(self) -> None:
+        """Remove containers of runs that ended (or left no trace) while no executor watched."""
+        try:
+            found = await self.docker.labelled()
+        except MassgenError:
+            return  # no engine: nothing to reap, and local mode still works
+        for run_id, agent_id, name in found:
+            records = await self.log.read(run_id) if run_id else []
+            if records and not any(isinstance(r.event, TERMINAL_EVENTS) for r in records):
+                self._sandboxes.setdefault(run_id, set()).add(name)  # still running: keep serving it
+                continue
+            await self.docker.remove(name)
+            if records:
+                await self._emit(run_id, f"{run_id}:exec:sandbox:{name}:removed", None, SandboxChanged(
+                    agent_id=agent_id, container=name, state="removed", reason="orphan reaped"))
+
+    # ------------------------------------------------------------------ requests
+
+    async def _emit(self, run_id: str, event_id: str, cause: str | None, event: Event) -> None:
+        await self.log.append(run_id, "exec", [Draft(event_id, event, cause)], origin=self.source)
+
+    async def _handle(self, record: Record, msg: Msg) -> None:
+        req = record.event
+        if not isinstance(req, ExecutionRequested):
+            log.error("dropping executor request of type %s", record.type)
+            await msg.term()
+            return
+        try:
+            outcome = await self._execute(record.run_id, req)
+        except Exception as exc:  # the model gets an answer either way; a bug is logged, not silent
+            if not isinstance(exc, MassgenError):
+                log.exception("run %s: executing %s failed", record.run_id, record.id)
+            outcome = ExecutionFailed(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
+                                      failure=Failure(type=exc.__class__.__name__, message=str(exc)))
+        await self._emit(record.run_id, f"{record.id}:result", record.id, outcome)
+        await msg.ack()
+
+    async def _execute(self, run_id: str, req: ExecutionRequested) -> Event:
+        submitted = await self._submitted(run_id)
+        b = self._backend(submitted, req.agent_id)
+        if not b.enable_mcp_command_line:
+            raise CommandRefused("command execution is not enabled for this agent (enable_mcp_command_line)")
+        workspace = workspaces.workspace(self.home, run_id, req.agent_id)
+        work_dir = mcp.resolve_in_roots(req.work_dir or ".", [mcp.Root(workspace, True)], write=False)
+        docker_mode = b.command_line_execution_mode == "docker"
+        check_command(
+            req.command, workspace=workspace, cwd=work_dir, allowed=b.command_line_allowed_commands,
+            blocked=b.command_line_blocked_commands, allow_sudo=b.command_line_docker_enable_sudo,
+            # In a container only the mounts outlive the command, and read-only ones are enforced by Docker.
+            writable=[Path("/")] if docker_mode else [],
+        )
+        timeout_s = min(req.timeout_s or b.command_line_timeout_seconds, b.command_line_timeout_seconds * 10)
+        cap = b.command_line_max_output_chars
+        started = time.time()
+        sandbox = None
+        if docker_mode:
+            sandbox = await self._sandbox(run_id, req.agent_id, b)
+            # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.
+            result = await self.docker.exec(sandbox, req.command, work_dir=work_dir, timeout_s=timeout_s,
+                                            max_bytes=MAX_FILE_BYTES)
+        else:
+            result = await run_local(req.command, work_dir=work_dir, timeout_s=timeout_s, limits=Limits(),
+                                     max_output_bytes=MAX_FILE_BYTES)
+        objects = await self._store(result, cap, workspace, started)
+        return ExecutionCompleted(
+            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
+            mode=b.command_line_execution_mode, exit_code=result.exit_code, duration_s=round(result.duration_s, 4),
+            stdout=_text(result.stdout)[:cap], stderr=_text(result.stderr)[:cap], timed_out=result.timed_out,
+            stdout_truncated=result.stdout_truncated or len(_text(result.stdout)) > cap,
+            stderr_truncated=result.stderr_truncated or len(_text(result.stderr)) > cap,
+            objects=objects, sandbox=sandbox,
+        )
+
+    async def _store(self, result: ExecResult, cap: int, workspace: Path, since: float) -> tuple[ObjectRef, ...]:
+        refs = []
+        for label, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if len(_text(data)) > cap:
+                refs.append(await self.objects.put(data, label))
+        produced = sorted(
+            (p for p in workspace.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= since - 1),
+            key=lambda p: str(p),
+        )[:MAX_FILES]
+        for p in produced:
+            if p.stat().st_size <= MAX_FILE_BYTES:
+                refs.append(await self.objects.put(p.read_bytes(), str(p.relative_to(workspace))))
+        return tuple(refs)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
