@@ -100,3 +100,33 @@ def test_submit_on_the_real_local_model_then_replay_without_calling_it() -> None
     assert check.returncode == 0 and "decisions reproduced" in check.stderr
     # Replay appended nothing (no model call, no decision): the log is unchanged.
     assert len(massgen("replay", out["run_id"], "--json").stdout.splitlines()) == before
+
+
+def test_served_service_heartbeats_shows_in_status_and_stops_cleanly_on_sigterm(fresh_nats, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "MASSGEN_NATS_URL": fresh_nats.url, "MASSGEN_HOME": str(tmp_path)}
+    proc = subprocess.Popen([MASSGEN, "serve", "agent-worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, info = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:
+            result = massgen("status", "--json", MASSGEN_NATS_URL=fresh_nats.url)
+            info = json.loads(result.stdout) if result.returncode == 0 else {}
+            if any(s["service"] == "agent_worker" for s in info.get("services", ())):
+                break
+            time.sleep(0.5)
+        [worker] = [s for s in info["services"] if s["service"] == "agent_worker"]
+        assert worker["age_s"] < 30
+        assert {q["stream"] for q in info["queues"]} == {"MASSGEN_TURNS", "MASSGEN_TOOLS", "MASSGEN_EXEC"}
+        assert any(s["stream"] == "MASSGEN_EVENTS" and s["messages"] is not None for s in info["streams"])
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines on stdout
+    assert any("serving" in entry["msg"] for entry in lines)
+    assert any("stopping" in entry["msg"] and entry["service"] == "agent-worker" for entry in lines)

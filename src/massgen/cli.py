@@ -7,6 +7,7 @@ unreachable, all agents failed, ...), 3 timeout, 4 interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -187,45 +188,108 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
 
 
+SERVICES = ("orchestrator", "agent-worker", "mcp-broker", "executor")
+
+
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help="orchestrator | agent-worker | mcp-broker | executor")],
     nats_url: Annotated[
-        str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL.")
+        str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL (nats://user:pw@host:4222).")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="agent-worker: turns handled at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Items handled at once (turns, tool calls, commands).")] = 4,
     ack_wait: Annotated[float, typer.Option(help="agent-worker: seconds before an unacked turn is redelivered.")] = 30.0,
+    log_format: Annotated[str, typer.Option(help="json (one object per line) or text.")] = "json",
 ) -> None:
-    """Run one service against a NATS server until interrupted."""
-    if service not in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
-        _fail(f"unknown service {service!r}; choose orchestrator, agent-worker, mcp-broker or executor", 1)
+    """Run one service against a NATS server until SIGTERM or SIGINT.
+
+    On SIGTERM the service stops taking work and exits; work it had not acked is redelivered to
+    another replica (JetStream ack wait), so nothing is lost and nothing runs twice.
+    """
+    if service not in SERVICES:
+        _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", 1)
     if not nats_url:
         _fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    if log_format == "json":
+        from massgen.ops import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
     async def go() -> None:
+        import signal
+
         from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+        from massgen.ops import heartbeat
 
         nc = await connect(nats_url, f"massgen-{service}")
         await ensure_streams(nc.jetstream())
         if service == "orchestrator":
             from massgen_orchestrator.service import OrchestratorService
 
-            await OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc)).run()
+            svc: Any = OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc))
         elif service == "mcp-broker":
             from massgen_mcp_broker.service import McpBroker
 
-            await McpBroker(nc, home(), concurrency=max(concurrency, 16)).run()
+            svc = McpBroker(nc, home(), concurrency=max(concurrency, 16))
         elif service == "executor":
             from massgen_executor.service import Executor
 
-            await Executor(nc, home(), concurrency=concurrency).run()
+            svc = Executor(nc, home(), concurrency=concurrency)
         else:
             from massgen_agent_worker.worker import AgentWorker
 
-            await AgentWorker(nc, concurrency=concurrency, ack_wait_s=ack_wait).run()
+            svc = AgentWorker(nc, concurrency=concurrency, ack_wait_s=ack_wait)
+        main = asyncio.create_task(svc.run(), name=service)
+        beat = asyncio.create_task(heartbeat(nc, svc.source))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, main.cancel)
+        logging.getLogger("massgen").info("%s %s serving on %s", service, svc.source.instance, nats_url.split("@")[-1])
+        try:
+            await main
+        except asyncio.CancelledError:
+            logging.getLogger("massgen").info("%s stopping (signal): unacked work will be redelivered", service)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 5)
 
     _run(go())
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Connected service instances, work-queue depth and redeliveries, and stream sizes."""
+
+    async def go() -> dict:
+        from massgen.ops import status as read_status
+
+        async with open_stack(services=False, name="massgen-status") as stack:
+            return await read_status(stack.nc)
+
+    info = _run(go())
+    if as_json:
+        print(json.dumps(info))
+        return
+    services = Table("service", "instance", "last heartbeat", title="services")
+    for s in info["services"]:
+        services.add_row(s["service"], s["instance"], f"{s['age_s']:.0f} s ago")
+    queues = Table("work queue", "consumer", "pending", "in flight", "redelivered", title="work queues")
+    for q in info["queues"]:
+        queues.add_row(q["stream"], q["consumer"], *(str(q[k]) if q[k] is not None else "-"
+                                                   for k in ("pending", "in_flight", "redelivered")))
+    streams = Table("stream", "messages", "bytes", title="streams")
+    for st in info["streams"]:
+        streams.add_row(st["stream"], str(st["messages"] if st["messages"] is not None else "-"),
+                        str(st["bytes"] if st["bytes"] is not None else "-"))
+    for t in (services, queues, streams):
+        out.print(t)
 
 
 @app.command()

@@ -76,16 +76,18 @@ def start_services(
         raise MassgenError(f"service packages missing ({exc.name}); run `make install`") from None
     from massgen.bus.jetstream import TurnQueue
 
-    tasks = []
+    from massgen.ops import heartbeat
+
+    services: list = []
     if orchestrator:
-        svc = OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc))
-        tasks.append(asyncio.create_task(svc.run(), name="orchestrator"))
-    for i in range(workers):
-        tasks.append(asyncio.create_task(AgentWorker(nc).run(), name=f"agent-worker-{i}"))
+        services.append(OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc)))
+    services.extend(AgentWorker(nc) for _ in range(workers))
     if broker:
-        tasks.append(asyncio.create_task(McpBroker(nc, home()).run(), name="mcp-broker"))
+        services.append(McpBroker(nc, home()))
     if executor:
-        tasks.append(asyncio.create_task(Executor(nc, home()).run(), name="executor"))
+        services.append(Executor(nc, home()))
+    tasks = [asyncio.create_task(svc.run(), name=svc.source.service) for svc in services]
+    tasks += [asyncio.create_task(heartbeat(nc, svc.source), name="heartbeat") for svc in services]
     return tasks
 
 

@@ -1,0 +1,104 @@
+"""Operations: service heartbeats, ``massgen status``, and JSON-lines logs.
+
+Each service writes a heartbeat every few seconds into the key-value bucket ``MASSGEN_SERVICES``
+(entries expire after ``HEARTBEAT_TTL_S``, so a dead instance disappears on its own); ``status`` reads
+them with the work queues' depth and redeliveries and the streams' sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from massgen import subjects
+from massgen.events import Source
+
+HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_TTL_S = 30.0
+WORK_QUEUES = (
+    (subjects.TURNS_STREAM, subjects.WORKER_CONSUMER),
+    (subjects.TOOLS_STREAM, subjects.BROKER_CONSUMER),
+    (subjects.EXEC_STREAM, subjects.EXECUTOR_CONSUMER),
+)
+log = logging.getLogger("massgen.ops")
+
+
+async def _services_bucket(nc: Client):
+    js = nc.jetstream()
+    try:
+        return await js.key_value(subjects.SERVICES_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY)
+        )
+
+
+async def heartbeat(nc: Client, source: Source, every_s: float = HEARTBEAT_EVERY_S) -> None:
+    """Write this instance's heartbeat until cancelled (failures are logged and retried)."""
+    key = re.sub(r"[^A-Za-z0-9_=-]", "_", f"{source.service}-{source.instance}")
+    started = time.time()
+    while True:
+        try:
+            kv = await _services_bucket(nc)
+            body = {"service": source.service, "instance": source.instance, "ts": time.time(), "started": started}
+            await kv.put(key, json.dumps(body).encode())
+        except Exception as exc:  # the service keeps working without its heartbeat
+            log.warning("heartbeat failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+async def status(nc: Client) -> dict[str, Any]:
+    """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes."""
+    js = nc.jetstream()
+    now = time.time()
+    services = []
+    try:
+        kv = await _services_bucket(nc)
+        for key in await kv.keys():
+            entry = await kv.get(key)
+            info = json.loads(entry.value or b"{}")
+            services.append({**info, "age_s": round(now - info.get("ts", now), 1)})
+    except Exception as exc:  # no heartbeat yet: an empty list, not an error
+        if "no keys" not in str(exc).lower():
+            log.debug("reading heartbeats: %s", exc)
+    queues = []
+    for stream, durable in WORK_QUEUES:
+        try:
+            c = await js.consumer_info(stream, durable)
+            queues.append({"stream": stream, "consumer": durable, "pending": c.num_pending,
+                           "in_flight": c.num_ack_pending, "redelivered": c.num_redelivered})
+        except NotFoundError:
+            queues.append({"stream": stream, "consumer": durable, "pending": None, "in_flight": None,
+                           "redelivered": None})
+    streams = []
+    for name in (subjects.EVENTS_STREAM, subjects.TURNS_STREAM, subjects.TOOLS_STREAM, subjects.EXEC_STREAM):
+        try:
+            s = (await js.stream_info(name)).state
+            streams.append({"stream": name, "messages": s.messages, "bytes": s.bytes})
+        except NotFoundError:
+            streams.append({"stream": name, "messages": None, "bytes": None})
+    return {"services": sorted(services, key=lambda s: (s["service"], s["instance"])), "queues": queues,
+            "streams": streams}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg`` (and ``exc`` with a traceback)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "service": self.service,
+               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
