@@ -48,6 +48,7 @@ test-fast: install
 bench: install sandbox
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/exec_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 schema: install
 	$(BIN)/python -m massgen.events > schemas/events.schema.json
