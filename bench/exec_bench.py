@@ -24,13 +24,10 @@ from pathlib import Path
 from massgen_executor.docker_sandbox import DockerSandboxes, SandboxSpec
 from massgen_executor.local import Limits, run_local
 
+from _stats import pct  # noqa: E402
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 IMAGE = os.environ.get("MASSGEN_SANDBOX_PYTHON_IMAGE", "massgen/sandbox-python:latest")
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 async def main() -> None:

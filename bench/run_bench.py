@@ -30,6 +30,8 @@ from massgen_agent_worker.worker import AgentWorker
 from massgen_orchestrator.service import OrchestratorService
 from massgen_replay.read import project
 
+from _stats import pct  # noqa: E402  (bench/ is the script's own directory)
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 
 
@@ -58,11 +60,6 @@ def busy_time(usage: list) -> float:
         else:
             cur_end = max(cur_end, end)
     return total + ((cur_end - cur_start) if cur_end is not None else 0.0)
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 async def main() -> None:

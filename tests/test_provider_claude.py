@@ -15,10 +15,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
+import provider_kit
 import pytest
 from llmock.scenarios import Reply
 from llmock.scenarios import ToolCall as MockToolCall
 from massgen_agent_worker.providers import claude
+from provider_kit import Recorder
 
 from massgen.config import BackendConfig
 from massgen.errors import (
@@ -61,24 +63,7 @@ def backend(base_url: str, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Bac
 
 
 def turn(messages: tuple[Message, ...] = PROMPT, tools: tuple[ToolSpec, ...] = ()) -> TurnRequested:
-    return TurnRequested(
-        turn_id="t", agent_id="a", attempt=1, kind="coordination", messages=messages, tools=tools,
-        backend={}, answers_version=0,
-    )
-
-
-class Recorder:
-    """An ``on_text`` that keeps every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def __call__(self, text: str) -> None:
-        self.calls.append(text)
-
-    @property
-    def text(self) -> list[str]:
-        return [c for c in self.calls if c]
+    return provider_kit.turn(messages, tools)
 
 
 def free_port() -> int:

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import provider_kit
 import pytest
 from llmock.scenarios import Delay, Match, Reply
 from llmock.scenarios import ToolCall as MockToolCall
 from massgen_agent_worker.providers import claude_code
+from provider_kit import Recorder
 
 from massgen.config import BackendConfig
 from massgen.errors import (
@@ -92,24 +94,7 @@ def backend(base_url: str, tmp_path: Path, **extra: Any) -> BackendConfig:
 
 
 def turn(messages: tuple[Message, ...] = PROMPT, tools: tuple[ToolSpec, ...] = (NEW_ANSWER, VOTE)) -> TurnRequested:
-    return TurnRequested(
-        turn_id="t", agent_id="a", attempt=1, kind="coordination", messages=messages, tools=tools,
-        backend={}, answers_version=0,
-    )
-
-
-class Recorder:
-    """An ``on_text`` that keeps every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def __call__(self, text: str) -> None:
-        self.calls.append(text)
-
-    @property
-    def text(self) -> list[str]:
-        return [c for c in self.calls if c]
+    return provider_kit.turn(messages, tools)
 
 
 def message_requests(llmock) -> list[dict[str, Any]]:
