@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 QUESTION ?= What is the capital of France, and why is it historically important?
 STAMP   := $(VENV)/.installed
 
-.PHONY: install sandbox demo test test-fast bench schema lint clean
+.PHONY: install sandbox demo test test-fast bench schema lint clean compose-build compose-up compose-down compose-smoke
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -52,6 +52,22 @@ bench: install sandbox
 
 schema: install
 	$(BIN)/python -m massgen.events > schemas/events.schema.json
+
+# The docker compose stack (docker-compose.yml, deploy/README.md): images built here with no registry,
+# credentials generated into deploy/.env; the CLI's URL (NATS user `cli`) goes to deploy/build/env/cli.env:
+#   set -a; . deploy/build/env/cli.env; set +a
+compose-build: install
+	bash scripts/docker-engine.sh
+	bash scripts/compose-build.sh
+
+compose-up: install
+	bash scripts/compose-up.sh
+
+compose-down:
+	bash scripts/compose-down.sh
+
+compose-smoke: install
+	bash scripts/compose-smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from massgen import subjects
 from massgen.events import Source
@@ -63,7 +63,10 @@ async def status(nc: Client) -> dict[str, Any]:
     try:
         kv = await _services_bucket(nc)
         for key in await kv.keys():
-            entry = await kv.get(key)
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                continue  # expired between keys() and get()
             info = json.loads(entry.value or b"{}")
             services.append({**info, "age_s": round(now - info.get("ts", now), 1)})
     except Exception as exc:  # no heartbeat yet: an empty list, not an error

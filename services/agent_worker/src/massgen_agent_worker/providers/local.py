@@ -1,7 +1,7 @@
 """``local``: the embedded SmolLM2 model through the same ``openai`` SDK path as ``chatcompletion``.
 
-With no ``base_url`` the worker starts the model server itself (once per process); with one, it uses
-that server (e.g. the compose ``local-llm`` service). Workflow decisions use JSON-schema-constrained
+With no ``base_url`` (and no ``MASSGEN_LOCAL_LLM_URL``) the worker starts the model server itself (once
+per process); otherwise it uses that server (e.g. the compose ``local-llm`` service). Workflow decisions use JSON-schema-constrained
 output, since the model emits no native tool calls.
 """
 
@@ -32,7 +32,9 @@ def server() -> LocalModelServer:
 
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
     """One call to the local model. Raises as :func:`chatcompletion.complete`, plus ``LocalModelError``."""
-    base_url = cfg.base_url or await server().ensure()
+    # MASSGEN_LOCAL_LLM_URL: a model server the deployment provides (compose's local-llm), kept out of
+    # the config so no deployment address enters run.submitted.
+    base_url = cfg.base_url or os.environ.get("MASSGEN_LOCAL_LLM_URL") or await server().ensure()
     cfg = msgspec.structs.replace(
         cfg, model=cfg.model or MODEL_NAME, max_tokens=cfg.max_tokens or DEFAULT_MAX_TOKENS
     )
