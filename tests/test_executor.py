@@ -231,3 +231,18 @@ async def test_docker_mode_without_an_engine_fails_with_the_fix(fresh_nats, fake
     assert failed.failure.type == "SandboxUnavailable"
     assert "command_line_execution_mode: local" in failed.failure.message
     assert not of(records, ExecutionCompleted)  # never silently falls back to local
+
+
+async def test_executor_builds_the_image_from_a_configured_dockerfile(fresh_nats, fake, massgen_home, engine, tmp_path):
+    build = tmp_path / "img"
+    build.mkdir()
+    (build / "Dockerfile").write_text(f"FROM {IMAGE}\nUSER root\nRUN echo built-by-executor > /marker\nUSER 1000\n")
+    tag = f"massgen/test-sandbox:{uuid.uuid4().hex[:8]}"
+    cfg = exec_team(fake, commands(({"command": "cat /marker"},)), command_line_execution_mode="docker",
+                    command_line_docker_image=tag, command_line_docker_dockerfile=str(build / "Dockerfile"))
+    try:
+        _, records = await run(fresh_nats, massgen_home, cfg)
+        [done] = of(records, ExecutionCompleted)
+        assert done.stdout == "built-by-executor\n"
+    finally:
+        engine.images.remove(tag, force=True)
