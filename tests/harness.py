@@ -19,6 +19,7 @@ from massgen.events import TERMINAL_EVENTS, AnswerPosted, Source, TurnRequested
 from massgen.testing import eventually
 from massgen.testing.fake_openai import FakeOpenAI, Reply
 from massgen_agent_worker.worker import AgentWorker
+from massgen_executor.service import Executor
 from massgen_mcp_broker.service import McpBroker
 from massgen_orchestrator.decide import verify
 from massgen_orchestrator.service import OrchestratorService
@@ -111,6 +112,11 @@ class Stack:
         b = McpBroker(self.nc, home, **kw)
         self.tasks.append(asyncio.create_task(b.run()))
         return b
+
+    def executor(self, home: Path, **kw) -> Executor:
+        ex = Executor(self.nc, home, **kw)
+        self.tasks.append(asyncio.create_task(ex.run()))
+        return ex
 
     def process(self, *args: str) -> subprocess.Popen:
         env = {**os.environ, "MASSGEN_NATS_URL": self.url}

@@ -4,7 +4,6 @@ project's sandbox images, and scripted models through the real ``openai`` SDK ca
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -25,7 +24,6 @@ from massgen.events import (
 from massgen.testing import eventually
 from massgen.testing.fake_openai import FakeOpenAI, Reply
 from massgen_executor.docker_sandbox import LABEL, RUN_LABEL
-from massgen_executor.service import Executor
 
 EXEC = "mcp__command_line__execute_command"
 IMAGE = os.environ.get("MASSGEN_SANDBOX_PYTHON_IMAGE", "massgen/sandbox-python:latest")
@@ -68,8 +66,7 @@ async def run(fresh_nats, home: Path, cfg: dict, **executor) -> tuple[str, list]
         stack.orchestrator()
         stack.worker()
         stack.broker(home)  # `cwd` also gives the agent the filesystem MCP server
-        ex = Executor(stack.nc, home, **executor)
-        stack.tasks.append(asyncio.create_task(ex.run()))
+        stack.executor(home, **executor)
         run_id = await stack.submit(cfg)
         records = await stack.wait_done(run_id, 90)
         return run_id, records
@@ -175,8 +172,7 @@ async def test_sandbox_limits_are_applied(engine, fresh_nats, fake, massgen_home
         stack.orchestrator()
         stack.worker()
         stack.broker(massgen_home)
-        ex = Executor(stack.nc, massgen_home)
-        stack.tasks.append(asyncio.create_task(ex.run()))
+        stack.executor(massgen_home)
         run_id = await stack.submit(cfg)
         await eventually(inspect_while_running, 30, "the sandbox to run")
         await stack.wait_done(run_id, 60)
@@ -199,8 +195,7 @@ async def test_parallel_runs_get_their_own_containers(fresh_nats, fake, massgen_
         stack.orchestrator()
         stack.worker(concurrency=4)
         stack.broker(massgen_home)
-        ex = Executor(stack.nc, massgen_home)
-        stack.tasks.append(asyncio.create_task(ex.run()))
+        stack.executor(massgen_home)
         runs = [await stack.submit(cfg) for _ in range(2)]
         records = [await stack.wait_done(r, 90) for r in runs]
     names = [of(r, ExecutionCompleted)[0].sandbox for r in records]
@@ -213,9 +208,7 @@ async def test_restarted_executor_reaps_orphaned_sandboxes(fresh_nats, massgen_h
     orphan = engine.containers.run(IMAGE, ["sleep", "infinity"], detach=True, name=f"massgen-{run_id}-ghost",
                                    labels={LABEL: "1", RUN_LABEL: run_id, "massgen.agent": "ghost"})
     async with Stack(fresh_nats.url) as stack:
-        ex = Executor(stack.nc, massgen_home)
-        task = asyncio.create_task(ex.run())
-        stack.tasks.append(task)
+        stack.executor(massgen_home)
 
         async def gone() -> bool:
             return not engine.containers.list(all=True, filters={"name": orphan.name})

@@ -161,6 +161,8 @@ async def test_budget_stops_coordination_and_ends_with_the_best_answer(fresh_nat
     [done] = of(records, RunCompleted)
     assert done.final_answer in ("answer 0", "answer 1")
     assert not [e for e in of(records, TurnRequested) if e.kind == "presentation"]
+    after = [r.event for r in records[next(i for i, r in enumerate(records) if isinstance(r.event, BudgetExceeded)):]]
+    assert not [e for e in after if isinstance(e, TurnRequested | UpdateDelivered)]  # no new call once over budget
     costs = [u.cost_usd for u in of(records, UsageRecorded)]
     assert costs and all(c == round((3000 * 2.5 + 100 * 10) / 1e6, 8) for c in costs)
 

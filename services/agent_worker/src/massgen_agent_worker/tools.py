@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nats.aio.client import Client
@@ -115,27 +115,38 @@ class ToolClient:
             )
         return min(seqs)
 
-    async def _await(
-        self, run_id: str, after_seq: int, want: set[str], timeout_s: float, source: str = "mcp"
-    ) -> dict[str, Record]:
-        """Follow the run's ``source`` subject until every id in ``want`` arrived or ``timeout_s`` passed."""
-        got: dict[str, Record] = {}
+    async def _follow_until(
+        self, run_id: str, after_seq: int, source: str, accept: Callable[[Record], bool],
+        enough: Callable[[list[Record]], bool], timeout_s: float,
+    ) -> tuple[list[Record], bool]:
+        """Follow the run's ``source`` subject, keeping the records ``accept`` takes, until ``enough`` says
+        so or ``timeout_s`` passes; returns the records and whether it was enough."""
+        got: list[Record] = []
         stream = self.log.follow(run_id, after_seq, source=source)
 
         async def collect() -> None:
             async for r in stream:
-                if r.id in want:
-                    got[r.id] = r
-                    if len(got) == len(want):
+                if accept(r):
+                    got.append(r)
+                    if enough(got):
                         return
 
         try:
             await asyncio.wait_for(collect(), timeout_s)
+            return got, True
         except TimeoutError:
-            pass
+            return got, False
         finally:
             await stream.aclose()
-        return got
+
+    async def _await(
+        self, run_id: str, after_seq: int, want: set[str], timeout_s: float, source: str = "mcp"
+    ) -> dict[str, Record]:
+        """The records whose id is in ``want`` that arrived on ``source`` within ``timeout_s``."""
+        got, _ = await self._follow_until(
+            run_id, after_seq, source, lambda r: r.id in want, lambda rs: len(rs) == len(want), timeout_s
+        )
+        return {r.id: r for r in got}
 
     async def catalog(self, req: TurnRequested, run_id: str, cause: str, backend: BackendConfig) -> Catalog:
         """The agent's current catalog; the first turn of an agent in a run asks the broker for it."""
@@ -154,27 +165,19 @@ class ToolClient:
         return Catalog([*listed, *got, *local])
 
     async def _await_catalog(self, run_id: str, after_seq: int, request_id: str, want: set[str]) -> list[ToolsListed]:
-        out: list[ToolsListed] = []
-        stream = self.log.follow(run_id, after_seq - 1, source="mcp")
-
-        async def collect() -> None:
-            async for r in stream:
-                if isinstance(r.event, ToolsListed) and r.causation_id == request_id:
-                    out.append(r.event)
-                    if {ev.server for ev in out} >= want:
-                        return
-
-        try:
-            await asyncio.wait_for(collect(), DISCOVERY_TIMEOUT_S)
-        except TimeoutError:
-            missing = want - {ev.server for ev in out}
-            out.extend(
-                ToolsListed(agent_id="", server=s, version=0, failure=Failure(
-                    type="Timeout", message=f"no catalog from the MCP broker within {DISCOVERY_TIMEOUT_S:.0f} s"))
-                for s in sorted(missing)
-            )
-        finally:
-            await stream.aclose()
+        got, _ = await self._follow_until(
+            run_id, after_seq - 1, "mcp",
+            lambda r: isinstance(r.event, ToolsListed) and r.causation_id == request_id,
+            lambda rs: {r.event.server for r in rs} >= want,
+            DISCOVERY_TIMEOUT_S,
+        )
+        out: list[ToolsListed] = [r.event for r in got]  # type: ignore[misc]
+        missing = want - {ev.server for ev in out}
+        out.extend(
+            ToolsListed(agent_id="", server=s, version=0, failure=Failure(
+                type="Timeout", message=f"no catalog from the MCP broker within {DISCOVERY_TIMEOUT_S:.0f} s"))
+            for s in sorted(missing)
+        )
         return out
 
     async def call_all(

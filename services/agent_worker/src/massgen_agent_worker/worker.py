@@ -103,7 +103,7 @@ class AgentWorker:
             self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
         )
 
-    async def _publish(self, req: TurnRequested, run_id: str, cause: str, key: str, event: Event) -> None:
+    async def _publish(self, run_id: str, cause: str, key: str, event: Event) -> None:
         await self.log.append(run_id, "agent", [Draft(key, event, cause)], origin=self.source)
 
     async def _handle(self, record: Record, msg: Msg) -> None:
@@ -116,7 +116,7 @@ class AgentWorker:
         key = f"{record.run_id}:w:{req.turn_id}:{req.attempt}"
 
         async def emit(suffix: str, event: Event) -> None:
-            await self._publish(req, record.run_id, record.id, f"{key}:{suffix}", event)
+            await self._publish(record.run_id, record.id, f"{key}:{suffix}", event)
 
         await emit(
             f"started:{delivery}",

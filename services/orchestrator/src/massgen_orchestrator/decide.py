@@ -141,8 +141,6 @@ class _Decider:
         return self.state.submitted.settings
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, TurnRequested) and self.state.budget_exceeded:
-            return  # over budget: no new call of any kind (the turn just stays unanswered)
         d = Draft(draft_id(self.state.run_id, self.cause.seq, len(self.out)), event, self.cause.id)
         self.out.append(d)
         evolve(
@@ -392,6 +390,8 @@ class _Decider:
 
     def start_turn(self, agent: AgentState) -> None:
         st = self.state
+        if st.budget_exceeded:
+            return  # over budget: no new LLM call (end_on_budget ends the run when nothing is in flight)
         assert st.submitted is not None
         s = self.settings
         self.emit(
@@ -416,6 +416,8 @@ class _Decider:
     def continue_turn(self, agent: AgentState, turn: Turn, ev: TurnResponded, errors: tuple[str, ...]) -> None:
         """Next attempt of a turn: the model's reply, the tool errors, and any answers it has not seen."""
         st = self.state
+        if st.budget_exceeded:
+            return  # over budget: no new attempt, and no update recorded that nobody would receive
         msgs = [*turn.messages, Message(role="assistant", content=ev.content, tool_calls=ev.tool_calls)]
         if ev.tool_calls:
             msgs += [Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(ev.tool_calls, errors)]
