@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 QUESTION ?= What is the capital of France, and why is it historically important?
 STAMP   := $(VENV)/.installed
 
-.PHONY: install sandbox demo test test-fast bench schema lint clean compose-build compose-up compose-down compose-smoke
+.PHONY: install sandbox demo test test-fast bench schema lint clean compose-fetch compose-build compose-up compose-down compose-smoke
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -39,11 +39,13 @@ sandbox:
 	bash scripts/docker-engine.sh
 	bash scripts/sandbox-images.sh
 
-test: install sandbox
+# The compose end-to-end tests (tests/test_compose.py) build the images themselves with
+# `scripts/compose-build.sh --offline`; compose-fetch downloads what that needs beforehand.
+test: install sandbox compose-fetch
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not llm"
+	$(BIN)/python -m pytest -q -m "not llm and not compose"
 
 bench: install sandbox
 	$(BIN)/python bench/run_bench.py
@@ -56,6 +58,11 @@ schema: install
 # The docker compose stack (docker-compose.yml, deploy/README.md): images built here with no registry,
 # credentials generated into deploy/.env; the CLI's URL (NATS user `cli`) goes to deploy/build/env/cli.env:
 #   set -a; . deploy/build/env/cli.env; set +a
+compose-fetch: install
+	bash scripts/docker-engine.sh
+	bash scripts/compose-install.sh
+	bash scripts/compose-build.sh --fetch
+
 compose-build: install
 	bash scripts/docker-engine.sh
 	bash scripts/compose-build.sh

@@ -24,6 +24,12 @@
 #
 # Build outputs live under deploy/build/ (ignored by git). Prints the time of each step.
 #
+# Phases (default: both):
+#   --fetch     only what needs the network: bases and sandbox images, third-party wheels, the two
+#               Debian packages (`make test` runs this as part of installing)
+#   --offline   only the builds: no pull, no pip or apt download; anything missing is an error that
+#               names `scripts/compose-build.sh --fetch` (the compose end-to-end tests build this way)
+#
 # Env:
 #   MASSGEN_OFFLINE=1|0        force local / registry bases (default: detect, as sandbox-images.sh)
 #   MASSGEN_IMAGE_PREFIX       image name prefix (default massgen)      MASSGEN_TAG  tag (default latest)
@@ -47,6 +53,13 @@ LOCAL_BASE="${MASSGEN_BASE_IMAGE:-massgen/base-python:bookworm}"
 LOCAL_NODE_DIST="${MASSGEN_NODE_DIST_IMAGE:-massgen/node-dist:20}"
 ALL_IMAGES=(nats orchestrator agent-worker mcp-broker executor local-llm)
 read -r -a ONLY <<<"${COMPOSE_BUILD_ONLY:-${ALL_IMAGES[*]}}"
+FETCH=1 BUILD_IMAGES=1
+case "${1:-}" in
+  --fetch) BUILD_IMAGES=0 ;;
+  --offline) FETCH=0 ;;
+  "") ;;
+  *) echo "usage: $0 [--fetch | --offline]" >&2; exit 2 ;;
+esac
 
 say() { echo "compose-build: $*"; }
 die() { echo "compose-build: ERROR: $*" >&2; exit 1; }
@@ -67,6 +80,7 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 registry_ok() {  # same rule as scripts/sandbox-images.sh
   case "${MASSGEN_OFFLINE:-}" in 1|true|yes) return 1 ;; esac
   have_image "$1" && return 0
+  [ "$FETCH" = 1 ] || return 1   # --offline: a registry base counts only when already pulled
   if timeout 120 docker pull -q "$1" >/dev/null 2>&1; then return 0; fi
   case "${MASSGEN_OFFLINE:-}" in 0|false|no) die "MASSGEN_OFFLINE=0 but 'docker pull $1' failed" ;; esac
   return 1
@@ -88,7 +102,11 @@ else
   NATS_BASE=""  # built below
 fi
 say "mode: $MODE (python base $PY_BASE, node from $NODE_DIST)"
-if [ "${COMPOSE_SKIP_SANDBOX:-0}" != 1 ] || [ "$MODE" = offline ]; then
+if [ "$FETCH" = 0 ]; then
+  for img in "$PY_BASE" "$NODE_DIST" massgen/sandbox-python:latest; do
+    have_image "$img" || die "--offline: image $img is missing; run scripts/compose-build.sh --fetch"
+  done
+elif [ "${COMPOSE_SKIP_SANDBOX:-0}" != 1 ] || [ "$MODE" = offline ]; then
   # Builds the local bases when offline (only when missing) and the sandbox images (cache: no-op).
   MASSGEN_OFFLINE="$([ "$MODE" = offline ] && echo 1 || echo 0)" bash "$ROOT/scripts/sandbox-images.sh" \
     | sed 's/^/  /'
@@ -102,7 +120,9 @@ mkdir -p "$BUILD/req" "$BUILD/wheels"
 rm -f "$BUILD"/req/*.txt "$BUILD"/req/*.local
 "$PY" "$ROOT/deploy/wheelhouse.py" pins "$BUILD/req" >"$BUILD/req/all-pins.txt"
 mapfile -t MISSING < <("$PY" "$ROOT/deploy/wheelhouse.py" missing "$BUILD/req" "$BUILD/wheels")
-if [ "${#MISSING[@]}" -gt 0 ]; then
+if [ "${#MISSING[@]}" -gt 0 ] && [ "$FETCH" = 0 ]; then
+  die "--offline: no wheel for ${MISSING[*]}; run scripts/compose-build.sh --fetch"
+elif [ "${#MISSING[@]}" -gt 0 ]; then
   say "pip wheel --no-deps: ${#MISSING[@]} third-party wheels"
   # Binary wheels only where PyPI has them; pure-Python sdists are built into wheels on the host.
   "$PIP" wheel -q --no-deps --prefer-binary -w "$BUILD/wheels" "${MISSING[@]}" </dev/null \
@@ -113,37 +133,48 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
 else
   say "third-party wheels: all $(wc -l <"$BUILD/req/all-pins.txt") present"
 fi
+# One build environment for our wheels, kept (setuptools per our pyproject's build-system), instead of
+# pip's isolated one per package.
+if [ ! -x "$BUILD/buildenv/bin/pip" ]; then
+  [ "$FETCH" = 1 ] || die "--offline: no $BUILD/buildenv; run scripts/compose-build.sh --fetch"
+  "$PY" -m venv "$BUILD/buildenv"
+  "$BUILD/buildenv/bin/pip" install -q "setuptools>=68" wheel </dev/null \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || die "setting up deploy/build/buildenv failed"
+fi
+# Two Debian packages, downloaded once: busybox-static (the NATS healthcheck's wget), libgomp1
+# (llama.cpp's OpenMP runtime).
+DEBS=(busybox-static libgomp1)
+mkdir -p "$BUILD/debs"
+need=()
+for pkg in "${DEBS[@]}"; do ls "$BUILD/debs/${pkg}"_*.deb >/dev/null 2>&1 || need+=("$pkg"); done
+if [ "${#need[@]}" -gt 0 ]; then
+  [ "$FETCH" = 1 ] || die "--offline: no $BUILD/debs/${need[0]}_*.deb; run scripts/compose-build.sh --fetch"
+  say "apt-get download ${need[*]}"
+  (cd "$BUILD/debs" && apt-get download "${need[@]}" >/dev/null 2>&1) \
+    || { apt-get update -q >/dev/null 2>&1 && (cd "$BUILD/debs" && apt-get download "${need[@]}" >/dev/null 2>&1); } \
+    || die "apt-get download ${need[*]} failed"
+fi
+if [ "$BUILD_IMAGES" = 0 ]; then
+  step_end "fetch"
+  say "fetched: bases, sandbox images, $(wc -l <"$BUILD/req/all-pins.txt") wheels, ${DEBS[*]} (--fetch: no image built)"
+  exit 0
+fi
 # Our packages: from a copy of the work tree, so the build leaves no build/ or *.egg-info in it.
 rm -rf "$BUILD/src" "$BUILD/wheels-local"
 mkdir -p "$BUILD/src" "$BUILD/wheels-local"
 tar -C "$ROOT" --exclude=__pycache__ --exclude='*.egg-info' --exclude=build -cf - \
     pyproject.toml README.md src services tools | tar -C "$BUILD/src" -xf -
 mapfile -t LOCAL_DIRS < <(cut -d' ' -f2 "$BUILD"/req/*.local | sort -u)
-# One build environment, kept (setuptools per our pyproject's build-system), instead of pip's isolated
-# one per package; fixed zip timestamps make unchanged sources give byte-identical wheels, so
-# `docker build` reuses its cached layers.
-if [ ! -x "$BUILD/buildenv/bin/pip" ]; then
-  "$PY" -m venv "$BUILD/buildenv"
-  "$BUILD/buildenv/bin/pip" install -q "setuptools>=68" wheel </dev/null \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || die "setting up deploy/build/buildenv failed"
-fi
+# Fixed zip timestamps make unchanged sources give byte-identical wheels, so `docker build` reuses
+# its cached layers.
 (cd "$BUILD/src" && SOURCE_DATE_EPOCH=315532800 "$BUILD/buildenv/bin/pip" wheel -q --no-deps --no-build-isolation \
     -w "$BUILD/wheels-local" "${LOCAL_DIRS[@]}" </dev/null \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)) || die "building our wheels failed"
 say "our wheels: $(cd "$BUILD/wheels-local" && ls | tr '\n' ' ')"
 step_end "wheelhouse"
 
-# ------------------------------------------------------------------ host artifacts
-debs() {  # extract Debian packages (downloaded once) into $BUILD/debs/root
-  local pkg need=()
-  mkdir -p "$BUILD/debs"
-  for pkg in "$@"; do ls "$BUILD/debs/${pkg}"_*.deb >/dev/null 2>&1 || need+=("$pkg"); done
-  if [ "${#need[@]}" -gt 0 ]; then
-    say "apt-get download ${need[*]}"
-    (cd "$BUILD/debs" && apt-get download "${need[@]}" >/dev/null 2>&1) \
-      || { apt-get update -q >/dev/null 2>&1 && (cd "$BUILD/debs" && apt-get download "${need[@]}" >/dev/null 2>&1); } \
-      || die "apt-get download ${need[*]} failed"
-  fi
+debs() {  # extract the downloaded Debian packages into $BUILD/debs/root
+  local pkg
   for pkg in "$@"; do dpkg-deb -x "$(ls "$BUILD/debs/${pkg}"_*.deb | head -n1)" "$BUILD/debs/root"; done
 }
 

@@ -3,7 +3,9 @@ served on 0.0.0.0:PORT so the stack's containers reach it on the compose network
 
 Model ``exec``: runs ``execute_command`` (whatever sandbox mode the config sets) with the command
 in the agent's system message after ``RUN:``, answers with the JSON result it read, votes agent1,
-presents ``FINAL <result>``. Any other model: answers ``42``, votes agent1, presents ``FINAL 42``.
+presents ``FINAL <result>``. Model ``echo``: answers ``42 (<random tag>)``, votes agent1, presents ``FINAL 42``.
+``echo-300ms``, ``echo-1s``, ``echo-3s``: the same, each reply after that fixed delay (the scaling
+benchmark's provider latency; a turn long enough to kill its worker mid-call).
 
     docker run -d --name scripted-model --network massgen_default --network-alias scripted-model \\
       -v "$PWD/deploy/tests/scripted_model.py:/opt/scripted_model.py:ro" --entrypoint python \\
@@ -13,7 +15,9 @@ presents ``FINAL <result>``. Any other model: answers ``42``, votes agent1, pres
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
+import secrets
 import signal
 import threading
 from http.server import ThreadingHTTPServer
@@ -24,7 +28,14 @@ from massgen.testing.fake_openai import FakeOpenAI, Reply
 EXEC = "mcp__command_line__execute_command"
 
 
+DELAYS = {"echo": 0.0, "exec": 0.0, "echo-300ms": 0.3, "echo-1s": 1.0, "echo-3s": 3.0}
+
+
 def handle(body: dict) -> Reply:
+    return dataclasses.replace(script(body), delay_s=DELAYS.get(body.get("model", ""), 0.0))
+
+
+def script(body: dict) -> Reply:
     tools = [t["function"]["name"] for t in body.get("tools", [])]
     msgs = body["messages"]
     results = [m["content"] for m in msgs if m["role"] == "tool"]
@@ -36,7 +47,8 @@ def handle(body: dict) -> Reply:
         system = next((m["content"] for m in msgs if m["role"] == "system"), "")
         command = re.search(r"RUN:(.*)", system)
         return Reply(tool_calls=((EXEC, {"command": command.group(1).strip() if command else "id"}),))
-    return Reply(tool_calls=(("new_answer", {"content": " | ".join(results) or "42"}),))
+    # A random tag keeps concurrent agents' answers distinct: identical ones are rejected (spec §1.4).
+    return Reply(tool_calls=(("new_answer", {"content": " | ".join(results) or f"42 ({secrets.token_hex(3)})"}),))
 
 
 def main() -> None:
@@ -50,7 +62,7 @@ def main() -> None:
 
     fake._server = ThreadingHTTPServer(("0.0.0.0", args.port), _Handler)
     fake._server.daemon_threads = True
-    for model in ("exec", "echo"):
+    for model in DELAYS:
         fake.default(model, handle)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

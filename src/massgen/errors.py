@@ -131,3 +131,8 @@ class ReplayError(MassgenError):
 
 class NondeterminismError(ReplayError):
     """Re-running the decision core over a recorded log produced different decisions."""
+
+
+class DeploymentError(MassgenError):
+    """The compose stack could not be built, started or driven (massgen.testing.compose); the message
+    carries the failing command and the tail of its output."""

@@ -20,6 +20,9 @@ retried or redelivered handler never writes an event twice (DESIGN principle 3).
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 from typing import Any, Literal
 
 import msgspec
@@ -42,7 +45,13 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
     service: str
     """``cli``, ``orchestrator``, ``agent_worker`` ..."""
     instance: str
-    """Process instance id (host and pid), to tell replicas apart."""
+    """Process instance id, ``<host>-<pid>-<4 hex>`` (``instance_id``), to tell replicas apart."""
+
+    @staticmethod
+    def instance_id() -> str:
+        """A new ``<hostname>-<pid>-<4 hex>``. The random part tells restarts apart in containers,
+        where every service runs as pid 1 and a restarted container keeps its hostname."""
+        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,8 +11,6 @@ core ignoring answers to settled attempts) keeps the answer from being written t
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 
@@ -93,7 +91,7 @@ class AgentWorker:
         self.concurrency = concurrency
         self.ack_wait_s = ack_wait_s
         self.max_deliver = max_deliver
-        self.source = Source(service="agent_worker", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.source = Source(service="agent_worker", instance=instance or Source.instance_id())
         self.tools = ToolClient(nc, self.source)
         self.handled = 0
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -72,7 +70,7 @@ class Executor:
         self.objects = ObjectStore(nc)
         self.home = home
         self.concurrency, self.ack_wait_s, self.max_deliver, self.warm = concurrency, ack_wait_s, max_deliver, warm
-        self.source = Source(service="executor", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.source = Source(service="executor", instance=instance or Source.instance_id())
         self.docker = DockerSandboxes()
         self.runs: dict[str, RunSubmitted] = {}
         self._sandboxes: dict[str, set[str]] = {}

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -91,7 +89,7 @@ class McpBroker:
         self.ack_wait_s = ack_wait_s
         self.max_deliver = max_deliver
         self.idle_s = idle_s
-        self.source = Source(service="mcp_broker", instance=instance or f"{socket.gethostname()}-{os.getpid()}")
+        self.source = Source(service="mcp_broker", instance=instance or Source.instance_id())
         self.pool = SessionPool(home / "logs", self._tools_changed)
         self.runs: dict[str, RunContext] = {}
         self.hidden: dict[str, mcp.Redactor] = {}

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -59,7 +57,7 @@ class OrchestratorService:
     def __init__(self, log: EventLog, queue: TurnQueue, instance: str | None = None) -> None:
         self.log = log
         self.queue = queue
-        name = instance or f"{socket.gethostname()}-{os.getpid()}"
+        name = instance or Source.instance_id()
         self.source = Source(service="orchestrator", instance=name)
         # Deadlines are inputs to the core, not decisions: they must not look like orchestrator events.
         self.timer_source = Source(service="timer", instance=name)
