@@ -47,10 +47,11 @@ test: install sandbox compose-fetch
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not llm and not compose"
 
-bench: install sandbox
+bench: install sandbox compose-fetch
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/exec_bench.py
 	$(BIN)/python bench/scale_bench.py
+	$(BIN)/python bench/scale_bench.py --compose
 
 schema: install
 	$(BIN)/python -m massgen.events > schemas/events.schema.json
