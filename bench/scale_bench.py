@@ -18,14 +18,12 @@ Usage: python bench/scale_bench.py [--compose] [RUNS]
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from massgen.bus import Draft
@@ -33,7 +31,6 @@ from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_
 from massgen.bus.server import NatsServer
 from massgen.config import parse_config, run_submitted
 from massgen.events import TERMINAL_EVENTS, Source
-from massgen.testing import eventually
 from massgen.testing.compose import ComposeStack
 from massgen.testing.fake_openai import FakeOpenAI, Reply
 from massgen_orchestrator.service import OrchestratorService
@@ -49,8 +46,8 @@ MASSGEN = str(Path(sys.executable).parent / "massgen")
 
 def team(model: str, base_url: str):
     return parse_config({"agents": [
-        {"id": f"a{i}", "backend": {"type": "chatcompletion", "model": model.format(i=i), "base_url": base_url,
-                                    "max_retries": 0}}
+        {"id": f"a{i}", "backend": {"type": "chatcompletion", "model": model.format(i=i),
+                                    "base_url": base_url, "max_retries": 0}}
         for i in range(3)
     ], "orchestrator": {"max_new_answers_per_agent": 1}})
 
@@ -98,7 +95,8 @@ async def processes() -> dict[int, float]:
         env = {**os.environ, "MASSGEN_NATS_URL": server.url, "MASSGEN_HOME": str(Path(d) / "home")}
         for replicas in REPLICAS:
             procs = [subprocess.Popen([MASSGEN, "serve", "agent-worker", "--concurrency", "1"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(replicas)]
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for _ in range(replicas)]
             try:
                 await asyncio.sleep(3)  # let the replicas bind to the consumer
                 results[replicas] = RUNS / await timed_runs(log, cfg) * 60
@@ -124,28 +122,18 @@ async def containers() -> dict[int, float]:
         log = JetStreamEventLog(nc)
         cfg = team("echo-300ms", "http://scripted-model:8000/v1")
         for replicas in REPLICAS:
-            stack.scale_workers(replicas)
-            await eventually(_heartbeats(stack, replicas), 60, f"{replicas} agent-worker heartbeats")
+            stack.scale_workers(replicas)  # returns once every replica heartbeats
             results[replicas] = RUNS / await timed_runs(log, cfg) * 60
         await nc.close()
     return results
-
-
-def _heartbeats(stack: ComposeStack, n: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        done = await asyncio.to_thread(stack.cli, "status", "--json", timeout=60)
-        services = json.loads(done.stdout or "{}").get("services", [])
-        return sum(1 for s in services if s["service"] == "agent_worker") >= n
-
-    return check
 
 
 async def main() -> None:
     results = await (containers() if COMPOSE else processes())
     base = results[1]
     kind = "agent-worker containers (docker compose --scale)" if COMPOSE else "agent-worker processes"
-    print(f"replicas: {kind}; {RUNS} concurrent 3-agent runs, provider latency {LATENCY_S * 1000:.0f} ms/call, "
-          "worker concurrency 1")
+    print(f"replicas: {kind}; {RUNS} concurrent 3-agent runs, "
+          f"provider latency {LATENCY_S * 1000:.0f} ms/call, worker concurrency 1")
     for n, rpm in results.items():
         print(f"{n} replica(s):            {rpm:6.1f} runs/min  ({rpm / base:.2f}x)")
     print("targets:                 >= 1.8x at 2 replicas, >= 3.2x at 4")

@@ -29,7 +29,6 @@ from massgen.events import (
     UsageRecorded,
     VoteCast,
 )
-from massgen.testing import eventually
 from massgen.testing.compose import ComposeStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +88,17 @@ def worker_host(instance: str) -> str:
 
 
 def test_images_run_as_non_root_and_carry_only_their_service(stack: ComposeStack) -> None:
+    modules = ("massgen_orchestrator", "massgen_agent_worker", "massgen_mcp_broker", "massgen_executor",
+               "openai", "anthropic", "google", "docker")
     probe = ("import importlib.util as u, json; "
-             "print(json.dumps({m: bool(u.find_spec(m)) for m in ('massgen_orchestrator', 'massgen_agent_worker', "
-             "'massgen_mcp_broker', 'massgen_executor', 'openai', 'anthropic', 'google', 'docker')}))")
+             f"print(json.dumps({{m: bool(u.find_spec(m)) for m in {modules}}}))")
     has = {}
     for image in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
         ref = f"massgen/{image}:latest"
-        assert stack._run(["docker", "image", "inspect", "-f", "{{.Config.User}}", ref]).strip().startswith("10001")
-        out = stack._run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref, "-c", probe])
+        user = stack._run(["docker", "image", "inspect", "-f", "{{.Config.User}}", ref]).strip()
+        assert user.startswith("10001"), (image, user)
+        out = stack._run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref,
+                          "-c", probe])
         has[image] = {m for m, present in json.loads(out).items() if present}
     assert has["orchestrator"] == {"massgen_orchestrator"}
     assert has["agent-worker"] == {"massgen_agent_worker", "openai", "anthropic", "google"}
@@ -120,7 +122,9 @@ async def test_anonymous_nats_is_refused_and_each_user_keeps_to_its_role(stack: 
 # ------------------------------------------------------------------ runs
 
 
-async def test_full_round_with_a_scripted_provider_in_a_container(stack: ComposeStack, log, tmp_path: Path) -> None:
+async def test_full_round_with_a_scripted_provider_in_a_container(
+    stack: ComposeStack, log, tmp_path: Path
+) -> None:
     summary = submitted(stack, "What is 6 times 7?", "--config", scripted_team(tmp_path, 3, "echo"))
     assert summary["status"] == "completed", summary
     assert summary["final_answer"] == "FINAL 42"
@@ -141,7 +145,8 @@ async def test_default_submit_is_answered_by_the_local_llm_container(stack: Comp
     assert summary["status"] == "completed", summary
     assert summary["final_answer"].strip()
     records = await log.read(summary["run_id"])
-    assert {u.agent_id for u in of(records, UsageRecorded)} == {a.id for a in of(records, RunSubmitted)[0].agents}
+    agents = {a.id for a in of(records, RunSubmitted)[0].agents}
+    assert {u.agent_id for u in of(records, UsageRecorded)} == agents
     assert stack.logs("local-llm").count("stop processing") >= served + len(of(records, UsageRecorded))
 
 
@@ -154,7 +159,8 @@ async def test_executor_runs_commands_in_a_sibling_sandbox_on_the_shared_data_di
             "id": "runner",
             "system_message": "RUN: echo hello-from-sandbox > note.txt && cat note.txt && id -u",
             "backend": {"type": "chatcompletion", "model": "exec", "base_url": "http://scripted-model:8000/v1",
-                        "cwd": "workspace", "enable_mcp_command_line": True, "command_line_execution_mode": "docker",
+                        "cwd": "workspace", "enable_mcp_command_line": True,
+                        "command_line_execution_mode": "docker",
                         "command_line_docker_image": "massgen/sandbox-python:latest"},
         }],
         "timeout_settings": {"orchestrator_timeout_seconds": 180, "presentation_timeout_seconds": 60},
@@ -170,29 +176,23 @@ async def test_executor_runs_commands_in_a_sibling_sandbox_on_the_shared_data_di
     assert note.stat().st_uid == 1000
 
 
-def test_status_lists_every_service_with_its_heartbeat(stack: ComposeStack) -> None:
-    async def every_service() -> bool:
-        done = stack.cli("status", "--json", timeout=60)
-        if done.returncode != 0:
-            return False
-        names = {s["service"] for s in json.loads(done.stdout)["services"]}
-        return {"orchestrator", "agent_worker", "mcp_broker", "executor"} <= names
-
-    asyncio.run(eventually(every_service, 30, "a heartbeat from every service"))
+def test_status_lists_every_service_with_queues_and_streams(stack: ComposeStack) -> None:
+    done = stack.cli("status", "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    services = {s["service"] for s in status["services"]}
+    assert {"orchestrator", "agent_worker", "mcp_broker", "executor"} <= services
+    assert all(s["age_s"] < 30 for s in status["services"])
+    assert {q["stream"] for q in status["queues"]} == {"MASSGEN_TURNS", "MASSGEN_TOOLS", "MASSGEN_EXEC"}
+    assert next(s for s in status["streams"] if s["stream"] == "MASSGEN_EVENTS")["messages"] > 0
 
 
 async def test_turns_spread_across_three_worker_replicas(stack: ComposeStack, log, tmp_path: Path) -> None:
-    stack.scale_workers(3)
+    await asyncio.to_thread(stack.scale_workers, 3)  # returns once all three heartbeat
     hosts = set(stack.containers("agent-worker"))
     assert len(hosts) == 3
-
-    async def three_pulling() -> bool:
-        done = await asyncio.to_thread(stack.cli, "status", "--json", timeout=60)
-        workers = [s for s in json.loads(done.stdout or "{}").get("services", []) if s["service"] == "agent_worker"]
-        return {worker_host(s["instance"]) for s in workers} >= hosts
-
-    await eventually(three_pulling, 60, "three agent-worker heartbeats")
-    summary = await asyncio.to_thread(submitted, stack, "Spread out", "--config", scripted_team(tmp_path, 6, "echo-1s"))
+    cfg = scripted_team(tmp_path, 6, "echo-1s")
+    summary = await asyncio.to_thread(submitted, stack, "Spread out", "--config", cfg)
     assert summary["status"] == "completed", summary
     records = await log.read(summary["run_id"])
     per_host = Counter(worker_host(e.worker) for e in of(records, TurnStarted))
@@ -200,22 +200,29 @@ async def test_turns_spread_across_three_worker_replicas(stack: ComposeStack, lo
     assert_no_duplicates(summary["run_id"], records)
 
 
-async def test_worker_container_killed_mid_run_the_run_completes_without_duplicates(
-    stack: ComposeStack, log, tmp_path: Path
-) -> None:
-    question = f"Survive a crash {uuid.uuid4().hex[:6]}"
+async def _first_turn(log, question: str) -> tuple[str, TurnStarted]:
+    """Follow the log until the run asking ``question`` has a worker on its first turn."""
+    run_id = None
+    async with asyncio.timeout(60):
+        async for r in log.follow():
+            if isinstance(r.event, RunSubmitted) and r.event.question == question:
+                run_id = r.run_id
+            elif run_id and r.run_id == run_id and isinstance(r.event, TurnStarted):
+                return run_id, r.event
+    raise AssertionError("unreachable")
+
+
+async def _interrupt_a_turn(stack: ComposeStack, log, tmp_path: Path, how: str) -> tuple[str, list, dict]:
+    """Submit a 3-agent run whose model calls take 3 s, `docker <how>` (kill or stop) the container of
+    the worker on its first turn in the middle of that call, and wait for the run to end. Returns the
+    run id, the records of the interrupted turn's TurnStarted, and the CLI's summary."""
+    await asyncio.to_thread(stack.scale_workers, 3)
+    question = f"Survive a {how} {uuid.uuid4().hex[:6]}"
     proc = stack.cli_popen("submit", question, "--config", scripted_team(tmp_path, 3, "echo-3s"), "--json")
     try:
-        run_id, victim = None, None
-        async with asyncio.timeout(60):
-            async for r in log.follow():
-                if isinstance(r.event, RunSubmitted) and r.event.question == question:
-                    run_id = r.run_id
-                elif run_id and r.run_id == run_id and isinstance(r.event, TurnStarted):
-                    victim = r.event  # its model call takes 3 s: the worker dies in the middle of it
-                    break
+        run_id, victim = await _first_turn(log, question)
         container = stack.containers("agent-worker")[worker_host(victim.worker)]
-        stack._run(["docker", "kill", container])
+        await asyncio.to_thread(stack._run, ["docker", how, container])
         out, err = await asyncio.to_thread(proc.communicate, timeout=180)
     finally:
         if proc.poll() is None:
@@ -224,8 +231,30 @@ async def test_worker_container_killed_mid_run_the_run_completes_without_duplica
     summary = json.loads(out)
     assert summary["status"] == "completed" and summary["final_answer"] == "FINAL 42", summary
     records = await log.read(run_id)
-    starts = [e for e in of(records, TurnStarted) if e.turn_id == victim.turn_id and e.attempt == victim.attempt]
-    assert [e.delivery for e in starts] == [1, 2], starts  # redelivered once, after the ack wait
-    assert worker_host(starts[1].worker) != worker_host(victim.worker)
+    starts = [r for r in records if isinstance(r.event, TurnStarted)
+              and (r.event.turn_id, r.event.attempt) == (victim.turn_id, victim.attempt)]
+    assert [r.event.delivery for r in starts] == [1, 2], starts  # handed to another replica once
+    assert worker_host(starts[1].event.worker) != worker_host(victim.worker)
     assert {e.voter_id for e in of(records, VoteCast)} == {"agent-a", "agent-b", "agent-c"}
     assert_no_duplicates(run_id, records)
+    return container, starts, summary
+
+
+async def test_worker_container_killed_mid_run_the_run_completes_without_duplicates(
+    stack: ComposeStack, log, tmp_path: Path
+) -> None:
+    _, starts, _ = await _interrupt_a_turn(stack, log, tmp_path, "kill")
+    # SIGKILL: nothing handed the turn back; JetStream redelivered it after the ack wait (6 s here).
+    assert starts[1].ts - starts[0].ts >= 5
+
+
+async def test_worker_container_stopped_mid_turn_exits_cleanly_and_hands_the_turn_back(
+    stack: ComposeStack, log, tmp_path: Path
+) -> None:
+    container, starts, _ = await _interrupt_a_turn(stack, log, tmp_path, "stop")
+    # SIGTERM: the worker nak'ed its turn on the way out, so it came back well before the 6 s ack wait.
+    assert starts[1].ts - starts[0].ts < 4
+    assert stack._run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container]).strip() == "0"
+    logged = stack._run(["docker", "logs", container])
+    lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
+    assert any("stopping" in line["msg"] and line["service"] == "agent-worker" for line in lines)

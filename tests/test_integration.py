@@ -23,6 +23,7 @@ from massgen.events import (
     RunFailed,
     RunTimedOut,
     Source,
+    TurnFailed,
     TurnRejected,
     TurnRequested,
     TurnStarted,
@@ -230,6 +231,24 @@ async def test_two_worker_processes_share_one_run(fresh_nats, fake: FakeOpenAI) 
     assert_no_duplicates(run_id, records)
 
 
+async def test_fresh_worker_process_takes_concurrent_first_turns(fresh_nats, fake: FakeOpenAI) -> None:
+    # Four first turns at once in a new process: all wait for the one import of the provider adapter
+    # (done off the event loop), none sees a half-initialised module.
+    cfg, models = team(fake, 4)
+    for i, m in enumerate(models):
+        fake.default(m, agent_script(f"answer {i}", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        run_id = await s.submit(cfg)
+        await asyncio.sleep(0.5)  # the four turns are queued before the worker starts
+        s.process("agent-worker", "--concurrency", "4")
+        records = await s.wait_done(run_id, timeout_s=60)
+    assert not of(records, TurnFailed)
+    assert len({e.turn_id for e in of(records, TurnStarted) if e.turn_id.endswith(".1")}) == 4
+    assert of(records, RunCompleted)
+    assert_no_duplicates(run_id, records)
+
+
 def _slow(reply: Reply) -> Reply:
     return Reply(text=reply.text, tool_calls=reply.tool_calls, delay_s=0.2)
 
@@ -277,6 +296,27 @@ async def test_worker_killed_mid_turn_gets_the_turn_redelivered_without_duplicat
     assert len(starts[0].worker) and starts[0].worker != starts[1].worker
     assert [e.label for e in of(records, AnswerPosted)] == ["agent1.1"]
     assert of(records, PresentationCompleted) and of(records, RunCompleted)
+    assert_no_duplicates(run_id, records)
+
+
+async def test_worker_sigtermed_mid_turn_hands_the_turn_back_at_once(fresh_nats, fake: FakeOpenAI) -> None:
+    cfg, (ma,) = team(fake, 1)
+    fake.script(ma, answer("Paris", delay_s=4.0))  # the first worker is stopped while waiting for this
+    fake.default(ma, agent_script("Paris", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        leaving = s.process("agent-worker", "--ack-wait", "30")
+        run_id = await s.submit(cfg)
+        await asyncio.to_thread(fake.wait_for_requests, ma, 1, 20)
+        s.process("agent-worker", "--ack-wait", "30")
+        leaving.send_signal(signal.SIGTERM)
+        assert leaving.wait(10) == 0
+        records = await s.wait_done(run_id, timeout_s=25)
+    starts = [r for r in records if isinstance(r.event, TurnStarted) and r.event.turn_id == "agent-a.1"]
+    assert [r.event.delivery for r in starts] == [1, 2]
+    # Nak'ed on the way out: back on the queue at once, not after the 30 s ack wait.
+    assert starts[1].ts - starts[0].ts < 10
+    assert [e.label for e in of(records, AnswerPosted)] == ["agent1.1"]
     assert_no_duplicates(run_id, records)
 
 

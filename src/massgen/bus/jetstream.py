@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -342,7 +343,8 @@ class WorkQueue:
 
         While ``handle`` runs, an in-progress heartbeat every ``ack_wait_s / 3`` keeps JetStream from
         redelivering live work; ``handle`` acks (or terms) the message itself. A malformed item is termed
-        and logged, never retried. Cancelling cancels in-flight items, which are then redelivered.
+        and logged, never retried. Cancelling (a service's SIGTERM) cancels in-flight items and naks
+        them, so another replica gets them at once.
         """
         sub = await self.consumer(ack_wait_s, max_deliver)
         slots = asyncio.Semaphore(concurrency)
@@ -357,13 +359,29 @@ class WorkQueue:
             beat = asyncio.create_task(_heartbeat(msg, ack_wait_s / 3))
             try:
                 await handle(record, msg)
+            except asyncio.CancelledError:
+                # Shutting down (SIGTERM): hand the item back now, not after the ack wait. A nak after
+                # the handler's own ack is ignored by the server.
+                try:
+                    await asyncio.shield(msg.nak())
+                except Exception as exc:  # noqa: BLE001 - it comes back after the ack wait anyway
+                    _log.warning("could not hand %s %s back on %s: %s", record.type, record.id, self.stream, exc)
+                else:
+                    _log.info("handed %s %s back on %s", record.type, record.id, self.stream)
+                raise
             except Exception:  # a bug must cost one item, never the service
                 _log.exception("handling %s %s on %s failed; the item is dropped", record.type, record.id, self.stream)
                 await msg.term()
             finally:
                 beat.cancel()
 
-        async with asyncio.TaskGroup() as tg:
+        in_flight: set[asyncio.Task] = set()
+
+        def done(task: asyncio.Task) -> None:
+            in_flight.discard(task)
+            slots.release()
+
+        try:
             while True:
                 await slots.acquire()
                 try:
@@ -375,7 +393,17 @@ class WorkQueue:
                     slots.release()
                     raise
                 for msg in msgs:
-                    tg.create_task(one(msg)).add_done_callback(lambda _t: slots.release())
+                    task = asyncio.create_task(one(msg))
+                    in_flight.add(task)
+                    task.add_done_callback(done)
+        finally:
+            # Withdraw our pending pull requests first: otherwise the server hands what we nak below
+            # straight back to this leaving replica, and it waits out the ack wait.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(sub.unsubscribe())
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
 
 async def _heartbeat(msg: Msg, every_s: float) -> None:

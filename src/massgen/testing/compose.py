@@ -12,12 +12,14 @@ credentials are the project's own (``deploy/.env``, made by ``scripts/compose-se
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Self
@@ -52,7 +54,9 @@ class ComposeStack:
     Needs root (the data directory is handed to the images' uid, as scripts/compose-up.sh does).
     """
 
-    def __init__(self, root: Path, *, workers: int = 1, worker_concurrency: int = 4, ack_wait_s: float = 6.0) -> None:
+    def __init__(
+        self, root: Path, *, workers: int = 1, worker_concurrency: int = 4, ack_wait_s: float = 6.0
+    ) -> None:
         self.root = root
         self.workers = workers
         self.name = f"massgen-e2e-{uuid.uuid4().hex[:8]}"
@@ -86,6 +90,7 @@ class ComposeStack:
         self.data.chmod(0o2775)
         self.env["MASSGEN_DATA"] = str(self.data)
         self.compose("up", "-d", "--wait", "--scale", f"agent-worker={self.workers}", timeout=300)
+        self.wait_ready()
 
     def down(self) -> None:
         """Remove the project's containers, network and volume, the sandboxes its executor made, and the
@@ -115,13 +120,32 @@ class ComposeStack:
     def compose(self, *args: str, timeout: float = 120) -> str:
         """``docker compose -p <project> -f docker-compose.yml -f deploy/tests/e2e.compose.yml ARGS``;
         returns stdout."""
-        return self._run(["docker", "compose", "--env-file", "deploy/.env", "-p", self.name, "-f", "docker-compose.yml",
-                          "-f", "deploy/tests/e2e.compose.yml", *args], timeout=timeout)
+        project = ["-p", self.name, "-f", "docker-compose.yml", "-f", "deploy/tests/e2e.compose.yml"]
+        return self._run(["docker", "compose", "--env-file", "deploy/.env", *project, *args], timeout=timeout)
 
     def scale_workers(self, n: int) -> None:
         """Run ``n`` agent-worker replicas (the running ones are kept)."""
         self.compose("up", "-d", "--wait", "--no-recreate", "--scale", f"agent-worker={n}", timeout=180)
         self.workers = n
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 90) -> dict:
+        """Wait until ``massgen status`` shows a heartbeat from the orchestrator, the broker, the
+        executor and every running worker container (a service heartbeats once it has made its streams
+        and consumers); returns that status."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            hosts = set(self.containers("agent-worker"))
+            done = self.cli("status", "--json", timeout=60)
+            status = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else {}
+            beating = {(s["service"], s["instance"].rsplit("-", 2)[0]) for s in status.get("services", [])}
+            workers = {host for service, host in beating if service == "agent_worker"}
+            if {"orchestrator", "mcp_broker", "executor"} <= {s for s, _ in beating} and hosts <= workers:
+                return status
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"not every service has a heartbeat after {timeout_s:g}s: "
+                                      f"{sorted(beating)}; `docker compose -p {self.name} logs` tells why")
+            time.sleep(1)
 
     def containers(self, service: str) -> dict[str, str]:
         """Running containers of ``service``: hostname (what ``Source.instance`` starts with) -> id."""
@@ -150,12 +174,14 @@ class ComposeStack:
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``massgen ARGS`` on the host as NATS user ``cli`` against this stack (not checked)."""
         env = {**self.env, "MASSGEN_NATS_URL": self.url("cli")}
-        return subprocess.run([MASSGEN, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([MASSGEN, *args], check=False, env=env, capture_output=True, text=True,
+                              timeout=timeout)
 
     def cli_popen(self, *args: str) -> subprocess.Popen:
         """``cli`` in the background; stdout and stderr are pipes."""
         env = {**self.env, "MASSGEN_NATS_URL": self.url("cli")}
-        return subprocess.Popen([MASSGEN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen([MASSGEN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
 
     def logs(self, service: str) -> str:
         """Everything ``service``'s containers printed."""
@@ -163,11 +189,13 @@ class ComposeStack:
 
     def _run(self, cmd: list[str], timeout: float = 120) -> str:
         try:
-            done = subprocess.run(cmd, check=False, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(cmd, check=False, cwd=self.root, env=self.env, capture_output=True,
+                                  text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise DeploymentError(f"`{' '.join(cmd)}` took over {timeout:g}s") from exc
         if done.returncode != 0:
-            raise DeploymentError(f"`{' '.join(cmd)}` exited {done.returncode}:\n{_tail(done.stdout + done.stderr)}")
+            output = _tail(done.stdout + done.stderr)
+            raise DeploymentError(f"`{' '.join(cmd)}` exited {done.returncode}:\n{output}")
         return done.stdout
 
 

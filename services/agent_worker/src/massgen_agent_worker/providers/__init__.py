@@ -80,6 +80,10 @@ def backend_config(backend: dict[str, Any]) -> BackendConfig:
         raise ConfigError(f"invalid backend in turn request: {exc}") from None
 
 
+_adapters: dict[str, Any] = {}
+"""Adapter modules fully imported, by adapter name."""
+
+
 async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Completion:
     """Dispatch ``request`` to the adapter of its backend type (``massgen.backends``); ``kwargs`` go to
     adapters that take more (``claude_code``'s ``run_tool``, which runs MCP calls inside its own loop).
@@ -90,8 +94,15 @@ async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Co
     """
     cfg = backend_config(request.backend)
     adapter = backends.capabilities(cfg.type).adapter
+    module = _adapters.get(adapter)
     try:
-        module = importlib.import_module(f"massgen_agent_worker.providers.{adapter}")
+        if module is None:
+            # A provider SDK's first import takes up to seconds: in a thread, so that the worker's other
+            # turns, heartbeats and SIGTERM handling are not held up. Not sys.modules: it holds a module
+            # another thread is still initialising; import_module waits for that one.
+            module = _adapters[adapter] = await asyncio.to_thread(
+                importlib.import_module, f"massgen_agent_worker.providers.{adapter}"
+            )
     except ImportError as exc:
         raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
     return await module.complete(cfg, request, on_text, **kwargs)
