@@ -203,8 +203,9 @@ def serve(
 ) -> None:
     """Run one service against a NATS server until SIGTERM or SIGINT.
 
-    On SIGTERM the service stops taking work and exits; work it had not acked is redelivered to
-    another replica (JetStream ack wait), so nothing is lost and nothing runs twice.
+    On SIGTERM the service stops taking work, naks what it had in flight (another replica takes it at
+    once; after a crash, JetStream redelivers it after the ack wait) and exits 0; nothing is lost and
+    nothing is recorded twice.
     """
     if service not in SERVICES:
         _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", 1)
