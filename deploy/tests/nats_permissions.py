@@ -34,6 +34,8 @@ from pathlib import Path
 import nats
 import yaml
 
+from massgen.subjects import inbox_prefix
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nats" / "nats.conf"
 BIN = Path(sys.executable).parent
@@ -72,7 +74,7 @@ async def _connect(url: str, errors: list[str] | None = None):
             errors.append(str(exc))
 
     return await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
-                              error_cb=on_error)
+                              error_cb=on_error, inbox_prefix=inbox_prefix(url))
 
 
 async def refused(url: str) -> str | None:
@@ -91,6 +93,22 @@ async def denied_publish(url: str, subject: str, data: bytes = b"{}") -> bool:
     nc = await _connect(url, errors)
     try:
         await nc.publish(subject, data)
+        await nc.flush(2)
+        for _ in range(20):
+            if errors:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    return any("permissions violation" in e.lower() for e in errors)
+
+
+async def denied_subscribe(url: str, subject: str) -> bool:
+    """True when the server answers a subscription to ``subject`` with a permissions violation."""
+    errors: list[str] = []
+    nc = await _connect(url, errors)
+    try:
+        await nc.subscribe(subject)
         await nc.flush(2)
         for _ in range(20):
             if errors:
@@ -135,6 +153,12 @@ async def negative_checks(base: str, passwords: dict[str, str]) -> None:
           "agent-worker cannot read the secrets bucket (message get)")
     check(await denied_publish(worker, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TOOLS.mcp-brokers"),
           "agent-worker cannot pull the broker's work queue")
+    check(await denied_subscribe(worker, "_INBOX.>"), "agent-worker cannot subscribe to the shared inbox prefix")
+    check(await denied_subscribe(worker, "_INBOX_mcp-broker.>"),
+          "agent-worker cannot listen to the broker's replies (its secret reads)")
+    check(await denied_subscribe(cli, "_INBOX_orchestrator.>"), "cli cannot listen to the orchestrator's replies")
+    check(await denied_subscribe(cli, "massgen.run.>"), "cli cannot subscribe to event subjects outside JetStream")
+    check(not await denied_subscribe(cli, "_INBOX_cli.x"), "cli may subscribe to its own inboxes")
     check(await denied_publish(cli, f"massgen.run.{run}.orch"), "cli cannot publish massgen.run.<run>.orch (decide)")
     check(await denied_publish(cli, f"massgen.turns.{run}"), "cli cannot push turns")
     check(await denied_publish(cli, f"massgen.exec.{run}"), "cli cannot push executions")

@@ -19,11 +19,15 @@ Layout (DESIGN principle 4: events through the event stream, work through work q
   executor, one durable pull consumer ``executors``. Large payloads go to the Object Store bucket
   ``MASSGEN_OBJECTS``.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
+- replies and consumer deliveries arrive on ``_INBOX_<nats user>.…`` (``inbox_prefix``).
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
+
+from massgen.errors import ConfigError
 
 EVENTS_STREAM = "MASSGEN_EVENTS"
 TURNS_STREAM = "MASSGEN_TURNS"
@@ -75,6 +79,24 @@ def source_filter(run_id: str | None, source: str) -> str:
     if source not in SOURCES:
         raise ValueError(f"unknown event source {source!r}; expected one of {SOURCES}")
     return run_subject(run_id, source) if run_id else f"massgen.run.*.{source}"
+
+
+def inbox_prefix(url: str) -> str:
+    """The reply-inbox prefix of a connection: ``_INBOX_<user>`` for a URL with a user
+    (``nats://agent-worker:pw@nats:4222`` -> ``_INBOX_agent-worker``), else NATS's ``_INBOX``.
+
+    JetStream replies, pull deliveries and follow deliveries arrive on inboxes; with one prefix per
+    user, deploy/nats/nats.conf lets each user subscribe to its own inboxes only, so no service can
+    listen to another's replies (the broker's secret reads, say).
+
+    Raises:
+        ConfigError: the user name cannot be a subject token (it has a dot, a space or a wildcard).
+    """
+    user = urlsplit(url.split(",")[0].strip()).username
+    if user and not _TOKEN.match(user):
+        raise ConfigError(f"NATS user {user!r} in the URL cannot name an inbox: "
+                          "use letters, digits, '_' or '-'")
+    return f"_INBOX_{user}" if user else "_INBOX"
 
 
 def turn_subject(run_id: str) -> str:

@@ -45,14 +45,17 @@ _READ_BATCH = 10_000
 
 
 async def connect(url: str, name: str) -> Client:
-    """Connect to NATS, failing fast with a clear message.
+    """Connect to NATS, failing fast with a clear message. Replies arrive on the URL user's own inbox
+    prefix (``subjects.inbox_prefix``).
 
     Raises:
         BusUnavailable: nothing answers at ``url``.
+        ConfigError: the URL's user name cannot name an inbox.
     """
+    prefix = subjects.inbox_prefix(url)  # a bad user name is a config error, not an unreachable server
     try:
         # nats-py keeps retrying a first connect that fails while reconnects are allowed: bound it.
-        return await asyncio.wait_for(_connect(url, name), timeout=8)
+        return await asyncio.wait_for(_connect(url, name, prefix), timeout=8)
     except Exception as exc:  # nats-py raises several unrelated types for "nobody there"
         raise BusUnavailable(
             f"cannot reach NATS at {url} ({exc.__class__.__name__}: {exc}); start a stack with `massgen up`, "
@@ -60,10 +63,11 @@ async def connect(url: str, name: str) -> Client:
         ) from None
 
 
-async def _connect(url: str, name: str) -> Client:
+async def _connect(url: str, name: str, inbox_prefix: str) -> Client:
     return await nats.connect(
         url,
         name=name,
+        inbox_prefix=inbox_prefix,
         connect_timeout=3,
         max_reconnect_attempts=-1,
         allow_reconnect=True,
@@ -365,7 +369,8 @@ class WorkQueue:
                 try:
                     await asyncio.shield(msg.nak())
                 except Exception as exc:  # noqa: BLE001 - it comes back after the ack wait anyway
-                    _log.warning("could not hand %s %s back on %s: %s", record.type, record.id, self.stream, exc)
+                    _log.warning("could not hand %s %s back on %s: %s", record.type, record.id, self.stream,
+                                 exc)
                 else:
                     _log.info("handed %s %s back on %s", record.type, record.id, self.stream)
                 raise
