@@ -29,7 +29,7 @@ from massgen.events import (
     UsageRecorded,
     VoteCast,
 )
-from massgen.testing.compose import ComposeStack
+from massgen.testing.compose import ComposeStack, host_of
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
@@ -78,12 +78,6 @@ def submitted(stack: ComposeStack, question: str, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def worker_host(instance: str) -> str:
-    """A worker's `Source.instance` is `<hostname>-<pid>-<hex>`; in a container the hostname is the
-    container's short id."""
-    return instance.rsplit("-", 2)[0]
-
-
 # ------------------------------------------------------------------ images and security
 
 
@@ -95,9 +89,9 @@ def test_images_run_as_non_root_and_carry_only_their_service(stack: ComposeStack
     has = {}
     for image in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
         ref = f"massgen/{image}:latest"
-        user = stack._run(["docker", "image", "inspect", "-f", "{{.Config.User}}", ref]).strip()
+        user = stack.run(["docker", "image", "inspect", "-f", "{{.Config.User}}", ref]).strip()
         assert user.startswith("10001"), (image, user)
-        out = stack._run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref,
+        out = stack.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref,
                           "-c", probe])
         has[image] = {m for m, present in json.loads(out).items() if present}
     assert has["orchestrator"] == {"massgen_orchestrator"}
@@ -135,7 +129,7 @@ async def test_full_round_with_a_scripted_provider_in_a_container(
     assert of(records, RunCompleted)[0].winner_id == summary["winner"]
     # Every turn ran in the one worker container.
     [host] = stack.containers("agent-worker")
-    assert {worker_host(e.worker) for e in of(records, TurnStarted)} == {host}
+    assert {host_of(e.worker) for e in of(records, TurnStarted)} == {host}
     assert_no_duplicates(summary["run_id"], records)
 
 
@@ -195,7 +189,7 @@ async def test_turns_spread_across_three_worker_replicas(stack: ComposeStack, lo
     summary = await asyncio.to_thread(submitted, stack, "Spread out", "--config", cfg)
     assert summary["status"] == "completed", summary
     records = await log.read(summary["run_id"])
-    per_host = Counter(worker_host(e.worker) for e in of(records, TurnStarted))
+    per_host = Counter(host_of(e.worker) for e in of(records, TurnStarted))
     assert set(per_host) == hosts, per_host
     assert_no_duplicates(summary["run_id"], records)
 
@@ -221,8 +215,8 @@ async def _interrupt_a_turn(stack: ComposeStack, log, tmp_path: Path, how: str) 
     proc = stack.cli_popen("submit", question, "--config", scripted_team(tmp_path, 3, "echo-3s"), "--json")
     try:
         run_id, victim = await _first_turn(log, question)
-        container = stack.containers("agent-worker")[worker_host(victim.worker)]
-        await asyncio.to_thread(stack._run, ["docker", how, container])
+        container = stack.containers("agent-worker")[host_of(victim.worker)]
+        await asyncio.to_thread(stack.run, ["docker", how, container])
         out, err = await asyncio.to_thread(proc.communicate, timeout=180)
     finally:
         if proc.poll() is None:
@@ -234,7 +228,7 @@ async def _interrupt_a_turn(stack: ComposeStack, log, tmp_path: Path, how: str) 
     starts = [r for r in records if isinstance(r.event, TurnStarted)
               and (r.event.turn_id, r.event.attempt) == (victim.turn_id, victim.attempt)]
     assert [r.event.delivery for r in starts] == [1, 2], starts  # handed to another replica once
-    assert worker_host(starts[1].event.worker) != worker_host(victim.worker)
+    assert host_of(starts[1].event.worker) != host_of(victim.worker)
     assert {e.voter_id for e in of(records, VoteCast)} == {"agent-a", "agent-b", "agent-c"}
     assert_no_duplicates(run_id, records)
     return container, starts, summary
@@ -254,7 +248,7 @@ async def test_worker_container_stopped_mid_turn_exits_cleanly_and_hands_the_tur
     container, starts, _ = await _interrupt_a_turn(stack, log, tmp_path, "stop")
     # SIGTERM: the worker nak'ed its turn on the way out, so it came back well before the 6 s ack wait.
     assert starts[1].ts - starts[0].ts < 4
-    assert stack._run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container]).strip() == "0"
-    logged = stack._run(["docker", "logs", container])
+    assert stack.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container]).strip() == "0"
+    logged = stack.run(["docker", "logs", container])
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
     assert any("stopping" in line["msg"] and line["service"] == "agent-worker" for line in lines)

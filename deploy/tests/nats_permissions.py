@@ -87,12 +87,13 @@ async def refused(url: str) -> str | None:
     return None
 
 
-async def denied_publish(url: str, subject: str, data: bytes = b"{}") -> bool:
-    """True when the server answers a core publish on ``subject`` with a permissions violation."""
+async def _denied(url: str, attempt) -> bool:
+    """True when the server answers ``attempt(nc)`` with a permissions violation (reported
+    asynchronously, hence the short wait after the flush)."""
     errors: list[str] = []
     nc = await _connect(url, errors)
     try:
-        await nc.publish(subject, data)
+        await attempt(nc)
         await nc.flush(2)
         for _ in range(20):
             if errors:
@@ -101,22 +102,16 @@ async def denied_publish(url: str, subject: str, data: bytes = b"{}") -> bool:
     finally:
         await nc.close()
     return any("permissions violation" in e.lower() for e in errors)
+
+
+async def denied_publish(url: str, subject: str, data: bytes = b"{}") -> bool:
+    """True when a core publish on ``subject`` is refused."""
+    return await _denied(url, lambda nc: nc.publish(subject, data))
 
 
 async def denied_subscribe(url: str, subject: str) -> bool:
-    """True when the server answers a subscription to ``subject`` with a permissions violation."""
-    errors: list[str] = []
-    nc = await _connect(url, errors)
-    try:
-        await nc.subscribe(subject)
-        await nc.flush(2)
-        for _ in range(20):
-            if errors:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
-    return any("permissions violation" in e.lower() for e in errors)
+    """True when a subscription to ``subject`` is refused."""
+    return await _denied(url, lambda nc: nc.subscribe(subject))
 
 
 async def stored_count(url: str, subject: str) -> int:

@@ -37,6 +37,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def host_of(instance: str) -> str:
+    """The hostname in a ``Source.instance`` (``<host>-<pid>-<hex>``); in a container, its short id."""
+    return instance.rsplit("-", 2)[0]
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -76,14 +81,14 @@ class ComposeStack:
     def build(self) -> str:
         """``scripts/compose-build.sh --offline``: the images from this tree, with no download; returns
         its output (per-step timings)."""
-        return self._run(["bash", "scripts/compose-build.sh", "--offline"], timeout=1200)
+        return self.run(["bash", "scripts/compose-build.sh", "--offline"], timeout=1200)
 
     def up(self) -> None:
         """Credentials, a data directory owned by the services' uid, then ``up -d --wait``."""
         if os.geteuid() != 0:
             raise DeploymentError("the compose stack needs root here: its data directory must belong to uid "
                                   f"{SERVICE_UID} (see scripts/compose-up.sh)")
-        self._run(["bash", "scripts/compose-secrets.sh"])
+        self.run(["bash", "scripts/compose-secrets.sh"])
         self.passwords = _env_file(self.root / "deploy" / ".env")
         self.data = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         os.chown(self.data, SERVICE_UID, SANDBOX_GID)
@@ -121,7 +126,7 @@ class ComposeStack:
         """``docker compose -p <project> -f docker-compose.yml -f deploy/tests/e2e.compose.yml ARGS``;
         returns stdout."""
         project = ["-p", self.name, "-f", "docker-compose.yml", "-f", "deploy/tests/e2e.compose.yml"]
-        return self._run(["docker", "compose", "--env-file", "deploy/.env", *project, *args], timeout=timeout)
+        return self.run(["docker", "compose", "--env-file", "deploy/.env", *project, *args], timeout=timeout)
 
     def scale_workers(self, n: int) -> None:
         """Run ``n`` agent-worker replicas (the running ones are kept)."""
@@ -138,7 +143,7 @@ class ComposeStack:
             hosts = set(self.containers("agent-worker"))
             done = self.cli("status", "--json", timeout=60)
             status = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else {}
-            beating = {(s["service"], s["instance"].rsplit("-", 2)[0]) for s in status.get("services", [])}
+            beating = {(s["service"], host_of(s["instance"])) for s in status.get("services", [])}
             workers = {host for service, host in beating if service == "agent_worker"}
             if {"orchestrator", "mcp_broker", "executor"} <= {s for s, _ in beating} and hosts <= workers:
                 return status
@@ -152,15 +157,15 @@ class ComposeStack:
         ids = self.compose("ps", "-q", service).split()
         if not ids:
             return {}
-        out = self._run(["docker", "inspect", "-f", "{{.Config.Hostname}} {{.Id}}", *ids])
+        out = self.run(["docker", "inspect", "-f", "{{.Config.Hostname}} {{.Id}}", *ids])
         return dict(line.split() for line in out.splitlines() if line.strip())
 
     def sandboxes(self) -> list[str]:
         """Ids of the executor's sandbox containers whose mounts lie in this stack's data directory."""
-        out = self._run(["docker", "ps", "-aq", "--filter", "label=massgen.executor"])
+        out = self.run(["docker", "ps", "-aq", "--filter", "label=massgen.executor"])
         found = []
         for cid in out.split():
-            mounts = self._run(["docker", "inspect", "-f", "{{range .Mounts}}{{.Source}} {{end}}", cid])
+            mounts = self.run(["docker", "inspect", "-f", "{{range .Mounts}}{{.Source}} {{end}}", cid])
             if self.data is not None and str(self.data) in mounts:
                 found.append(cid)
         return found
@@ -173,21 +178,23 @@ class ComposeStack:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``massgen ARGS`` on the host as NATS user ``cli`` against this stack (not checked)."""
-        env = {**self.env, "MASSGEN_NATS_URL": self.url("cli")}
-        return subprocess.run([MASSGEN, *args], check=False, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([MASSGEN, *args], check=False, env=self._cli_env(), capture_output=True,
+                              text=True, timeout=timeout)
 
     def cli_popen(self, *args: str) -> subprocess.Popen:
         """``cli`` in the background; stdout and stderr are pipes."""
-        env = {**self.env, "MASSGEN_NATS_URL": self.url("cli")}
-        return subprocess.Popen([MASSGEN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen([MASSGEN, *args], env=self._cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def _cli_env(self) -> dict[str, str]:
+        return {**self.env, "MASSGEN_NATS_URL": self.url("cli")}
 
     def logs(self, service: str) -> str:
         """Everything ``service``'s containers printed."""
         return self.compose("logs", "--no-color", service, timeout=60)
 
-    def _run(self, cmd: list[str], timeout: float = 120) -> str:
+    def run(self, cmd: list[str], timeout: float = 120) -> str:
+        """Run ``cmd`` in the checkout with this stack's environment; returns stdout."""
         try:
             done = subprocess.run(cmd, check=False, cwd=self.root, env=self.env, capture_output=True,
                                   text=True, timeout=timeout)
