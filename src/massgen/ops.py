@@ -16,7 +16,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from massgen import subjects
 from massgen.events import Source
@@ -55,23 +55,33 @@ async def heartbeat(nc: Client, source: Source, every_s: float = HEARTBEAT_EVERY
         await asyncio.sleep(every_s)
 
 
+async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
+    kv = await _services_bucket(nc)
+    found = []
+    for key in await kv.keys():
+        try:
+            entry = await kv.get(key)
+        except NotFoundError:  # expired (max age) or deleted between keys() and get()
+            continue
+        info = json.loads(entry.value or b"{}")
+        found.append({**info, "age_s": round(now - info.get("ts", now), 1)})
+    return found
+
+
 async def status(nc: Client) -> dict[str, Any]:
     """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes."""
     js = nc.jetstream()
     now = time.time()
-    services = []
-    try:
-        kv = await _services_bucket(nc)
-        for key in await kv.keys():
-            try:
-                entry = await kv.get(key)
-            except KeyNotFoundError:
-                continue  # expired between keys() and get()
-            info = json.loads(entry.value or b"{}")
-            services.append({**info, "age_s": round(now - info.get("ts", now), 1)})
-    except Exception as exc:  # no heartbeat yet: an empty list, not an error
-        if "no keys" not in str(exc).lower():
-            log.debug("reading heartbeats: %s", exc)
+    services: list[dict[str, Any]] = []
+    for attempt in range(3):  # a heartbeat read can fail transiently on a loaded server: try again
+        try:
+            services = await _heartbeats(nc, now)
+            break
+        except Exception as exc:  # noqa: BLE001 - nats-py raises several types here
+            if "no keys" in str(exc).lower():
+                break  # no heartbeat yet: an empty list, not an error
+            log.warning("reading heartbeats (attempt %d of 3): %s: %s", attempt + 1, type(exc).__name__, exc)
+            await asyncio.sleep(0.2)
     queues = []
     for stream, durable in WORK_QUEUES:
         try:
