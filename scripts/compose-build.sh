@@ -6,7 +6,7 @@
 #   massgen/agent-worker   deploy/images/agent-worker  kernel + worker + openai/anthropic/google-genai
 #   massgen/mcp-broker     deploy/images/mcp-broker    kernel + broker + node 20 + the npm MCP servers
 #   massgen/executor       deploy/images/executor      kernel + executor + docker SDK
-#   massgen/local-llm      deploy/images/local-llm     xllamacpp + SmolLM2 weights, :8080
+#   massgen/local-llm      deploy/images/local-llm     xllamacpp + the default local model's weights, :8080
 # and, for the executor's Docker mode, the sandbox images (scripts/sandbox-images.sh).
 #
 # Python packages come from a wheelhouse built on the host from the versions in .venv (`make install`
@@ -254,7 +254,12 @@ if wanted local-llm; then
   stage_python local-llm
   ctx="$BUILD/ctx/local-llm"
   rm -f "$ctx/entrypoint.sh"
-  cp "$IMAGES/local-llm/serve.py" "$ctx/serve.py"
+  # The default model's verified weights (`make install` ran `massgen models install`), hard-linked
+  # into the context when they share a filesystem: nothing is downloaded at build or container start.
+  model="$("$PY" -c 'from massgen import models; print(models.weights())')" \
+    || die "the default local model is not installed; run \`make install\` (massgen models install)"
+  rm -rf "$ctx/models"; mkdir -p "$ctx/models"
+  ln "$model" "$ctx/models/" 2>/dev/null || cp -p "$model" "$ctx/models/"
   debs libgomp1
   rm -rf "$ctx/lib"; mkdir -p "$ctx/lib"
   cp -a "$BUILD"/debs/root/usr/lib/x86_64-linux-gnu/libgomp.so.1* "$ctx/lib/"

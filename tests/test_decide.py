@@ -13,7 +13,8 @@ import json
 
 import pytest
 from massgen_orchestrator.decide import STALE_VOTE_TEXT, decide, step, verify
-from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE
+from massgen_orchestrator.junk import why_junk
+from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE, coordination_messages
 from massgen_orchestrator.state import RunState, logical_order
 from msgspec.structs import replace
 
@@ -49,6 +50,8 @@ IDS = ("zeta-real-id", "omega-real-id", "kappa-real-id", "sigma-real-id")
 A, B, C, D = IDS
 QUESTION = "What is the capital of France?"
 _call_ids = itertools.count(1)
+NATIVE = {"type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1"}  # MassGen's prompts
+COMPACT = {"type": "local"}  # no native tool calls: the compact prompts
 
 # ---------------------------------------------------------------- helpers
 
@@ -78,10 +81,11 @@ def texts(messages) -> str:
 class Run:
     """A run driven through ``step``: feeds inputs, records decisions, tracks each agent's current turn."""
 
-    def __init__(self, n: int = 2, **orchestrator) -> None:
+    def __init__(self, n: int = 2, backend: dict | None = None, **orchestrator) -> None:
+        backend = backend or NATIVE
         cfg = parse_config(
             {
-                "agents": [{"id": i, "backend": {"type": "local"}} for i in IDS[:n]],
+                "agents": [{"id": i, "backend": backend} for i in IDS[:n]],
                 "orchestrator": orchestrator,
             }
         )
@@ -159,7 +163,7 @@ class Run:
 
 
 def both_answer(run: Run) -> None:
-    """A answers, then B (its first turn still out) answers too; A is left mid-turn on a stale set."""
+    """A answers, then B; once no first answer is outstanding, the idle agents start their vote turns."""
     run.respond(A, answer("Paris, said A"))
     run.respond(B, answer("It is Paris, said B"))
 
@@ -190,9 +194,6 @@ def test_anonymised_with_one_numbering():
     run = Run(3)
     out = run.respond(B, answer("beta answer"))  # the second agent in config order answers first
     assert of(out, AnswerPosted)[0].anon_id == "agent2"
-    restarted = run.turns[B]
-    assert "<agent2> beta answer <end of agent2>" in restarted.messages[-1].content
-    assert restarted.tools[1].parameters["properties"]["agent_id"]["enum"] == ["agent2"]
     out = run.respond(A, vote("agent1"))  # A's turn started before any answer existed
     assert of(out, TurnRejected)[0].errors == ("Invalid agent_id 'agent1'. Valid agents: agent2",)
     update = run.turns[A].messages[-1].content
@@ -203,7 +204,10 @@ def test_anonymised_with_one_numbering():
         == "Answer already provided by agent2. Provide different answer or vote for existing one."
     )
     run.vote_now(A, "agent2")
-    run.vote_now(C, "agent2")
+    run.vote_now(C, "agent2")  # no first answer is outstanding any more: B starts its vote turn
+    restarted = run.turns[B]
+    assert "<agent2> beta answer <end of agent2>" in restarted.messages[-1].content
+    assert restarted.tools[1].parameters["properties"]["agent_id"]["enum"] == ["agent2"]
     run.vote_now(B, "agent2", "I am right")
     run.respond(B, content="Paris")
     assert run.state.status == "completed"
@@ -213,7 +217,7 @@ def test_anonymised_with_one_numbering():
 
 
 def test_workflow_tool_schemas_match_massgen():
-    run = Run(2)
+    run = Run(1)
     (first,) = run.turns[A].tools
     assert first.name == "new_answer"
     assert first.parameters["required"] == ["content"]
@@ -234,42 +238,43 @@ def test_workflow_tool_schemas_match_massgen():
 
 def test_new_answer_invalidates_all_votes_and_restarts_idle_agents():
     run = Run(4)
-    run.respond(A, answer("Paris"))
+    for agent, text in ((A, "Paris"), (B, "Paris!"), (D, "Paris."), (C, "It is Paris")):
+        run.respond(agent, answer(text))
     run.vote_now(A, "agent1")
     run.vote_now(B, "agent1")
     assert run.state.agents[A].vote and run.state.agents[B].vote
     out = run.respond(C, answer("Paris, on the Seine"))
-    assert [(e.voter_id, e.by_label) for e in of(out, VoteInvalidated)] == [(A, "agent3.1"), (B, "agent3.1")]
+    assert [(e.voter_id, e.by_label) for e in of(out, VoteInvalidated)] == [(A, "agent3.2"), (B, "agent3.2")]
     assert not of(out, VoteCast) and run.state.agents[A].vote is None and run.state.agents[B].vote is None
     restarted = of(out, TurnRequested)
     assert [r.agent_id for r in restarted] == [A, B, C]  # D is mid-turn: not restarted
     for r in restarted:
-        assert r.attempt == 1 and r.answers_version == 2
+        assert r.attempt == 1 and r.answers_version == 5
         assert "<agent1> Paris <end of agent1>" in r.messages[-1].content
         assert "<agent3> Paris, on the Seine <end of agent3>" in r.messages[-1].content
-        assert r.tools[1].parameters["properties"]["agent_id"]["enum"] == ["agent1", "agent3"]
+        assert r.tools[1].parameters["properties"]["agent_id"]["enum"] == ["agent1", "agent2", "agent3", "agent4"]
 
 
 def test_stale_vote_not_counted_and_update_delivered():
     run = Run(2)
-    run.respond(A, answer("Paris, said A"))
+    both_answer(run)
     stale_turn = run.turns[A]
-    assert stale_turn.answers_version == 1
-    run.respond(B, answer("It is Paris, said B"))  # arrives while A evaluates {agent1}
+    assert stale_turn.answers_version == 2
+    run.respond(B, answer("It is Paris, said B, on the Seine"))  # arrives while A evaluates {agent1, agent2}
     out = run.respond(A, vote("agent1", "mine"))
     assert not of(out, VoteCast) and not of(out, TurnRejected)
     (upd,) = of(out, UpdateDelivered)
-    assert (upd.agent_id, upd.labels, upd.from_version, upd.to_version) == (A, ("agent2.1",), 1, 2)
+    assert (upd.agent_id, upd.labels, upd.from_version, upd.to_version) == (A, ("agent2.2",), 2, 3)
     nxt = run.turns[A]
-    assert (nxt.turn_id, nxt.attempt, nxt.answers_version) == (stale_turn.turn_id, 2, 2)
+    assert (nxt.turn_id, nxt.attempt, nxt.answers_version) == (stale_turn.turn_id, 2, 3)
     assert nxt.messages[-2] == Message(
         role="tool", content=STALE_VOTE_TEXT, tool_call_id=nxt.messages[-3].tool_calls[0].id
     )
     assert nxt.messages[-1].role == "user" and nxt.messages[-1].content.startswith("UPDATE:")
-    assert "<agent2> It is Paris, said B <end of agent2>" in nxt.messages[-1].content
+    assert "<agent2> It is Paris, said B, on the Seine <end of agent2>" in nxt.messages[-1].content
     assert run.state.agents[A].vote is None
     (cast,) = of(run.respond(A, vote("agent1", "still mine")), VoteCast)
-    assert (cast.voter_id, cast.target_anon, cast.version, cast.reason) == (A, "agent1", 2, "still mine")
+    assert (cast.voter_id, cast.target_anon, cast.version, cast.reason) == (A, "agent1", 3, "still mine")
 
 
 MULTI_VOTE = (
@@ -303,18 +308,18 @@ ENFORCEMENT_CASES = {  # code -> (make run, tool calls, expected error per call)
         ("Cannot vote when no answers exist. Use new_answer tool.",),
     ),
     "unknown_agent": (
-        lambda: _answered(Run(2)),
+        lambda: _answered(Run(1)),
         (vote("agent9"),),
         ("Invalid agent_id 'agent9'. Valid agents: agent1",),
     ),
-    "duplicate_answer": (lambda: _answered(Run(2)), (answer("  Paris is the capital  "),), (DUPLICATE,)),
+    "duplicate_answer": (lambda: _answered(Run(1)), (answer("  Paris is the capital  "),), (DUPLICATE,)),
     "max_answers": (
-        lambda: _answered(Run(2, max_new_answers_per_agent=1)),
+        lambda: _answered(Run(1, max_new_answers_per_agent=1)),
         (answer("Something else entirely"),),
         (MAX_ANSWERS,),
     ),
     "answer_not_novel": (
-        lambda: _answered(Run(2, answer_novelty_requirement="balanced")),
+        lambda: _answered(Run(1, answer_novelty_requirement="balanced")),
         (answer("Paris is the capital indeed"),),
         (NOT_NOVEL,),
     ),
@@ -322,6 +327,7 @@ ENFORCEMENT_CASES = {  # code -> (make run, tool calls, expected error per call)
 
 
 def _answered(run: Run) -> Run:
+    """A single-agent run whose agent answered and now decides again (vote or a new answer)."""
     run.respond(A, answer("Paris is the capital"))
     return run
 
@@ -365,9 +371,9 @@ def test_enforcement_exhausted_fails_turn_and_starts_new_one():
 def test_consensus_when_all_live_agents_vote_plurality_winner():
     run = Run(3)
     both_answer(run)
-    assert not of(run.vote_now(B, "agent2"), ConsensusReached)
-    assert not of(run.vote_now(A, "agent1"), ConsensusReached)  # C still working: no consensus yet
-    out = run.vote_now(C, "agent2")
+    assert not of(run.vote_now(C, "agent2"), ConsensusReached)  # C votes instead of answering
+    assert not of(run.vote_now(B, "agent2"), ConsensusReached)  # A still working: no consensus yet
+    out = run.vote_now(A, "agent1")
     (cons,) = of(out, ConsensusReached)
     assert (cons.winner_id, cons.winner_anon, cons.tally, cons.tie_broken) == (
         B,
@@ -420,6 +426,88 @@ def test_presentation_falls_back_to_stored_answer(how):
     ]
 
 
+@pytest.mark.parametrize("junk", ["", "...", "**", "<|im_end|>", "<END OF DOCUMENT>", " </s> ", "``` ```"])
+def test_junk_presentation_falls_back_to_stored_answer(junk):
+    run = Run(2)
+    to_presentation(run)
+    done = run.respond(A, content=junk)
+    assert done[0] == PresentationCompleted(presenter_id=A, content="Paris, said A", used_stored_answer=True)
+
+
+@pytest.mark.parametrize("junk", ["...", "**", "---", "<|im_end|>", "<END OF DOCUMENT>", "<|endoftext|> ", "[INST]"])
+def test_junk_answer_is_rejected_and_retried(junk):
+    run = Run(2)
+    first = run.turns[A]
+    out = run.respond(A, answer(junk))
+    assert [type(e) for e in out] == [TurnRejected, TurnRequested]
+    assert out[0].code == "junk_answer" and out[0].errors[0].startswith("Answer not recorded: it ")
+    assert (out[1].turn_id, out[1].attempt) == (first.turn_id, 2) and not run.state.answers
+
+
+@pytest.mark.parametrize("reason", ["", "  ", "!!", "<|im_end|>", None])
+def test_vote_whose_reason_is_not_text_is_rejected(reason):
+    run = Run(1)
+    run.respond(A, answer("Paris"))
+    args = {"agent_id": "agent1"} if reason is None else {"agent_id": "agent1", "reason": reason}
+    out = run.respond(A, ToolCall(id="call-junk", name="vote", arguments=json.dumps(args)))
+    assert [type(e) for e in out] == [TurnRejected, TurnRequested]
+    assert out[0].code == "junk_reason" and run.state.agents[A].vote is None
+    assert of(run.respond(A, vote("agent1", "Macleady")), VoteCast)  # a word is text, however odd
+
+
+def test_vote_turns_wait_for_first_answers_in_flight():
+    """Issue 11 item 6: each agent answers once, then votes: 7 turns in 3 waves, no stale vote."""
+    run = Run(3)
+    assert not of(run.respond(A, answer("Paris")), TurnRequested)  # B and C are still writing
+    assert not of(run.respond(B, answer("It is Paris")), TurnRequested)
+    wave = of(run.respond(C, answer("Paris, France")), TurnRequested)
+    assert [(r.agent_id, r.answers_version) for r in wave] == [(A, 3), (B, 3), (C, 3)]
+    for agent in (A, B, C):
+        run.respond(agent, vote("agent1", "short and right"))
+    run.respond(A, content="Paris.")
+    assert run.state.status == "completed"
+    assert len(run.requests()) == 7 and not [r for r in run.log if isinstance(r.event, UpdateDelivered)]
+
+
+def test_a_turn_that_may_vote_does_not_hold_back_vote_turns():
+    run = Run(2)
+    run.respond(A, answer("Paris"))
+    out = run.respond(B, answer("Paris"))  # a duplicate: B is asked again, now with `vote` on offer
+    assert [e.code for e in of(out, TurnRejected)] == ["duplicate_answer"]
+    assert [(r.agent_id, [t.name for t in r.tools]) for r in of(out, TurnRequested)] == [
+        (B, ["new_answer", "vote"]), (A, ["new_answer", "vote"])]
+
+
+def test_compact_prompts_for_models_without_tool_calls():
+    run = Run(3, backend=COMPACT)
+    first = run.turns[A]
+    assert first.anon_id == "agent1" and run.turns[B].anon_id == "agent2"
+    assert first.messages[1:] == (Message(role="user", content=QUESTION),)  # asked as a plain question
+    assert "one of several agents" in first.messages[0].content
+    both_answer(run)
+    run.vote_now(C, "agent1", "A is right")
+    vote_turn = run.turns[A]
+    # A's turns are one conversation: the question, A's own answer as its reply, then all answers.
+    assert vote_turn.messages[:2] == first.messages
+    assert vote_turn.messages[2] == Message(role="assistant", content="Paris, said A")
+    listed = vote_turn.messages[3].content
+    assert listed.startswith("The other agents' answers:\n\nagent2: It is Paris, said B\n\nYour answer above is agent1.")
+    assert listed.endswith("If one of these answers is correct, vote for the best one. If none is, write a better answer.")
+    run.vote_now(A, "agent1", "mine is concise")
+    run.vote_now(B, "agent1", "A is clearest")
+    presentation = run.turns[A].messages
+    assert presentation[:3] == vote_turn.messages[:3]  # the prefix the prompt cache already holds
+    assert presentation[3].content.startswith(listed.rsplit("\n\n", 1)[0])
+    assert "Your answer, agent1, was voted the best (3 vote(s)). Reasons given: mine is concise; A is clearest" in (
+        presentation[3].content)
+    for req in run.requests():
+        assert not any(real in texts(req.messages) for real in IDS)
+    # An agent with no answer of its own gets the question and the answers in one message.
+    alone = coordination_messages("", "lenient", "lenient", QUESTION, [("agent1", "Paris")], "compact", None)
+    assert [m.role for m in alone] == ["system", "user"]
+    assert alone[1].content.startswith(f"Question: {QUESTION}\n\nAnswers so far:\n\nagent1: Paris")
+
+
 def test_run_deadline_presents_plurality_winner():
     run = Run(2)
     both_answer(run)
@@ -464,11 +552,12 @@ def test_presentation_deadline_uses_stored_answer():
 
 def test_failing_agent_dropped_after_max_failed_turns():
     run = Run(2)
-    run.respond(A, answer("Paris"))
+    run.respond(A, answer("Paris"))  # A waits: B's turn can only end in an answer
+    out = run.fail(B)  # B's next turn may vote too: A starts voting now
+    assert [(r.agent_id, r.turn_id) for r in of(out, TurnRequested)] == [(B, f"{B}.2"), (A, f"{A}.2")]
     run.vote_now(A, "agent1")
-    for i in range(2):
-        out = run.fail(B)
-        assert [type(e) for e in out] == [TurnRequested] and out[0].turn_id == f"{B}.{i + 2}"
+    out = run.fail(B)
+    assert [type(e) for e in out] == [TurnRequested] and out[0].turn_id == f"{B}.3"
     out = run.fail(B)
     (dropped,) = of(out, AgentDropped)
     assert (dropped.agent_id, dropped.failed_turns) == (B, 3)
@@ -576,3 +665,17 @@ def test_coordination_failure_during_presentation_is_ignored(max_failed_turns):
     # The late failure of the abandoned coordination turn must not matter:
     assert run.fail(A, turn=coordination) == []
     assert run.respond(A, content="Paris.")[-1] == RunTimedOut(winner_id=A, final_answer="Paris.")
+
+
+@pytest.mark.parametrize("text", ["Paris", "42", "x < 5 and y > 3", "Paris<|im_end|>", "東京", "`ls -l`", "**Mars**"])
+def test_text_with_words_or_numbers_is_not_junk(text):
+    assert why_junk(text) is None
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("", "it is empty"), ("  \n", "it is empty"), ("...", "no words"), ("** __ --", "no words"),
+    ("<|im_end|>", "chat-template token"), ("<END OF DOCUMENT>", "chat-template token"),
+    ("</s><s>", "chat-template token"), ("<agent2>", "chat-template token"),
+])
+def test_junk_rules(text, why):
+    assert why in why_junk(text)

@@ -63,7 +63,7 @@ async def test_consensus_round_presents_the_plurality_winner(fresh_nats, fake: F
 async def test_new_answer_invalidates_votes_and_agents_revote(fresh_nats, fake: FakeOpenAI) -> None:
     cfg, (ma, mb) = team(fake, 2)
     fake.default(ma, agent_script("A1", "agent1"))
-    fake.script(mb, answer("B1", delay_s=1.0))  # arrives after agent-a has already voted
+    fake.script(mb, answer("B1"), answer("B2", delay_s=1.0))  # B2 arrives after agent-a has already voted
     fake.default(mb, agent_script("B1", "agent1"))
     async with Stack(fresh_nats.url) as s:
         s.orchestrator()
@@ -71,10 +71,10 @@ async def test_new_answer_invalidates_votes_and_agents_revote(fresh_nats, fake: 
         run_id = await s.submit(cfg)
         records = await s.wait_done(run_id)
     invalidated = of(records, VoteInvalidated)
-    assert [(e.voter_id, e.by_label) for e in invalidated] == [("agent-a", "agent2.1")]
+    assert [(e.voter_id, e.by_label) for e in invalidated] == [("agent-a", "agent2.2")]
     a_votes = [e for e in of(records, VoteCast) if e.voter_id == "agent-a"]
-    assert [v.version for v in a_votes] == [1, 2]
-    assert {v.voter_id: v.version for v in of(records, VoteCast)} == {"agent-a": 2, "agent-b": 2}  # last votes
+    assert [v.version for v in a_votes] == [2, 3]
+    assert {v.voter_id: v.version for v in of(records, VoteCast)} == {"agent-a": 3, "agent-b": 3}  # last votes
     assert of(records, RunCompleted)
 
 
@@ -202,7 +202,7 @@ async def _submit_as(stack: Stack, cfg: dict, run_id: str) -> list:
 
 async def test_timeout_presents_the_best_available_answer(fresh_nats, fake: FakeOpenAI) -> None:
     cfg, (ma, mb) = team(fake, 2, timeout_s=2)
-    fake.script(ma, answer("Paris"), vote("agent1", delay_s=8))  # never votes in time
+    fake.script(ma, answer("Paris"))  # then waits to vote until agent-b's answer lands, which is never
     fake.default(ma, lambda body: Reply(text="Presented after timeout: Paris"))
     fake.default(mb, lambda body: answer("late", delay_s=8))  # never answers in time
     async with Stack(fresh_nats.url) as s:

@@ -189,7 +189,8 @@ async def test_json_schema_mode_returns_the_neutral_decision(llmock, backend):
     assert generation["responseMimeType"] == "application/json"
     branches = generation["responseJsonSchema"]["anyOf"]
     assert [b["properties"]["tool"]["enum"] for b in branches] == [["new_answer"], ["vote"]]
-    assert "Reply with one JSON object" in sent["systemInstruction"]["parts"][0]["text"]
+    assert "Reply with one JSON object" not in sent["systemInstruction"]["parts"][0]["text"]
+    assert "Reply with one JSON object" in sent["contents"][-1]["parts"][-1]["text"]  # last, where small models heed it
 
 
 async def test_json_schema_mode_unscripted_reply_follows_the_schema(llmock, backend):

@@ -7,7 +7,9 @@ variable. Defaults follow MassGen spec §2.1 (its ``cli.py::create_backend`` tab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from massgen.errors import ConfigError
@@ -100,6 +102,28 @@ def capabilities(backend_type: str) -> Capabilities:
         return BACKENDS[backend_type]
     except KeyError:
         raise ConfigError(f"unknown backend type {backend_type!r}; known: {', '.join(sorted(BACKENDS))}") from None
+
+
+def tool_mode(backend: Mapping[str, Any] | Any) -> Literal["native", "json_schema"]:
+    """How an agent with this ``backend`` block (a mapping, as events carry it, or a ``BackendConfig``)
+    takes workflow decisions: its ``tool_mode`` if set, else
+    native tool calls where its type has them. Gemini cannot combine function declarations with its
+    built-in search or code execution, so with either it decides in ``json_schema`` mode.
+
+    ``json_schema`` means the decision protocol for models without tool calls (the answer as free text,
+    the choice as constrained JSON; ``massgen_agent_worker.decisions``) and the compact prompts
+    (``massgen_orchestrator.prompts``).
+    """
+    get = backend.get if isinstance(backend, Mapping) else (lambda key: getattr(backend, key, None))
+    mode = get("tool_mode")
+    if mode in ("native", "json_schema"):
+        return mode
+    backend_type = str(get("type"))
+    if not capabilities(backend_type).native_tools:
+        return "json_schema"
+    if backend_type == "gemini" and (get("enable_web_search") or get("enable_code_execution")):
+        return "json_schema"
+    return "native"
 
 
 def base_url(backend_type: str, configured: str | None) -> str | None:

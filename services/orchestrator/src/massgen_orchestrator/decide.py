@@ -10,7 +10,8 @@ Rules, each named after a test in ``tests/test_decide.py``:
 - answers are shown as ``agentN`` (N = config position), one numbering everywhere;
 - a response is validated in MassGen's order (spec §1.4 table) and rejected with its error text, up to
   ``max_attempts`` LLM calls per turn; then the turn fails;
-- an accepted ``new_answer`` invalidates every vote and restarts every idle agent on the new answer set;
+- an accepted ``new_answer`` invalidates every vote and restarts every idle agent on the new answer set,
+  once no turn in flight can only end in an answer (so vote turns see the answers already in flight);
 - a vote counts only against the answer set its voter saw; a vote cast on a stale set is not counted,
   and the new answers go to the agent in its next call (the update MassGen loses, spec §1.4);
 - consensus when every live agent holds a valid vote; plurality winner, ties broken by config order;
@@ -26,6 +27,7 @@ import copy
 import json
 from dataclasses import dataclass
 
+from massgen import backends
 from massgen.bus import Draft
 from massgen.errors import NondeterminismError
 from massgen.events import (
@@ -57,6 +59,7 @@ from massgen.events import (
     VoteRecord,
 )
 from massgen_orchestrator import prompts
+from massgen_orchestrator.junk import why_junk
 from massgen_orchestrator.state import AgentState, RunState, Turn, _current, evolve, logical_order
 
 CORE_SOURCE = Source(service="orchestrator", instance="core")
@@ -170,7 +173,7 @@ class _Decider:
             case TurnResponded() if turn is not None:
                 if turn.kind == "presentation":
                     if st.phase == "presenting":
-                        self.finish(ev.content.strip() or None)
+                        self.finish(None if why_junk(ev.content) else ev.content.strip())
                 elif st.phase == "coordinating":
                     self.on_response(st.agents[ev.agent_id], turn, ev)
             case TurnFailed() if turn is not None:
@@ -188,6 +191,8 @@ class _Decider:
                 self.finish(None)
             case _:
                 pass
+        if st.phase == "coordinating":
+            self.start_idle()
         if st.budget_exceeded and st.phase == "coordinating" and not st.in_flight:
             self.end_on_budget()
 
@@ -225,9 +230,6 @@ class _Decider:
             for other in st.agents.values():
                 if other.vote is not None:
                     self.emit(VoteInvalidated(voter_id=other.id, target_id=other.vote.target_id, by_label=label))
-            for other in st.live:
-                if other.turn is None:
-                    self.start_turn(other)
         else:
             self.emit(
                 TurnRejected(
@@ -341,8 +343,14 @@ class _Decider:
                 return reject("vote_no_answers", "Cannot vote when no answers exist. Use new_answer tool.")
             if target not in valid:
                 return reject("unknown_agent", f"Invalid agent_id '{target}'. Valid agents: {', '.join(valid)}")
-            reason = args.get("reason") if args else ""
-            return _Verdict("vote", target=st.by_anon(target), text=reason if isinstance(reason, str) else "")
+            reason = args.get("reason") if args else None
+            why = why_junk(reason) if isinstance(reason, str) else "it is missing"
+            if why:
+                return reject(
+                    "junk_reason",
+                    f"Vote not recorded: its reason is not text ({why}). Vote again with a short reason in words.",
+                )
+            return _Verdict("vote", target=st.by_anon(target), text=reason)
         args = _arguments(answers[0])
         content = args.get("content") if args is not None else None
         if not isinstance(content, str) or not content.strip():
@@ -350,6 +358,12 @@ class _Decider:
                 "bad_arguments",
                 'Invalid arguments for new_answer: expected {"content": "your answer"}, '
                 f"got {answers[0].arguments[:200]!r}",
+            )
+        why = why_junk(content)
+        if why:
+            return reject(
+                "junk_answer",
+                f"Answer not recorded: {why}. Write the answer itself, in words, with new_answer.",
             )
         limit = self.settings.max_new_answers_per_agent
         if limit is not None and len(agent.answers) >= limit:
@@ -388,6 +402,23 @@ class _Decider:
             tools.append(prompts.vote_tool(valid))
         return tuple(tools)
 
+    def start_idle(self) -> None:
+        """Start a turn for every live agent that is idle without a vote (after a new answer invalidated
+        the votes, or after it answered), once no turn in flight can only end in an answer. Runs after
+        every input, so whatever ends the last such turn (an answer, a failure, a drop) starts them.
+
+        Such answers are moments away (every agent starts at once), and the run waits for them anyway:
+        a vote turn started before they land sees a stale answer set and has to be asked again, an
+        extra LLM round trip for nothing (issue 11 item 6). A vote still counts only against the set
+        its voter saw.
+        """
+        st = self.state
+        if any(a.turn is not None and all(t.name == "new_answer" for t in a.turn.tools) for a in st.live):
+            return
+        for agent in st.live:
+            if agent.turn is None and agent.vote is None:
+                self.start_turn(agent)
+
     def start_turn(self, agent: AgentState) -> None:
         st = self.state
         if st.budget_exceeded:
@@ -406,10 +437,13 @@ class _Decider:
                     s.answer_novelty_requirement,
                     st.submitted.question,
                     st.current_answers(),
+                    _style(agent),
+                    (agent.anon_id, agent.latest.content) if agent.latest else None,
                 ),
                 tools=self.tools_for(agent),
                 backend=agent.backend,
                 answers_version=st.version,
+                anon_id=agent.anon_id,
             )
         )
 
@@ -430,7 +464,7 @@ class _Decider:
                 for a in st.agents.values()
                 if a.latest is not None and a.latest.version > turn.answers_version
             ]
-            msgs.append(Message(role="user", content=prompts.update_message(fresh)))
+            msgs.append(Message(role="user", content=prompts.update_message(fresh, _style(agent))))
             self.emit(
                 UpdateDelivered(
                     agent_id=agent.id,
@@ -451,6 +485,7 @@ class _Decider:
                 tools=self.tools_for(agent),
                 backend=agent.backend,
                 answers_version=st.version,
+                anon_id=agent.anon_id,
             )
         )
 
@@ -521,10 +556,12 @@ class _Decider:
                     tie_broken,
                     st.current_answers(),
                     winner.anon_id,
+                    _style(winner),
                 ),
                 tools=(),
                 backend=winner.backend,
                 answers_version=st.version,
+                anon_id=winner.anon_id,
             )
         )
 
@@ -542,6 +579,11 @@ class _Decider:
             self.emit(RunTimedOut(winner_id=presenter.id, final_answer=content))
         else:
             self.emit(RunCompleted(winner_id=presenter.id, final_answer=content))
+
+
+def _style(agent: AgentState) -> prompts.Style:
+    """Compact prompts for agents without native tool calls (``massgen_orchestrator.prompts``)."""
+    return "compact" if backends.tool_mode(agent.backend) == "json_schema" else "massgen"
 
 
 def _arguments(call: ToolCall) -> dict | None:

@@ -4,13 +4,29 @@ One numbering everywhere: ``agentN`` is the N-th agent in config order, in the a
 enum, update messages and error texts (MassGen numbers these three differently, spec §1.4 (a)-(c)).
 Real agent ids never reach a prompt. No clock: MassGen's timestamp line is left out so that prompts,
 like every decision, are a pure function of the log.
+
+Two styles, chosen per agent by its tool mode (``massgen.backends.tool_mode``):
+
+- ``massgen``: MassGen's own texts, for models with native tool calls;
+- ``compact``: for models without tool calls (``json_schema``, the local models). The same content
+  (identity, the question, every answer under its anonymous id, the voting and novelty criteria, the
+  presenter's votes and reasons) in a few plain sentences: a 0.5-1.5B model loses the question in
+  MassGen's XML-tagged, tool-call-centred prompt, and answered ``<END OF DOCUMENT>`` (issue 11).
+  Each agent's turns form one conversation: the question as asked, the agent's own latest answer as
+  its reply, then the other agents' answers and the agent's own label, with what to do. The prefix an agent's
+  later turns share with its earlier ones is what llama.cpp's prompt cache serves from the agent's
+  slot, so a vote or presentation turn processes little more than the other agents' answers.
+  (MassGen restarts every turn from scratch and does not tell an agent which answer is its own.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from massgen.events import Message, ToolSpec
+
+Style = Literal["massgen", "compact"]
 
 ENFORCEMENT_MESSAGE = (
     "Finish your work above by making a tool call of `vote` or `new_answer`. Make sure you actually call the tool."
@@ -127,17 +143,74 @@ def coordination_user(question: str, answers: Sequence[tuple[str, str]]) -> str:
 
 
 def coordination_messages(
-    system_message: str, sensitivity: str, novelty: str, question: str, answers: Sequence[tuple[str, str]]
+    system_message: str, sensitivity: str, novelty: str, question: str, answers: Sequence[tuple[str, str]],
+    style: Style = "massgen", own: tuple[str, str] | None = None,
 ) -> tuple[Message, ...]:
-    """Attempt-1 messages of a coordination turn."""
+    """Attempt-1 messages of a coordination turn, in ``style`` (module docstring); ``own`` is the agent's
+    latest ``(anon_id, answer)``, which the compact style puts first, as the agent's own reply."""
+    if style == "compact":
+        criteria = _COMPACT_SENSITIVITY[sensitivity] + _COMPACT_NOVELTY[novelty]
+        return _compact_conversation(system_message, question, answers, own, criteria)
     return (
         Message(role="system", content=coordination_system(system_message, sensitivity, novelty)),
         Message(role="user", content=coordination_user(question, answers)),
     )
 
 
-def update_message(new_answers: Sequence[tuple[str, str]]) -> str:
+_COMPACT_SENSITIVITY = {
+    "lenient": "If one of these answers is correct, vote for the best one. If none is, write a better answer.",
+    "balanced": (
+        "Vote for the best answer only if it is correct and complete. If it could be meaningfully improved, "
+        "write a better answer."
+    ),
+    "strict": (
+        "Vote for the best answer only if it is excellent: correct, complete and careful about edge cases. "
+        "Otherwise write a better answer."
+    ),
+}
+_COMPACT_NOVELTY = {
+    "lenient": "",
+    "balanced": " A new answer must be meaningfully different from the existing ones, not a rephrasing.",
+    "strict": " A new answer must be substantially different from the existing ones; if you have none, vote.",
+}
+
+
+def _compact_system(system_message: str) -> str:
+    team = "You are one of several agents answering the same question; the answers are labelled agent1, agent2, ..."
+    return f"{system_message.strip()}\n{team}" if system_message.strip() else team
+
+
+def _listing(answers: Sequence[tuple[str, str]]) -> str:
+    return "\n\n".join(f"{a}: {text}" for a, text in answers)
+
+
+def _compact_conversation(
+    system_message: str, question: str, answers: Sequence[tuple[str, str]], own: tuple[str, str] | None,
+    closing: str,
+) -> tuple[Message, ...]:
+    """``[system, question, own answer, the other answers + closing]``; before any answer, the question
+    alone; for an agent without an answer of its own, the question and the answers in one message."""
+    system = Message(role="system", content=_compact_system(system_message))
+    if not answers:
+        return (system, Message(role="user", content=question))
+    if own is None:
+        listed = f"Question: {question}\n\nAnswers so far:\n\n{_listing(answers)}\n\n{closing}"
+        return (system, Message(role="user", content=listed))
+    others = [(a, text) for a, text in answers if a != own[0]]
+    listed = (f"The other agents' answers:\n\n{_listing(others)}" if others else "No other agent has answered.")
+    listed += f"\n\nYour answer above is {own[0]}.\n\n{closing}"
+    return (
+        system,
+        Message(role="user", content=question),
+        Message(role="assistant", content=own[1]),
+        Message(role="user", content=listed),
+    )
+
+
+def update_message(new_answers: Sequence[tuple[str, str]], style: Style = "massgen") -> str:
     """The mid-turn update (spec §1.6), numbered like everything else."""
+    if style == "compact":
+        return f"New answers arrived while you were working:\n\n{_listing(new_answers)}\n\nTake them into account."
     listed = "\n".join(f"<{a}> {text} <end of {a}>" for a, text in new_answers)
     return (
         "UPDATE: While you were working, new answers were provided.\n"
@@ -155,8 +228,11 @@ def presentation_messages(
     tie_broken: bool,
     answers: Sequence[tuple[str, str]],
     presenter_anon: str,
+    style: Style = "massgen",
 ) -> tuple[Message, ...]:
     """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only."""
+    if style == "compact":
+        return _compact_presentation(system_message, question, votes_for_presenter, tie_broken, answers, presenter_anon)
     system = []
     if system_message.strip():
         system.append(_section("agent_identity", "critical", system_message.strip()))
@@ -180,3 +256,18 @@ def presentation_messages(
         "Based on the coordination process above, present your final answer:"
     )
     return (Message(role="system", content="\n".join(system)), Message(role="user", content=user))
+
+
+def _compact_presentation(
+    system_message: str, question: str, reasons: Sequence[str], tie_broken: bool,
+    answers: Sequence[tuple[str, str]], presenter_anon: str,
+) -> tuple[Message, ...]:
+    if reasons:
+        votes = f"Your answer, {presenter_anon}, was voted the best ({len(reasons)} vote(s)"
+        votes += ", tie broken by agent order" if tie_broken else ""
+        votes += "). Reasons given: " + "; ".join(r.strip() for r in reasons) + "."
+    else:
+        votes = f"No votes were cast in time; your answer, {presenter_anon}, was chosen as the best available."
+    own = next(((a, text) for a, text in answers if a == presenter_anon), None)
+    closing = f"{votes}\nWrite the final answer to the question: keep what is correct, fix what is not."
+    return _compact_conversation(system_message, question, answers, own, closing)

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from massgen_replay.views import RunView, preview
+from massgen_replay.views import Entry, RunView, preview
 
 _KIND_STYLE = {
     "new_answer": "bold green",
@@ -41,6 +41,28 @@ def live(view: RunView) -> Panel:
         table.add_row(f"{a.anon_id} ({a.id})", a.status, ", ".join(a.answers) or "-", a.vote or "-", tail)
     title = f"run {view.run_id} · {view.phase} · {view.events} events"
     return Panel(table, title=title, subtitle=preview(view.question, 80))
+
+
+PROGRESS_KINDS = frozenset({
+    "started", "new_answer", "vote", "rejected", "update", "invalidated", "retry", "failed", "dropped", "consensus",
+    "presenting", "tool_call", "exec", "budget",
+})
+"""Timeline entries that ``massgen submit`` prints as they land (the live table shows the rest)."""
+
+
+def progress(view: RunView, entry: Entry) -> Text | None:
+    """One line of ``massgen submit``'s progress (seconds since submission, who, what), or None for
+    entries the live table already covers; printed above the live table, so it also shows without a
+    terminal (a CI log, a pipe)."""
+    if entry.kind not in PROGRESS_KINDS:
+        return None
+    start = view.stages.get("submitted", entry.ts)
+    who = f"{view.agents[entry.agent_id].anon_id} ({entry.agent_id})" if entry.agent_id in view.agents else "run"
+    line = Text(f"{entry.ts - start:6.1f}s  {who:<22} ")
+    if entry.kind == "started":  # a turn (or an attempt of it) began: the agent is thinking
+        return line.append("thinking", style="dim")
+    line.append(entry.kind, style=_KIND_STYLE.get(entry.kind, "dim"))
+    return line.append(f"  {preview(entry.text, 110)}")
 
 
 def report(view: RunView, console: Console) -> None:

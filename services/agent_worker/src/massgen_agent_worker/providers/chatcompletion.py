@@ -150,7 +150,7 @@ def decision_schema(tools: tuple[ToolSpec, ...]) -> dict[str, Any]:
 
 
 def _json_instructions(tools: tuple[ToolSpec, ...]) -> str:
-    lines = ["", "Reply with one JSON object that calls exactly one of these tools:"]
+    lines = ["Reply with one JSON object that calls exactly one of these tools:"]
     for t in tools:
         props = t.parameters.get("properties", {})
         example = {k: (v.get("enum", ["..."])[0] if "enum" in v else "...") for k, v in props.items()}
@@ -158,26 +158,34 @@ def _json_instructions(tools: tuple[ToolSpec, ...]) -> str:
     return "\n".join(lines)
 
 
+def _as_text(call: ToolCall) -> str:
+    """An earlier tool call as the model wrote it: ``new_answer``'s answer as its text, others as JSON."""
+    try:
+        args = json.loads(call.arguments)
+    except json.JSONDecodeError:
+        args = call.arguments
+    if call.name == "new_answer" and isinstance(args, dict) and isinstance(args.get("content"), str):
+        return args["content"]
+    return json.dumps({"tool": call.name, "arguments": args}, ensure_ascii=False)
+
+
 def _json_messages(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    """The history for a model without a tool role (calls and results as text), with the JSON
+    instructions at the end of the last user message, where a small model heeds them best."""
     names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for m in messages:
-        if m.role == "system":
-            out.append({"role": "system", "content": m.content + _json_instructions(tools)})
-        elif m.role == "assistant" and m.tool_calls:
-            calls = []
-            for c in m.tool_calls:
-                names[c.id] = c.name
-                try:
-                    args = json.loads(c.arguments)
-                except json.JSONDecodeError:
-                    args = c.arguments
-                calls.append(json.dumps({"tool": c.name, "arguments": args}))
-            out.append({"role": "assistant", "content": "\n".join(calls)})
+        if m.role == "assistant" and m.tool_calls:
+            names.update((c.id, c.name) for c in m.tool_calls)
+            out.append({"role": "assistant", "content": "\n".join(_as_text(c) for c in m.tool_calls)})
         elif m.role == "tool":
             out.append({"role": "user", "content": f"Result of your {names.get(m.tool_call_id or '', 'tool')} call: {m.content}"})
         else:
             out.append({"role": m.role, "content": m.content})
+    if out and out[-1]["role"] == "user":
+        out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n\n{_json_instructions(tools)}"}
+    else:
+        out.append({"role": "user", "content": _json_instructions(tools)})
     return out
 
 
@@ -208,8 +216,7 @@ async def stream_chat(
     client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText
 ) -> Completion:
     """The Chat Completions call of :func:`complete` on a given client (Azure brings its own)."""
-    mode = cfg.tool_mode or ("json_schema" if cfg.type == "local" else "native")
-    json_mode = mode == "json_schema" and bool(request.tools)
+    json_mode = backends.tool_mode(cfg) == "json_schema" and bool(request.tools)
     params: dict[str, Any] = {
         "model": cfg.model or "default",
         "stream": True,

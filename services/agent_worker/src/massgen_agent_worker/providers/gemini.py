@@ -193,7 +193,7 @@ def native_contents(messages: tuple[Message, ...]) -> tuple[str | None, list[typ
 
 
 def _json_contents(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -> tuple[str | None, list[types.Content]]:
-    plain = _json_messages(messages, tools)  # tool calls and results as text, instructions in the system message
+    plain = _json_messages(messages, tools)  # tool calls and results as text, instructions at the end
     system = [m["content"] for m in plain if m["role"] == "system"]
     contents = [
         types.Content(role="model" if m["role"] == "assistant" else "user", parts=[types.Part(text=m["content"])])
@@ -251,8 +251,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
         ConfigError: the API-key variable is not set.
     """
     label = f"{cfg.type} endpoint"
-    mode = cfg.tool_mode or ("json_schema" if cfg.enable_web_search or cfg.enable_code_execution else "native")
-    json_mode = mode == "json_schema" and bool(request.tools)
+    json_mode = backends.tool_mode(cfg) == "json_schema" and bool(request.tools)
     system, contents = (
         _json_contents(request.messages, request.tools) if json_mode else native_contents(request.messages)
     )

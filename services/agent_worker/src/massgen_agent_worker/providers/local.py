@@ -1,8 +1,11 @@
-"""``local``: the embedded SmolLM2 model through the same ``openai`` SDK path as ``chatcompletion``.
+"""``local``: a registry model (:mod:`massgen.models`) through the same ``openai`` SDK path as
+``chatcompletion``.
 
-With no ``base_url`` (and no ``MASSGEN_LOCAL_LLM_URL``) the worker starts the model server itself (once
-per process); otherwise it uses that server (e.g. the compose ``local-llm`` service). Workflow decisions use JSON-schema-constrained
-output, since the model emits no native tool calls.
+With no ``base_url`` (and no ``MASSGEN_LOCAL_LLM_URL``) the worker starts the model's server itself
+(once per process and model); otherwise it uses that server (e.g. the compose ``local-llm`` service).
+Workflow decisions use the JSON-schema protocol of :mod:`massgen_agent_worker.decisions`, since the
+models emit no native tool calls. Each request asks for llama.cpp's prompt cache, in the agent's own
+slot (:func:`slot_of`), so an agent's later turns reuse what its earlier turns already processed.
 """
 
 from __future__ import annotations
@@ -12,30 +15,46 @@ from pathlib import Path
 
 import msgspec
 
+from massgen import models
 from massgen.config import BackendConfig
 from massgen.events import TurnRequested
-from massgen_agent_worker.local_llm import MODEL_NAME, LocalModelServer
+from massgen_agent_worker.local_llm import DEFAULT_PARALLEL, LocalModelServer
 from massgen_agent_worker.providers import Completion, OnText, chatcompletion
 
-DEFAULT_MAX_TOKENS = 256
-_server: LocalModelServer | None = None
+DEFAULT_MAX_TOKENS = 512
+_servers: dict[str, LocalModelServer] = {}
 
 
-def server() -> LocalModelServer:
-    """The process-wide model server (logs under ``$MASSGEN_HOME/logs``)."""
-    global _server
-    if _server is None:
-        home = Path(os.environ.get("MASSGEN_HOME", Path.home() / ".massgen"))
-        _server = LocalModelServer(home / "logs")
-    return _server
+def server(model: str | None = None) -> LocalModelServer:
+    """The process-wide server of ``model`` (logs under ``$MASSGEN_HOME/logs``)."""
+    name = models.get(model).name
+    if name not in _servers:
+        home = Path(os.environ.get("MASSGEN_HOME") or Path.home() / ".massgen")
+        _servers[name] = LocalModelServer(name, home / "logs")
+    return _servers[name]
+
+
+def stop_all() -> None:
+    """Stop every model server this process started."""
+    for s in _servers.values():
+        s.stop()
+
+
+def slot_of(request: TurnRequested) -> int:
+    """The server slot of the request's agent: its position in the team (``agentN`` is slot N-1), modulo
+    the server's slots, so each agent of a team of up to that many keeps its own prompt cache."""
+    anon = request.anon_id or "agent1"
+    return (int(anon.removeprefix("agent") or 1) - 1) % DEFAULT_PARALLEL
 
 
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
     """One call to the local model. Raises as :func:`chatcompletion.complete`, plus ``LocalModelError``."""
+    name = models.get(cfg.model).name
     # MASSGEN_LOCAL_LLM_URL: a model server the deployment provides (compose's local-llm), kept out of
     # the config so no deployment address enters run.submitted.
-    base_url = cfg.base_url or os.environ.get("MASSGEN_LOCAL_LLM_URL") or await server().ensure()
+    base_url = cfg.base_url or os.environ.get("MASSGEN_LOCAL_LLM_URL") or await server(name).ensure()
     cfg = msgspec.structs.replace(
-        cfg, model=cfg.model or MODEL_NAME, max_tokens=cfg.max_tokens or DEFAULT_MAX_TOKENS
+        cfg, model=name, max_tokens=cfg.max_tokens or DEFAULT_MAX_TOKENS,
+        extra_body={"cache_prompt": True, "id_slot": slot_of(request), **cfg.extra_body},
     )
     return await chatcompletion.complete(cfg, request, on_text, base_url=base_url)
