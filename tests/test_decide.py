@@ -13,7 +13,7 @@ import json
 
 import pytest
 from massgen_orchestrator.decide import STALE_VOTE_TEXT, decide, step, verify
-from massgen_orchestrator.junk import why_junk
+from massgen_orchestrator.junk import strip_echoed_label, why_junk
 from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE, coordination_messages
 from massgen_orchestrator.state import RunState, logical_order
 from msgspec.structs import replace
@@ -491,7 +491,7 @@ def test_compact_prompts_for_models_without_tool_calls():
     assert vote_turn.messages[:2] == first.messages
     assert vote_turn.messages[2] == Message(role="assistant", content="Paris, said A")
     listed = vote_turn.messages[3].content
-    assert listed.startswith("The other agents' answers:\n\nagent2: It is Paris, said B\n\nYour answer above is agent1.")
+    assert listed.startswith("The other agents' answers:\n\nagent2 wrote:\nIt is Paris, said B\n\nYour answer above is agent1.")
     assert listed.endswith("If one of these answers is correct, vote for the best one. If none is, write a better answer.")
     run.vote_now(A, "agent1", "mine is concise")
     run.vote_now(B, "agent1", "A is clearest")
@@ -505,7 +505,7 @@ def test_compact_prompts_for_models_without_tool_calls():
     # An agent with no answer of its own gets the question and the answers in one message.
     alone = coordination_messages("", "lenient", "lenient", QUESTION, [("agent1", "Paris")], "compact", None)
     assert [m.role for m in alone] == ["system", "user"]
-    assert alone[1].content.startswith(f"Question: {QUESTION}\n\nAnswers so far:\n\nagent1: Paris")
+    assert alone[1].content.startswith(f"Question: {QUESTION}\n\nAnswers so far:\n\nagent1 wrote:\nParis")
 
 
 def test_run_deadline_presents_plurality_winner():
@@ -679,3 +679,14 @@ def test_text_with_words_or_numbers_is_not_junk(text):
 ])
 def test_junk_rules(text, why):
     assert why in why_junk(text)
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("agent2 wrote: Paris.", "Paris."), ("agent1: Paris is the capital.", "Paris is the capital."),
+    ("Final answer: 42", "42"), ("The agent1 answer is right", "The agent1 answer is right"),
+])
+def test_a_label_copied_from_the_listing_is_not_part_of_the_answer(text, kept):
+    assert strip_echoed_label(text) == kept
+    run = Run(1)
+    run.respond(A, answer(text))
+    assert run.state.answers[0].content == kept

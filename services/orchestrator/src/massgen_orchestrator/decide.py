@@ -59,7 +59,7 @@ from massgen.events import (
     VoteRecord,
 )
 from massgen_orchestrator import prompts
-from massgen_orchestrator.junk import why_junk
+from massgen_orchestrator.junk import strip_echoed_label, why_junk
 from massgen_orchestrator.state import AgentState, RunState, Turn, _current, evolve, logical_order
 
 CORE_SOURCE = Source(service="orchestrator", instance="core")
@@ -173,7 +173,8 @@ class _Decider:
             case TurnResponded() if turn is not None:
                 if turn.kind == "presentation":
                     if st.phase == "presenting":
-                        self.finish(None if why_junk(ev.content) else ev.content.strip())
+                        presented = strip_echoed_label(ev.content)
+                        self.finish(None if why_junk(presented) else presented)
                 elif st.phase == "coordinating":
                     self.on_response(st.agents[ev.agent_id], turn, ev)
             case TurnFailed() if turn is not None:
@@ -353,6 +354,7 @@ class _Decider:
             return _Verdict("vote", target=st.by_anon(target), text=reason)
         args = _arguments(answers[0])
         content = args.get("content") if args is not None else None
+        content = strip_echoed_label(content) if isinstance(content, str) else content
         if not isinstance(content, str) or not content.strip():
             return reject(
                 "bad_arguments",

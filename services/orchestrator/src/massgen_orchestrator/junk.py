@@ -17,6 +17,7 @@ _TEMPLATE_TOKENS = re.compile(
     re.I,
 )
 _WORD = re.compile(r"\w", re.UNICODE)
+_ECHOED_LABEL = re.compile(r"^\s*(?:agent\d+(?: wrote)?|final answer)\s*:\s*", re.I)
 
 
 def why_junk(text: str) -> str | None:
@@ -33,3 +34,9 @@ def why_junk(text: str) -> str | None:
             return f"it is only a chat-template token or tag ({text.strip()[:40]!r}), not text"
         return f"it has no words, only punctuation or markup ({text.strip()[:40]!r})"
     return None
+
+
+def strip_echoed_label(text: str) -> str:
+    """``text`` without a leading ``agentN:`` / ``agentN wrote:`` / ``Final answer:`` that a small model
+    copies from the way answers are listed to it; the answer itself is kept as written."""
+    return _ECHOED_LABEL.sub("", text, count=1).strip()

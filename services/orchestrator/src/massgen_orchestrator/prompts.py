@@ -181,7 +181,7 @@ def _compact_system(system_message: str) -> str:
 
 
 def _listing(answers: Sequence[tuple[str, str]]) -> str:
-    return "\n\n".join(f"{a}: {text}" for a, text in answers)
+    return "\n\n".join(f"{a} wrote:\n{text}" for a, text in answers)
 
 
 def _compact_conversation(
@@ -269,5 +269,5 @@ def _compact_presentation(
     else:
         votes = f"No votes were cast in time; your answer, {presenter_anon}, was chosen as the best available."
     own = next(((a, text) for a, text in answers if a == presenter_anon), None)
-    closing = f"{votes}\nWrite the final answer to the question: keep what is correct, fix what is not."
+    closing = f"{votes}\nNow give your final answer to the question."
     return _compact_conversation(system_message, question, answers, own, closing)
