@@ -2,7 +2,7 @@
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
-QUESTION ?= What is the capital of France, and why is it historically important?
+QUESTION ?= What is the capital of France? Answer in one word.
 STAMP   := $(VENV)/.installed
 MODEL   ?=
 # MODEL=NAME installs another local model too (`massgen models` lists them); the default model always.
@@ -51,6 +51,7 @@ test-fast: install
 
 bench: install sandbox compose-fetch
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/local_llm_bench.py
 	$(BIN)/python bench/exec_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/scale_bench.py --compose

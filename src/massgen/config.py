@@ -25,7 +25,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from massgen import backends, mcp
+from massgen import backends, mcp, models
 from massgen.errors import ConfigError
 from massgen.events import AgentSpec, RunSettings, RunSubmitted
 
@@ -364,6 +364,11 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
                 "put the key in an environment variable and write `api_key: ${NAME}` or `api_key_env: NAME`"
             )
         b = msgspec.structs.replace(b, api_key=None, api_key_env=ref.group(1))
+    if b.type == "local" and not b.base_url and b.model is not None and b.model not in models.MODELS:
+        raise ConfigError(
+            f"{origin}: `{where}.model`: unknown local model {b.model!r}; choose one of: {', '.join(models.MODELS)} "
+            "(`massgen models` lists them), or set `base_url` to a model server of your own"
+        )
     caps = backends.capabilities(b.type)
     if caps.adapter in ("chatcompletion", "openai", "claude", "gemini", "azure_openai") and not b.model:
         raise ConfigError(f"{origin}: `{where}.model` is required for backend type {b.type}")

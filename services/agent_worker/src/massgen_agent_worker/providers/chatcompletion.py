@@ -3,11 +3,13 @@
 Two ways to take the workflow decision (``backend.tool_mode``):
 
 - ``native``: the tools go in ``tools=``; streamed ``tool_calls`` deltas are reassembled;
-- ``json_schema``: for models without tool calling (the local SmolLM2). The offered tools become one
+- ``json_schema``: for models without tool calling (the local models). The offered tools become one
   ``response_format: json_schema`` whose branches are ``{"tool": NAME, "arguments": {...}}``; the
   server's grammar guarantees valid JSON, mapped back to the same neutral tool calls. Earlier tool
   calls and results in the history are rewritten as plain text, since such chat templates know no
-  tool role.
+  tool role, and the instructions go at the end of the last user message. The worker uses this mode
+  only for the short choice of its decision protocol (``massgen_agent_worker.decisions``): answers are
+  asked for as free text.
 """
 
 from __future__ import annotations

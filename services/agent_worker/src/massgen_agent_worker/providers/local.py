@@ -49,10 +49,11 @@ def slot_of(request: TurnRequested) -> int:
 
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
     """One call to the local model. Raises as :func:`chatcompletion.complete`, plus ``LocalModelError``."""
-    name = models.get(cfg.model).name
     # MASSGEN_LOCAL_LLM_URL: a model server the deployment provides (compose's local-llm), kept out of
-    # the config so no deployment address enters run.submitted.
-    base_url = cfg.base_url or os.environ.get("MASSGEN_LOCAL_LLM_URL") or await server(name).ensure()
+    # the config so no deployment address enters run.submitted. A server of one's own serves any model name.
+    base_url = cfg.base_url or os.environ.get("MASSGEN_LOCAL_LLM_URL")
+    name = cfg.model if base_url and cfg.model else models.get(cfg.model).name
+    base_url = base_url or await server(name).ensure()
     cfg = msgspec.structs.replace(
         cfg, model=name, max_tokens=cfg.max_tokens or DEFAULT_MAX_TOKENS,
         extra_body={"cache_prompt": True, "id_slot": slot_of(request), **cfg.extra_body},
