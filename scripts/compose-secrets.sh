@@ -8,7 +8,7 @@
 #                               only what that container needs:
 #                                 nats.env          the five NATS_*_PASSWORD (the server's users)
 #                                 <service>.env     MASSGEN_NATS_URL with that service's user only
-#                                 agent-worker.env  + the non-NATS settings of deploy/.env (provider keys)
+#                                 agent_worker.env  + the non-NATS settings of deploy/.env (provider keys)
 #                                 cli.env           MASSGEN_NATS_URL for `massgen` on the host
 #                               docker-compose.yml reads them with env_file, so a plain
 #                               `docker compose up` needs no --env-file for credentials.
@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENV_FILE="${MASSGEN_COMPOSE_ENV:-$ROOT/deploy/.env}"
 OUT="$ROOT/deploy/build/env"
-USERS=(orchestrator agent-worker mcp-broker executor cli)
+USERS=(orchestrator agent_worker mcp_broker executor cli)   # NATS users: the services' names
 
 say() { echo "compose-secrets: $*"; }
 die() { echo "compose-secrets: ERROR: $*" >&2; exit 1; }
@@ -62,17 +62,17 @@ CLI_HOST="127.0.0.1:$(get NATS_PORT)"; [ "$CLI_HOST" != "127.0.0.1:" ] || CLI_HO
   echo "# derived from deploy/.env by scripts/compose-secrets.sh: the NATS server's users"
   for u in "${USERS[@]}"; do v="$(var_of "$u")"; echo "$v=$(get "$v")"; done
 } >"$OUT/nats.env"
-for u in orchestrator agent-worker mcp-broker executor; do
+for u in orchestrator agent_worker mcp_broker executor; do
   {
     echo "# derived from deploy/.env by scripts/compose-secrets.sh: the $u service's credentials"
     echo "MASSGEN_NATS_URL=$SCHEME://$u:$(get "$(var_of "$u")")@$NATS_HOST:4222"
   } >"$OUT/$u.env"
 done
 # Provider keys and other settings for the workers: every non-NATS, non-comment line of deploy/.env.
-grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$ENV_FILE" | grep -v -E '^NATS_' >>"$OUT/agent-worker.env" || true
+grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$ENV_FILE" | grep -v -E '^NATS_' >>"$OUT/agent_worker.env" || true
 {
   echo "# for massgen on the host:  set -a; . deploy/build/env/cli.env; set +a"
   echo "MASSGEN_NATS_URL=$SCHEME://cli:$(get NATS_CLI_PASSWORD)@$CLI_HOST"
 } >"$OUT/cli.env"
 chmod 600 "$OUT"/*.env
-say "credentials: $ENV_FILE -> $OUT/{nats,orchestrator,agent-worker,mcp-broker,executor,cli}.env"
+say "credentials: $ENV_FILE -> $OUT/{nats,orchestrator,agent_worker,mcp_broker,executor,cli}.env"

@@ -80,7 +80,7 @@ YAML
 fi
 
 say "4. massgen status"
-# Retried: a heartbeat key that expires between `keys()` and `get()` empties one reading (massgen.ops).
+# Retried: a heartbeat key that expires between `keys()` and `get()` empties one reading (massgen_es.ops).
 for i in 1 2 3 4 5; do
   if "$MASSGEN" status --json | "$PY" deploy/tests/smoke_checks.py status 2>/dev/null; then break; fi
   [ "$i" -lt 5 ] || die "massgen status does not list every service"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from massgen.bus.jetstream import connect, ensure_streams
-from massgen.bus.server import NatsServer
-from massgen.testing.fake_openai import FakeOpenAI
+from massgen_es.bus.jetstream import connect, ensure_streams
+from massgen_es.bus.server import NatsServer
+from massgen_es.testing.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
-from massgen.bus.secrets import SecretStore
-from massgen.config import parse_config, run_submitted, secrets
-from massgen.events import TERMINAL_EVENTS, AnswerPosted, Source, TurnRequested
-from massgen.testing import eventually
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+from massgen_es.bus.secrets import SecretStore
+from massgen_es.config import parse_config, run_submitted, secrets
+from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TurnRequested, UnknownEvent, check_writer
+from massgen_es.testing import eventually
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_agent_worker.worker import AgentWorker
 from massgen_executor.service import Executor
 from massgen_mcp_broker.service import McpBroker
@@ -129,7 +129,7 @@ class Stack:
         parsed = parse_config(cfg)
         await SecretStore(self.nc).put_all(secrets(parsed))
         ev = run_submitted(question, parsed, **kw)
-        await self.log.append(run_id, "client", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
+        await self.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
         return run_id
 
     async def wait_done(self, run_id: str, timeout_s: float = 30) -> list:
@@ -141,6 +141,9 @@ class Stack:
             return any(isinstance(r.event, TERMINAL_EVENTS) for r in records)
 
         await eventually(done, timeout_s, f"run {run_id} to end")
+        for r in records:  # every event was written by a writer the catalogue allows (docs/architecture)
+            if not isinstance(r.event, UnknownEvent):
+                check_writer(r.event, r.source.service)
         return records
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from massgen.events import Message, ToolSpec, TurnRequested
+from massgen_es.events import Message, ToolSpec, TurnRequested
 
 
 def turn(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...] = ()) -> TurnRequested:

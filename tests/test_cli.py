@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
 
@@ -109,7 +109,7 @@ def test_served_service_heartbeats_shows_in_status_and_stops_cleanly_on_sigterm(
     import time
 
     env = {**os.environ, "MASSGEN_NATS_URL": fresh_nats.url, "MASSGEN_HOME": str(tmp_path)}
-    proc = subprocess.Popen([MASSGEN, "serve", "agent-worker"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([MASSGEN, "serve", "agent_worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline, info = time.monotonic() + 30, {}
@@ -131,4 +131,4 @@ def test_served_service_heartbeats_shows_in_status_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines on stdout
     assert any("serving" in entry["msg"] for entry in lines)
-    assert any("stopping" in entry["msg"] and entry["service"] == "agent-worker" for entry in lines)
+    assert any("stopping" in entry["msg"] and entry["service"] == "agent_worker" for entry in lines)

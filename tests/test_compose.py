@@ -1,5 +1,5 @@
 """End to end against the compose stack (issue 6): the images built offline from this tree, the
-stack started with `docker compose` under a throwaway project (massgen.testing.compose), the CLI on
+stack started with `docker compose` under a throwaway project (massgen_es.testing.compose), the CLI on
 the host as NATS user `cli`, a scripted model in a container on the stack's network.
 
 The tests share one stack and run in file order: one worker first, then three, then one of the
@@ -19,8 +19,8 @@ import pytest
 import yaml
 from harness import assert_no_duplicates, of
 
-from massgen.bus.jetstream import JetStreamEventLog, connect
-from massgen.events import (
+from massgen_es.bus.jetstream import JetStreamEventLog, connect
+from massgen_es.events import (
     AnswerPosted,
     ExecutionCompleted,
     RunCompleted,
@@ -29,7 +29,7 @@ from massgen.events import (
     UsageRecorded,
     VoteCast,
 )
-from massgen.testing.compose import ComposeStack, host_of
+from massgen_es.testing.compose import ComposeStack, host_of
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
@@ -251,4 +251,4 @@ async def test_worker_container_stopped_mid_turn_exits_cleanly_and_hands_the_tur
     assert stack.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container]).strip() == "0"
     logged = stack.run(["docker", "logs", container])
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
-    assert any("stopping" in line["msg"] and line["service"] == "agent-worker" for line in lines)
+    assert any("stopping" in line["msg"] and line["service"] == "agent_worker" for line in lines)

@@ -7,9 +7,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from massgen.config import load_config, parse_config, run_submitted
-from massgen.errors import ConfigError
-from massgen.events import RunSettings
+from massgen_es.config import load_config, parse_config, run_submitted
+from massgen_es.errors import ConfigError
+from massgen_es.events import RunSettings
 
 
 def _agent(id: str = "a", **backend) -> dict:

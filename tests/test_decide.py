@@ -18,9 +18,9 @@ from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE, coordination_messa
 from massgen_orchestrator.state import RunState, logical_order
 from msgspec.structs import replace
 
-from massgen.config import parse_config, run_submitted
-from massgen.errors import NondeterminismError
-from massgen.events import (
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.errors import NondeterminismError
+from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     ConsensusReached,

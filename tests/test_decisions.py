@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 from harness import Stack, of, team
-from massgen.events import AnswerPosted, RunCompleted, TurnRejected, UsageRecorded, VoteCast
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.events import AnswerPosted, RunCompleted, TurnRejected, UsageRecorded, VoteCast
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_agent_worker.decisions import WRITE_ANSWER
 
 

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.js.api import RetentionPolicy, StorageType
 
-from massgen import subjects
-from massgen.bus import Draft, EventLog
-from massgen.bus.jetstream import JetStreamEventLog
-from massgen.bus.memory import InMemoryEventLog
-from massgen.errors import ConcurrencyConflict
-from massgen.events import (
+from massgen_es import subjects
+from massgen_es.bus import Draft, EventLog
+from massgen_es.bus.jetstream import JetStreamEventLog
+from massgen_es.bus.memory import InMemoryEventLog
+from massgen_es.errors import ConcurrencyConflict
+from massgen_es.events import (
     AgentDropped,
     Failure,
     Record,
@@ -56,7 +56,7 @@ async def _ids(log: EventLog, run: str) -> list[str]:
 
 async def test_append_then_read_returns_records_in_order_with_metadata(event_log: EventLog, run: str):
     drafts = _drafts(run, 3, causation_id="cause-1")
-    seqs = [(await event_log.append(run, "agent", [d], origin=ORIGIN))[0] for d in drafts]
+    seqs = [(await event_log.append(run, "agent_worker", [d], origin=ORIGIN))[0] for d in drafts]
     records = await event_log.read(run)
     assert [r.seq for r in records] == seqs == sorted(set(seqs))
     assert [r.id for r in records] == [d.id for d in drafts]
@@ -65,15 +65,15 @@ async def test_append_then_read_returns_records_in_order_with_metadata(event_log
 
 async def test_read_run_id_returns_only_that_run(event_log: EventLog, run: str):
     other = uuid.uuid4().hex
-    await event_log.append(run, "agent", _drafts(run, 1), origin=ORIGIN)
-    await event_log.append(other, "agent", _drafts(other, 1), origin=ORIGIN)
-    await event_log.append(run, "orch", _drafts(run, 1, tag="o"), origin=ORIGIN)
+    await event_log.append(run, "agent_worker", _drafts(run, 1), origin=ORIGIN)
+    await event_log.append(other, "agent_worker", _drafts(other, 1), origin=ORIGIN)
+    await event_log.append(run, "orchestrator", _drafts(run, 1, tag="o"), origin=ORIGIN)
     assert await _ids(event_log, run) == [f"{run}:d0", f"{run}:o0"]
     assert await _ids(event_log, other) == [f"{other}:d0"]
 
 
 async def test_read_after_seq_returns_only_later_events(event_log: EventLog, run: str):
-    seqs = [(await event_log.append(run, "agent", [d], origin=ORIGIN))[0] for d in _drafts(run, 3)]
+    seqs = [(await event_log.append(run, "agent_worker", [d], origin=ORIGIN))[0] for d in _drafts(run, 3)]
     later = await event_log.read(run, after_seq=seqs[0])
     assert [r.seq for r in later] == seqs[1:]
     assert await event_log.read(run, after_seq=seqs[-1]) == []
@@ -81,83 +81,83 @@ async def test_read_after_seq_returns_only_later_events(event_log: EventLog, run
 
 async def test_read_after_last_event_of_run_returns_promptly(event_log: EventLog, run: str):
     other = uuid.uuid4().hex
-    [last] = await event_log.append(run, "agent", _drafts(run, 1), origin=ORIGIN)
-    await event_log.append(other, "agent", _drafts(other, 1), origin=ORIGIN)
+    [last] = await event_log.append(run, "agent_worker", _drafts(run, 1), origin=ORIGIN)
+    await event_log.append(other, "agent_worker", _drafts(other, 1), origin=ORIGIN)
     assert await asyncio.wait_for(event_log.read(run, after_seq=last), timeout=2) == []
 
 
 async def test_read_without_run_id_includes_every_run(event_log: EventLog, run: str):
     other = uuid.uuid4().hex
-    [s1] = await event_log.append(run, "agent", _drafts(run, 1), origin=ORIGIN)
-    [s2] = await event_log.append(other, "agent", _drafts(other, 1), origin=ORIGIN)
+    [s1] = await event_log.append(run, "agent_worker", _drafts(run, 1), origin=ORIGIN)
+    [s2] = await event_log.append(other, "agent_worker", _drafts(other, 1), origin=ORIGIN)
     everything = await event_log.read(after_seq=s1 - 1)
     assert [(r.seq, r.run_id) for r in everything][:2] == [(s1, run), (s2, other)]
 
 
 async def test_draft_appended_twice_is_stored_once_with_same_seq(event_log: EventLog, run: str):
     [draft] = _drafts(run, 1)
-    first = await event_log.append(run, "agent", [draft], origin=ORIGIN)
-    second = await event_log.append(run, "agent", [draft], origin=ORIGIN)
+    first = await event_log.append(run, "agent_worker", [draft], origin=ORIGIN)
+    second = await event_log.append(run, "agent_worker", [draft], origin=ORIGIN)
     assert first == second
     assert await _ids(event_log, run) == [draft.id]
 
 
 async def test_batch_appended_twice_is_stored_once_with_same_seqs(event_log: EventLog, run: str):
     drafts = _drafts(run, 2)
-    first = await event_log.append(run, "orch", drafts, origin=ORIGIN)
-    second = await event_log.append(run, "orch", drafts, origin=ORIGIN)
+    first = await event_log.append(run, "orchestrator", drafts, origin=ORIGIN)
+    second = await event_log.append(run, "orchestrator", drafts, origin=ORIGIN)
     assert first == second
     assert await _ids(event_log, run) == [d.id for d in drafts]
 
 
 async def test_decision_retried_after_it_landed_returns_its_seqs(event_log: EventLog, run: str):
     # The orchestrator retries a decision whose ack it lost: same ids, same expected last sequence.
-    [before] = await event_log.append(run, "orch", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    [before] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
     drafts = _drafts(run, 2, tag="decision")
-    first = await event_log.append(run, "orch", drafts, origin=ORIGIN, expect_last_seq=before)
-    again = await event_log.append(run, "orch", drafts, origin=ORIGIN, expect_last_seq=before)
+    first = await event_log.append(run, "orchestrator", drafts, origin=ORIGIN, expect_last_seq=before)
+    again = await event_log.append(run, "orchestrator", drafts, origin=ORIGIN, expect_last_seq=before)
     assert first == again
     assert await _ids(event_log, run) == [f"{run}:first0"] + [d.id for d in drafts]
 
 
 async def test_batch_with_correct_expect_last_seq_lands_contiguously(event_log: EventLog, run: str):
-    [before] = await event_log.append(run, "orch", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    [before] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
     drafts = _drafts(run, 3, tag="batch")
-    seqs = await event_log.append(run, "orch", drafts, origin=ORIGIN, expect_last_seq=before)
+    seqs = await event_log.append(run, "orchestrator", drafts, origin=ORIGIN, expect_last_seq=before)
     assert seqs == list(range(seqs[0], seqs[0] + 3)) and seqs[0] > before
     records = await event_log.read(run, after_seq=before)
     assert [(r.seq, r.id) for r in records] == [(s, d.id) for s, d in zip(seqs, drafts, strict=True)]
 
 
 async def test_wrong_expect_last_seq_raises_conflict_and_writes_nothing(event_log: EventLog, run: str):
-    [last] = await event_log.append(run, "orch", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    [last] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
     with pytest.raises(ConcurrencyConflict):
         await event_log.append(
-            run, "orch", _drafts(run, 2, tag="lost"), origin=ORIGIN, expect_last_seq=last + 1000
+            run, "orchestrator", _drafts(run, 2, tag="lost"), origin=ORIGIN, expect_last_seq=last + 1000
         )
     assert await _ids(event_log, run) == [f"{run}:first0"]
-    assert await event_log.last_seq(run, "orch") == last
+    assert await event_log.last_seq(run, "orchestrator") == last
 
 
 async def test_expect_last_seq_zero_succeeds_on_fresh_subject(event_log: EventLog, run: str):
-    seqs = await event_log.append(run, "orch", _drafts(run, 2), origin=ORIGIN, expect_last_seq=0)
-    assert await event_log.last_seq(run, "orch") == seqs[-1]
+    seqs = await event_log.append(run, "orchestrator", _drafts(run, 2), origin=ORIGIN, expect_last_seq=0)
+    assert await event_log.last_seq(run, "orchestrator") == seqs[-1]
 
 
 async def test_expect_last_seq_zero_fails_on_used_subject(event_log: EventLog, run: str):
-    await event_log.append(run, "orch", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
     with pytest.raises(ConcurrencyConflict):
-        await event_log.append(run, "orch", _drafts(run, 1, tag="lost"), origin=ORIGIN, expect_last_seq=0)
+        await event_log.append(run, "orchestrator", _drafts(run, 1, tag="lost"), origin=ORIGIN, expect_last_seq=0)
     assert await _ids(event_log, run) == [f"{run}:first0"]
 
 
 async def test_last_seq_is_per_run_and_source_subject(event_log: EventLog, run: str):
     other = uuid.uuid4().hex
-    [orch_seq] = await event_log.append(run, "orch", _drafts(run, 1, tag="o"), origin=ORIGIN)
-    [agent_seq] = await event_log.append(run, "agent", _drafts(run, 1, tag="a"), origin=ORIGIN)
-    await event_log.append(other, "orch", _drafts(other, 1), origin=ORIGIN)
-    assert await event_log.last_seq(run, "orch") == orch_seq
-    assert await event_log.last_seq(run, "agent") == agent_seq
+    [orch_seq] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="o"), origin=ORIGIN)
+    [agent_seq] = await event_log.append(run, "agent_worker", _drafts(run, 1, tag="a"), origin=ORIGIN)
+    await event_log.append(other, "orchestrator", _drafts(other, 1), origin=ORIGIN)
+    assert await event_log.last_seq(run, "orchestrator") == orch_seq
+    assert await event_log.last_seq(run, "agent_worker") == agent_seq
     assert await event_log.last_seq(run, "timer") == 0
 
 
@@ -165,7 +165,7 @@ async def test_follow_yields_existing_then_live_events(event_log: EventLog, run:
     existing = _drafts(run, 2, tag="old")
     live = _drafts(run, 1, tag="new")
     for d in existing:
-        await event_log.append(run, "agent", [d], origin=ORIGIN)
+        await event_log.append(run, "agent_worker", [d], origin=ORIGIN)
     seen: asyncio.Queue[Record] = asyncio.Queue()
 
     async def consume(stream: AsyncIterator[Record]) -> None:
@@ -176,7 +176,7 @@ async def test_follow_yields_existing_then_live_events(event_log: EventLog, run:
     task = asyncio.create_task(consume(stream))
     try:
         got = [(await asyncio.wait_for(seen.get(), 10)).id for _ in existing]
-        await event_log.append(run, "agent", live, origin=ORIGIN)
+        await event_log.append(run, "agent_worker", live, origin=ORIGIN)
         got.append((await asyncio.wait_for(seen.get(), 10)).id)
     finally:
         task.cancel()
@@ -186,13 +186,13 @@ async def test_follow_yields_existing_then_live_events(event_log: EventLog, run:
 
 
 async def test_follow_with_source_yields_only_that_writers_events(event_log: EventLog, run: str):
-    await event_log.append(run, "agent", _drafts(run, 1, tag="a"), origin=ORIGIN)
-    await event_log.append(run, "mcp", _drafts(run, 1, tag="m"), origin=ORIGIN)
-    stream = event_log.follow(run, source="mcp")
+    await event_log.append(run, "agent_worker", _drafts(run, 1, tag="a"), origin=ORIGIN)
+    await event_log.append(run, "mcp_broker", _drafts(run, 1, tag="m"), origin=ORIGIN)
+    stream = event_log.follow(run, source="mcp_broker")
     try:
         first = await asyncio.wait_for(anext(stream), 10)
-        await event_log.append(run, "agent", _drafts(run, 1, tag="a2"), origin=ORIGIN)
-        await event_log.append(run, "mcp", _drafts(run, 1, tag="m2"), origin=ORIGIN)
+        await event_log.append(run, "agent_worker", _drafts(run, 1, tag="a2"), origin=ORIGIN)
+        await event_log.append(run, "mcp_broker", _drafts(run, 1, tag="m2"), origin=ORIGIN)
         second = await asyncio.wait_for(anext(stream), 10)
     finally:
         await stream.aclose()
@@ -206,7 +206,7 @@ async def test_events_round_trip_through_the_codec(event_log: EventLog, run: str
         TimerFired(name="run_deadline"),
     ]
     drafts = [Draft(f"{run}:e{i}", e) for i, e in enumerate(events)]
-    await event_log.append(run, "orch", drafts, origin=ORIGIN)
+    await event_log.append(run, "orchestrator", drafts, origin=ORIGIN)
     assert [r.event for r in await event_log.read(run)] == events
 
 
@@ -224,9 +224,9 @@ async def test_jetstream_streams_are_configured(nc):
 
 async def test_jetstream_malformed_message_reads_as_invalid_unknown_event(nc, run: str):
     log = JetStreamEventLog(nc)
-    await nc.jetstream().publish(subjects.run_subject(run, "client"), b"{not an envelope")
+    await nc.jetstream().publish(subjects.run_subject(run, "cli"), b"{not an envelope")
     [draft] = _drafts(run, 1)
-    await log.append(run, "agent", [draft], origin=ORIGIN)
+    await log.append(run, "agent_worker", [draft], origin=ORIGIN)
     bad, good = await log.read(run)
     assert isinstance(bad.event, UnknownEvent) and bad.event.type == "invalid"
     assert bad.type == "invalid" and bad.run_id == run

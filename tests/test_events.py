@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from massgen import events as ev
-from massgen.errors import EventDecodeError
-from massgen.events import (
+from massgen_es import events as ev
+from massgen_es.errors import EventDecodeError
+from massgen_es.events import (
     AgentSpec,
     Event,
     Failure,

@@ -13,16 +13,16 @@ import docker
 import pytest
 
 from harness import Stack, of, team, tool_names, vote
-from massgen.bus.objects import ObjectStore
-from massgen.events import (
+from massgen_es.bus.objects import ObjectStore
+from massgen_es.events import (
     AnswerPosted,
     ExecutionCompleted,
     ExecutionFailed,
     RunCompleted,
     SandboxChanged,
 )
-from massgen.testing import eventually
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing import eventually
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_executor.docker_sandbox import LABEL, RUN_LABEL
 
 EXEC = "mcp__command_line__execute_command"

@@ -14,7 +14,7 @@ import pytest
 from massgen_executor.filters import CommandRefused, check_command, validate_patterns
 from massgen_executor.local import CommandStartError, Limits, run_local
 
-from massgen.errors import MassgenError
+from massgen_es.errors import MassgenError
 
 PY = shlex.quote(sys.executable)  # a python3 that does not depend on the host's shims or HOME
 

@@ -1,4 +1,4 @@
-"""Tests for massgen.testing.fake_openai, driven through the real openai SDK."""
+"""Tests for massgen_es.testing.fake_openai, driven through the real openai SDK."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import openai
 import pytest
 
 try:
-    from massgen.testing.fake_openai import FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 except ImportError:  # package not installed into the venv: import from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from massgen.testing.fake_openai import FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello please"}]
 

@@ -10,9 +10,9 @@ import uuid
 from collections import Counter
 
 from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, vote
-from massgen.bus import Draft
-from massgen.config import parse_config, run_submitted
-from massgen.events import (
+from massgen_es.bus import Draft
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     BudgetExceeded,
@@ -32,8 +32,8 @@ from massgen.events import (
     VoteCast,
     VoteInvalidated,
 )
-from massgen.testing import eventually
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing import eventually
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE
 
 # ---------------------------------------------------------------- tests
@@ -190,13 +190,13 @@ async def test_a_core_error_fails_that_run_and_the_orchestrator_keeps_serving(fr
         good = await s.wait_done(await s.submit(cfg))
     [failed] = of(bad_records, RunFailed)
     assert "internal orchestrator error while deciding turn.responded" in failed.reason
-    assert failed.failure.type == "KeyError"
+    assert failed.failure.type == "InternalError" and failed.failure.cause.type == "KeyError"  # the tree's kind
     assert of(good, RunCompleted)
 
 
 async def _submit_as(stack: Stack, cfg: dict, run_id: str) -> list:
     ev = run_submitted("What is the capital of France?", parse_config(cfg))
-    await stack.log.append(run_id, "client", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
+    await stack.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
     return await stack.wait_done(run_id)
 
 
@@ -221,8 +221,8 @@ async def test_two_worker_processes_share_one_run(fresh_nats, fake: FakeOpenAI) 
         fake.default(m, lambda body, i=i: _slow(agent_script(f"answer {i}", "agent1")(body)))
     async with Stack(fresh_nats.url) as s:
         s.orchestrator()
-        s.process("agent-worker", "--concurrency", "1")
-        s.process("agent-worker", "--concurrency", "1")
+        s.process("agent_worker", "--concurrency", "1")
+        s.process("agent_worker", "--concurrency", "1")
         run_id = await s.submit(cfg)
         records = await s.wait_done(run_id, timeout_s=60)
     workers = Counter(e.worker for e in of(records, TurnStarted))
@@ -241,7 +241,7 @@ async def test_fresh_worker_process_takes_concurrent_first_turns(fresh_nats, fak
         s.orchestrator()
         run_id = await s.submit(cfg)
         await asyncio.sleep(0.5)  # the four turns are queued before the worker starts
-        s.process("agent-worker", "--concurrency", "4")
+        s.process("agent_worker", "--concurrency", "4")
         records = await s.wait_done(run_id, timeout_s=60)
     assert not of(records, TurnFailed)
     assert len({e.turn_id for e in of(records, TurnStarted) if e.turn_id.endswith(".1")}) == 4
@@ -284,12 +284,12 @@ async def test_worker_killed_mid_turn_gets_the_turn_redelivered_without_duplicat
     fake.default(ma, agent_script("Paris", "agent1"))
     async with Stack(fresh_nats.url) as s:
         s.orchestrator()
-        doomed = s.process("agent-worker", "--ack-wait", "2")
+        doomed = s.process("agent_worker", "--ack-wait", "2")
         run_id = await s.submit(cfg)
         await asyncio.to_thread(fake.wait_for_requests, ma, 1, 20)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(5)
-        s.process("agent-worker", "--ack-wait", "2")
+        s.process("agent_worker", "--ack-wait", "2")
         records = await s.wait_done(run_id, timeout_s=60)
     starts = [e for e in of(records, TurnStarted) if e.turn_id == "agent-a.1"]
     assert [e.delivery for e in starts] == [1, 2]
@@ -305,10 +305,10 @@ async def test_worker_sigtermed_mid_turn_hands_the_turn_back_at_once(fresh_nats,
     fake.default(ma, agent_script("Paris", "agent1"))
     async with Stack(fresh_nats.url) as s:
         s.orchestrator()
-        leaving = s.process("agent-worker", "--ack-wait", "30")
+        leaving = s.process("agent_worker", "--ack-wait", "30")
         run_id = await s.submit(cfg)
         await asyncio.to_thread(fake.wait_for_requests, ma, 1, 20)
-        s.process("agent-worker", "--ack-wait", "30")
+        s.process("agent_worker", "--ack-wait", "30")
         leaving.send_signal(signal.SIGTERM)
         assert leaving.wait(10) == 0
         records = await s.wait_done(run_id, timeout_s=25)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import Stack, of, team, tool_names, vote
-from massgen.events import (
+from massgen_es.events import (
     McpServerStateChanged,
     RunCompleted,
     RunSubmitted,
@@ -25,7 +25,7 @@ from massgen.events import (
     ToolsListed,
     WorkspaceSnapshotted,
 )
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_replay.read import project
 
 TOOL_SERVER = str(Path(__file__).parent / "mcp_servers" / "tool_server.py")
@@ -382,7 +382,7 @@ async def test_streamable_http_server_through_a_broker_process(fresh_nats, fake,
     async with Stack(fresh_nats.url) as stack:
         stack.orchestrator()
         stack.worker()
-        stack.process("mcp-broker")  # `massgen serve mcp-broker`, a separate process
+        stack.process("mcp_broker")  # `massgen serve mcp_broker`, a separate process
         run_id = await stack.submit(cfg)
         records = await stack.wait_done(run_id, 90)
     [done] = of(records, ToolCallCompleted)

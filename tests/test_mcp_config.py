@@ -8,8 +8,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from massgen.config import BackendConfig, McpServerConfig, parse_config, run_submitted, secrets
-from massgen.errors import ConfigError
+from massgen_es.config import BackendConfig, McpServerConfig, parse_config, run_submitted, secrets
+from massgen_es.errors import ConfigError
 
 
 def server(**kw) -> McpServerConfig:

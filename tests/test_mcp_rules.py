@@ -1,4 +1,4 @@
-"""The pure MCP rules of ``massgen.mcp``: naming, tool filters, server validation (MassGen spec §3.4),
+"""The pure MCP rules of ``massgen_es.mcp``: naming, tool filters, server validation (MassGen spec §3.4),
 substitution, redaction, argument validation, and filesystem roots (§3.5)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from massgen import mcp
-from massgen.config import BackendConfig, McpServerConfig
-from massgen.errors import ConfigError, MassgenError
+from massgen_es import mcp
+from massgen_es.config import BackendConfig, McpServerConfig
+from massgen_es.errors import ConfigError, MassgenError
 
 WHERE = "agents[0].backend.mcp_servers[1]"
 

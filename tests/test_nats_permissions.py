@@ -22,8 +22,8 @@ def test_each_nats_user_can_do_its_job_and_nothing_more() -> None:
 def test_inbox_prefix_is_per_nats_user() -> None:
     import pytest
 
-    from massgen.errors import ConfigError
-    from massgen.subjects import inbox_prefix
+    from massgen_es.errors import ConfigError
+    from massgen_es.subjects import inbox_prefix
 
     assert inbox_prefix("nats://agent-worker:pw@nats:4222") == "_INBOX_agent-worker"
     assert inbox_prefix("tls://cli:pw@127.0.0.1:4222,tls://cli:pw@other:4222") == "_INBOX_cli"

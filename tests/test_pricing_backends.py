@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from massgen import backends, pricing
-from massgen.events import Usage
+from massgen_es import backends, pricing
+from massgen_es.events import Usage
 
 
 def test_cost_charges_input_cached_and_output_tokens_at_their_prices():

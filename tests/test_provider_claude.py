@@ -22,8 +22,8 @@ from llmock.scenarios import ToolCall as MockToolCall
 from massgen_agent_worker.providers import claude
 from provider_kit import Recorder
 
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderAuthError,
     ProviderBadRequest,
@@ -31,7 +31,7 @@ from massgen.errors import (
     ProviderRateLimited,
     ProviderServerError,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 
 KEY_ENV = "MASSGEN_TEST_CLAUDE_KEY"
 MODEL = "claude-sonnet-4-6"

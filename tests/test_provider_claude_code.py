@@ -29,15 +29,15 @@ from llmock.scenarios import ToolCall as MockToolCall
 from massgen_agent_worker.providers import claude_code
 from provider_kit import Recorder
 
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderAuthError,
     ProviderConnectionError,
     ProviderServerError,
     ProviderTimeout,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 
 KEY_ENV = "MASSGEN_TEST_CLAUDE_CODE_KEY"
 MODEL = "claude-sonnet-4-5"

@@ -20,8 +20,8 @@ from llmock.simulation import estimate_tokens
 from massgen_agent_worker import providers
 from massgen_agent_worker.providers import gemini
 
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderAuthError,
     ProviderConnectionError,
@@ -29,7 +29,7 @@ from massgen.errors import (
     ProviderServerError,
     ProviderTimeout,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 
 KEY_ENV = "MASSGEN_TEST_GEMINI_KEY"
 MODEL = "gemini-2.5-flash"

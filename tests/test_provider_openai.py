@@ -20,8 +20,8 @@ from massgen_agent_worker.providers import azure_openai
 from massgen_agent_worker.providers import openai as responses
 from openai.types.responses import ResponseUsage
 
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderAuthError,
     ProviderBadRequest,
@@ -29,7 +29,7 @@ from massgen.errors import (
     ProviderRateLimited,
     ProviderServerError,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 
 NEW_ANSWER = ToolSpec(
     name="new_answer",

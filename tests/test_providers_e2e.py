@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from harness import Stack, of
-from massgen.config import load_config, parse_config
-from massgen.errors import ConfigError
-from massgen.events import RunCompleted, ToolCallCompleted, UsageRecorded
+from massgen_es.config import load_config, parse_config
+from massgen_es.errors import ConfigError
+from massgen_es.events import RunCompleted, ToolCallCompleted, UsageRecorded
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
 TOOL_SERVER = str(Path(__file__).parent / "mcp_servers" / "tool_server.py")

@@ -2,7 +2,7 @@
 
 Host mode (default): starts ``nats-server -c deploy/nats/nats.conf`` on free loopback ports with random
 passwords, the four services as ``massgen serve …`` processes (one NATS user each), and a scripted
-OpenAI-compatible model (``massgen.testing.fake_openai``) that makes the agent call an MCP tool whose
+OpenAI-compatible model (``massgen_es.testing.fake_openai``) that makes the agent call an MCP tool whose
 server gets a secret env value (MASSGEN_SECRETS bucket) and run ``execute_command`` (executor, Object
 Store), answer, vote and present. Then ``massgen submit/status/runs/replay`` as the ``cli`` user. The
 server log must show no permissions violation during that run. Then the negative checks.
@@ -11,7 +11,7 @@ Stack mode (``--url nats://127.0.0.1:4222`` with the passwords in NATS_*_PASSWOR
 deploy/.env): only the negative checks and ``massgen status`` against a running stack.
 
 Negative checks: an anonymous connection and a wrong password are refused; the worker cannot append
-to ``massgen.run.<run>.orch`` nor push turns, nor delete streams or read the secrets bucket; the CLI
+to ``massgen.run.<run>.orchestrator`` nor push turns, nor delete streams or read the secrets bucket; the CLI
 cannot decide, push work, or update/delete the event stream; the broker cannot append agent events.
 """
 
@@ -34,15 +34,15 @@ from pathlib import Path
 import nats
 import yaml
 
-from massgen.subjects import inbox_prefix
+from massgen_es.subjects import inbox_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nats" / "nats.conf"
 BIN = Path(sys.executable).parent
 USERS = {
     "orchestrator": "NATS_ORCHESTRATOR_PASSWORD",
-    "agent-worker": "NATS_AGENT_WORKER_PASSWORD",
-    "mcp-broker": "NATS_MCP_BROKER_PASSWORD",
+    "agent_worker": "NATS_AGENT_WORKER_PASSWORD",
+    "mcp_broker": "NATS_MCP_BROKER_PASSWORD",
     "executor": "NATS_EXECUTOR_PASSWORD",
     "cli": "NATS_CLI_PASSWORD",
 }
@@ -130,41 +130,41 @@ async def negative_checks(base: str, passwords: dict[str, str]) -> None:
     check(why is not None, f"anonymous connection refused ({why})")
     why = await refused(f"nats://cli:wrong-password@{host}")
     check(why is not None, f"wrong password refused ({why})")
-    worker = url_for(base, "agent-worker", passwords)
+    worker = url_for(base, "agent_worker", passwords)
     cli = url_for(base, "cli", passwords)
-    broker = url_for(base, "mcp-broker", passwords)
+    broker = url_for(base, "mcp_broker", passwords)
     orch = url_for(base, "orchestrator", passwords)
 
     run = f"permcheck-{secrets.token_hex(4)}"
-    check(await denied_publish(worker, f"massgen.run.{run}.orch"), "agent-worker cannot publish massgen.run.<run>.orch")
-    check(await stored_count(cli, f"massgen.run.{run}.orch") == 0, "  ... and nothing was stored there")
-    check(await denied_publish(worker, f"massgen.run.{run}.timer"), "agent-worker cannot publish massgen.run.<run>.timer")
-    check(await denied_publish(worker, f"massgen.turns.{run}"), "agent-worker cannot push turns")
-    check(await denied_publish(worker, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"), "agent-worker cannot delete the event stream")
-    check(await denied_publish(worker, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "agent-worker cannot update the event stream")
+    check(await denied_publish(worker, f"massgen.run.{run}.orchestrator"), "agent_worker cannot publish massgen.run.<run>.orchestrator")
+    check(await stored_count(cli, f"massgen.run.{run}.orchestrator") == 0, "  ... and nothing was stored there")
+    check(await denied_publish(worker, f"massgen.run.{run}.timer"), "agent_worker cannot publish massgen.run.<run>.timer")
+    check(await denied_publish(worker, f"massgen.turns.{run}"), "agent_worker cannot push turns")
+    check(await denied_publish(worker, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"), "agent_worker cannot delete the event stream")
+    check(await denied_publish(worker, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "agent_worker cannot update the event stream")
     check(await denied_publish(worker, "$JS.API.DIRECT.GET.KV_MASSGEN_SECRETS.$KV.MASSGEN_SECRETS.x"),
-          "agent-worker cannot read the secrets bucket (direct get)")
+          "agent_worker cannot read the secrets bucket (direct get)")
     check(await denied_publish(worker, "$JS.API.STREAM.MSG.GET.KV_MASSGEN_SECRETS"),
-          "agent-worker cannot read the secrets bucket (message get)")
-    check(await denied_publish(worker, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TOOLS.mcp-brokers"),
-          "agent-worker cannot pull the broker's work queue")
-    check(await denied_subscribe(worker, "_INBOX.>"), "agent-worker cannot subscribe to the shared inbox prefix")
-    check(await denied_subscribe(worker, "_INBOX_mcp-broker.>"),
-          "agent-worker cannot listen to the broker's replies (its secret reads)")
+          "agent_worker cannot read the secrets bucket (message get)")
+    check(await denied_publish(worker, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TOOLS.mcp_broker"),
+          "agent_worker cannot pull the broker's work queue")
+    check(await denied_subscribe(worker, "_INBOX.>"), "agent_worker cannot subscribe to the shared inbox prefix")
+    check(await denied_subscribe(worker, "_INBOX_mcp_broker.>"),
+          "agent_worker cannot listen to the broker's replies (its secret reads)")
     check(await denied_subscribe(cli, "_INBOX_orchestrator.>"), "cli cannot listen to the orchestrator's replies")
     check(await denied_subscribe(cli, "massgen.run.>"), "cli cannot subscribe to event subjects outside JetStream")
     check(not await denied_subscribe(cli, "_INBOX_cli.x"), "cli may subscribe to its own inboxes")
-    check(await denied_publish(cli, f"massgen.run.{run}.orch"), "cli cannot publish massgen.run.<run>.orch (decide)")
+    check(await denied_publish(cli, f"massgen.run.{run}.orchestrator"), "cli cannot publish massgen.run.<run>.orchestrator (decide)")
     check(await denied_publish(cli, f"massgen.turns.{run}"), "cli cannot push turns")
     check(await denied_publish(cli, f"massgen.exec.{run}"), "cli cannot push executions")
     check(await denied_publish(cli, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "cli cannot update the event stream")
     check(await denied_publish(cli, "$JS.API.STREAM.PURGE.MASSGEN_EVENTS"), "cli cannot purge the event stream")
-    check(await denied_publish(cli, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TURNS.agent-workers"), "cli cannot pull turns")
-    check(await denied_publish(broker, f"massgen.run.{run}.agent"), "mcp-broker cannot publish massgen.run.<run>.agent")
-    check(await denied_publish(orch, f"massgen.run.{run}.client"), "orchestrator cannot publish massgen.run.<run>.client")
+    check(await denied_publish(cli, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TURNS.agent_worker"), "cli cannot pull turns")
+    check(await denied_publish(broker, f"massgen.run.{run}.agent_worker"), "mcp_broker cannot publish massgen.run.<run>.agent_worker")
+    check(await denied_publish(orch, f"massgen.run.{run}.cli"), "orchestrator cannot publish massgen.run.<run>.cli")
     check(await denied_publish(orch, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"), "orchestrator cannot delete the event stream")
-    check(not await denied_publish(cli, f"massgen.run.{run}.client", b"not an event"),
-          "cli may publish massgen.run.<run>.client (control)")
+    check(not await denied_publish(cli, f"massgen.run.{run}.cli", b"not an event"),
+          "cli may publish massgen.run.<run>.cli (control)")
 
 
 # ------------------------------------------------------------------ host mode
@@ -174,14 +174,14 @@ async def long_follow(url: str, n: int = 4000) -> int:
     """Append n 8 KiB messages as the CLI, then follow them with the event log's ordered consumer:
     enough pending bytes for the server to send flow-control requests, which the client answers on
     ``$JS.FC.MASSGEN_EVENTS.…``."""
-    from massgen.bus.jetstream import JetStreamEventLog
+    from massgen_es.bus.jetstream import JetStreamEventLog
 
     run = f"fc-{secrets.token_hex(4)}"
     nc = await _connect(url)
     try:
         js = nc.jetstream()
         body = b"x" * 8192
-        acks = [js.publish(f"massgen.run.{run}.client", body) for _ in range(n)]
+        acks = [js.publish(f"massgen.run.{run}.cli", body) for _ in range(n)]
         for i in range(0, n, 500):
             await asyncio.gather(*acks[i:i + 500])
         seen = 0
@@ -195,7 +195,7 @@ async def long_follow(url: str, n: int = 4000) -> int:
 
 
 def scripted_model(body: dict):
-    from massgen.testing.fake_openai import Reply
+    from massgen_es.testing.fake_openai import Reply
 
     tools = [t["function"]["name"] for t in body.get("tools", [])]
     msgs = body["messages"]
@@ -229,7 +229,7 @@ def used_subjects(log_text: str) -> dict[str, set[str]]:
 
 
 def host_mode(keep: bool, trace: bool = False) -> None:
-    from massgen.testing.fake_openai import FakeOpenAI
+    from massgen_es.testing.fake_openai import FakeOpenAI
 
     tmp = Path(tempfile.mkdtemp(prefix="massgen-natsperm-"))
     passwords = {u: secrets.token_hex(16) for u in USERS}
@@ -256,7 +256,7 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         fake.default("m-perm", scripted_model)
         home = tmp / "home"
         home.mkdir()
-        for svc in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
+        for svc in ("orchestrator", "agent_worker", "mcp_broker", "executor"):
             senv = {**os.environ, "FAKE_KEY": "x", "MASSGEN_NATS_URL": url_for(base, svc, passwords), "MASSGEN_HOME": str(home)}
             with open(tmp / f"{svc}.log", "w") as out:  # the child keeps its own descriptor
                 procs.append(subprocess.Popen([str(BIN / "massgen"), "serve", svc], env=senv, stdout=out,
@@ -299,7 +299,7 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         n = asyncio.run(long_follow(url_for(base, "cli", passwords)))
         violations = [line for line in log.read_text().splitlines() if "violation" in line.lower()]
         check(not violations, f"a long follow ({n} events, flow control) as cli: no violation {violations[:3]}")
-        for svc in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
+        for svc in ("orchestrator", "agent_worker", "mcp_broker", "executor"):
             text = (tmp / f"{svc}.log").read_text()
             bad = [line for line in text.splitlines() if '"level": "error"' in line or "Traceback" in line
                    or "violation" in line.lower()]

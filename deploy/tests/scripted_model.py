@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible model for compose end-to-end checks (massgen.testing.fake_openai),
+"""A scripted OpenAI-compatible model for compose end-to-end checks (massgen_es.testing.fake_openai),
 served on 0.0.0.0:PORT so the stack's containers reach it on the compose network.
 
 Model ``exec``: runs ``execute_command`` (whatever sandbox mode the config sets) with the command
@@ -22,8 +22,8 @@ import signal
 import threading
 from http.server import ThreadingHTTPServer
 
-from massgen.testing import fake_openai
-from massgen.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing import fake_openai
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
 EXEC = "mcp__command_line__execute_command"
 

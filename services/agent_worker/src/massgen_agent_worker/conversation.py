@@ -19,10 +19,11 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from massgen import backends, pricing
-from massgen.config import BackendConfig
-from massgen.errors import ProviderError, ProviderTimeout
-from massgen.events import (
+from massgen_es.failures import failure_of
+from massgen_es import backends, pricing
+from massgen_es.config import BackendConfig
+from massgen_es.errors import ProviderError, ProviderTimeout
+from massgen_es.events import (
     Event,
     Failure,
     Message,
@@ -37,17 +38,6 @@ from massgen_agent_worker.tools import ToolClient
 
 Emit = Callable[[str, Event], Awaitable[None]]
 MAX_BACKOFF_S = 30.0
-
-
-def failure_of(exc: Exception) -> Failure:
-    """An exception as a :class:`Failure` record (DESIGN principle 6)."""
-    details = {k: getattr(exc, k) for k in ("status", "retry_after_s") if getattr(exc, k, None) is not None}
-    return Failure(
-        type=exc.__class__.__name__,
-        message=str(exc),
-        retryable=bool(getattr(exc, "retryable", False)),
-        details=details,
-    )
 
 
 class Conversation:

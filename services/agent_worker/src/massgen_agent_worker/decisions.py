@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 from massgen_agent_worker.providers import Completion
 
 Call = Callable[[TurnRequested], Awaitable[Completion]]

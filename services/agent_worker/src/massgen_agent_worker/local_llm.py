@@ -1,4 +1,4 @@
-"""The embedded local model: a GGUF model of the registry (:mod:`massgen.models`) served by llama.cpp's
+"""The embedded local model: a GGUF model of the registry (:mod:`massgen_es.models`) served by llama.cpp's
 OpenAI-compatible server (``xllamacpp``), in a child process on loopback.
 
 The child keeps llama.cpp's chatty C++ logging out of the terminal (it goes to a log file) and keeps a
@@ -25,8 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from massgen import models
-from massgen.errors import LocalModelError
+from massgen_es import models
+from massgen_es.errors import LocalModelError
 
 DEFAULT_PARALLEL = 4
 """Slots of the server: concurrent requests, one per agent of a default team (plus one)."""

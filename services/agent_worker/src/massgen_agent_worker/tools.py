@@ -15,11 +15,14 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from massgen import mcp
-from massgen.bus import Draft
-from massgen.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
-from massgen.config import FILESYSTEM_SERVER, BackendConfig
-from massgen.events import (
+from massgen_es.errors import ToolArgumentError, ToolTimeout
+from massgen_es.failures import failure_of
+from massgen_es import mcp
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
+from massgen_es.config import FILESYSTEM_SERVER, BackendConfig
+from massgen_es.subjects import Writer
+from massgen_es.events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
@@ -107,7 +110,7 @@ class ToolClient:
         self.source = source
 
     async def _request(self, run_id: str, cause: str, drafts: list[Draft], queue: WorkQueue | None = None) -> int:
-        seqs = await self.log.append(run_id, "agent", drafts, origin=self.source)
+        seqs = await self.log.append(run_id, "agent_worker", drafts, origin=self.source)
         for d, seq in zip(drafts, seqs, strict=True):
             await (queue or self.queue).push(
                 Record(seq=seq, id=d.id, run_id=run_id, ts=time.time(), source=self.source,
@@ -140,7 +143,7 @@ class ToolClient:
             await stream.aclose()
 
     async def _await(
-        self, run_id: str, after_seq: int, want: set[str], timeout_s: float, source: str = "mcp"
+        self, run_id: str, after_seq: int, want: set[str], timeout_s: float, source: Writer = "mcp_broker"
     ) -> dict[str, Record]:
         """The records whose id is in ``want`` that arrived on ``source`` within ``timeout_s``."""
         got, _ = await self._follow_until(
@@ -166,7 +169,7 @@ class ToolClient:
 
     async def _await_catalog(self, run_id: str, after_seq: int, request_id: str, want: set[str]) -> list[ToolsListed]:
         got, _ = await self._follow_until(
-            run_id, after_seq - 1, "mcp",
+            run_id, after_seq - 1, "mcp_broker",
             lambda r: isinstance(r.event, ToolsListed) and r.causation_id == request_id,
             lambda rs: {r.event.server for r in rs} >= want,
             DISCOVERY_TIMEOUT_S,
@@ -174,8 +177,8 @@ class ToolClient:
         out: list[ToolsListed] = [r.event for r in got]  # type: ignore[misc]
         missing = want - {ev.server for ev in out}
         out.extend(
-            ToolsListed(agent_id="", server=s, version=0, failure=Failure(
-                type="Timeout", message=f"no catalog from the MCP broker within {DISCOVERY_TIMEOUT_S:.0f} s"))
+            ToolsListed(agent_id="", server=s, version=0, failure=failure_of(
+                ToolTimeout(f"no catalog from the MCP broker within {DISCOVERY_TIMEOUT_S:.0f} s")))
             for s in sorted(missing)
         )
         return out
@@ -208,7 +211,7 @@ class ToolClient:
                 call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, kind=req.kind,
                 server=server, tool=tool, arguments=call.arguments), cause))
         wait = max((timeouts.get(d.event.server, 60.0) for d in drafts), default=60.0)  # type: ignore[union-attr]
-        return await self._outcomes(run_id, cause, drafts, wait, "mcp", self.queue, lambda ev, why: ToolCallFailed(
+        return await self._outcomes(run_id, cause, drafts, wait, "mcp_broker", self.queue, lambda ev, why: ToolCallFailed(
             call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
             failure=why))
 
@@ -220,10 +223,10 @@ class ToolClient:
         for i, call in calls:
             try:
                 args = mcp.check_arguments(call.arguments, EXECUTE_COMMAND.parameters)
-            except mcp.ToolArgumentError as exc:  # recorded here: nothing to send to the executor
+            except ToolArgumentError as exc:  # recorded here: nothing to send to the executor
                 bad = ExecutionFailed(call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id,
-                                      failure=Failure(type="ToolArgumentError", message=str(exc)))
-                await self.log.append(run_id, "agent", [Draft(f"{key}:c{i}:result", bad, cause)], origin=self.source)
+                                      failure=failure_of(exc))
+                await self.log.append(run_id, "agent_worker", [Draft(f"{key}:c{i}:result", bad, cause)], origin=self.source)
                 refused[call.id] = tool_message(bad)
                 continue
             drafts.append(Draft(f"{key}:c{i}", ExecutionRequested(
@@ -233,7 +236,7 @@ class ToolClient:
         if not drafts:
             return refused
         limit = backend.command_line_timeout_seconds * 10 + 60  # the executor caps a command at 10x the default
-        done = await self._outcomes(run_id, cause, drafts, limit, "exec", self.exec_queue, lambda ev, why: ExecutionFailed(
+        done = await self._outcomes(run_id, cause, drafts, limit, "executor", self.exec_queue, lambda ev, why: ExecutionFailed(
             call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, failure=why))
         return {**refused, **done}
 
@@ -245,8 +248,8 @@ class ToolClient:
             r = results.get(f"{d.id}:result")
             event = r.event if r is not None else None
             if event is None:
-                event = late(d.event, Failure(type="Timeout", message=f"no answer within {wait:.0f} s", retryable=True))
-                await self.log.append(run_id, "agent", [Draft(f"{d.id}:result", event, d.id)], origin=self.source)
+                event = late(d.event, failure_of(ToolTimeout(f"no answer within {wait:.0f} s")))
+                await self.log.append(run_id, "agent_worker", [Draft(f"{d.id}:result", event, d.id)], origin=self.source)
             out[d.event.call_id] = tool_message(event)  # type: ignore[union-attr]
         return out
 

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
-from massgen.errors import MassgenError, ProviderError
-from massgen.events import (
+from massgen_es.failures import failure_of
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
+from massgen_es.errors import MassgenError, ProviderError
+from massgen_es.events import (
     Event,
     Record,
     Source,
@@ -31,7 +32,8 @@ from massgen.events import (
     TurnResponded,
     TurnStarted,
 )
-from massgen_agent_worker.conversation import Conversation, failure_of
+from massgen_agent_worker import providers
+from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.tools import ToolClient
 
 log = logging.getLogger("massgen.agent_worker")
@@ -97,12 +99,15 @@ class AgentWorker:
 
     async def run(self) -> None:
         """Pull and execute turns until cancelled; in-flight turns are cancelled and get redelivered."""
-        await self.queue.serve(
-            self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
-        )
+        try:
+            await self.queue.serve(
+                self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
+            )
+        finally:
+            providers.shutdown()  # model servers this process started (the local backend's)
 
     async def _publish(self, run_id: str, cause: str, key: str, event: Event) -> None:
-        await self.log.append(run_id, "agent", [Draft(key, event, cause)], origin=self.source)
+        await self.log.append(run_id, "agent_worker", [Draft(key, event, cause)], origin=self.source)
 
     async def _handle(self, record: Record, msg: Msg) -> None:
         req = record.event

@@ -23,19 +23,15 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from massgen.config import BackendConfig
-from massgen.errors import MassgenError
-from massgen.workspaces import SANDBOX_UID
+from massgen_es.config import BackendConfig
+from massgen_es.errors import SandboxUnavailable
+from massgen_es.workspaces import SANDBOX_UID
 from massgen_executor.result import ExecResult
 
 LABEL = "massgen.executor"
 RUN_LABEL = "massgen.run"
 AGENT_LABEL = "massgen.agent"
 _TIMEOUT_EXIT = 137  # 128 + SIGKILL from `timeout -s KILL`
-
-
-class SandboxUnavailable(MassgenError):
-    """Docker mode is configured but no engine answers, or the image is missing."""
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from massgen.errors import MassgenError
+from massgen_es.errors import CommandStartError
 from massgen_executor.result import ExecResult
 
 TIMEOUT_EXIT_CODE = -9  # -SIGKILL: what the killed shell reports; ``timed_out`` says why
 LANG = "C.UTF-8"
 _CHUNK = 64 * 1024
 _DRAIN_GRACE_S = 2.0  # after the group is killed, how long a pipe held by an escaped process may stay open
-
-
-class CommandStartError(MassgenError):
-    """The command could not be started (missing working directory, no ``/bin/sh``, fork refused)."""
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen import mcp, subjects, workspaces
-from massgen.bus import Draft
-from massgen.bus.jetstream import ExecQueue, JetStreamEventLog
-from massgen.bus.objects import ObjectStore
-from massgen.config import BackendConfig
-from massgen.errors import MassgenError
-from massgen.events import (
+from massgen_es.failures import failure_of
+from massgen_es import mcp, subjects, workspaces
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog
+from massgen_es.bus.objects import ObjectStore
+from massgen_es.config import BackendConfig
+from massgen_es.errors import MassgenError
+from massgen_es.events import (
     TERMINAL_EVENTS,
     Event,
     ExecutionCompleted,
@@ -164,7 +165,7 @@ class Executor:
     # ------------------------------------------------------------------ requests
 
     async def _emit(self, run_id: str, event_id: str, cause: str | None, event: Event) -> None:
-        await self.log.append(run_id, "exec", [Draft(event_id, event, cause)], origin=self.source)
+        await self.log.append(run_id, "executor", [Draft(event_id, event, cause)], origin=self.source)
 
     async def _handle(self, record: Record, msg: Msg) -> None:
         req = record.event
@@ -178,7 +179,7 @@ class Executor:
             if not isinstance(exc, MassgenError):
                 log.exception("run %s: executing %s failed", record.run_id, record.id)
             outcome = ExecutionFailed(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
-                                      failure=Failure(type=exc.__class__.__name__, message=str(exc)))
+                                      failure=failure_of(exc))
         await self._emit(record.run_id, f"{record.id}:result", record.id, outcome)
         await msg.ack()
 

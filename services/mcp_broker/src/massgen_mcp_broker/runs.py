@@ -13,11 +13,12 @@ from pathlib import Path
 
 import msgspec
 
-from massgen import mcp, workspaces
-from massgen.bus.secrets import SecretStore
-from massgen.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
-from massgen.errors import ConfigError
-from massgen.events import Record, RunSubmitted, ToolCallCompleted, ToolCallRequested
+from massgen_es import ids
+from massgen_es import mcp, workspaces
+from massgen_es.bus.secrets import SecretStore
+from massgen_es.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
+from massgen_es.errors import ConfigError
+from massgen_es.events import Record, RunSubmitted, ToolCallCompleted, ToolCallRequested
 from massgen_mcp_broker.sessions import Launch
 
 FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem"
@@ -92,7 +93,7 @@ class RunContext:
                 workspace = workspaces.workspace(home, run_id, spec.id)
                 # Placeholder config: resolve_launch() builds the real command and its roots.
                 servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
-            agents[spec.id] = AgentGrant(spec.id, f"agent{i + 1}", backend, servers, workspace)
+            agents[spec.id] = AgentGrant(spec.id, ids.anon_id(i), backend, servers, workspace)
         workspaces.snapshots(home, run_id)
         return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from)
 

@@ -28,13 +28,23 @@ from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen import mcp
-from massgen.bus import Draft
-from massgen.bus.jetstream import JetStreamEventLog, ToolQueue
-from massgen.bus.secrets import SecretStore
-from massgen.config import FILESYSTEM_SERVER
-from massgen.errors import MassgenError
-from massgen.events import (
+from massgen_es.errors import (
+    CircuitOpen,
+    MassgenError,
+    NoRecordedResult,
+    ServerUnavailable,
+    ToolCallError,
+    ToolError,
+    ToolPermissionError,
+    UnknownTool,
+)
+from massgen_es.failures import failure_of
+from massgen_es import mcp
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen_es.bus.secrets import SecretStore
+from massgen_es.config import FILESYSTEM_SERVER
+from massgen_es.events import (
     Event,
     Failure,
     McpServerStateChanged,
@@ -51,7 +61,7 @@ from massgen.events import (
     WorkspaceSnapshotted,
 )
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
-from massgen_mcp_broker.sessions import Breaker, ServerUnavailable, Session, SessionPool
+from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
 log = logging.getLogger("massgen.mcp_broker")
 
@@ -135,7 +145,7 @@ class McpBroker:
             await msg.term()
 
     async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
-        await self.log.append(run_id, "mcp", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
+        await self.log.append(run_id, "mcp_broker", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
 
     async def _run_context(self, run_id: str) -> RunContext:
         run = self.runs.get(run_id)
@@ -199,7 +209,7 @@ class McpBroker:
                 session = await self._session(run, grant, server, record.id)
             except MassgenError as exc:
                 return f"{record.id}:{server}:failed", ToolsListed(
-                    agent_id=grant.agent_id, server=server, version=0, failure=_failure(exc))
+                    agent_id=grant.agent_id, server=server, version=0, failure=failure_of(exc))
             self.listeners.setdefault(session.launch.key, set()).add((run.run_id, grant.agent_id, server))
             return f"{record.id}:{server}:v{session.catalog_version}", ToolsListed(
                 agent_id=grant.agent_id,
@@ -233,20 +243,17 @@ class McpBroker:
         result_id = f"{record.id}:result"
         started = time.monotonic()
 
-        def failed(kind: str, message: str, attempts: int = 0, retryable: bool = False) -> ToolCallFailed:
+        def failed(error: ToolError, attempts: int = 0) -> ToolCallFailed:
             return ToolCallFailed(
                 call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
-                failure=Failure(type=kind, message=message, retryable=retryable),
-                duration_s=round(time.monotonic() - started, 4), attempts=attempts,
+                failure=failure_of(error), duration_s=round(time.monotonic() - started, 4), attempts=attempts,
             )
 
         if run.replay_from:
             hit = run.recorded_result(req)
             outcome: Event = (
-                _replayed(hit, req, run.replay_from) if hit is not None else failed(
-                    "NoRecordedResult",
-                    f"no recorded result for {req.tool} with these arguments in run {run.replay_from}",
-                )
+                _replayed(hit, req, run.replay_from) if hit is not None else failed(NoRecordedResult(
+                    f"no recorded result for {req.tool} with these arguments in run {run.replay_from}"))
             )
             await self._emit(run.run_id, record.id, [(result_id, outcome)])
             return
@@ -256,27 +263,27 @@ class McpBroker:
     async def _execute(self, run, record, req, failed, started) -> tuple[Event, list[tuple[str, Event]]]:
         grant = run.agents.get(req.agent_id)
         if grant is None or req.server not in grant.servers:
-            return failed("ToolPermissionError", f"MCP server {req.server!r} is not granted to this agent"), []
+            return failed(ToolPermissionError(f"MCP server {req.server!r} is not granted to this agent")), []
         cfg = grant.servers[req.server]
         if not mcp.tool_allowed(cfg, grant.backend, req.tool):
-            return failed("ToolPermissionError", f"tool {mcp.tool_name(req.server, req.tool)} is not allowed "
-                          "for this agent (allowed_tools / exclude_tools)"), []
+            return failed(ToolPermissionError(f"tool {mcp.tool_name(req.server, req.tool)} is not allowed "
+                                              "for this agent (allowed_tools / exclude_tools)")), []
         try:
             session = await self._session(run, grant, req.server, record.id, start=False)
             if session.breaker.state(time.monotonic()) != "open":
                 await self._start(run, session, req.server, record.id)
         except MassgenError as exc:
-            return failed("ServerUnavailable", str(exc), retryable=True), []
+            return failed(ServerUnavailable(str(exc))), []
         extra: list[tuple[str, Event]] = []
         tool = next((t for t in session.catalog if t.name == req.tool), None)
         if tool is None:
-            return failed("UnknownTool", f"MCP server {req.server!r} has no tool {req.tool!r}"), []
+            return failed(UnknownTool(f"MCP server {req.server!r} has no tool {req.tool!r}")), []
         try:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
             if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
                 arguments = mcp.confine_paths(req.tool, arguments, grant.roots(run, req.kind))
-        except MassgenError as exc:
-            return failed(exc.__class__.__name__, str(exc)), []
+        except ToolError as exc:
+            return failed(exc), []
 
         attempts = 0
         last: Exception | None = None
@@ -284,8 +291,8 @@ class McpBroker:
             now = time.monotonic()
             state = session.breaker.state(now)
             if state == "open":
-                return failed("CircuitOpen", f"MCP server {req.server!r} is failing; its circuit breaker is open, "
-                              "calls resume after its reset time", attempts, retryable=True), extra
+                return failed(CircuitOpen(f"MCP server {req.server!r} is failing; its circuit breaker is open, "
+                                          "calls resume after its reset time"), attempts), extra
             attempts += 1
             try:
                 await self._start(run, session, req.server, f"{record.id}:a{attempt}")
@@ -314,13 +321,9 @@ class McpBroker:
                 duration_s=round(time.monotonic() - started, 4), attempts=attempts,
             ), extra
         assert last is not None
-        return failed(
-            "ServerUnavailable" if isinstance(last, _TRANSIENT) else "ToolCallError",
-            self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
-                        f"{_describe(last)}"),
-            attempts,
-            retryable=isinstance(last, _TRANSIENT),
-        ), extra
+        why = self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
+                                   f"{_describe(last)}")
+        return failed(ServerUnavailable(why) if isinstance(last, _TRANSIENT) else ToolCallError(why), attempts), extra
 
     # ------------------------------------------------------------------ snapshots
 
@@ -360,10 +363,6 @@ def _text_of(result: mcp_types.CallToolResult) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
     return f"{exc.__class__.__name__}: {text}" if text != exc.__class__.__name__ else text
-
-
-def _failure(exc: Exception) -> Failure:
-    return Failure(type=exc.__class__.__name__, message=str(exc), retryable=isinstance(exc, ServerUnavailable))
 
 
 def _replayed(hit: ToolCallCompleted, req: ToolCallRequested, source_run: str) -> ToolCallCompleted:

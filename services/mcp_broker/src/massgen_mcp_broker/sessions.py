@@ -28,13 +28,9 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from massgen.errors import MassgenError
+from massgen_es.errors import ServerUnavailable
 
 log = logging.getLogger("massgen.mcp_broker")
-
-
-class ServerUnavailable(MassgenError):
-    """The MCP server could not be started, or its session ended."""
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,11 @@ import copy
 import json
 from dataclasses import dataclass
 
-from massgen import backends
-from massgen.bus import Draft
-from massgen.errors import NondeterminismError
-from massgen.events import (
+from massgen_es.errors import EnforcementExhausted, NondeterminismError
+from massgen_es.failures import failure_of
+from massgen_es import backends, ids
+from massgen_es.bus import Draft
+from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     BudgetExceeded,
@@ -67,14 +68,9 @@ STALE_VOTE_TEXT = "Vote not recorded: new answers arrived while you were working
 _NOVELTY_LIMIT = {"balanced": 0.7, "strict": 0.5}
 
 
-def draft_id(run_id: str, cause_seq: int, i: int) -> str:
-    """Deterministic id (and ``Nats-Msg-Id``) of the i-th decision caused by the input at ``cause_seq``."""
-    return f"{run_id}:o{cause_seq}:{i}"
-
-
 def step(state: RunState, record: Record) -> list[Draft]:
     """Fold ``record`` into ``state``, decide, fold the decisions too, and return them."""
-    if record.source.service == "orchestrator":
+    if record.is_decision:
         evolve(state, record)
         return []
     ev = record.event
@@ -104,12 +100,12 @@ def verify(run_id: str, records: list[Record]) -> int:
     ordered = logical_order(records)
     recorded: dict[str, list[Event]] = {}
     for r in ordered:
-        if r.source.service == "orchestrator":
+        if r.is_decision:
             recorded.setdefault(r.causation_id or "", []).append(r.event)  # type: ignore[arg-type]
     state = RunState(run_id)
     checked = 0
     for r in ordered:
-        if r.source.service == "orchestrator":
+        if r.is_decision:
             continue
         produced = [d.event for d in step(state, r)]
         if produced != recorded.get(r.id, []):
@@ -144,7 +140,7 @@ class _Decider:
         return self.state.submitted.settings
 
     def emit(self, event: Event) -> None:
-        d = Draft(draft_id(self.state.run_id, self.cause.seq, len(self.out)), event, self.cause.id)
+        d = Draft(ids.decision_id(self.state.run_id, self.cause.seq, len(self.out)), event, self.cause.id)
         self.out.append(d)
         evolve(
             self.state,
@@ -243,10 +239,9 @@ class _Decider:
                         turn_id=turn.id,
                         agent_id=agent.id,
                         attempt=turn.attempt,
-                        failure=Failure(
-                            type="EnforcementExhausted",
-                            message=f"Agent failed to use workflow tools after {turn.rejections} attempts",
-                            details={"last_error": verdict.errors[0] if verdict.errors else ""},
+                        failure=failure_of(
+                            EnforcementExhausted(f"Agent failed to use workflow tools after {turn.rejections} attempts"),
+                            last_error=verdict.errors[0] if verdict.errors else "",
                         ),
                     )
                 )
@@ -429,7 +424,7 @@ class _Decider:
         s = self.settings
         self.emit(
             TurnRequested(
-                turn_id=f"{agent.id}.{agent.turns_started + 1}",
+                turn_id=ids.turn_id(agent.id, agent.turns_started + 1),
                 agent_id=agent.id,
                 attempt=1,
                 kind="coordination",
@@ -538,7 +533,7 @@ class _Decider:
             self.end_on_budget(winner)
             return
         assert st.submitted is not None
-        turn_id = f"{winner.id}.present"
+        turn_id = ids.presentation_turn_id(winner.id)
         reasons = [
             a.vote.reason
             for a in st.live

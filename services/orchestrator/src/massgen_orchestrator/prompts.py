@@ -5,7 +5,7 @@ enum, update messages and error texts (MassGen numbers these three differently, 
 Real agent ids never reach a prompt. No clock: MassGen's timestamp line is left out so that prompts,
 like every decision, are a pure function of the log.
 
-Two styles, chosen per agent by its tool mode (``massgen.backends.tool_mode``):
+Two styles, chosen per agent by its tool mode (``massgen_es.backends.tool_mode``):
 
 - ``massgen``: MassGen's own texts, for models with native tool calls;
 - ``compact``: for models without tool calls (``json_schema``, the local models). The same content
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from massgen.events import Message, ToolSpec
+from massgen_es.events import Message, ToolSpec
 
 Style = Literal["massgen", "compact"]
 
@@ -59,11 +59,6 @@ _NOVELTY = {
         "If you cannot provide a truly novel solution, vote instead."
     ),
 }
-
-
-def anon_id(index: int) -> str:
-    """Anonymous id of the agent at 0-based config position ``index``: ``agent1`` ..."""
-    return f"agent{index + 1}"
 
 
 def new_answer_tool() -> ToolSpec:

@@ -14,10 +14,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from massgen.bus import Draft, EventLog
-from massgen.bus.jetstream import TurnQueue
-from massgen.errors import BusError
-from massgen.events import (
+from massgen_es.failures import failure_of
+from massgen_es import ids
+from massgen_es.bus import Draft, EventLog
+from massgen_es.bus.jetstream import TurnQueue
+from massgen_es.errors import BusError
+from massgen_es.events import (
     Failure,
     PresentationStarted,
     Record,
@@ -27,7 +29,7 @@ from massgen.events import (
     TimerFired,
     TurnRequested,
 )
-from massgen_orchestrator.decide import draft_id, step
+from massgen_orchestrator.decide import step
 from massgen_orchestrator.state import RunState, evolve, logical_order
 
 log = logging.getLogger("massgen.orchestrator")
@@ -102,14 +104,14 @@ class OrchestratorService:
         for r in ordered:
             evolve(probe, r)
         cut = probe.last_decided_seq
-        pending = [r for r in ordered if r.source.service != "orchestrator" and r.seq > cut]
+        pending = [r for r in ordered if not r.is_decision and r.seq > cut]
         pending_ids = {r.id for r in pending}
         for r in ordered:
             if r.id not in pending_ids:
                 evolve(state, r)
         run = _Run(
             state=state,
-            last_orch_seq=max((r.seq for r in records if r.source.service == "orchestrator"), default=0),
+            last_orch_seq=max((r.seq for r in records if r.is_decision), default=0),
             seen_seq=max((r.seq for r in records), default=0),
         )
         for r in records:
@@ -140,7 +142,7 @@ class OrchestratorService:
     # ------------------------------------------------------------ live
 
     async def _handle(self, record: Record) -> None:
-        if record.source.service == "orchestrator":
+        if record.is_decision:
             if record.id in self._own_ids:
                 self._own_ids.discard(record.id)
             elif record.run_id in self.runs and record.seq > self.runs[record.run_id].seen_seq:
@@ -170,13 +172,13 @@ class OrchestratorService:
             log.exception("run %s: deciding %s (seq %d) failed", record.run_id, record.type, record.seq)
             run.state.phase = "done"
             reason = f"internal orchestrator error while deciding {record.type} (seq {record.seq})"
-            drafts = [Draft(draft_id(record.run_id, record.seq, 0), RunFailed(
-                reason=reason, failure=Failure(type=exc.__class__.__name__, message=str(exc))), record.id)]
+            drafts = [Draft(ids.decision_id(record.run_id, record.seq, 0), RunFailed(
+                reason=reason, failure=failure_of(exc)), record.id)]
         if not drafts:
             return
         try:
             seqs = await self.log.append(
-                record.run_id, "orch", drafts, origin=self.source, expect_last_seq=run.last_orch_seq
+                record.run_id, "orchestrator", drafts, origin=self.source, expect_last_seq=run.last_orch_seq
             )
         except BusError as exc:
             log.warning("run %s: append failed (%s); rebuilding from the log", record.run_id, exc)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from massgen.events import (
+from massgen_es import ids
+from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     BudgetExceeded,
@@ -148,8 +149,8 @@ class RunState:
 def evolve(state: RunState, record: Record) -> RunState:
     """Fold one event into ``state`` (mutated and returned). Unknown and irrelevant events are no-ops."""
     ev = record.event
-    if record.source.service == "orchestrator" and record.causation_id is not None:
-        state.last_decided_seq = max(state.last_decided_seq, _cause_seq(record.id))
+    if record.is_decision and record.causation_id is not None:
+        state.last_decided_seq = max(state.last_decided_seq, ids.cause_seq(record.id))
     match ev:
         case RunSubmitted():
             if state.submitted is None:
@@ -159,7 +160,7 @@ def evolve(state: RunState, record: Record) -> RunState:
                     state.agents[spec.id] = AgentState(
                         id=spec.id,
                         index=i,
-                        anon_id=f"agent{i + 1}",
+                        anon_id=ids.anon_id(i),
                         system_message=spec.system_message,
                         backend=spec.backend,
                     )
@@ -179,7 +180,7 @@ def evolve(state: RunState, record: Record) -> RunState:
             turn.response = ev
         case TurnFailed() if (
             turn := _current(
-                state, ev.agent_id, ev.turn_id, ev.attempt, responded_ok=record.source.service == "orchestrator"
+                state, ev.agent_id, ev.turn_id, ev.attempt, responded_ok=record.is_decision
             )
         ):
             # A worker fails an unanswered attempt; the orchestrator fails a turn after its last rejection.
@@ -257,11 +258,6 @@ def _end_turn(agent: AgentState) -> None:
     agent.consecutive_failures = 0
 
 
-def _cause_seq(event_id: str) -> int:
-    # Orchestrator event ids are "<run_id>:o<cause_seq>:<i>" (see decide.draft_id).
-    return int(event_id.rsplit(":", 2)[1][1:])
-
-
 def fold(run_id: str, records: list[Record]) -> RunState:
     """State after folding ``records`` (already in logical order, see :func:`logical_order`)."""
     state = RunState(run_id)
@@ -281,7 +277,7 @@ def logical_order(records: list[Record]) -> list[Record]:
     inputs: list[Record] = []
     known_ids = {r.id for r in records}
     for r in records:
-        if r.source.service == "orchestrator" and r.causation_id in known_ids:
+        if r.is_decision and r.causation_id in known_ids:
             by_cause.setdefault(r.causation_id, []).append(r)
         else:
             inputs.append(r)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from massgen.bus import EventLog
-from massgen.errors import ReplayError
-from massgen.events import Record
+from massgen_es.bus import EventLog
+from massgen_es.errors import ReplayError
+from massgen_es.events import Record
 from massgen_replay.views import RunView
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from massgen.events import (
+from massgen_es import ids
+from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     BudgetExceeded,
@@ -120,12 +121,12 @@ class RunView:
                 self.question = ev.question
                 self.stages["submitted"] = r.ts
                 for i, a in enumerate(ev.agents):
-                    self.agents[a.id] = AgentView(a.id, f"agent{i + 1}")
+                    self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
                 self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
             case TurnRequested() if agent:
                 agent.status = "queued" if ev.kind == "coordination" else "presenting (queued)"
             case TurnStarted() if agent:
-                agent.status = f"thinking (attempt {ev.attempt})" if not ev.turn_id.endswith(".present") else "presenting"
+                agent.status = f"thinking (attempt {ev.attempt})" if not ids.is_presentation(ev.turn_id) else "presenting"
                 agent.text = ""
                 again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
                 self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")

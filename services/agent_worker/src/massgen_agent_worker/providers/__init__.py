@@ -4,8 +4,8 @@ An adapter module exposes ``async def complete(cfg, request, on_text) -> Complet
 ``turn.requested`` (neutral messages and tools; MCP tools included, already prefixed) into one
 streamed LLM call, passes text deltas to ``on_text(text)`` and calls ``on_text("")`` for every other
 streamed chunk (tool-call, thinking or reasoning delta) so the caller can see progress, and returns a
-:class:`Completion`. Provider errors leave as ``massgen.errors.ProviderError`` subclasses; the adapter
-never retries (the worker does, and records each retry as an event). ``massgen.backends`` says which
+:class:`Completion`. Provider errors leave as ``massgen_es.errors.ProviderError`` subclasses; the adapter
+never retries (the worker does, and records each retry as an event). ``massgen_es.backends`` says which
 module serves which ``backend.type``.
 """
 
@@ -21,10 +21,10 @@ import weakref
 
 import msgspec
 
-from massgen import backends
-from massgen.config import BackendConfig
-from massgen.errors import ConfigError
-from massgen.events import ToolCall, TurnRequested, Usage
+from massgen_es import backends
+from massgen_es.config import BackendConfig
+from massgen_es.errors import ConfigError
+from massgen_es.events import ToolCall, TurnRequested, Usage
 
 OnText = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
@@ -85,7 +85,7 @@ _adapters: dict[str, Any] = {}
 
 
 async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Completion:
-    """Dispatch ``request`` to the adapter of its backend type (``massgen.backends``); ``kwargs`` go to
+    """Dispatch ``request`` to the adapter of its backend type (``massgen_es.backends``); ``kwargs`` go to
     adapters that take more (``claude_code``'s ``run_tool``, which runs MCP calls inside its own loop).
 
     Raises:
@@ -106,3 +106,11 @@ async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Co
     except ImportError as exc:
         raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
     return await module.complete(cfg, request, on_text, **kwargs)
+
+
+def shutdown() -> None:
+    """Release what loaded adapters hold beyond a call (the local backend's model servers)."""
+    for module in _adapters.values():
+        stop = getattr(module, "shutdown", None)
+        if stop is not None:
+            stop()

@@ -25,9 +25,9 @@ import os
 
 import openai
 
-from massgen.config import BackendConfig
-from massgen.errors import ConfigError
-from massgen.events import TurnRequested
+from massgen_es.config import BackendConfig
+from massgen_es.errors import ConfigError
+from massgen_es.events import TurnRequested
 from massgen_agent_worker.providers import Completion, OnText, chatcompletion, loop_cached
 
 DEFAULT_API_VERSION = "2024-12-01-preview"

@@ -21,9 +21,9 @@ from typing import Any
 
 import openai
 
-from massgen import backends
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es import backends
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderConnectionError,
     ProviderError,
@@ -31,7 +31,7 @@ from massgen.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText, loop_cached
 
 
@@ -54,7 +54,7 @@ def retry_after_s(headers: Any) -> float | None:
 
 
 def map_openai_error(exc: Exception, label: str) -> ProviderError:
-    """The :mod:`massgen.errors` provider error for an exception of the ``openai`` SDK."""
+    """The :mod:`massgen_es.errors` provider error for an exception of the ``openai`` SDK."""
     if isinstance(exc, openai.APIStatusError):
         return provider_error_for_status(
             exc.status_code,
@@ -70,7 +70,7 @@ def map_openai_error(exc: Exception, label: str) -> ProviderError:
 
 def api_key(cfg: BackendConfig, url: str | None) -> str:
     """The API key for ``cfg``: from the variable named by ``api_key_env``, else the type's default
-    variable (``massgen.backends``); a self-hosted endpoint with neither gets a placeholder.
+    variable (``massgen_es.backends``); a self-hosted endpoint with neither gets a placeholder.
 
     Raises:
         ConfigError: the variable is not set.

@@ -17,7 +17,7 @@ One streamed ``POST /v1/messages`` per call (``messages.create(stream=True)``, r
   ``reasoning_tokens`` the thinking tokens when the API reports them (spec §2.7).
 
 SDK 2.12 no longer declares ``temperature`` / ``top_p`` as arguments, so they travel in the request
-body (``extra_body``), under the configured ``extra_body``. Errors leave as :mod:`massgen.errors`
+body (``extra_body``), under the configured ``extra_body``. Errors leave as :mod:`massgen_es.errors`
 provider errors (:func:`map_anthropic_error`); the SDK never retries (``max_retries=0``).
 """
 
@@ -30,9 +30,9 @@ from typing import Any
 import anthropic
 import httpx2  # the SDK's own HTTP transport: raised as-is while a stream is being read
 
-from massgen import backends
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es import backends
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderConnectionError,
     ProviderError,
@@ -40,7 +40,7 @@ from massgen.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText, loop_cached
 from massgen_agent_worker.providers.chatcompletion import api_key, retry_after_s
 
@@ -63,7 +63,7 @@ _ERROR_TYPE_STATUS = {
 
 
 def map_anthropic_error(exc: Exception, label: str) -> ProviderError:
-    """The :mod:`massgen.errors` provider error for an exception met during an Anthropic call.
+    """The :mod:`massgen_es.errors` provider error for an exception met during an Anthropic call.
 
     ``APIStatusError`` goes through ``provider_error_for_status`` (``retry_after_s`` from
     ``retry-after-ms`` / ``retry-after``; 529 overloaded is ≥ 500, so retryable). An ``error`` event

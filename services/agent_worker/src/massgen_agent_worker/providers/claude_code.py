@@ -73,9 +73,9 @@ from claude_agent_sdk import (
     tool,
 )
 
-from massgen import backends
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es import backends
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderAuthError,
     ProviderBadRequest,
@@ -85,7 +85,7 @@ from massgen.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen.events import Message, ToolCall, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText
 from massgen_agent_worker.providers.chatcompletion import api_key
 

@@ -31,9 +31,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from massgen import backends
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es import backends
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ConfigError,
     ProviderConnectionError,
     ProviderError,
@@ -41,7 +41,7 @@ from massgen.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText, loop_cached
 from massgen_agent_worker.providers.chatcompletion import (
     _json_messages,
@@ -118,7 +118,7 @@ def _retry_delay(details: Any) -> float | None:
 
 
 def map_genai_error(exc: Exception, label: str) -> ProviderError:
-    """The :mod:`massgen.errors` provider error for an exception of ``google-genai`` or its HTTP client:
+    """The :mod:`massgen_es.errors` provider error for an exception of ``google-genai`` or its HTTP client:
     an HTTP status through ``provider_error_for_status`` (``Retry-After`` header, else the body's
     ``RetryInfo``), an unparseable stream chunk as ``ProviderServerError``, timeouts as
     ``ProviderTimeout``, other transport failures as ``ProviderConnectionError``."""

@@ -1,4 +1,4 @@
-"""``local``: a registry model (:mod:`massgen.models`) through the same ``openai`` SDK path as
+"""``local``: a registry model (:mod:`massgen_es.models`) through the same ``openai`` SDK path as
 ``chatcompletion``.
 
 With no ``base_url`` (and no ``MASSGEN_LOCAL_LLM_URL``) the worker starts the model's server itself
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import msgspec
 
-from massgen import models
-from massgen.config import BackendConfig
-from massgen.events import TurnRequested
+from massgen_es import ids, models
+from massgen_es.config import BackendConfig
+from massgen_es.events import TurnRequested
 from massgen_agent_worker.local_llm import DEFAULT_PARALLEL, LocalModelServer
 from massgen_agent_worker.providers import Completion, OnText, chatcompletion
 
@@ -34,8 +34,8 @@ def server(model: str | None = None) -> LocalModelServer:
     return _servers[name]
 
 
-def stop_all() -> None:
-    """Stop every model server this process started."""
+def shutdown() -> None:
+    """Stop every model server this process started (``providers.shutdown``)."""
     for s in _servers.values():
         s.stop()
 
@@ -43,8 +43,7 @@ def stop_all() -> None:
 def slot_of(request: TurnRequested) -> int:
     """The server slot of the request's agent: its position in the team (``agentN`` is slot N-1), modulo
     the server's slots, so each agent of a team of up to that many keeps its own prompt cache."""
-    anon = request.anon_id or "agent1"
-    return (int(anon.removeprefix("agent") or 1) - 1) % DEFAULT_PARALLEL
+    return ids.anon_index(request.anon_id or ids.anon_id(0)) % DEFAULT_PARALLEL
 
 
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:

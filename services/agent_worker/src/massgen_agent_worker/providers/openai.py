@@ -48,15 +48,15 @@ from typing import Any
 
 import openai
 
-from massgen.config import BackendConfig
-from massgen.errors import (
+from massgen_es.config import BackendConfig
+from massgen_es.errors import (
     ProviderBadRequest,
     ProviderConnectionError,
     ProviderError,
     ProviderRateLimited,
     ProviderServerError,
 )
-from massgen.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 from massgen_agent_worker.providers import Completion, OnText, chatcompletion
 from massgen_agent_worker.providers.chatcompletion import map_openai_error
 

@@ -1,29 +1,16 @@
-"""The refusal the filters raise, and the wording shared by its messages."""
+"""The wording shared by the filters' refusals (``massgen_es.errors.CommandRefused``: ``rule`` names
+the check, ``dangerous``, ``privilege``, ``outside_workspace``, ``blocked``, ``not_allowed`` or
+``unparsable``)."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
 
-from massgen.errors import MassgenError
+from massgen_es.errors import CommandRefused
 from massgen_executor.filters.lexer import SUBST
 
 _SHOWN = 120  # characters of a command quoted back in a refusal
-
-
-class CommandRefused(MassgenError):
-    """A command the executor will not run. The message is for the model: it says why and what is
-    allowed instead.
-
-    Attributes:
-        rule: which check refused it: ``dangerous``, ``privilege``, ``outside_workspace``, ``blocked``,
-            ``not_allowed`` or ``unparsable``; ``refused`` when raised elsewhere without one (e.g. the
-            service refusing an agent that has no command execution).
-    """
-
-    def __init__(self, message: str, *, rule: str = "refused") -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 def shown(argv: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from massgen.errors import ConfigError
+from massgen_es.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Self
 
-from massgen.errors import DeploymentError
+from massgen_es.errors import DeploymentError
 
 SERVICE_UID, SANDBOX_GID = 10001, 1000  # the images' user; the sandboxes' group (deploy/README.md)
 MASSGEN = str(Path(sys.executable).parent / "massgen")
@@ -171,7 +171,7 @@ class ComposeStack:
         return found
 
     def url(self, user: str = "cli") -> str:
-        """The NATS URL of ``user`` (a key of the server's users: cli, orchestrator, agent-worker, ...)
+        """The NATS URL of ``user`` (a key of the server's users: cli, orchestrator, agent_worker, ...)
         on the published loopback port."""
         var = "NATS_" + user.upper().replace("-", "_") + "_PASSWORD"
         return f"nats://{user}:{self.passwords[var]}@127.0.0.1:{self.nats_port}"

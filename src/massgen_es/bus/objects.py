@@ -1,4 +1,4 @@
-"""Big payloads by reference (DESIGN principle 5): the JetStream Object Store bucket ``MASSGEN_OBJECTS``.
+"""Big payloads by reference (docs/architecture principle 5): the JetStream Object Store bucket ``MASSGEN_OBJECTS``.
 
 Objects are content-addressed: the name is the sha256 of the bytes, so storing the same output twice
 (a redelivered execution) stores it once, and an event's reference can be checked against its digest.
@@ -12,9 +12,9 @@ from nats.aio.client import Client
 from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 
-from massgen import subjects
-from massgen.errors import BusError
-from massgen.events import ObjectRef
+from massgen_es import subjects
+from massgen_es.errors import BusError
+from massgen_es.events import ObjectRef
 
 
 class ObjectStore:

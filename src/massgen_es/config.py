@@ -11,7 +11,7 @@ Accepted shape::
     ui: {display_type: rich_terminal}
 
 Every struct forbids unknown fields, so a typo fails with the key's path. Secrets never enter the
-event log (DESIGN principle 7): ``api_key`` may only reference an environment variable (``${NAME}``).
+event log (docs/architecture principle 7): ``api_key`` may only reference an environment variable (``${NAME}``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from massgen import backends, mcp, models
-from massgen.errors import ConfigError
-from massgen.events import AgentSpec, RunSettings, RunSubmitted
+from massgen_es import backends, mcp, models
+from massgen_es.mcp import CircuitBreakerConfig, McpSecurityConfig, McpServerConfig
+from massgen_es.errors import ConfigError
+from massgen_es.events import AgentSpec, RunSettings, RunSubmitted
 
 BackendType = Literal[
     "chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code",
-    # chatcompletion presets: a default base_url and API-key variable each (massgen.backends)
+    # chatcompletion presets: a default base_url and API-key variable each (massgen_es.backends)
     "grok", "cerebras", "together", "fireworks", "groq", "openrouter", "moonshot", "kimi", "nebius", "qwen",
     "zai", "lmstudio", "vllm", "sglang",
 ]
@@ -45,48 +46,6 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
-
-
-class McpSecurityConfig(_Strict):
-    """``security:`` of an MCP server (MassGen spec §3.4)."""
-
-    level: Literal["strict", "moderate", "permissive"] = "strict"
-    allowed_executables: tuple[str, ...] = ()
-    """Executables allowed in addition to the level's list (basenames)."""
-    allow_localhost: bool = True
-    """For ``streamable-http``: allow loopback URLs (the usual place of a local server)."""
-    allow_private_ips: bool = False
-
-
-class CircuitBreakerConfig(_Strict):
-    """Per-server circuit breaker (MassGen spec §3.3): open after ``max_failures`` consecutive failures,
-    half-open after ``reset_time_seconds``."""
-
-    max_failures: int = 3
-    reset_time_seconds: float = 30.0
-
-
-class McpServerConfig(_Strict):
-    """One entry of ``backend.mcp_servers`` (MassGen spec §3.1). ``env`` and ``headers`` values may be
-    literals or ``${VAR}`` references; neither form reaches the event log (literals go to the run's
-    secret store)."""
-
-    name: str
-    type: Literal["stdio", "streamable-http"] = "stdio"
-    command: str | tuple[str, ...] | None = None
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = {}
-    cwd: str | None = None
-    url: str | None = None
-    headers: dict[str, str] = {}
-    timeout: float = 30.0
-    """Seconds per tool call."""
-    retries: int = 3
-    """Retries of a call that failed transiently (connection lost, timeout), with exponential backoff."""
-    allowed_tools: tuple[str, ...] | None = None
-    exclude_tools: tuple[str, ...] = ()
-    security: McpSecurityConfig = McpSecurityConfig()
-    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
 
 
 class ContextPath(_Strict):
@@ -221,7 +180,7 @@ class OrchestratorConfig(_Strict):
     """Shared with every agent (merged with each backend's ``context_paths``)."""
     max_cost_usd: float | None = None
     """Run budget in USD: when the recorded cost reaches it, coordination stops and the run ends with the
-    best answer so far (no presentation call). Costs come from ``massgen.pricing``."""
+    best answer so far (no presentation call). Costs come from ``massgen_es.pricing``."""
     snapshot_storage: str | None = None
     """Accepted for MassGen compatibility; snapshots always live under the run's data directory."""
     agent_temporary_workspace: str | None = None
@@ -460,7 +419,7 @@ def run_submitted(
 
     Each backend block carries the orchestrator's ``context_paths`` merged into its own (absolute paths),
     and every MCP ``env``/``headers`` value replaced by a ``${secret:<digest>}`` reference: the values
-    go to the secret store (:func:`secrets`), never to the event log (DESIGN principle 7).
+    go to the secret store (:func:`secrets`), never to the event log (docs/architecture principle 7).
     ``replay_tools_from`` names a run whose recorded tool results the MCP broker serves instead of
     calling the servers again.
     """

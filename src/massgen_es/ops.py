@@ -1,4 +1,5 @@
-"""Operations: service heartbeats, ``massgen status``, and JSON-lines logs.
+"""Operations: what a service is, where data lives, service heartbeats, ``massgen status``, and
+JSON-lines logs.
 
 Each service writes a heartbeat every few seconds into the key-value bucket ``MASSGEN_SERVICES``
 (entries expire after ``HEARTBEAT_TTL_S``, so a dead instance disappears on its own); ``status`` reads
@@ -10,25 +11,42 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from massgen import subjects
-from massgen.events import Source
+from massgen_es import subjects
+from massgen_es.events import Source
 
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TTL_S = 30.0
-WORK_QUEUES = (
-    (subjects.TURNS_STREAM, subjects.WORKER_CONSUMER),
-    (subjects.TOOLS_STREAM, subjects.BROKER_CONSUMER),
-    (subjects.EXEC_STREAM, subjects.EXECUTOR_CONSUMER),
-)
 log = logging.getLogger("massgen.ops")
+
+
+class Service(Protocol):
+    """What every service is to the process that runs it (``massgen_cli.services`` builds them).
+
+    Attributes:
+        source: who the service writes as (``Source.service`` is its one name, ``subjects.ServiceName``).
+    """
+
+    source: Source
+
+    async def run(self) -> None:
+        """Serve until cancelled; on cancellation, hand in-flight work back and return."""
+        ...
+
+
+def home() -> Path:
+    """Where a stack's data lives: ``$MASSGEN_HOME`` or ``~/.massgen`` (the JetStream store, logs,
+    run workspaces)."""
+    return Path(os.environ.get("MASSGEN_HOME") or Path.home() / ".massgen")
 
 
 async def _services_bucket(nc: Client):
@@ -83,7 +101,8 @@ async def status(nc: Client) -> dict[str, Any]:
             log.warning("reading heartbeats (attempt %d of 3): %s: %s", attempt + 1, type(exc).__name__, exc)
             await asyncio.sleep(0.2)
     queues = []
-    for stream, durable in WORK_QUEUES:
+    for q in subjects.WORK_QUEUES:
+        stream, durable = q.stream, q.consumer
         try:
             c = await js.consumer_info(stream, durable)
             queues.append({"stream": stream, "consumer": durable, "pending": c.num_pending,

@@ -3,7 +3,7 @@
 - naming: ``mcp__<server>__<tool>`` (MassGen spec §3.2);
 - tool filters that match bare and prefixed names alike (MassGen's silently miss prefixed ones, §3.2);
 - server-command, environment and URL validation (MassGen spec §3.4);
-- ``${VAR}`` substitution and redaction of secret values (DESIGN principle 7);
+- ``${VAR}`` substitution and redaction of secret values (docs/architecture principle 7);
 - tool-argument validation against the tool's input schema (MassGen spec §3.3, with looser limits);
 - filesystem roots: traversal and symlink escapes are refused, read-only roots stay read-only (§3.5).
 
@@ -22,16 +22,73 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import jsonschema
+import msgspec
 from referencing.exceptions import Unresolvable
 
-from massgen.errors import ConfigError, MassgenError
+from massgen_es.errors import ConfigError, ToolArgumentError, ToolPermissionError
 
-if TYPE_CHECKING:
-    from massgen.config import BackendConfig, McpServerConfig
+# ---------------------------------------------------------------- config (MassGen spec §3.1)
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class McpSecurityConfig(_Strict):
+    """``security:`` of an MCP server (MassGen spec §3.4)."""
+
+    level: Literal["strict", "moderate", "permissive"] = "strict"
+    allowed_executables: tuple[str, ...] = ()
+    """Executables allowed in addition to the level's list (basenames)."""
+    allow_localhost: bool = True
+    """For ``streamable-http``: allow loopback URLs (the usual place of a local server)."""
+    allow_private_ips: bool = False
+
+
+class CircuitBreakerConfig(_Strict):
+    """Per-server circuit breaker (MassGen spec §3.3): open after ``max_failures`` consecutive failures,
+    half-open after ``reset_time_seconds``."""
+
+    max_failures: int = 3
+    reset_time_seconds: float = 30.0
+
+
+class McpServerConfig(_Strict):
+    """One entry of ``backend.mcp_servers`` (MassGen spec §3.1). ``env`` and ``headers`` values may be
+    literals or ``${VAR}`` references; neither form reaches the event log (literals go to the run's
+    secret store)."""
+
+    name: str
+    type: Literal["stdio", "streamable-http"] = "stdio"
+    command: str | tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = {}
+    timeout: float = 30.0
+    """Seconds per tool call."""
+    retries: int = 3
+    """Retries of a call that failed transiently (connection lost, timeout), with exponential backoff."""
+    allowed_tools: tuple[str, ...] | None = None
+    exclude_tools: tuple[str, ...] = ()
+    security: McpSecurityConfig = McpSecurityConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+
+
+class ToolFilters(Protocol):
+    """A backend's MCP tool filters (``BackendConfig`` has them)."""
+
+    @property
+    def allowed_tools(self) -> tuple[str, ...] | None: ...
+
+    @property
+    def exclude_tools(self) -> tuple[str, ...]: ...
+
 
 PREFIX = "mcp__"
 MAX_ARGUMENT_CHARS = 100_000
@@ -62,14 +119,6 @@ _STRICT_DENIED_ENV = frozenset({"PATH", "HOME", "USER", "USERNAME", "SHELL"})
 # fmt: on
 
 
-class ToolArgumentError(MassgenError):
-    """A model's tool arguments do not fit the tool's input schema; the message is for the model."""
-
-
-class ToolPermissionError(MassgenError):
-    """A tool call reaches outside what the agent may use; the message is for the model."""
-
-
 # ---------------------------------------------------------------- naming and filters
 
 
@@ -91,7 +140,7 @@ def _matches(entries: Iterable[str], server: str, tool: str) -> bool:
     return any(e in (tool, tool_name(server, tool)) for e in entries)
 
 
-def tool_allowed(server: McpServerConfig, backend: BackendConfig, tool: str) -> bool:
+def tool_allowed(server: McpServerConfig, backend: ToolFilters, tool: str) -> bool:
     """Whether an agent may see and call ``tool`` (bare name) of ``server`` (MassGen spec §3.2).
 
     Excluded when the backend's or the server's ``exclude_tools`` lists it; otherwise the server's
@@ -283,7 +332,7 @@ def substitute(value: str, env: Mapping[str, str]) -> str:
 
 
 class Redactor:
-    """Replaces known secret values by ``***`` (DESIGN principle 7: secrets never reach the log).
+    """Replaces known secret values by ``***`` (docs/architecture principle 7: secrets never reach the log).
 
     Values shorter than 4 characters are ignored (they would garble ordinary text); longer secrets are
     replaced first, so a secret containing another is hidden whole.

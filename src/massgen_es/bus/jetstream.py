@@ -31,10 +31,11 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
-from massgen import subjects
-from massgen.bus import Draft
-from massgen.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
-from massgen.events import Record, Source, UnknownEvent, decode, encode
+from massgen_es import subjects
+from massgen_es.bus import Draft
+from massgen_es.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
+from massgen_es.events import Record, Source, UnknownEvent, decode, encode
+from massgen_es.subjects import Writer
 
 _log = logging.getLogger("massgen.bus")
 DUPLICATE_WINDOW_S = 120.0
@@ -138,7 +139,7 @@ class _DuplicateInBatch(Exception):
 
 
 class JetStreamEventLog:
-    """:class:`massgen.bus.EventLog` on the ``MASSGEN_EVENTS`` stream."""
+    """:class:`massgen_es.bus.EventLog` on the ``MASSGEN_EVENTS`` stream."""
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
@@ -149,7 +150,7 @@ class JetStreamEventLog:
     async def append(
         self,
         run_id: str,
-        source: str,
+        source: Writer,
         drafts: Sequence[Draft],
         *,
         origin: Source,
@@ -205,7 +206,7 @@ class JetStreamEventLog:
             return list(range(end - last, end + 1))
         raise AssertionError("unreachable")
 
-    async def last_seq(self, run_id: str, source: str) -> int:
+    async def last_seq(self, run_id: str, source: Writer) -> int:
         try:
             msg = await self.js.get_last_msg(subjects.EVENTS_STREAM, subjects.run_subject(run_id, source))
         except NotFoundError:
@@ -280,7 +281,7 @@ class JetStreamEventLog:
             await sub.unsubscribe()
 
     async def follow(
-        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+        self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
     ) -> AsyncIterator[Record]:
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD
         if source is not None:

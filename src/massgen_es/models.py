@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from massgen.errors import LocalModelError
+from massgen_es.errors import LocalModelError
 
 _CHUNK = 1 << 20
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple, Protocol
 
-from massgen.events import Event, Record, Source
+from massgen_es.events import Event, Record, Source
+from massgen_es.subjects import Writer
 
 
 class Draft(NamedTuple):
@@ -26,7 +27,7 @@ class EventLog(Protocol):
     async def append(
         self,
         run_id: str,
-        source: str,
+        source: Writer,
         drafts: Sequence[Draft],
         *,
         origin: Source,
@@ -51,13 +52,13 @@ class EventLog(Protocol):
         ...
 
     def follow(
-        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+        self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
     ) -> AsyncIterator[Record]:
         """Like :meth:`read`, then keeps yielding new events as they are appended (never ends).
         ``source`` narrows it to what one writer (``subjects.SOURCES``) appended."""
         ...
 
-    async def last_seq(self, run_id: str, source: str) -> int:
+    async def last_seq(self, run_id: str, source: Writer) -> int:
         """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
         ...
 

@@ -1,6 +1,6 @@
-"""The secret store: MCP ``env``/``headers`` values, kept out of the event log (DESIGN principle 7).
+"""The secret store: MCP ``env``/``headers`` values, kept out of the event log (docs/architecture principle 7).
 
-``run.submitted`` carries ``${secret:<digest>}`` references (:func:`massgen.config.secret_ref`); the
+``run.submitted`` carries ``${secret:<digest>}`` references (:func:`massgen_es.config.secret_ref`); the
 submitter puts the values here first, and the MCP broker resolves the references when it starts a
 server. A JetStream key-value bucket, so it follows the stack wherever it runs (embedded or compose).
 """
@@ -14,8 +14,8 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
-from massgen import subjects
-from massgen.errors import ConfigError
+from massgen_es import subjects
+from massgen_es.errors import ConfigError
 
 _REF = re.compile(r"\$\{secret:([0-9a-f]{32})\}")
 

@@ -19,16 +19,13 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from massgen.bus.jetstream import JetStreamEventLog, connect, ensure_streams
-from massgen.bus.server import NatsServer
-from massgen.errors import MassgenError
+from massgen_cli import services as registry
+from massgen_es.bus.jetstream import JetStreamEventLog, connect, ensure_streams
+from massgen_es.bus.server import NatsServer
+from massgen_es.ops import home
+from massgen_es.subjects import SERVICE_NAMES
 
 log = logging.getLogger("massgen.stack")
-
-
-def home() -> Path:
-    """``$MASSGEN_HOME`` or ``~/.massgen``."""
-    return Path(os.environ.get("MASSGEN_HOME") or Path.home() / ".massgen")
 
 
 def _advertised_url() -> str | None:
@@ -58,46 +55,13 @@ class Stack:
         return JetStreamEventLog(self.nc)
 
 
-def start_services(
-    nc: Client, *, orchestrator: bool = True, workers: int = 1, broker: bool = True, executor: bool = True
-) -> list[asyncio.Task]:
-    """Run the orchestrator, agent workers, the MCP broker and the executor in this process, as tasks on
-    the running loop.
-
-    Raises:
-        MassgenError: a service package is not installed (with the install command).
-    """
-    try:
-        from massgen_agent_worker.worker import AgentWorker
-        from massgen_executor.service import Executor
-        from massgen_mcp_broker.service import McpBroker
-        from massgen_orchestrator.service import OrchestratorService
-    except ImportError as exc:
-        raise MassgenError(f"service packages missing ({exc.name}); run `make install`") from None
-    from massgen.bus.jetstream import TurnQueue
-
-    from massgen.ops import heartbeat
-
-    services: list = []
-    if orchestrator:
-        services.append(OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc)))
-    services.extend(AgentWorker(nc) for _ in range(workers))
-    if broker:
-        services.append(McpBroker(nc, home()))
-    if executor:
-        services.append(Executor(nc, home()))
-    tasks = [asyncio.create_task(svc.run(), name=svc.source.service) for svc in services]
-    tasks += [asyncio.create_task(heartbeat(nc, svc.source), name="heartbeat") for svc in services]
-    return tasks
-
-
 @contextlib.asynccontextmanager
 async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncIterator[Stack]:
     """Connect to the configured stack, or start an embedded one.
 
     Args:
-        services: when embedding, also run the orchestrator and a worker in-process (``submit``, ``up``);
-            ``replay`` and ``runs`` only need the log.
+        services: when embedding, also run every service in-process (``submit``); ``replay`` and
+            ``runs`` only need the log.
 
     Raises:
         BusUnavailable: ``MASSGEN_NATS_URL`` is set but unreachable, or nats-server cannot start.
@@ -113,25 +77,16 @@ async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncItera
     try:
         await ensure_streams(nc.jetstream())
         if server is not None and services:
-            stack.tasks = start_services(nc)
+            stack.tasks = registry.start(nc, SERVICE_NAMES)
         yield stack
     finally:
         for t in stack.tasks:
             t.cancel()
         await asyncio.gather(*stack.tasks, return_exceptions=True)
-        if server is not None:
-            _stop_local_model()
         with contextlib.suppress(Exception):
             await nc.close()
         if server is not None:
             await asyncio.to_thread(server.stop)
-
-
-def _stop_local_model() -> None:
-    with contextlib.suppress(ImportError):
-        from massgen_agent_worker.providers import local
-
-        local.stop_all()
 
 
 def advertise(url: str) -> Path:

@@ -6,14 +6,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from massgen import subjects
-from massgen.bus import Draft
-from massgen.errors import ConcurrencyConflict
-from massgen.events import Record, Source, decode, encode
+from massgen_es import subjects
+from massgen_es.bus import Draft
+from massgen_es.errors import ConcurrencyConflict
+from massgen_es.events import Record, Source, decode, encode
+from massgen_es.subjects import Writer
 
 
 class InMemoryEventLog:
-    """:class:`massgen.bus.EventLog` kept in a list; events go through the real codec."""
+    """:class:`massgen_es.bus.EventLog` kept in a list; events go through the real codec."""
 
     def __init__(self) -> None:
         self._records: list[tuple[str, Record]] = []  # (subject, record)
@@ -24,7 +25,7 @@ class InMemoryEventLog:
     async def append(
         self,
         run_id: str,
-        source: str,
+        source: Writer,
         drafts: Sequence[Draft],
         *,
         origin: Source,
@@ -54,7 +55,7 @@ class InMemoryEventLog:
             self._changed.notify_all()
         return seqs
 
-    def _select(self, run_id: str | None, after_seq: int, source: str | None = None) -> list[Record]:
+    def _select(self, run_id: str | None, after_seq: int, source: Writer | None = None) -> list[Record]:
         return [
             r
             for subject, r in self._records[after_seq:]
@@ -65,7 +66,7 @@ class InMemoryEventLog:
         return self._select(run_id, after_seq)
 
     async def follow(
-        self, run_id: str | None = None, after_seq: int = 0, source: str | None = None
+        self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
     ) -> AsyncIterator[Record]:
         pos = after_seq
         while True:
@@ -76,5 +77,5 @@ class InMemoryEventLog:
             for r in batch:
                 yield r
 
-    async def last_seq(self, run_id: str, source: str) -> int:
+    async def last_seq(self, run_id: str, source: Writer) -> int:
         return self._last_by_subject.get(subjects.run_subject(run_id, source), 0)

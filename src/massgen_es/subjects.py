@@ -1,22 +1,27 @@
 """Every JetStream stream, subject and consumer name, built here and nowhere else.
 
-Layout (DESIGN principle 4: events through the event stream, work through work queues):
+One name per service (``ServiceName``): the service's package is ``massgen_<name>``, ``massgen serve
+<name>`` runs it, its events carry ``Source.service == <name>`` and go to the subject token ``<name>``,
+and its work queue's durable consumer is ``<name>``. (Compose calls the containers ``agent-worker`` and
+``mcp-broker``: host names take no underscore.)
+
+Layout (events through the event stream, work through work queues; docs/architecture):
 
 - stream ``MASSGEN_EVENTS`` (file storage, limits retention, deny delete and purge, atomic batches):
-  ``massgen.run.<run_id>.<source>`` where ``source`` is who may write there:
-    - ``client``: the CLI (``run.submitted``);
-    - ``orch``: the orchestrator's decisions, appended in atomic batches guarded by
+  ``massgen.run.<run_id>.<writer>`` where ``writer`` (``WRITERS``) is who may write there:
+    - ``cli``: the command line (``run.submitted``);
+    - ``orchestrator``: the orchestrator's decisions, appended in atomic batches guarded by
       ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
-    - ``agent``: agent workers (turn started, text deltas, usage, responses, failures);
     - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events);
-    - ``mcp``: the MCP broker (tool catalogs, tool-call results, server states, workspace snapshots);
-    - ``exec``: the executor (command results, sandbox lifecycle).
+    - ``agent_worker``: agent workers (turn started, text deltas, usage, responses, failures);
+    - ``mcp_broker``: the MCP broker (tool catalogs, tool-call results, server states, snapshots);
+    - ``executor``: the executor (command results, sandbox lifecycle).
 - stream ``MASSGEN_TURNS`` (work-queue retention): ``massgen.turns.<run_id>``; one durable pull
-  consumer ``agent-workers`` shared by every worker replica.
+  consumer ``agent_worker`` shared by every worker replica.
 - stream ``MASSGEN_TOOLS`` (work-queue retention): ``massgen.tools.<run_id>``; tool-list, tool-call and
-  snapshot requests for the MCP broker, one durable pull consumer ``mcp-brokers``.
+  snapshot requests for the MCP broker, one durable pull consumer ``mcp_broker``.
 - stream ``MASSGEN_EXEC`` (work-queue retention): ``massgen.exec.<run_id>``; command executions for the
-  executor, one durable pull consumer ``executors``. Large payloads go to the Object Store bucket
+  executor, one durable pull consumer ``executor``. Large payloads go to the Object Store bucket
   ``MASSGEN_OBJECTS``.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 - replies and consumer deliveries arrive on ``_INBOX_<nats user>.…`` (``inbox_prefix``).
@@ -25,23 +30,32 @@ Layout (DESIGN principle 4: events through the event stream, work through work q
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
-from massgen.errors import ConfigError
+from massgen_es.errors import ConfigError
+
+ServiceName = Literal["orchestrator", "agent_worker", "mcp_broker", "executor"]
+"""The services, each by its one name (module docstring)."""
+SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
+Writer = Literal["cli", "orchestrator", "timer", "agent_worker", "mcp_broker", "executor"]
+"""Who may write a run's events: the services, the command line, and the orchestrator's timers."""
+WRITERS: tuple[Writer, ...] = get_args(Writer)
 
 EVENTS_STREAM = "MASSGEN_EVENTS"
 TURNS_STREAM = "MASSGEN_TURNS"
-WORKER_CONSUMER = "agent-workers"
+WORKER_CONSUMER: ServiceName = "agent_worker"
 TOOLS_STREAM = "MASSGEN_TOOLS"
 EXEC_STREAM = "MASSGEN_EXEC"
-EXECUTOR_CONSUMER = "executors"
+EXECUTOR_CONSUMER: ServiceName = "executor"
 OBJECTS_BUCKET = "MASSGEN_OBJECTS"
 """Object Store bucket of large payloads (full command output, produced files), named by digest."""
 SERVICES_BUCKET = "MASSGEN_SERVICES"
 """Key-value bucket of service heartbeats (``massgen status``); entries expire."""
 SECRETS_BUCKET = "MASSGEN_SECRETS"
 """Key-value bucket of MCP ``env``/``headers`` values, keyed by digest; never part of the event log."""
-BROKER_CONSUMER = "mcp-brokers"
+BROKER_CONSUMER: ServiceName = "mcp_broker"
 
 EVENTS_WILDCARD = "massgen.run.>"
 EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
@@ -50,7 +64,25 @@ TURNS_WILDCARD = "massgen.turns.>"
 TOOLS_WILDCARD = "massgen.tools.>"
 EXEC_WILDCARD = "massgen.exec.>"
 
-SOURCES = ("client", "orch", "agent", "timer", "mcp", "exec")
+
+@dataclass(frozen=True)
+class WorkQueue:
+    """A work-queue stream: who pushes items, and the service whose replicas pull them through one
+    durable consumer named after it."""
+
+    stream: str
+    subjects: str
+    consumer: ServiceName
+    pushed_by: tuple[Writer, ...]
+    items: str
+
+
+WORK_QUEUES: tuple[WorkQueue, ...] = (
+    WorkQueue(TURNS_STREAM, TURNS_WILDCARD, WORKER_CONSUMER, ("orchestrator",), "agent turns (turn.requested)"),
+    WorkQueue(TOOLS_STREAM, TOOLS_WILDCARD, BROKER_CONSUMER, ("agent_worker",),
+              "tool catalogs, tool calls and workspace snapshots"),
+    WorkQueue(EXEC_STREAM, EXEC_WILDCARD, EXECUTOR_CONSUMER, ("agent_worker",), "command executions"),
+)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -62,10 +94,10 @@ def _check_token(kind: str, value: str) -> str:
     return value
 
 
-def run_subject(run_id: str, source: str) -> str:
-    """Subject of one run's events written by ``source`` (one of ``SOURCES``)."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown event source {source!r}; expected one of {SOURCES}")
+def run_subject(run_id: str, source: Writer) -> str:
+    """Subject of one run's events written by ``source`` (one of ``WRITERS``)."""
+    if source not in WRITERS:
+        raise ValueError(f"unknown event writer {source!r}; expected one of {WRITERS}")
     return f"massgen.run.{_check_token('run id', run_id)}.{source}"
 
 
@@ -74,16 +106,16 @@ def run_filter(run_id: str) -> str:
     return f"massgen.run.{_check_token('run id', run_id)}.>"
 
 
-def source_filter(run_id: str | None, source: str) -> str:
+def source_filter(run_id: str | None, source: Writer) -> str:
     """Filter subject matching what ``source`` wrote, for one run or (``run_id=None``) for every run."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown event source {source!r}; expected one of {SOURCES}")
+    if source not in WRITERS:
+        raise ValueError(f"unknown event writer {source!r}; expected one of {WRITERS}")
     return run_subject(run_id, source) if run_id else f"massgen.run.*.{source}"
 
 
 def inbox_prefix(url: str) -> str:
     """The reply-inbox prefix of a connection: ``_INBOX_<user>`` for a URL with a user
-    (``nats://agent-worker:pw@nats:4222`` -> ``_INBOX_agent-worker``), else NATS's ``_INBOX``.
+    (``nats://agent_worker:pw@nats:4222`` -> ``_INBOX_agent_worker``), else NATS's ``_INBOX``.
 
     JetStream replies, pull deliveries and follow deliveries arrive on inboxes; with one prefix per
     user, deploy/nats/nats.conf lets each user subscribe to its own inboxes only, so no service can

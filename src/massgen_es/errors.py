@@ -1,4 +1,5 @@
-"""The one exception tree of massgen-es.
+"""The one exception tree of massgen-es. A failure kind recorded in the log (``Failure.type``) is the
+name of one of these classes; ``massgen_es.failures.failure_of`` turns any of them into a ``Failure``.
 
 - ``MassgenError``: base of everything raised on purpose.
     - ``ConfigError``: a config file or value is wrong; the message names the key and the fix.
@@ -15,10 +16,29 @@
         - ``ProviderConnectionError`` (unreachable, connection dropped: retryable)
         - ``ProviderTimeout`` (connect, first-token or total timeout: retryable)
     - ``LocalModelError``: the embedded local model could not be installed, verified or started.
+    - ``ProtocolError``: the coordination protocol ended an agent's turn.
+        - ``EnforcementExhausted``: no valid workflow decision within ``max_attempts`` (MassGen spec §1.4).
+    - ``ToolError``: an MCP tool call had no result; the message is for the model.
+        - ``ToolArgumentError``: the arguments do not fit the tool's input schema.
+        - ``ToolPermissionError``: the server or tool is not granted, or a path leaves the agent's roots.
+        - ``UnknownTool``: the server has no such tool.
+        - ``NoRecordedResult``: replaying tools, the recorded run has no result for this call.
+        - ``ToolCallError``: the server answered the call with a protocol error.
+        - ``ServerUnavailable``: the server could not be started, or its session ended (retryable).
+        - ``CircuitOpen``: the server's circuit breaker is open (retryable, after its reset time).
+        - ``ToolTimeout``: no answer in time (retryable).
+    - ``ExecutionError``: a command was not run to its end; the message is for the model.
+        - ``CommandRefused``: a filter refused it (``rule`` names which).
+        - ``CommandStartError``: it could not be started (no working directory, fork refused).
+        - ``SandboxUnavailable``: Docker mode without a usable engine or image (never falls back).
     - ``ReplayError``: a run cannot be rebuilt from its log.
         - ``NondeterminismError``: re-deciding a recorded log gave different decisions.
+    - ``DeploymentError``: the compose stack could not be built, started or driven (tests).
+    - ``InternalError``: an unexpected exception inside a service (a bug); its ``Failure`` carries the
+      original exception as ``cause``.
 
-Errors cross service boundaries only as ``massgen.events.Failure`` records (DESIGN principle 6).
+Errors cross service boundaries only as ``massgen_es.events.Failure`` records (docs/architecture:
+failures are data).
 """
 
 from __future__ import annotations
@@ -125,6 +145,83 @@ class LocalModelError(MassgenError):
     """The embedded local model could not be installed, verified or started."""
 
 
+class ProtocolError(MassgenError):
+    """The coordination protocol ended an agent's turn."""
+
+
+class EnforcementExhausted(ProtocolError):
+    """The agent made no valid workflow decision (``vote``/``new_answer``) within ``max_attempts``."""
+
+
+class ToolError(MassgenError):
+    """An MCP tool call had no result. The message is shown to the model as the tool's error.
+
+    Attributes:
+        retryable: whether the same call may succeed later.
+    """
+
+    retryable: bool = False
+
+
+class ToolArgumentError(ToolError):
+    """A model's tool arguments do not fit the tool's input schema."""
+
+
+class ToolPermissionError(ToolError):
+    """A tool call reaches outside what the agent may use (server, tool or path)."""
+
+
+class UnknownTool(ToolError):
+    """The MCP server has no tool of that name."""
+
+
+class NoRecordedResult(ToolError):
+    """Replaying tools from a recorded run, that run has no result for this call."""
+
+
+class ToolCallError(ToolError):
+    """The MCP server answered the call with a protocol error."""
+
+
+class ServerUnavailable(ToolError):
+    """The MCP server could not be started, or its session ended."""
+
+    retryable = True
+
+
+class CircuitOpen(ToolError):
+    """The MCP server failed too often; calls resume after its breaker's reset time."""
+
+    retryable = True
+
+
+class ToolTimeout(ToolError):
+    """No answer to a tool call, a catalog request or a command within its time."""
+
+    retryable = True
+
+
+class ExecutionError(MassgenError):
+    """A command was not run to its end. The message is shown to the model as the tool's error."""
+
+
+class CommandRefused(ExecutionError):
+    """A command filter refused the command; ``rule`` names the rule, the message says why and what
+    to do instead."""
+
+    def __init__(self, message: str, *, rule: str = "refused") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class CommandStartError(ExecutionError):
+    """The command could not be started (missing working directory, no ``/bin/sh``, fork refused)."""
+
+
+class SandboxUnavailable(ExecutionError):
+    """Docker mode is configured but no engine (or image) is usable; never a silent fallback."""
+
+
 class ReplayError(MassgenError):
     """A run cannot be rebuilt from its event log."""
 
@@ -133,6 +230,10 @@ class NondeterminismError(ReplayError):
     """Re-running the decision core over a recorded log produced different decisions."""
 
 
+class InternalError(MassgenError):
+    """An unexpected exception inside a service: a bug. Recorded with the original as ``cause``."""
+
+
 class DeploymentError(MassgenError):
-    """The compose stack could not be built, started or driven (massgen.testing.compose); the message
+    """The compose stack could not be built, started or driven (massgen_es.testing.compose); the message
     carries the failing command and the tail of its output."""

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from massgen.errors import BusUnavailable
+from massgen_es.errors import BusUnavailable
 
 _LISTEN = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 
