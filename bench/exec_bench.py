@@ -21,10 +21,9 @@ import time
 import uuid
 from pathlib import Path
 
+from _stats import pct  # bench/ is the script's own directory, first on sys.path
 from massgen_executor.docker_sandbox import DockerSandboxes, SandboxSpec
 from massgen_executor.local import Limits, run_local
-
-from _stats import pct  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 IMAGE = os.environ.get("MASSGEN_SANDBOX_PYTHON_IMAGE", "massgen/sandbox-python:latest")

@@ -28,15 +28,17 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
+from massgen_agent_worker.providers import local
+from massgen_cli.stack import open_stack
 from massgen_es import models
 from massgen_es.bus import Draft
 from massgen_es.config import parse_config, run_submitted
-from massgen_es.events import TERMINAL_EVENTS, Source, TurnRequested, TurnResponded, UsageRecorded
-from massgen_es.stack import open_stack
-from massgen_agent_worker.providers import local
+from massgen_es.events import TERMINAL_EVENTS, Message, Source, TurnRequested, TurnResponded, UsageRecorded
 
 DEMO = "What is the capital of France? Answer in one word."
 PROMPT = "Write a Python function is_prime(n) that returns True if the integer n is a prime number."
@@ -57,8 +59,21 @@ async def pipeline_call(stack, model: str) -> tuple[TurnRequested, float, int]:
     records = await stack.log.read(run_id)
     req = next(r for r in records if isinstance(r.event, TurnRequested))
     resp = next(r for r in records if isinstance(r.event, TurnResponded) and r.event.turn_id == req.event.turn_id)
-    usage = next(r.event for r in records if isinstance(r.event, UsageRecorded) and r.event.turn_id == req.event.turn_id)
+    usage = next(
+        r.event for r in records if isinstance(r.event, UsageRecorded) and r.event.turn_id == req.event.turn_id
+    )
     return req.event, resp.ts - req.ts, usage.usage.output_tokens
+
+
+def plain(m: Message) -> ChatCompletionMessageParam:
+    """A message as role and text only, in the SDK's shape (a first turn has no tool messages)."""
+    if m.role == "system":
+        return {"role": "system", "content": m.content}
+    if m.role == "assistant":
+        return {"role": "assistant", "content": m.content}
+    if m.role == "tool":
+        return {"role": "tool", "content": m.content, "tool_call_id": m.tool_call_id or ""}
+    return {"role": "user", "content": m.content}
 
 
 async def raw_call(base_url: str, model: str, req: TurnRequested) -> tuple[float, int]:
@@ -66,7 +81,7 @@ async def raw_call(base_url: str, model: str, req: TurnRequested) -> tuple[float
     client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
     started = time.monotonic()
     stream = await client.chat.completions.create(
-        model=model, messages=[{"role": m.role, "content": m.content} for m in req.messages], temperature=0,
+        model=model, messages=[plain(m) for m in req.messages], temperature=0,
         seed=1, max_tokens=MAX_TOKENS, stream=True, stream_options={"include_usage": True},
         extra_body={"cache_prompt": True, "id_slot": local.slot_of(req)})
     tokens = 0
@@ -91,7 +106,7 @@ async def speed(model: str, rounds: int) -> None:
         ratios, piped, raws = [], [], []
         for _ in range(rounds):
             req, secs, tokens = await pipeline_call(stack, model)
-            raw_s, raw_tokens = await raw_call(local.server(model).base_url, model, req)
+            raw_s, raw_tokens = await raw_call(await local.server(model).ensure(), model, req)
             piped.append(tokens / secs)
             raws.append(raw_tokens / raw_s)
             ratios.append(piped[-1] / raws[-1])
@@ -108,7 +123,9 @@ def demo(model: str) -> None:
         started = time.monotonic()
         done = subprocess.run([MASSGEN, "submit", DEMO, "--json"], capture_output=True, text=True, env=env, timeout=900)
         wall = time.monotonic() - started
-        out = json.loads(done.stdout) if done.returncode in (0, 3) else {"final_answer": done.stderr[-300:]}
+        out: dict[str, Any] = (
+            json.loads(done.stdout) if done.returncode in (0, 3) else {"final_answer": done.stderr[-300:]}
+        )
         print(f"demo wall time:  {wall:6.1f} s for `massgen submit {DEMO!r}` (target < 180 s on 2 cores); "
               f"final answer {out.get('final_answer')!r}, {out.get('usage', {}).get('llm_calls')} LLM calls")
         pairs = cache_figures(Path(home) / "logs" / f"local-llm-{model}.log")
@@ -118,7 +135,7 @@ def demo(model: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--model", default=models.DEFAULT_MODEL, choices=list(models.MODELS))
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()

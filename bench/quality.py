@@ -34,11 +34,11 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from massgen_cli.stack import open_stack
 from massgen_es import models
 from massgen_es.bus import Draft
 from massgen_es.config import DEFAULT_CONFIG_YAML, Config, parse_config, run_submitted
 from massgen_es.events import TERMINAL_EVENTS, Source
-from massgen_es.stack import open_stack
 from massgen_replay.views import RunView
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -115,7 +115,7 @@ def report(rows: list[dict], model: str) -> None:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--model", default=models.DEFAULT_MODEL, choices=list(models.MODELS))
     ap.add_argument("--modes", default="single,team", help="comma-separated: single, team")
     ap.add_argument("--limit", type=int, default=0, help="only the first N items of each category")

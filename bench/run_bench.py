@@ -26,6 +26,8 @@ import tempfile
 import time
 import uuid
 
+from _stats import pct  # bench/ is the script's own directory, first on sys.path
+from massgen_agent_worker.worker import AgentWorker
 from massgen_es import ids
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
@@ -33,11 +35,8 @@ from massgen_es.bus.server import NatsServer
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TimerFired, UsageRecorded, VoteCast
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
-from massgen_agent_worker.worker import AgentWorker
 from massgen_orchestrator.service import OrchestratorService
 from massgen_replay.read import project
-
-from _stats import pct  # noqa: E402  (bench/ is the script's own directory)
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 
@@ -140,7 +139,9 @@ async def main() -> None:
                     break
             records = await log.read(run_id)
             usage = [r for r in records if isinstance(r.event, UsageRecorded)]
-            coordination = [r for r in usage if not ids.is_presentation(r.event.turn_id)]
+            coordination = [
+                r for r in usage if isinstance(r.event, UsageRecorded) and not ids.is_presentation(r.event.turn_id)
+            ]
             decisions = [r for r in records if isinstance(r.event, (AnswerPosted, VoteCast))]
             json_calls.append(len(usage))
             json_trips.append(round_trips(usage))
@@ -179,10 +180,12 @@ async def main() -> None:
     print(f"wall time per run (median):    {wall_ms:.1f} ms")
     print(f"provider time per run:         {prov_ms:.1f} ms (some LLM call in flight; HTTP round trips to the fake)")
     print(f"orchestration overhead:        {wall_ms - prov_ms:.1f} ms per run (wall - provider time; target < 100 ms)")
-    print(f"LLM calls per run:             {statistics.median(calls):.0f} (target 7: 3 answers, 3 votes, 1 presentation)")
+    print(f"LLM calls per run:             {statistics.median(calls):.0f} "
+          "(target 7: 3 answers, 3 votes, 1 presentation)")
     print(f"sequential LLM round trips:    {statistics.median(trips):.0f} (target 3)")
     print(f"json_schema mode:              {statistics.median(json_calls):.0f} calls per run, "
-          f"{statistics.median(json_trips):.0f} round trips, {statistics.median(per_decision):.2f} LLM calls per decision")
+          f"{statistics.median(json_trips):.0f} round trips, "
+          f"{statistics.median(per_decision):.2f} LLM calls per decision")
     print(f"events written per run:        {statistics.median(events):.0f}")
     print(f"event append p50 / p99:        {pct(lat, 50):.3f} / {pct(lat, 99):.3f} ms (target p99 < 2 ms)")
     print(f"replay, small runs:            {n_ev / replay_s:,.0f} events/s ({n_ev} events; per-run read cost included)")

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from massgen_agent_worker.worker import AgentWorker
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
 from massgen_es.bus.secrets import SecretStore
@@ -18,7 +19,6 @@ from massgen_es.config import parse_config, run_submitted, secrets
 from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TurnRequested, UnknownEvent, check_writer
 from massgen_es.testing import eventually
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
-from massgen_agent_worker.worker import AgentWorker
 from massgen_executor.service import Executor
 from massgen_mcp_broker.service import McpBroker
 from massgen_orchestrator.decide import verify
@@ -59,7 +59,9 @@ def agent_script(text: str, vote_for: str, final: str | None = None):
 # ---------------------------------------------------------------- harness
 
 
-def team(fake: FakeOpenAI, n: int, *, orchestrator: dict | None = None, timeout_s: float = 60) -> tuple[dict, list[str]]:
+def team(
+    fake: FakeOpenAI, n: int, *, orchestrator: dict | None = None, timeout_s: float = 60
+) -> tuple[dict, list[str]]:
     """A config of n chatcompletion agents on the fake, each with its own model name."""
     tag = uuid.uuid4().hex[:6]
     models = [f"m{i}-{tag}" for i in range(n)]
@@ -82,7 +84,7 @@ class Stack:
         self.tasks: list[asyncio.Task] = []
         self.procs: list[subprocess.Popen] = []
 
-    async def __aenter__(self) -> "Stack":
+    async def __aenter__(self) -> Stack:
         self.nc = await connect(self.url, "test")
         await ensure_streams(self.nc.jetstream())
         self.log = JetStreamEventLog(self.nc)
@@ -129,7 +131,9 @@ class Stack:
         parsed = parse_config(cfg)
         await SecretStore(self.nc).put_all(secrets(parsed))
         ev = run_submitted(question, parsed, **kw)
-        await self.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
+        await self.log.append(
+            run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t")
+        )
         return run_id
 
     async def wait_done(self, run_id: str, timeout_s: float = 30) -> list:

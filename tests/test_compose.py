@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import assert_no_duplicates, of
 
+from harness import assert_no_duplicates, of
 from massgen_es.bus.jetstream import JetStreamEventLog, connect
 from massgen_es.events import (
     AnswerPosted,
@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "tests" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -165,6 +166,7 @@ async def test_executor_runs_commands_in_a_sibling_sandbox_on_the_shared_data_di
     assert done.mode == "docker" and done.exit_code == 0
     assert done.stdout.split() == ["hello-from-sandbox", "1000"]  # the sandbox user, not the executor's
     # The sandbox wrote through the bind mount at the identical host path.
+    assert stack.data is not None
     note = stack.data / "runs" / summary["run_id"] / "workspaces" / "runner" / "note.txt"
     assert note.read_text().strip() == "hello-from-sandbox"
     assert note.stat().st_uid == 1000

@@ -10,12 +10,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from typing import Literal, TypeVar
 
 import pytest
-from massgen_orchestrator.decide import STALE_VOTE_TEXT, decide, step, verify
-from massgen_orchestrator.junk import strip_echoed_label, why_junk
-from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE, coordination_messages
-from massgen_orchestrator.state import RunState, logical_order
 from msgspec.structs import replace
 
 from massgen_es.config import parse_config, run_submitted
@@ -44,6 +41,10 @@ from massgen_es.events import (
     VoteCast,
     VoteInvalidated,
 )
+from massgen_orchestrator.decide import STALE_VOTE_TEXT, decide, step, verify
+from massgen_orchestrator.junk import strip_echoed_label, why_junk
+from massgen_orchestrator.prompts import ENFORCEMENT_MESSAGE, coordination_messages
+from massgen_orchestrator.state import RunState, logical_order
 
 RUN = "run-1"
 IDS = ("zeta-real-id", "omega-real-id", "kappa-real-id", "sigma-real-id")
@@ -70,8 +71,18 @@ def answer(content: str) -> ToolCall:
     )
 
 
+E = TypeVar("E", bound=Event)
+
+
 def of(events: list[Event], cls: type) -> list:
     return [e for e in events if isinstance(e, cls)]
+
+
+def at(events: list[Event], i: int, cls: type[E]) -> E:
+    """``events[i]``, which the test has found to be a ``cls``."""
+    event = events[i]
+    assert isinstance(event, cls)
+    return event
 
 
 def texts(messages) -> str:
@@ -148,7 +159,7 @@ class Run:
             TurnFailed(turn_id=t.turn_id, agent_id=agent, attempt=t.attempt, failure=failure), "agent_worker"
         )
 
-    def timer(self, name: str) -> list[Event]:
+    def timer(self, name: Literal["run_deadline", "presentation_deadline"]) -> list[Event]:
         return self.feed(TimerFired(name=name), "timer")
 
     def vote_now(self, agent: str, target: str, reason: str = "best answer") -> list[Event]:
@@ -348,7 +359,7 @@ def test_enforcement_error_texts(code):
     assert tail[0] == Message(role="assistant", content="thinking", tool_calls=calls)
     if calls:
         assert tail[1:] == tuple(
-            Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(calls, errors)
+            Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(calls, errors, strict=True)
         )
     else:
         assert tail[1:] == (Message(role="user", content=ENFORCEMENT_MESSAGE),)
@@ -361,10 +372,10 @@ def test_enforcement_exhausted_fails_turn_and_starts_new_one():
     assert of(run.respond(A, content="hmm"), TurnRequested)[0].attempt == 3
     out = run.respond(A, content="hmm")
     assert [type(e) for e in out] == [TurnRejected, TurnFailed, TurnRequested]
-    failed = out[1]
+    failed, retried = at(out, 1, TurnFailed), at(out, 2, TurnRequested)
     assert (failed.turn_id, failed.attempt, failed.failure.type) == (first.turn_id, 3, "EnforcementExhausted")
     assert failed.failure.message == "Agent failed to use workflow tools after 3 attempts"
-    assert out[2].turn_id != first.turn_id and out[2].attempt == 1
+    assert retried.turn_id != first.turn_id and retried.attempt == 1
     assert run.state.agents[A].consecutive_failures == 1
 
 
@@ -398,7 +409,7 @@ def test_final_presentation_ends_run_with_presented_answer():
     run = Run(2)
     out = to_presentation(run)
     assert [type(e) for e in out[-3:]] == [ConsensusReached, PresentationStarted, TurnRequested]
-    started, req = out[-2:]
+    started, req = at(out, -2, PresentationStarted), at(out, -1, TurnRequested)
     assert (started.presenter_id, started.reason) == (A, "consensus")
     assert (req.agent_id, req.kind, req.tools, req.turn_id) == (A, "presentation", (), started.turn_id)
     prompt = req.messages[-1].content
@@ -440,8 +451,9 @@ def test_junk_answer_is_rejected_and_retried(junk):
     first = run.turns[A]
     out = run.respond(A, answer(junk))
     assert [type(e) for e in out] == [TurnRejected, TurnRequested]
-    assert out[0].code == "junk_answer" and out[0].errors[0].startswith("Answer not recorded: it ")
-    assert (out[1].turn_id, out[1].attempt) == (first.turn_id, 2) and not run.state.answers
+    rejected, retried = at(out, 0, TurnRejected), at(out, 1, TurnRequested)
+    assert rejected.code == "junk_answer" and rejected.errors[0].startswith("Answer not recorded: it ")
+    assert (retried.turn_id, retried.attempt) == (first.turn_id, 2) and not run.state.answers
 
 
 @pytest.mark.parametrize("reason", ["", "  ", "!!", "<|im_end|>", None])
@@ -451,7 +463,7 @@ def test_vote_whose_reason_is_not_text_is_rejected(reason):
     args = {"agent_id": "agent1"} if reason is None else {"agent_id": "agent1", "reason": reason}
     out = run.respond(A, ToolCall(id="call-junk", name="vote", arguments=json.dumps(args)))
     assert [type(e) for e in out] == [TurnRejected, TurnRequested]
-    assert out[0].code == "junk_reason" and run.state.agents[A].vote is None
+    assert at(out, 0, TurnRejected).code == "junk_reason" and run.state.agents[A].vote is None
     assert of(run.respond(A, vote("agent1", "Macleady")), VoteCast)  # a word is text, however odd
 
 
@@ -491,8 +503,12 @@ def test_compact_prompts_for_models_without_tool_calls():
     assert vote_turn.messages[:2] == first.messages
     assert vote_turn.messages[2] == Message(role="assistant", content="Paris, said A")
     listed = vote_turn.messages[3].content
-    assert listed.startswith("The other agents' answers:\n\nagent2 wrote:\nIt is Paris, said B\n\nYour answer above is agent1.")
-    assert listed.endswith("If one of these answers is correct, vote for the best one. If none is, write a better answer.")
+    assert listed.startswith(
+        "The other agents' answers:\n\nagent2 wrote:\nIt is Paris, said B\n\nYour answer above is agent1."
+    )
+    assert listed.endswith(
+        "If one of these answers is correct, vote for the best one. If none is, write a better answer."
+    )
     run.vote_now(A, "agent1", "mine is concise")
     run.vote_now(B, "agent1", "A is clearest")
     presentation = run.turns[A].messages
@@ -514,8 +530,9 @@ def test_run_deadline_presents_plurality_winner():
     run.vote_now(B, "agent2")  # the only valid vote; A (first with an answer) has none
     out = run.timer("run_deadline")
     assert [type(e) for e in out] == [PresentationStarted, TurnRequested]
-    assert (out[0].presenter_id, out[0].reason) == (B, "timeout")
-    assert out[1].kind == "presentation"
+    started = at(out, 0, PresentationStarted)
+    assert (started.presenter_id, started.reason) == (B, "timeout")
+    assert at(out, 1, TurnRequested).kind == "presentation"
     assert not of(run.respond(A, vote("agent1")), VoteCast)  # coordination is over
     assert run.respond(B, content="Paris (final)")[-1] == RunTimedOut(
         winner_id=B, final_answer="Paris (final)"
@@ -528,6 +545,7 @@ def test_run_deadline_without_votes_presents_first_answer_in_config_order():
     run.respond(B, answer("B was first in time"))
     run.respond(A, answer("A is first in config"))
     (started, _) = run.timer("run_deadline")
+    assert isinstance(started, PresentationStarted)
     assert started.presenter_id == A
     assert run.timer("presentation_deadline")[-1] == RunTimedOut(
         winner_id=A, final_answer="A is first in config"
@@ -557,7 +575,7 @@ def test_failing_agent_dropped_after_max_failed_turns():
     assert [(r.agent_id, r.turn_id) for r in of(out, TurnRequested)] == [(B, f"{B}.2"), (A, f"{A}.2")]
     run.vote_now(A, "agent1")
     out = run.fail(B)
-    assert [type(e) for e in out] == [TurnRequested] and out[0].turn_id == f"{B}.3"
+    assert [type(e) for e in out] == [TurnRequested] and at(out, 0, TurnRequested).turn_id == f"{B}.3"
     out = run.fail(B)
     (dropped,) = of(out, AgentDropped)
     assert (dropped.agent_id, dropped.failed_turns) == (B, 3)
@@ -574,7 +592,7 @@ def test_all_agents_dropped_run_fails():
     assert of(run.fail(A), AgentDropped)[0].agent_id == A
     out = run.fail(B)
     assert [type(e) for e in out] == [AgentDropped, RunFailed]
-    assert out[1].reason == "all agents failed"
+    assert at(out, 1, RunFailed).reason == "all agents failed"
     assert run.state.status == "failed"
 
 
@@ -606,7 +624,9 @@ def test_stale_and_duplicate_inputs_ignored():
     assert run.state.phase == "done"
     assert run.timer("run_deadline") == [] and run.timer("presentation_deadline") == []
     assert run.respond(A, content="again", turn=run.turns[A]) == []
-    assert run.feed(run.state.submitted, "cli") == []
+    submitted = run.state.submitted
+    assert submitted is not None
+    assert run.feed(submitted, "cli") == []
 
 
 def test_decide_is_pure_and_deterministic():

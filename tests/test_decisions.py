@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from harness import Stack, of, team
+from massgen_agent_worker.decisions import WRITE_ANSWER
 from massgen_es.events import AnswerPosted, RunCompleted, TurnRejected, UsageRecorded, VoteCast
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
-from massgen_agent_worker.decisions import WRITE_ANSWER
 
 
 def _branches(body: dict) -> dict[str, dict]:
@@ -27,7 +27,8 @@ def _model(first: str, later: list[str]):
             assert "tools" not in body
             if later and "new_answer" in _branches(body):
                 return Reply(text=json.dumps({"tool": "new_answer", "arguments": {}}))
-            return Reply(text=json.dumps({"tool": "vote", "arguments": {"agent_id": "agent1", "reason": "it is right"}}))
+            vote = {"tool": "vote", "arguments": {"agent_id": "agent1", "reason": "it is right"}}
+            return Reply(text=json.dumps(vote))
         if "was voted the best" in last:
             return Reply(text="FINAL: Paris")
         if last == WRITE_ANSWER:
@@ -59,7 +60,8 @@ async def test_answers_are_free_text_and_choices_are_constrained(fresh_nats, fak
     choice = b[1]
     assert set(_branches(choice)) == {"new_answer", "vote"}
     assert _branches(choice)["new_answer"]["properties"]["arguments"] == {"type": "object", "properties": {}}
-    assert _branches(choice)["vote"]["properties"]["arguments"]["properties"]["agent_id"]["enum"] == ["agent1", "agent2"]
+    vote_arguments = _branches(choice)["vote"]["properties"]["arguments"]
+    assert vote_arguments["properties"]["agent_id"]["enum"] == ["agent1", "agent2"]
     assert choice["messages"][-1]["content"].endswith('"arguments": {"agent_id": "agent1", "reason": "..."}}')
     written = b[2]
     assert "response_format" not in written and written["messages"][-1] == {"role": "user", "content": WRITE_ANSWER}
@@ -67,7 +69,8 @@ async def test_answers_are_free_text_and_choices_are_constrained(fresh_nats, fak
     assert written["messages"][:-2] == choice["messages"][:-1]
     assert choice["messages"][-1]["content"].startswith(written["messages"][-2]["content"] + "\n\nReply with one JSON")
     # A vote is one constrained call with an agent and a reason.
-    assert {(v.voter_id, v.target_anon, v.reason) for v in of(records, VoteCast)} >= {("agent-a", "agent1", "it is right")}
+    votes = {(v.voter_id, v.target_anon, v.reason) for v in of(records, VoteCast)}
+    assert votes >= {("agent-a", "agent1", "it is right")}
     assert not of(records, TurnRejected)
     assert len(of(records, UsageRecorded)) == len(a) + len(b)  # every call recorded, each on its own
     assert of(records, RunCompleted)[0].final_answer == "FINAL: Paris"

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from massgen_executor.filters import CommandRefused, check_command, validate_patterns
-from massgen_executor.local import CommandStartError, Limits, run_local
 
-from massgen_es.errors import MassgenError
+from massgen_es.errors import CommandStartError, MassgenError
+from massgen_executor.filters import CommandRefused, check_command, validate_patterns
+from massgen_executor.local import Limits, run_local
 
 PY = shlex.quote(sys.executable)  # a python3 that does not depend on the host's shims or HOME
 

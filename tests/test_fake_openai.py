@@ -10,6 +10,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 try:
     from massgen_es.testing.fake_openai import FakeOpenAI, Reply
@@ -17,7 +18,10 @@ except ImportError:  # package not installed into the venv: import from the sour
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
-MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello please"}]
+MSGS: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "say hello please"},
+]
 
 
 @pytest.fixture
@@ -57,6 +61,7 @@ def test_streaming_text_many_deltas_with_usage(fake, client):
     assert len(deltas) > 1
     assert "".join(deltas) == text
     assert finish == "stop"
+    assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 9, 20)
 
 
@@ -130,7 +135,7 @@ async def test_delay_does_not_block_other_model(fake):
     fake.script("fast", Reply(text="fast", delay_s=0.3))
     done: list[str] = []
 
-    async def ask(model: str) -> str:
+    async def ask(model: str) -> str | None:
         r = await aclient.chat.completions.create(model=model, messages=MSGS)
         done.append(model)
         return r.choices[0].message.content

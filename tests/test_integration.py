@@ -168,10 +168,13 @@ async def test_budget_stops_coordination_and_ends_with_the_best_answer(fresh_nat
     assert costs and all(c == round((3000 * 2.5 + 100 * 10) / 1e6, 8) for c in costs)
 
 
-async def test_a_core_error_fails_that_run_and_the_orchestrator_keeps_serving(fresh_nats, fake: FakeOpenAI, monkeypatch):
+async def test_a_core_error_fails_that_run_and_the_orchestrator_keeps_serving(
+    fresh_nats, fake: FakeOpenAI, monkeypatch
+):
     import massgen_orchestrator.service as service
+    from massgen_orchestrator.decide import step as real_step  # what service.step is until patched
 
-    real_step, poisoned = service.step, set()
+    poisoned = set()
 
     def step(state, record):
         if record.run_id in poisoned and record.type == "turn.responded":
@@ -196,7 +199,9 @@ async def test_a_core_error_fails_that_run_and_the_orchestrator_keeps_serving(fr
 
 async def _submit_as(stack: Stack, cfg: dict, run_id: str) -> list:
     ev = run_submitted("What is the capital of France?", parse_config(cfg))
-    await stack.log.append(run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t"))
+    await stack.log.append(
+        run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t")
+    )
     return await stack.wait_done(run_id)
 
 
@@ -321,4 +326,8 @@ async def test_worker_sigtermed_mid_turn_hands_the_turn_back_at_once(fresh_nats,
 
 
 def _dump(records: list) -> str:
-    return "\n".join(f"{r.seq} {r.type} {getattr(r.event, 'agent_id', '')} {getattr(r.event, 'reason', '')} {getattr(r.event, 'failure', '')}" for r in records)
+    return "\n".join(
+        f"{r.seq} {r.type} {getattr(r.event, 'agent_id', '')} {getattr(r.event, 'reason', '')} "
+        f"{getattr(r.event, 'failure', '')}"
+        for r in records
+    )

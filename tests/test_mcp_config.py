@@ -4,7 +4,6 @@ form, the reserved filesystem name, context paths, and secrets kept out of ``run
 
 from __future__ import annotations
 
-
 import msgspec
 import pytest
 
@@ -21,8 +20,8 @@ def backend(**kw) -> BackendConfig:
 
 
 def agent_cfg(servers, **backend_kw) -> dict:
-    return {"agents": [{"id": "a", "backend": {"type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1", "mcp_servers": servers,
-                                                **backend_kw}}]}
+    backend = {"type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1", "mcp_servers": servers}
+    return {"agents": [{"id": "a", "backend": {**backend, **backend_kw}}]}
 
 
 # ---------------------------------------------------------------- server validation
@@ -83,7 +82,8 @@ def test_missing_context_path_is_a_config_error(tmp_path):
 def test_env_and_header_values_become_references_and_go_to_the_secret_store():
     cfg = parse_config(agent_cfg([
         {"name": "s", "command": "npx", "env": {"TOKEN": "abc-secret-1"}},
-        {"name": "h", "type": "streamable-http", "url": "https://x.example/mcp", "headers": {"Authorization": "Bearer zz9"}},
+        {"name": "h", "type": "streamable-http", "url": "https://x.example/mcp",
+         "headers": {"Authorization": "Bearer zz9"}},
     ]))
     encoded = msgspec.json.encode(run_submitted("q", cfg)).decode()
     assert "abc-secret-1" not in encoded and "Bearer zz9" not in encoded

@@ -114,4 +114,5 @@ def test_massgen_models_lists_states_and_local_config_refuses_unknown_models(sto
     cfg = tmp_path / "team.yaml"
     cfg.write_text("agents:\n  - id: a\n    backend: {type: local, model: gpt-5}\n")
     refused = subprocess.run([MASSGEN, "submit", "hi", "--config", str(cfg)], capture_output=True, text=True, env=env)
-    assert refused.returncode == 1 and "agents[0].backend.model" in refused.stderr and "massgen models" in refused.stderr
+    assert refused.returncode == 1
+    assert "agents[0].backend.model" in refused.stderr and "massgen models" in refused.stderr

@@ -15,13 +15,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-import provider_kit
 import pytest
 from llmock.scenarios import Reply
 from llmock.scenarios import ToolCall as MockToolCall
-from massgen_agent_worker.providers import claude
-from provider_kit import Recorder
 
+import provider_kit
+from massgen_agent_worker.providers import claude
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,
@@ -32,6 +31,7 @@ from massgen_es.errors import (
     ProviderServerError,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from provider_kit import Recorder
 
 KEY_ENV = "MASSGEN_TEST_CLAUDE_KEY"
 MODEL = "claude-sonnet-4-6"

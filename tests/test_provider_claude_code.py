@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import provider_kit
 import pytest
 from llmock.scenarios import Delay, Match, Reply
 from llmock.scenarios import ToolCall as MockToolCall
-from massgen_agent_worker.providers import claude_code
-from provider_kit import Recorder
 
+import provider_kit
+from massgen_agent_worker.providers import claude_code
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,
@@ -38,6 +37,7 @@ from massgen_es.errors import (
     ProviderTimeout,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
+from provider_kit import Recorder
 
 KEY_ENV = "MASSGEN_TEST_CLAUDE_CODE_KEY"
 MODEL = "claude-sonnet-4-5"
@@ -240,7 +240,8 @@ async def test_history_reaches_claude_code_as_a_transcript(cli_env, tmp_path: Pa
     sent = json.dumps(message_requests(cli_env)[0]["messages"][-1])
     prompt = claude_code.render_prompt(history)[1]
     assert json.dumps(prompt)[1:-1] in sent
-    assert prompt.index("<user>\nRead notes.txt") < prompt.index('[called mcp__fs__read_file with {"path": "notes.txt"}]')
+    called = '[called mcp__fs__read_file with {"path": "notes.txt"}]'
+    assert prompt.index("<user>\nRead notes.txt") < prompt.index(called)
     assert prompt.index("Reading.") < prompt.index('<tool_result name="mcp__fs__read_file">\nhello from the file')
     assert prompt.index("hello from the file") < prompt.index("<user>\nNow answer.\n</user>")
 

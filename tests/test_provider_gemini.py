@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import pytest
 from llmock.simulation import estimate_tokens
+
 from massgen_agent_worker import providers
 from massgen_agent_worker.providers import gemini
-
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,
@@ -147,7 +147,8 @@ async def test_function_call_becomes_a_neutral_tool_call(llmock, backend, tool, 
     (declared,) = body(llmock)["tools"]
     by_name = {d["name"]: d for d in declared["functionDeclarations"]}
     assert list(by_name) == ["new_answer", "vote", "mcp__fs__read_file"]  # MCP names pass unchanged
-    assert declared_schema(by_name[tool.name]) == tool.parameters  # the raw JSON schema, not converted to the SDK's Schema type
+    # the raw JSON schema, not converted to the SDK's Schema type
+    assert declared_schema(by_name[tool.name]) == tool.parameters
 
 
 async def test_function_responses_go_back_by_name_in_one_user_turn(llmock, backend):
@@ -292,7 +293,8 @@ async def test_thoughts_cached_tokens_and_call_ids_are_mapped(sse_server, monkey
     result = await gemini.complete(cfg, request(tools=(VOTE,)), on_text)
     assert result.content == "Voting."  # thought text is not part of the answer
     assert on_text.chunks == ["", "Voting.", ""]  # thought and function-call chunks signalled as ""
-    assert result.tool_calls == (ToolCall(id="fc-1", name="vote", arguments='{"agent_id": "agent1", "reason": "best"}'),)
+    vote = ToolCall(id="fc-1", name="vote", arguments='{"agent_id": "agent1", "reason": "best"}')
+    assert result.tool_calls == (vote,)
     assert (result.usage.input_tokens, result.usage.output_tokens) == (120, 9)
     assert (result.usage.cached_tokens, result.usage.reasoning_tokens) == (64, 33)
     assert result.model == "gemini-2.5-pro-001"
@@ -362,7 +364,8 @@ async def test_corrupt_stream_chunk_is_a_server_error(llmock, backend):
 
 async def test_missing_configured_key_is_a_config_error(llmock, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)  # GOOGLE_API_KEY (set by llmock) must not stand in for it
-    cfg = msgspec.convert({"type": "gemini", "base_url": llmock.base_url("gemini"), "api_key_env": KEY_ENV}, BackendConfig)
+    block = {"type": "gemini", "base_url": llmock.base_url("gemini"), "api_key_env": KEY_ENV}
+    cfg = msgspec.convert(block, BackendConfig)
     with pytest.raises(ConfigError, match=KEY_ENV):
         await gemini.complete(cfg, request(), Recorder())
     assert llmock.requests == []

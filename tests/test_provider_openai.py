@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 import pytest
+from openai.types.responses import ResponseUsage
+
 from massgen_agent_worker import providers
 from massgen_agent_worker.providers import azure_openai
 from massgen_agent_worker.providers import openai as responses
-from openai.types.responses import ResponseUsage
-
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,

@@ -136,12 +136,16 @@ async def negative_checks(base: str, passwords: dict[str, str]) -> None:
     orch = url_for(base, "orchestrator", passwords)
 
     run = f"permcheck-{secrets.token_hex(4)}"
-    check(await denied_publish(worker, f"massgen.run.{run}.orchestrator"), "agent_worker cannot publish massgen.run.<run>.orchestrator")
+    check(await denied_publish(worker, f"massgen.run.{run}.orchestrator"),
+          "agent_worker cannot publish massgen.run.<run>.orchestrator")
     check(await stored_count(cli, f"massgen.run.{run}.orchestrator") == 0, "  ... and nothing was stored there")
-    check(await denied_publish(worker, f"massgen.run.{run}.timer"), "agent_worker cannot publish massgen.run.<run>.timer")
+    check(await denied_publish(worker, f"massgen.run.{run}.timer"),
+          "agent_worker cannot publish massgen.run.<run>.timer")
     check(await denied_publish(worker, f"massgen.turns.{run}"), "agent_worker cannot push turns")
-    check(await denied_publish(worker, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"), "agent_worker cannot delete the event stream")
-    check(await denied_publish(worker, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "agent_worker cannot update the event stream")
+    check(await denied_publish(worker, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"),
+          "agent_worker cannot delete the event stream")
+    check(await denied_publish(worker, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"),
+          "agent_worker cannot update the event stream")
     check(await denied_publish(worker, "$JS.API.DIRECT.GET.KV_MASSGEN_SECRETS.$KV.MASSGEN_SECRETS.x"),
           "agent_worker cannot read the secrets bucket (direct get)")
     check(await denied_publish(worker, "$JS.API.STREAM.MSG.GET.KV_MASSGEN_SECRETS"),
@@ -154,15 +158,18 @@ async def negative_checks(base: str, passwords: dict[str, str]) -> None:
     check(await denied_subscribe(cli, "_INBOX_orchestrator.>"), "cli cannot listen to the orchestrator's replies")
     check(await denied_subscribe(cli, "massgen.run.>"), "cli cannot subscribe to event subjects outside JetStream")
     check(not await denied_subscribe(cli, "_INBOX_cli.x"), "cli may subscribe to its own inboxes")
-    check(await denied_publish(cli, f"massgen.run.{run}.orchestrator"), "cli cannot publish massgen.run.<run>.orchestrator (decide)")
+    check(await denied_publish(cli, f"massgen.run.{run}.orchestrator"),
+          "cli cannot publish massgen.run.<run>.orchestrator (decide)")
     check(await denied_publish(cli, f"massgen.turns.{run}"), "cli cannot push turns")
     check(await denied_publish(cli, f"massgen.exec.{run}"), "cli cannot push executions")
     check(await denied_publish(cli, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "cli cannot update the event stream")
     check(await denied_publish(cli, "$JS.API.STREAM.PURGE.MASSGEN_EVENTS"), "cli cannot purge the event stream")
     check(await denied_publish(cli, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TURNS.agent_worker"), "cli cannot pull turns")
-    check(await denied_publish(broker, f"massgen.run.{run}.agent_worker"), "mcp_broker cannot publish massgen.run.<run>.agent_worker")
+    check(await denied_publish(broker, f"massgen.run.{run}.agent_worker"),
+          "mcp_broker cannot publish massgen.run.<run>.agent_worker")
     check(await denied_publish(orch, f"massgen.run.{run}.cli"), "orchestrator cannot publish massgen.run.<run>.cli")
-    check(await denied_publish(orch, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"), "orchestrator cannot delete the event stream")
+    check(await denied_publish(orch, "$JS.API.STREAM.DELETE.MASSGEN_EVENTS"),
+          "orchestrator cannot delete the event stream")
     check(not await denied_publish(cli, f"massgen.run.{run}.cli", b"not an event"),
           "cli may publish massgen.run.<run>.cli (control)")
 
@@ -207,7 +214,8 @@ def scripted_model(body: dict):
     if "mcp__t__env" not in called:
         return Reply(tool_calls=(("mcp__t__env", {"name": "PROBE"}),))
     if "mcp__command_line__execute_command" not in called:
-        return Reply(tool_calls=(("mcp__command_line__execute_command", {"command": "echo hello > note.txt && cat note.txt"}),))
+        command = {"command": "echo hello > note.txt && cat note.txt"}
+        return Reply(tool_calls=(("mcp__command_line__execute_command", command),))
     results = [m["content"] for m in msgs if m["role"] == "tool"]
     return Reply(tool_calls=(("new_answer", {"content": "RESULTS " + " | ".join(results)}),))
 
@@ -222,7 +230,8 @@ def used_subjects(log_text: str) -> dict[str, set[str]]:
         subject = re.sub(r"^(\$JS\.FC\.[^.]+)\..*", r"\1.>", subject)
         subject = re.sub(r"^(\$KV\.[^.]+)\..*", r"\1.<key>", subject)
         subject = re.sub(r"^(\$O\.[^.]+\.[CM])\..*", r"\1.<id>", subject)
-        subject = re.sub(r"^(\$JS\.API\.CONSUMER\.(?:CREATE|DELETE|INFO)\.[^.]+)\.[A-Za-z0-9]{16,}(\..*)?$", r"\1.<eph>\2", subject)
+        subject = re.sub(r"^(\$JS\.API\.CONSUMER\.(?:CREATE|DELETE|INFO)\.[^.]+)\.[A-Za-z0-9]{16,}(\..*)?$",
+                         r"\1.<eph>\2", subject)
         subject = re.sub(r"^(\$JS\.API\.DIRECT\.GET\.KV_[^.]+)\..*", r"\1.>", subject)
         out.setdefault(user, set()).add(subject)
     return out
@@ -257,7 +266,8 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         home = tmp / "home"
         home.mkdir()
         for svc in ("orchestrator", "agent_worker", "mcp_broker", "executor"):
-            senv = {**os.environ, "FAKE_KEY": "x", "MASSGEN_NATS_URL": url_for(base, svc, passwords), "MASSGEN_HOME": str(home)}
+            senv = {**os.environ, "FAKE_KEY": "x", "MASSGEN_NATS_URL": url_for(base, svc, passwords),
+                    "MASSGEN_HOME": str(home)}
             with open(tmp / f"{svc}.log", "w") as out:  # the child keeps its own descriptor
                 procs.append(subprocess.Popen([str(BIN / "massgen"), "serve", svc], env=senv, stdout=out,
                                               stderr=subprocess.STDOUT))
@@ -272,27 +282,31 @@ def host_mode(keep: bool, trace: bool = False) -> None:
             "timeout_settings": {"orchestrator_timeout_seconds": 90, "presentation_timeout_seconds": 30},
         }
         (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-        cenv = {**os.environ, "MASSGEN_NATS_URL": url_for(base, "cli", passwords), "MASSGEN_HOME": str(tmp / "cli-home"),
-                "FAKE_KEY": "x"}
+        cenv = {**os.environ, "MASSGEN_NATS_URL": url_for(base, "cli", passwords),
+                "MASSGEN_HOME": str(tmp / "cli-home"), "FAKE_KEY": "x"}
         time.sleep(2)
         print("positive run (every service as its own user)", flush=True)
         t0 = time.time()
-        sub = subprocess.run([str(BIN / "massgen"), "submit", "permissions check", "--config", str(tmp / "cfg.yaml"), "--json"],
-                             env=cenv, check=False, capture_output=True, text=True, timeout=180)
+        sub = subprocess.run(
+            [str(BIN / "massgen"), "submit", "permissions check", "--config", str(tmp / "cfg.yaml"), "--json"],
+            env=cenv, check=False, capture_output=True, text=True, timeout=180)
         summary = json.loads(sub.stdout) if sub.stdout.strip().startswith("{") else {}
         check(sub.returncode == 0 and summary.get("status") == "completed",
               f"massgen submit completed in {time.time() - t0:.1f}s (rc {sub.returncode}, {sub.stderr.strip()[-300:]})")
         run_id = summary.get("run_id", "")
-        rep = subprocess.run([str(BIN / "massgen"), "replay", run_id, "--json"], env=cenv, check=False, capture_output=True, text=True, timeout=60)
+        rep = subprocess.run([str(BIN / "massgen"), "replay", run_id, "--json"], env=cenv, check=False,
+                             capture_output=True, text=True, timeout=60)
         types = [json.loads(line).get("event", {}).get("type") for line in rep.stdout.splitlines() if line.strip()]
         check(rep.returncode == 0, f"massgen replay --json ({len(types)} events)")
         for t in ("tools.listed", "tool.call_completed", "execution.completed", "run.completed"):
             check(t in types, f"  the run has {t}")
-        st = subprocess.run([str(BIN / "massgen"), "status", "--json"], env=cenv, check=False, capture_output=True, text=True, timeout=60)
+        st = subprocess.run([str(BIN / "massgen"), "status", "--json"], env=cenv, check=False,
+                            capture_output=True, text=True, timeout=60)
         status = json.loads(st.stdout) if st.returncode == 0 else {}
         names = sorted({s["service"] for s in status.get("services", [])})
         check(st.returncode == 0 and len(names) >= 4, f"massgen status sees {names} ({st.stderr.strip()[-200:]})")
-        rs = subprocess.run([str(BIN / "massgen"), "runs", "--json"], env=cenv, check=False, capture_output=True, text=True, timeout=60)
+        rs = subprocess.run([str(BIN / "massgen"), "runs", "--json"], env=cenv, check=False,
+                            capture_output=True, text=True, timeout=60)
         check(rs.returncode == 0 and run_id in rs.stdout, "massgen runs lists the run")
         violations = [line for line in log.read_text().splitlines() if "violation" in line.lower()]
         check(not violations, f"no permissions violation in the server log during the run {violations[:5]}")
@@ -328,11 +342,12 @@ def host_mode(keep: bool, trace: bool = False) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--url", help="check a running stack (e.g. nats://127.0.0.1:4222); passwords from NATS_*_PASSWORD")
     ap.add_argument("--env-file", help="read NATS_*_PASSWORD from this file (e.g. deploy/.env)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory and logs")
-    ap.add_argument("--trace", action="store_true", help="host mode: trace the server and list the subjects each user published")
+    ap.add_argument("--trace", action="store_true",
+                    help="host mode: trace the server and list the subjects each user published")
     args = ap.parse_args()
     if args.env_file:
         for line in Path(args.env_file).read_text().splitlines():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 from massgen_es.errors import ConfigError
@@ -104,6 +104,11 @@ def capabilities(backend_type: str) -> Capabilities:
         raise ConfigError(f"unknown backend type {backend_type!r}; known: {', '.join(sorted(BACKENDS))}") from None
 
 
+def _is_block(backend: object) -> TypeGuard[Mapping[str, Any]]:
+    """A ``backend`` block as events carry it (JSON object keys are strings)."""
+    return isinstance(backend, Mapping)
+
+
 def tool_mode(backend: Mapping[str, Any] | Any) -> Literal["native", "json_schema"]:
     """How an agent with this ``backend`` block (a mapping, as events carry it, or a ``BackendConfig``)
     takes workflow decisions: its ``tool_mode`` if set, else
@@ -114,7 +119,10 @@ def tool_mode(backend: Mapping[str, Any] | Any) -> Literal["native", "json_schem
     the choice as constrained JSON; ``massgen_agent_worker.decisions``) and the compact prompts
     (``massgen_orchestrator.prompts``).
     """
-    get = backend.get if isinstance(backend, Mapping) else (lambda key: getattr(backend, key, None))
+
+    def get(key: str) -> Any:
+        return backend.get(key) if _is_block(backend) else getattr(backend, key, None)
+
     mode = get("tool_mode")
     if mode in ("native", "json_schema"):
         return mode

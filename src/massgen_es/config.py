@@ -20,15 +20,15 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import msgspec
 import yaml
 
 from massgen_es import backends, mcp, models
-from massgen_es.mcp import CircuitBreakerConfig, McpSecurityConfig, McpServerConfig
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, RunSettings, RunSubmitted
+from massgen_es.mcp import McpServerConfig
 
 BackendType = Literal[
     "chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code",
@@ -48,7 +48,7 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class ContextPath(_Strict):
+class ContextPath(_Strict, frozen=True):
     """A directory or file shared with agents (MassGen spec §3.5): read-only during coordination;
     ``write`` becomes writable for the winner's final presentation only."""
 
@@ -56,27 +56,27 @@ class ContextPath(_Strict):
     permission: Literal["read", "write"] = "read"
 
 
-class ReasoningConfig(_Strict):
+class ReasoningConfig(_Strict, frozen=True):
     """``reasoning:`` for reasoning models (OpenAI Responses API: effort and summaries)."""
 
     effort: Literal["minimal", "low", "medium", "high"] | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class ThinkingConfig(_Strict):
+class ThinkingConfig(_Strict, frozen=True):
     """``thinking:`` for Claude's extended thinking (Anthropic ``thinking: {type, budget_tokens}``)."""
 
     type: Literal["enabled", "disabled"] = "enabled"
     budget_tokens: int = 1024
 
 
-class TextConfig(_Strict):
+class TextConfig(_Strict, frozen=True):
     """``text:`` of the OpenAI Responses API."""
 
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class BackendConfig(_Strict):
+class BackendConfig(_Strict, frozen=True):
     """An agent's ``backend`` block.
 
     ``chatcompletion`` reaches any OpenAI-compatible endpoint through the ``openai`` SDK; ``local`` is
@@ -160,7 +160,7 @@ class BackendConfig(_Strict):
     """Stdout/stderr kept in the event; the full output goes to the Object Store."""
 
 
-class AgentConfig(_Strict):
+class AgentConfig(_Strict, frozen=True):
     """One entry of ``agents:``."""
 
     id: str
@@ -168,7 +168,7 @@ class AgentConfig(_Strict):
     system_message: str = ""
 
 
-class OrchestratorConfig(_Strict):
+class OrchestratorConfig(_Strict, frozen=True):
     """The ``orchestrator:`` block (MassGen spec §5.2, protocol subset)."""
 
     max_new_answers_per_agent: int | None = None
@@ -187,21 +187,21 @@ class OrchestratorConfig(_Strict):
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
 
 
-class TimeoutSettings(_Strict):
+class TimeoutSettings(_Strict, frozen=True):
     """The ``timeout_settings:`` block."""
 
     orchestrator_timeout_seconds: float = 1800.0
     presentation_timeout_seconds: float = 300.0
 
 
-class UiConfig(_Strict):
+class UiConfig(_Strict, frozen=True):
     """The ``ui:`` block. Accepted for MassGen compatibility; ``silent`` turns off the live view."""
 
     display_type: Literal["rich_terminal", "simple", "silent"] = "rich_terminal"
     logging_enabled: bool = True
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True):
     """A whole config file."""
 
     agents: tuple[AgentConfig, ...] = ()
@@ -251,11 +251,10 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
     Raises:
         ConfigError: the message names the key (as a path like ``agents[1].backend.model``) and the fix.
     """
-    if not isinstance(data, dict):
+    if not _is_mapping(data):
         raise ConfigError(f"{origin}: the top level must be a mapping with an `agents:` list")
-    data = _normalize_mcp_servers(data)
     try:
-        cfg = msgspec.convert(data, Config)
+        cfg = msgspec.convert(_normalize_mcp_servers(data), Config)
     except msgspec.ValidationError as exc:
         where, what = _path_of(str(exc))
         unknown = re.match(r"Object contains unknown field `(.+)`", what)
@@ -266,22 +265,40 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
     return _check(cfg, origin)
 
 
+def _is_mapping(value: object) -> TypeGuard[dict[str, Any]]:
+    """A parsed YAML/JSON mapping (its keys are checked when msgspec converts it)."""
+    return isinstance(value, dict)
+
+
+def _is_list(value: object) -> TypeGuard[list[Any]]:
+    return isinstance(value, list)
+
+
 def _normalize_mcp_servers(data: dict[str, Any]) -> dict[str, Any]:
     """MassGen accepts ``mcp_servers`` as a list of ``{name, ...}`` or a mapping keyed by name (spec §3.1):
     turn the mapping form into the list form."""
-    agents = data.get("agents") if isinstance(data.get("agents"), list) else None
-    entries = agents if agents is not None else ([data["agent"]] if isinstance(data.get("agent"), dict) else [])
-    fixed = []
-    for entry in entries:
-        backend = entry.get("backend") if isinstance(entry, dict) else None
-        servers = backend.get("mcp_servers") if isinstance(backend, dict) else None
-        if isinstance(servers, dict):
-            listed = [{"name": k, **v} if isinstance(v, dict) else v for k, v in servers.items()]
-            entry = {**entry, "backend": {**backend, "mcp_servers": listed}}
-        fixed.append(entry)
+    agents_value = data.get("agents")
+    agents = agents_value if _is_list(agents_value) else None
+    single = data.get("agent")
+    entries: list[Any] = agents if agents is not None else ([single] if _is_mapping(single) else [])
+    fixed = [_mcp_servers_listed(entry) for entry in entries]
     if agents is not None:
         return {**data, "agents": fixed}
     return {**data, "agent": fixed[0]} if fixed else data
+
+
+def _mcp_servers_listed(entry: Any) -> Any:
+    """One agent entry with its ``backend.mcp_servers`` mapping (if it has one) as a list."""
+    if not _is_mapping(entry):
+        return entry
+    backend = entry.get("backend")
+    if not _is_mapping(backend):
+        return entry
+    servers = backend.get("mcp_servers")
+    if not _is_mapping(servers):
+        return entry
+    listed = [{"name": k, **v} if _is_mapping(v) else v for k, v in servers.items()]
+    return {**entry, "backend": {**backend, "mcp_servers": listed}}
 
 
 def _check(cfg: Config, origin: str) -> Config:
@@ -290,7 +307,7 @@ def _check(cfg: Config, origin: str) -> Config:
     if not cfg.team:
         raise ConfigError(f"{origin}: no agents; add an `agents:` list with at least one entry")
     seen: set[str] = set()
-    fixed = []
+    fixed: list[AgentConfig] = []
     for i, agent in enumerate(cfg.team):
         where = "agent" if cfg.agent else f"agents[{i}]"
         if not agent.id.strip():
@@ -315,14 +332,31 @@ def _check(cfg: Config, origin: str) -> Config:
 
 
 def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
-    if b.api_key is not None:
-        ref = _ENV_REF.match(b.api_key)
-        if not ref:
-            raise ConfigError(
-                f"{origin}: `{where}.api_key` holds a literal key, which would be written to the event log; "
-                "put the key in an environment variable and write `api_key: ${NAME}` or `api_key_env: NAME`"
-            )
-        b = msgspec.structs.replace(b, api_key=None, api_key_env=ref.group(1))
+    b = _key_by_reference(b, where, origin)
+    _check_model(b, where, origin)
+    _check_call_limits(b, where, origin)
+    _check_mcp_servers(b, where, origin)
+    for i, cp in enumerate(b.context_paths):
+        _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
+    _check_command_line(b, where, origin)
+    return b
+
+
+def _key_by_reference(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """``api_key: ${NAME}`` becomes ``api_key_env: NAME``; a literal key is refused."""
+    if b.api_key is None:
+        return b
+    ref = _ENV_REF.match(b.api_key)
+    if not ref:
+        raise ConfigError(
+            f"{origin}: `{where}.api_key` holds a literal key, which would be written to the event log; "
+            "put the key in an environment variable and write `api_key: ${NAME}` or `api_key_env: NAME`"
+        )
+    return msgspec.structs.replace(b, api_key=None, api_key_env=ref.group(1))
+
+
+def _check_model(b: BackendConfig, where: str, origin: str) -> None:
+    """The model, endpoint and features fit the backend type."""
     if b.type == "local" and not b.base_url and b.model is not None and b.model not in models.MODELS:
         raise ConfigError(
             f"{origin}: `{where}.model`: unknown local model {b.model!r}; choose one of: {', '.join(models.MODELS)} "
@@ -339,6 +373,10 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     bad = backends.unsupported(b.type, {k: getattr(b, k) for k in (*backends.FEATURE_KEYS, *backends.TYPE_ONLY_KEYS)})
     if bad:
         raise ConfigError(f"{origin}: `{where}.{bad[0]}`: {bad[1]}")
+
+
+def _check_call_limits(b: BackendConfig, where: str, origin: str) -> None:
+    """Retries, timeouts, sampling and token limits of the backend's calls are in range."""
     if b.max_retries < 0:
         raise ConfigError(f"{origin}: `{where}.max_retries` must be >= 0")
     _check_seconds(b.connect_timeout_seconds, f"{where}.connect_timeout_seconds", origin)
@@ -351,6 +389,10 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     _check_seconds(b.request_timeout_seconds, f"{where}.request_timeout_seconds", origin)
     if b.max_tool_rounds < 1:
         raise ConfigError(f"{origin}: `{where}.max_tool_rounds` must be >= 1")
+
+
+def _check_mcp_servers(b: BackendConfig, where: str, origin: str) -> None:
+    """Every MCP server is valid and has a unique name (``filesystem`` is taken when ``cwd`` is set)."""
     names: set[str] = set()
     for i, server in enumerate(b.mcp_servers):
         try:
@@ -363,8 +405,10 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
                 + (" (the name `filesystem` is taken by the workspace server that `cwd` adds)" if b.cwd else "")
             )
         names.add(server.name)
-    for i, cp in enumerate(b.context_paths):
-        _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
+
+
+def _check_command_line(b: BackendConfig, where: str, origin: str) -> None:
+    """The command-line tool's settings: a workspace, valid command patterns, sandbox limits."""
     if b.enable_mcp_command_line and b.cwd is None:
         raise ConfigError(f"{origin}: `{where}.enable_mcp_command_line` needs a workspace; set `{where}.cwd`")
     for key in ("command_line_allowed_commands", "command_line_blocked_commands"):
@@ -379,7 +423,6 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     if b.command_line_docker_cpu_limit is not None and not b.command_line_docker_cpu_limit > 0:
         raise ConfigError(f"{origin}: `{where}.command_line_docker_cpu_limit` must be > 0")
     _check_seconds(b.command_line_timeout_seconds, f"{where}.command_line_timeout_seconds", origin)
-    return b
 
 
 def _check_context_path(cp: ContextPath, where: str, origin: str) -> None:
@@ -478,7 +521,7 @@ def secret_ref(value: str) -> str:
 def secrets(cfg: Config) -> dict[str, str]:
     """Every MCP ``env``/``headers`` value of ``cfg`` by its digest: what the submitter stores in the
     secret store before appending ``run.submitted``."""
-    out = {}
+    out: dict[str, str] = {}
     for a in cfg.team:
         for s in a.backend.mcp_servers:
             for v in (*s.env.values(), *s.headers.values()):

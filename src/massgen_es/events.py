@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import socket
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -147,7 +147,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event; concrete classes set an explicit ``tag``."""
 
 
-class RunSubmitted(Event, tag="run.submitted"):
+class RunSubmitted(Event, frozen=True, tag="run.submitted"):
     """A user submitted a question to a team of agents."""
 
     question: str
@@ -156,7 +156,7 @@ class RunSubmitted(Event, tag="run.submitted"):
     config_path: str | None = None
 
 
-class TurnRequested(Event, tag="turn.requested"):
+class TurnRequested(Event, frozen=True, tag="turn.requested"):
     """The orchestrator asks an agent for one LLM call (attempt) of a turn; also the work-queue item."""
 
     turn_id: str
@@ -175,7 +175,7 @@ class TurnRequested(Event, tag="turn.requested"):
     state on (the local model's cache slot), never shown to other agents' prompts."""
 
 
-class TurnStarted(Event, tag="turn.started"):
+class TurnStarted(Event, frozen=True, tag="turn.started"):
     """A worker picked up a turn attempt."""
 
     turn_id: str
@@ -186,7 +186,7 @@ class TurnStarted(Event, tag="turn.started"):
     """JetStream delivery count: above 1 after a worker died mid-turn."""
 
 
-class TextDelta(Event, tag="text.delta"):
+class TextDelta(Event, frozen=True, tag="text.delta"):
     """Coalesced streamed text of an attempt, so a replay can show it as it streamed."""
 
     turn_id: str
@@ -197,7 +197,7 @@ class TextDelta(Event, tag="text.delta"):
     delivery: int = 1
 
 
-class UsageRecorded(Event, tag="usage.recorded"):
+class UsageRecorded(Event, frozen=True, tag="usage.recorded"):
     """Tokens and time of one LLM call."""
 
     turn_id: str
@@ -211,7 +211,7 @@ class UsageRecorded(Event, tag="usage.recorded"):
     """From ``massgen_es.pricing`` (or the provider's own figure); None when the model has no known price."""
 
 
-class ProviderRetried(Event, tag="provider.retried"):
+class ProviderRetried(Event, frozen=True, tag="provider.retried"):
     """A retryable provider error (rate limit, 5xx, connection, timeout); the call is made again after
     ``delay_s`` (the provider's ``Retry-After`` when it sent one)."""
 
@@ -224,7 +224,7 @@ class ProviderRetried(Event, tag="provider.retried"):
     failure: Failure
 
 
-class TurnResponded(Event, tag="turn.responded"):
+class TurnResponded(Event, frozen=True, tag="turn.responded"):
     """What the model returned for an attempt: its text and tool calls (the workflow decision)."""
 
     turn_id: str
@@ -235,7 +235,7 @@ class TurnResponded(Event, tag="turn.responded"):
     finish_reason: str | None = None
 
 
-class TurnFailed(Event, tag="turn.failed"):
+class TurnFailed(Event, frozen=True, tag="turn.failed"):
     """An attempt failed (provider error) or a turn ran out of enforcement attempts."""
 
     turn_id: str
@@ -244,7 +244,7 @@ class TurnFailed(Event, tag="turn.failed"):
     failure: Failure
 
 
-class TurnRejected(Event, tag="turn.rejected"):
+class TurnRejected(Event, frozen=True, tag="turn.rejected"):
     """The orchestrator rejected a response (spec §1.4 table); ``errors`` go back to the model."""
 
     turn_id: str
@@ -256,7 +256,7 @@ class TurnRejected(Event, tag="turn.rejected"):
     errors: tuple[str, ...]
 
 
-class AnswerPosted(Event, tag="answer.posted"):
+class AnswerPosted(Event, frozen=True, tag="answer.posted"):
     """An accepted ``new_answer``. Invalidates every vote (spec §1.3)."""
 
     agent_id: str
@@ -269,7 +269,7 @@ class AnswerPosted(Event, tag="answer.posted"):
     turn_id: str
 
 
-class VoteCast(Event, tag="vote.cast"):
+class VoteCast(Event, frozen=True, tag="vote.cast"):
     """An accepted ``vote``, valid against answer-set ``version``."""
 
     voter_id: str
@@ -280,7 +280,7 @@ class VoteCast(Event, tag="vote.cast"):
     turn_id: str
 
 
-class VoteInvalidated(Event, tag="vote.invalidated"):
+class VoteInvalidated(Event, frozen=True, tag="vote.invalidated"):
     """A vote no longer counts because a new answer arrived."""
 
     voter_id: str
@@ -288,7 +288,7 @@ class VoteInvalidated(Event, tag="vote.invalidated"):
     by_label: str
 
 
-class UpdateDelivered(Event, tag="update.delivered"):
+class UpdateDelivered(Event, frozen=True, tag="update.delivered"):
     """New answers that arrived mid-turn are in the next attempt's messages (fixes spec §1.4 defect)."""
 
     agent_id: str
@@ -299,7 +299,7 @@ class UpdateDelivered(Event, tag="update.delivered"):
     to_version: int
 
 
-class AgentDropped(Event, tag="agent.dropped"):
+class AgentDropped(Event, frozen=True, tag="agent.dropped"):
     """An agent failed too many turns in a row and leaves the run (fixes MassGen #654)."""
 
     agent_id: str
@@ -307,7 +307,7 @@ class AgentDropped(Event, tag="agent.dropped"):
     failed_turns: int
 
 
-class ConsensusReached(Event, tag="consensus.reached"):
+class ConsensusReached(Event, frozen=True, tag="consensus.reached"):
     """Every live agent holds a valid vote; the plurality winner presents (spec §1.9)."""
 
     winner_id: str
@@ -318,7 +318,7 @@ class ConsensusReached(Event, tag="consensus.reached"):
     tie_broken: bool = False
 
 
-class PresentationStarted(Event, tag="presentation.started"):
+class PresentationStarted(Event, frozen=True, tag="presentation.started"):
     """The winner was asked for the final presentation (spec §1.11)."""
 
     presenter_id: str
@@ -326,7 +326,7 @@ class PresentationStarted(Event, tag="presentation.started"):
     reason: Literal["consensus", "timeout"]
 
 
-class PresentationCompleted(Event, tag="presentation.completed"):
+class PresentationCompleted(Event, frozen=True, tag="presentation.completed"):
     """The final answer; the stored answer when the presentation failed or came back empty."""
 
     presenter_id: str
@@ -334,35 +334,35 @@ class PresentationCompleted(Event, tag="presentation.completed"):
     used_stored_answer: bool = False
 
 
-class RunCompleted(Event, tag="run.completed"):
+class RunCompleted(Event, frozen=True, tag="run.completed"):
     """The run ended with a final answer after consensus."""
 
     winner_id: str
     final_answer: str
 
 
-class RunTimedOut(Event, tag="run.timed_out"):
+class RunTimedOut(Event, frozen=True, tag="run.timed_out"):
     """The orchestrator timeout expired; the best available answer (if any) was presented."""
 
     winner_id: str | None = None
     final_answer: str | None = None
 
 
-class RunFailed(Event, tag="run.failed"):
+class RunFailed(Event, frozen=True, tag="run.failed"):
     """The run ended without an answer."""
 
     reason: str
     failure: Failure | None = None
 
 
-class BudgetExceeded(Event, tag="budget.exceeded"):
+class BudgetExceeded(Event, frozen=True, tag="budget.exceeded"):
     """The run's recorded cost reached ``max_cost_usd``: coordination stops here."""
 
     cost_usd: float
     max_cost_usd: float
 
 
-class TimerFired(Event, tag="timer.fired"):
+class TimerFired(Event, frozen=True, tag="timer.fired"):
     """A deadline passed. Time enters the decision core only through this event."""
 
     name: Literal["run_deadline", "presentation_deadline"]
@@ -371,13 +371,13 @@ class TimerFired(Event, tag="timer.fired"):
 # ---------------------------------------------------------------- MCP tools (issue 3)
 
 
-class ToolsListRequested(Event, tag="tools.list_requested"):
+class ToolsListRequested(Event, frozen=True, tag="tools.list_requested"):
     """A worker asks the MCP broker for an agent's tool catalog; also the broker's work item."""
 
     agent_id: str
 
 
-class ToolsListed(Event, tag="tools.listed"):
+class ToolsListed(Event, frozen=True, tag="tools.listed"):
     """The catalog of one MCP server as one agent may use it: at start, and again (``version`` + 1) on
     the server's ``notifications/tools/list_changed``. ``tools`` carry prefixed names
     (``mcp__<server>__<tool>``) and the servers' input schemas; tools the agent's filters exclude are
@@ -392,7 +392,7 @@ class ToolsListed(Event, tag="tools.listed"):
     """For the filesystem server: the directories the agent may reach (workspace first)."""
 
 
-class ToolCallRequested(Event, tag="tool.call_requested"):
+class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
     """A model called an MCP tool; also the broker's work item."""
 
     call_id: str
@@ -408,7 +408,7 @@ class ToolCallRequested(Event, tag="tool.call_requested"):
     """The arguments as the model wrote them (JSON string, validated by the broker)."""
 
 
-class ToolCallCompleted(Event, tag="tool.call_completed"):
+class ToolCallCompleted(Event, frozen=True, tag="tool.call_completed"):
     """The server answered a tool call (``is_error`` is the server's own ``isError``)."""
 
     call_id: str
@@ -424,7 +424,7 @@ class ToolCallCompleted(Event, tag="tool.call_completed"):
     """Run whose recorded result was served instead of calling the server."""
 
 
-class ToolCallFailed(Event, tag="tool.call_failed"):
+class ToolCallFailed(Event, frozen=True, tag="tool.call_failed"):
     """A tool call did not reach a server answer: refused (permission, arguments, circuit open), failed
     after its retries, or timed out. The model receives ``failure.message`` as a tool error."""
 
@@ -438,7 +438,7 @@ class ToolCallFailed(Event, tag="tool.call_failed"):
     attempts: int = 0
 
 
-class McpServerStateChanged(Event, tag="mcp.server_state"):
+class McpServerStateChanged(Event, frozen=True, tag="mcp.server_state"):
     """An MCP server session changed state: ``started``, ``crashed`` (restarted on next use), or its
     circuit breaker ``open`` / ``half_open`` / ``closed`` (MassGen spec §3.3)."""
 
@@ -448,14 +448,14 @@ class McpServerStateChanged(Event, tag="mcp.server_state"):
     failures: int = 0
 
 
-class WorkspaceSnapshotRequested(Event, tag="workspace.snapshot_requested"):
+class WorkspaceSnapshotRequested(Event, frozen=True, tag="workspace.snapshot_requested"):
     """A worker asks the broker to share an agent's workspace after it posted an answer."""
 
     agent_id: str
     turn_id: str
 
 
-class WorkspaceSnapshotted(Event, tag="workspace.snapshotted"):
+class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     """An agent's workspace was copied, read-only, to ``path`` for the other agents, under the same
     anonymous id its answer has (MassGen spec §3.5)."""
 
@@ -483,7 +483,7 @@ class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
     """What it is: ``stdout``, ``stderr``, or a produced file's path relative to the workspace."""
 
 
-class ExecutionRequested(Event, tag="execution.requested"):
+class ExecutionRequested(Event, frozen=True, tag="execution.requested"):
     """A model called ``execute_command`` (MassGen spec §4.1); also the executor's work item."""
 
     call_id: str
@@ -496,7 +496,7 @@ class ExecutionRequested(Event, tag="execution.requested"):
     timeout_s: float | None = None
 
 
-class ExecutionCompleted(Event, tag="execution.completed"):
+class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
     """A command ran (whatever its exit code). Output beyond the cap, and files the command wrote in
     the workspace, are in the Object Store, referenced by digest."""
 
@@ -516,7 +516,7 @@ class ExecutionCompleted(Event, tag="execution.completed"):
     """The container name in Docker mode."""
 
 
-class ExecutionFailed(Event, tag="execution.failed"):
+class ExecutionFailed(Event, frozen=True, tag="execution.failed"):
     """A command did not run: refused by the filters, outside the workspace, or no sandbox available."""
 
     call_id: str
@@ -525,7 +525,7 @@ class ExecutionFailed(Event, tag="execution.failed"):
     failure: Failure
 
 
-class SandboxChanged(Event, tag="sandbox.changed"):
+class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
     """An agent's Docker sandbox was ``created`` (cold or ``warm``, i.e. ahead of its first command) or
     ``removed`` (run ended, or reaped as an orphan by a restarted executor)."""
 
@@ -572,7 +572,7 @@ EventType = (
     | ExecutionFailed
     | SandboxChanged
 )
-EVENT_CLASSES: tuple[type[Event], ...] = EventType.__args__  # type: ignore[attr-defined]
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)
 
 WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
@@ -675,7 +675,13 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
         return self.source.service == "orchestrator"
 
 
-_TAGS: dict[type[Event], str] = {cls: cls.__struct_config__.tag for cls in EVENT_CLASSES}
+def _tag_of_class(cls: type[Event]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str), f"{cls.__name__} needs an explicit string tag"
+    return tag
+
+
+_TAGS: dict[type[Event], str] = {cls: _tag_of_class(cls) for cls in EVENT_CLASSES}
 _BY_TAG: dict[str, type[Event]] = {tag: cls for cls, tag in _TAGS.items()}
 assert len(_BY_TAG) == len(EVENT_CLASSES), "event tags must be unique"
 _ENCODER = msgspec.json.Encoder()
@@ -743,7 +749,7 @@ def to_builtins(record: Record) -> dict[str, Any]:
 
 def json_schema() -> str:
     """JSON Schema (2020-12) of the envelope and every event, as stable, pretty JSON text."""
-    (env_schema, *event_schemas), components = msgspec.json.schema_components(
+    (env_schema, *_event_schemas), components = msgspec.json.schema_components(
         (Envelope, *EVENT_CLASSES), ref_template="#/$defs/{name}"
     )
     doc = {

@@ -19,14 +19,16 @@ import os
 import re
 import shlex
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard, cast
 from urllib.parse import urlsplit
 
-import jsonschema
+import jsonschema.exceptions
+import jsonschema.validators
 import msgspec
+from jsonschema.exceptions import ValidationError
 from referencing.exceptions import Unresolvable
 
 from massgen_es.errors import ConfigError, ToolArgumentError, ToolPermissionError
@@ -38,7 +40,7 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class McpSecurityConfig(_Strict):
+class McpSecurityConfig(_Strict, frozen=True):
     """``security:`` of an MCP server (MassGen spec §3.4)."""
 
     level: Literal["strict", "moderate", "permissive"] = "strict"
@@ -49,7 +51,7 @@ class McpSecurityConfig(_Strict):
     allow_private_ips: bool = False
 
 
-class CircuitBreakerConfig(_Strict):
+class CircuitBreakerConfig(_Strict, frozen=True):
     """Per-server circuit breaker (MassGen spec §3.3): open after ``max_failures`` consecutive failures,
     half-open after ``reset_time_seconds``."""
 
@@ -57,7 +59,7 @@ class CircuitBreakerConfig(_Strict):
     reset_time_seconds: float = 30.0
 
 
-class McpServerConfig(_Strict):
+class McpServerConfig(_Strict, frozen=True):
     """One entry of ``backend.mcp_servers`` (MassGen spec §3.1). ``env`` and ``headers`` values may be
     literals or ``${VAR}`` references; neither form reaches the event log (literals go to the run's
     secret store)."""
@@ -84,10 +86,14 @@ class ToolFilters(Protocol):
     """A backend's MCP tool filters (``BackendConfig`` has them)."""
 
     @property
-    def allowed_tools(self) -> tuple[str, ...] | None: ...
+    def allowed_tools(self) -> tuple[str, ...] | None:
+        """Only these tools (bare or prefixed names); None allows every tool."""
+        ...
 
     @property
-    def exclude_tools(self) -> tuple[str, ...]: ...
+    def exclude_tools(self) -> tuple[str, ...]:
+        """These tools (bare or prefixed names) are never offered."""
+        ...
 
 
 PREFIX = "mcp__"
@@ -174,7 +180,7 @@ def executable_and_args(cfg: McpServerConfig) -> tuple[str, list[str]]:
 
 def _executable_ok(cfg: McpServerConfig, executable: str) -> bool:
     level = _LEVELS.index(cfg.security.level)
-    allowed = set().union(*(_EXECUTABLES[lv] for lv in _LEVELS[: level + 1]))
+    allowed = set[str]().union(*(_EXECUTABLES[lv] for lv in _LEVELS[: level + 1]))
     base = os.path.basename(executable)
     return (
         base in allowed
@@ -352,23 +358,40 @@ class Redactor:
         lists and tuples; other values are returned as they are."""
         if isinstance(obj, str):
             return self.scrub(obj)
-        if isinstance(obj, dict):
+        if _is_dict(obj):
             return {self.scrub_obj(k): self.scrub_obj(v) for k, v in obj.items()}
-        if isinstance(obj, list):
+        if _is_list(obj):
             return [self.scrub_obj(v) for v in obj]
-        if isinstance(obj, tuple):
+        if _is_tuple(obj):
             return tuple(self.scrub_obj(v) for v in obj)
         return obj
+
+
+def _is_dict(value: object) -> TypeGuard[dict[Any, Any]]:
+    return isinstance(value, dict)
+
+
+def _is_object(value: object) -> TypeGuard[dict[str, Any]]:
+    """A parsed JSON object (its keys are strings)."""
+    return isinstance(value, dict)
+
+
+def _is_list(value: object) -> TypeGuard[list[Any]]:
+    return isinstance(value, list)
+
+
+def _is_tuple(value: object) -> TypeGuard[tuple[Any, ...]]:
+    return isinstance(value, tuple)
 
 
 # ---------------------------------------------------------------- arguments
 
 
 def _too_deep(obj: Any, limit: int) -> bool:
-    stack = [(obj, 0)]
+    stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
         node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        children = node.values() if _is_dict(node) else node if _is_list(node) else None
         if children is not None:
             if depth + 1 > limit:
                 return True
@@ -381,6 +404,13 @@ def _json_path(path: Iterable[Any]) -> str:
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else f".{p}" if re.fullmatch(r"[A-Za-z_]\w*", p) else f"[{p!r}]"
     return out
+
+
+# typeshed's jsonschema stub leaves best_match's return type out: it is the most relevant error, or None.
+_best_match = cast(
+    Callable[[Iterable[ValidationError]], "ValidationError | None"],
+    jsonschema.exceptions.best_match,  # pyright: ignore[reportUnknownMemberType]  (the stub's missing return type)
+)
 
 
 def _reject_constant(name: str) -> Any:
@@ -413,14 +443,15 @@ def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str,
         raise ToolArgumentError(
             f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels"
         ) from None
-    if not isinstance(args, dict):
+    if not _is_object(args):
         raise ToolArgumentError(f"tool arguments must be a JSON object, not {type(args).__name__}")
     if _too_deep(args, MAX_ARGUMENT_DEPTH):
         raise ToolArgumentError(f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     try:
         cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-        error = jsonschema.exceptions.best_match(cls(schema).iter_errors(args))
+        # The stub asks for a dict; check_schema only reads the schema, as the validator below does.
+        cls.check_schema(cast("dict[str, Any]", schema))
+        error = _best_match(cls(schema).iter_errors(args))
     except (jsonschema.exceptions.SchemaError, Unresolvable):
         return args
     if error is not None:
@@ -483,7 +514,7 @@ def path_arguments(tool: str, arguments: Mapping[str, Any]) -> list[tuple[str, b
             out.append((arguments[key], write))
     if "paths" in arguments:
         paths = arguments["paths"]
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        if not _is_list(paths) or not all(isinstance(p, str) for p in paths):
             raise ToolArgumentError("invalid arguments for tool: `paths` must be a list of strings")
         out.extend((p, write) for p in paths)
     return out

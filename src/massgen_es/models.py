@@ -186,6 +186,10 @@ def weights(name: str | None = None) -> Path:
     return path
 
 
+def _no_progress(stage: str, done: int, total: int) -> None:
+    """The ``Progress`` of an install nobody watches."""
+
+
 def install(name: str, *, force: bool = False, progress: Progress | None = None) -> Path:
     """Download, assemble, verify and store model ``name``; returns the GGUF path.
 
@@ -204,7 +208,7 @@ def install(name: str, *, force: bool = False, progress: Progress | None = None)
         except LocalModelError:
             pass  # present but wrong: install it again
     target.parent.mkdir(parents=True, exist_ok=True)
-    report = progress or (lambda stage, done, total: None)
+    report = progress or _no_progress
     with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
         wheels = _download(model, Path(tmp), report)
         part = Path(tmp) / (model.file + ".part")

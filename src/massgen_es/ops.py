@@ -20,8 +20,10 @@ from typing import Any, Protocol
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from massgen_es import subjects
+from massgen_es.bus import natsapi
 from massgen_es.events import Source
 
 HEARTBEAT_EVERY_S = 5.0
@@ -49,13 +51,15 @@ def home() -> Path:
     return Path(os.environ.get("MASSGEN_HOME") or Path.home() / ".massgen")
 
 
-async def _services_bucket(nc: Client):
-    js = nc.jetstream()
+async def _services_bucket(nc: Client) -> KeyValue:
+    js = natsapi.jetstream(nc)
     try:
         return await js.key_value(subjects.SERVICES_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY)
+        return await natsapi.admin(js).create_key_value(
+            KeyValueConfig(
+                bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY
+            )
         )
 
 
@@ -75,8 +79,8 @@ async def heartbeat(nc: Client, source: Source, every_s: float = HEARTBEAT_EVERY
 
 async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
     kv = await _services_bucket(nc)
-    found = []
-    for key in await kv.keys():
+    found: list[dict[str, Any]] = []
+    for key in await natsapi.key_lister(kv).keys():
         try:
             entry = await kv.get(key)
         except NotFoundError:  # expired (max age) or deleted between keys() and get()
@@ -88,7 +92,7 @@ async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
 
 async def status(nc: Client) -> dict[str, Any]:
     """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes."""
-    js = nc.jetstream()
+    js = natsapi.jetstream(nc)
     now = time.time()
     services: list[dict[str, Any]] = []
     for attempt in range(3):  # a heartbeat read can fail transiently on a loaded server: try again
@@ -100,7 +104,7 @@ async def status(nc: Client) -> dict[str, Any]:
                 break  # no heartbeat yet: an empty list, not an error
             log.warning("reading heartbeats (attempt %d of 3): %s: %s", attempt + 1, type(exc).__name__, exc)
             await asyncio.sleep(0.2)
-    queues = []
+    queues: list[dict[str, Any]] = []
     for q in subjects.WORK_QUEUES:
         stream, durable = q.stream, q.consumer
         try:
@@ -110,7 +114,7 @@ async def status(nc: Client) -> dict[str, Any]:
         except NotFoundError:
             queues.append({"stream": stream, "consumer": durable, "pending": None, "in_flight": None,
                            "redelivered": None})
-    streams = []
+    streams: list[dict[str, Any]] = []
     for name in (subjects.EVENTS_STREAM, subjects.TURNS_STREAM, subjects.TOOLS_STREAM, subjects.EXEC_STREAM):
         try:
             s = (await js.stream_info(name)).state
@@ -129,6 +133,7 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "service": self.service,
                "logger": record.name, "msg": record.getMessage()}
         if record.exc_info:

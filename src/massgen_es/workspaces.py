@@ -15,6 +15,7 @@ SANDBOX_UID = 1000
 
 
 def run_dir(home: Path, run_id: str) -> Path:
+    """Everything of one run on disk: its agents' workspaces and the snapshots they shared."""
     return home / "runs" / run_id
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple, Protocol
 
 from massgen_es.events import Event, Record, Source
@@ -53,9 +53,9 @@ class EventLog(Protocol):
 
     def follow(
         self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Like :meth:`read`, then keeps yielding new events as they are appended (never ends).
-        ``source`` narrows it to what one writer (``subjects.SOURCES``) appended."""
+        ``source`` narrows it to what one writer (``subjects.SOURCES``) appended; ``aclose()`` stops it."""
         ...
 
     async def last_seq(self, run_id: str, source: Writer) -> int:

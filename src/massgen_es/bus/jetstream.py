@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import nats
 from nats.aio.client import Client
@@ -32,7 +32,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from massgen_es import subjects
-from massgen_es.bus import Draft
+from massgen_es.bus import Draft, natsapi
 from massgen_es.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
 from massgen_es.events import Record, Source, UnknownEvent, decode, encode
 from massgen_es.subjects import Writer
@@ -65,7 +65,9 @@ async def connect(url: str, name: str) -> Client:
 
 
 async def _connect(url: str, name: str, inbox_prefix: str) -> Client:
-    return await nats.connect(
+    # nats.connect leaves its **options unannotated, and Client.connect (fully typed) declares
+    # reconnect_time_wait an int although nats-py sleeps it as a float: the call is right as it is.
+    return await nats.connect(  # pyright: ignore[reportUnknownMemberType]
         url,
         name=name,
         inbox_prefix=inbox_prefix,
@@ -111,11 +113,12 @@ async def ensure_streams(js: JetStreamContext) -> None:
             )
         ),
     ]
+    admin = natsapi.admin(js)
     for cfg in configs:
         try:
-            await js.add_stream(cfg)
+            await admin.add_stream(cfg)
         except BadRequestError:
-            await js.update_stream(cfg)
+            await admin.update_stream(cfg)
 
 
 def decode_lenient(data: bytes, seq: int, run_id: str) -> Record:
@@ -143,7 +146,7 @@ class JetStreamEventLog:
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
+        self.js = natsapi.jetstream(nc)
         self._batch_ids = itertools.count()
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -156,6 +159,13 @@ class JetStreamEventLog:
         origin: Source,
         expect_last_seq: int | None = None,
     ) -> list[int]:
+        """Append ``drafts`` all or nothing (see :meth:`massgen_es.bus.EventLog.append`): one publish for a
+        single draft, an atomic batch otherwise or when ``expect_last_seq`` is given.
+
+        Raises:
+            ConcurrencyConflict: ``expect_last_seq`` did not match; nothing was written.
+            BusError: the server refused the batch, or part of a retried batch is missing.
+        """
         subject = subjects.run_subject(run_id, source)
         now = time.time()
         payloads = [
@@ -207,6 +217,7 @@ class JetStreamEventLog:
         raise AssertionError("unreachable")
 
     async def last_seq(self, run_id: str, source: Writer) -> int:
+        """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
         try:
             msg = await self.js.get_last_msg(subjects.EVENTS_STREAM, subjects.run_subject(run_id, source))
         except NotFoundError:
@@ -262,7 +273,7 @@ class JetStreamEventLog:
                     done.set_exception(BusError(f"direct get on {filter_subject} failed: {status} {h}"))
 
         inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=collect)
+        sub = await natsapi.connection(self.nc).subscribe(inbox, cb=collect)
         try:
             request = {"seq": start, "next_by_subj": filter_subject, "batch": _READ_BATCH}
             await self.nc.publish(subjects.EVENTS_DIRECT_GET, json.dumps(request).encode(), reply=inbox)
@@ -282,7 +293,9 @@ class JetStreamEventLog:
 
     async def follow(
         self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
+        """Every matching event after ``after_seq``, then new ones as they are stored (never ends), through
+        an ordered push consumer; ``source`` narrows it to one writer's subject."""
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD
         if source is not None:
             filter_subject = subjects.source_filter(run_id, source)
@@ -301,7 +314,7 @@ class WorkQueue:
     replicas pull them through one durable consumer. Used for agent turns and for MCP broker requests."""
 
     def __init__(self, nc: Client, stream: str, wildcard: str, durable: str, subject_of: Callable[[str], str]) -> None:
-        self.js = nc.jetstream()
+        self.js = natsapi.jetstream(nc)
         self.stream, self.wildcard, self.durable, self.subject_of = stream, wildcard, durable, subject_of
 
     async def push(self, record: Record) -> None:
@@ -381,9 +394,9 @@ class WorkQueue:
             finally:
                 beat.cancel()
 
-        in_flight: set[asyncio.Task] = set()
+        in_flight: set[asyncio.Task[None]] = set()
 
-        def done(task: asyncio.Task) -> None:
+        def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             slots.release()
 
@@ -423,17 +436,23 @@ async def _heartbeat(msg: Msg, every_s: float) -> None:
 
 def TurnQueue(nc: Client) -> WorkQueue:  # noqa: N802 - reads as the class it stands for
     """The agent-turn work queue: the orchestrator pushes ``turn.requested``, workers pull."""
-    return WorkQueue(nc, subjects.TURNS_STREAM, subjects.TURNS_WILDCARD, subjects.WORKER_CONSUMER, subjects.turn_subject)
+    return WorkQueue(
+        nc, subjects.TURNS_STREAM, subjects.TURNS_WILDCARD, subjects.WORKER_CONSUMER, subjects.turn_subject
+    )
 
 
 def ToolQueue(nc: Client) -> WorkQueue:  # noqa: N802
     """The MCP broker's work queue: workers push tool-list, tool-call and snapshot requests."""
-    return WorkQueue(nc, subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD, subjects.BROKER_CONSUMER, subjects.tool_subject)
+    return WorkQueue(
+        nc, subjects.TOOLS_STREAM, subjects.TOOLS_WILDCARD, subjects.BROKER_CONSUMER, subjects.tool_subject
+    )
 
 
 def ExecQueue(nc: Client) -> WorkQueue:  # noqa: N802
     """The executor's work queue: workers push ``execution.requested``, executors pull."""
-    return WorkQueue(nc, subjects.EXEC_STREAM, subjects.EXEC_WILDCARD, subjects.EXECUTOR_CONSUMER, subjects.exec_subject)
+    return WorkQueue(
+        nc, subjects.EXEC_STREAM, subjects.EXEC_WILDCARD, subjects.EXECUTOR_CONSUMER, subjects.exec_subject
+    )
 
 
 def delivery_count(msg: Msg) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from massgen_es import subjects
 from massgen_es.bus import Draft
@@ -31,6 +32,11 @@ class InMemoryEventLog:
         origin: Source,
         expect_last_seq: int | None = None,
     ) -> list[int]:
+        """Append ``drafts`` all or nothing (see :meth:`massgen_es.bus.EventLog.append`).
+
+        Raises:
+            ConcurrencyConflict: ``expect_last_seq`` did not match; nothing was written.
+        """
         subject = subjects.run_subject(run_id, source)
         if drafts and all(d.id in self._ids for d in drafts):
             return [self._ids[d.id] for d in drafts]  # a retried append that already landed
@@ -39,7 +45,7 @@ class InMemoryEventLog:
                 f"{subject}: expected last sequence {expect_last_seq}, "
                 f"found {self._last_by_subject.get(subject, 0)}"
             )
-        seqs = []
+        seqs: list[int] = []
         now = time.time()
         for d in drafts:
             if d.id in self._ids:
@@ -63,19 +69,25 @@ class InMemoryEventLog:
         ]
 
     async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
+        """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order."""
         return self._select(run_id, after_seq)
 
     async def follow(
         self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
+        """Like :meth:`read`, then keeps yielding new events as they are appended (never ends)."""
         pos = after_seq
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self._records) > pos)
+                await self._changed.wait_for(functools.partial(self._has_after, pos))
             batch = self._select(run_id, pos, source)
             pos = len(self._records)
             for r in batch:
                 yield r
 
+    def _has_after(self, pos: int) -> bool:
+        return len(self._records) > pos
+
     async def last_seq(self, run_id: str, source: Writer) -> int:
+        """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
         return self._last_by_subject.get(subjects.run_subject(run_id, source), 0)

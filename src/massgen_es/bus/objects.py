@@ -11,8 +11,10 @@ import hashlib
 from nats.aio.client import Client
 from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore as Bucket
 
 from massgen_es import subjects
+from massgen_es.bus import natsapi
 from massgen_es.errors import BusError
 from massgen_es.events import ObjectRef
 
@@ -21,15 +23,15 @@ class ObjectStore:
     """Put and get content-addressed objects."""
 
     def __init__(self, nc: Client) -> None:
-        self.js = nc.jetstream()
-        self._store = None
+        self.js = natsapi.jetstream(nc)
+        self._store: Bucket | None = None
 
-    async def _bucket(self):
+    async def _bucket(self) -> Bucket:
         if self._store is None:
             try:
                 self._store = await self.js.object_store(subjects.OBJECTS_BUCKET)
             except BucketNotFoundError:
-                self._store = await self.js.create_object_store(
+                self._store = await natsapi.admin(self.js).create_object_store(
                     subjects.OBJECTS_BUCKET, config=ObjectStoreConfig(storage=StorageType.FILE)
                 )
         return self._store
@@ -54,7 +56,9 @@ class ObjectStore:
         try:
             data = (await store.get(ref.name)).data or b""
         except ObjectNotFoundError:
-            raise BusError(f"object {ref.name} ({ref.label or 'no label'}) is not in {subjects.OBJECTS_BUCKET}") from None
+            raise BusError(
+                f"object {ref.name} ({ref.label or 'no label'}) is not in {subjects.OBJECTS_BUCKET}"
+            ) from None
         if f"sha256:{hashlib.sha256(data).hexdigest()}" != ref.digest:
             raise BusError(f"object {ref.name} does not match its digest {ref.digest}")
         return data

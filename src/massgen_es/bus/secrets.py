@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from massgen_es import subjects
+from massgen_es.bus import natsapi
 from massgen_es.errors import ConfigError
 
 _REF = re.compile(r"\$\{secret:([0-9a-f]{32})\}")
@@ -24,15 +26,15 @@ class SecretStore:
     """Digest -> value, in the ``MASSGEN_SECRETS`` bucket."""
 
     def __init__(self, nc: Client) -> None:
-        self.js = nc.jetstream()
-        self._kv = None
+        self.js = natsapi.jetstream(nc)
+        self._kv: KeyValue | None = None
 
-    async def _bucket(self):
+    async def _bucket(self) -> KeyValue:
         if self._kv is None:
             try:
                 self._kv = await self.js.key_value(subjects.SECRETS_BUCKET)
             except BucketNotFoundError:
-                self._kv = await self.js.create_key_value(
+                self._kv = await natsapi.admin(self.js).create_key_value(
                     KeyValueConfig(bucket=subjects.SECRETS_BUCKET, history=1, storage=StorageType.FILE)
                 )
         return self._kv
@@ -55,7 +57,7 @@ class SecretStore:
         if not digests:
             return text
         kv = await self._bucket()
-        values = {}
+        values: dict[str, str] = {}
         for d in digests:
             try:
                 entry = await kv.get(d)

@@ -45,7 +45,7 @@ class NatsServer:
         self.store_dir = Path(store_dir)
         self.port = port
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

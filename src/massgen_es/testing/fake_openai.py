@@ -16,9 +16,10 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         """Bind a free loopback port and serve in a daemon thread. Returns self."""
         fake = self
 
@@ -106,13 +107,15 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
             self._server = self._thread = None
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -165,6 +168,8 @@ class FakeOpenAI:
         with self._arrived:
             self._requests.append(body)
             self._arrived.notify_all()
+            if not isinstance(model, str):  # no reply is scripted for a request without a model name
+                return None
             queue = self._queues.get(model)
             if queue:
                 return queue.popleft()

@@ -5,7 +5,7 @@
   end the loop and go to the orchestrator; MCP calls in the same batch are then not executed, as in
   MassGen. After ``max_tool_rounds`` rounds only the workflow tools are offered.
 - **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
-  ``max_retries`` times after ``Retry-After`` or an exponential backoff; each retry is a
+  ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
   ``request_timeout_seconds`` for the whole call (connect timeouts are the SDK clients').
@@ -18,14 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import tenacity
 
-from massgen_es.failures import failure_of
+from massgen_agent_worker import decisions, providers
+from massgen_agent_worker.tools import ToolClient
 from massgen_es import backends, pricing
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ProviderError, ProviderTimeout
 from massgen_es.events import (
     Event,
-    Failure,
     Message,
     ProviderRetried,
     Record,
@@ -33,8 +34,7 @@ from massgen_es.events import (
     TurnRequested,
     UsageRecorded,
 )
-from massgen_agent_worker import decisions, providers
-from massgen_agent_worker.tools import ToolClient
+from massgen_es.failures import failure_of
 
 Emit = Callable[[str, Event], Awaitable[None]]
 MAX_BACKOFF_S = 30.0
@@ -84,7 +84,8 @@ class Conversation:
                 break
             await self.deltas.close()
             answers = await self.run_tools(calls, f"r{round_}")
-            answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in result.tool_calls if c.name not in offered})
+            unknown = [c for c in result.tool_calls if c.name not in offered]
+            answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in unknown})
             messages.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
             messages.extend(Message(role="tool", content=answers[c.id], tool_call_id=c.id) for c in result.tool_calls)
         if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
@@ -105,36 +106,52 @@ class Conversation:
         )
 
     async def call(self, call_req: TurnRequested) -> providers.Completion:
-        """One LLM call with retries; records ``usage.recorded`` (with its cost) for the call that worked."""
+        """One LLM call with retries; records ``usage.recorded`` (with its cost) for the call that worked.
+
+        A retryable :class:`ProviderError` is tried again, ``max_retries`` times at most, after its
+        ``retry_after_s`` or else :func:`backoff_s`; each retry is recorded as ``provider.retried``.
+
+        Raises:
+            ProviderError: not retryable, or still failing after the last retry (the last error itself).
+            MassgenError: misconfiguration (missing key, missing SDK ...).
+        """
         n = self.calls
         self.calls += 1
-        for retry in range(self.backend.max_retries + 1):
-            started = time.monotonic()
-            try:
-                result = await self._timed(call_req)
-            except ProviderError as exc:
-                if not exc.retryable or retry == self.backend.max_retries:
-                    raise
-                delay = exc.retry_after_s if exc.retry_after_s is not None else min(0.5 * 2**retry, MAX_BACKOFF_S)
-                await self.emit(f"retry:{self.key}:c{n}:{retry + 1}", ProviderRetried(
-                    turn_id=self.req.turn_id, agent_id=self.req.agent_id, attempt=self.req.attempt,
-                    retry=retry + 1, delay_s=round(delay, 3), failure=failure_of(exc),
-                ))
-                await asyncio.sleep(delay)
-                continue
-            await self.emit("usage" if n == 0 else f"usage:{self.key}:c{n}", UsageRecorded(
-                turn_id=self.req.turn_id,
-                agent_id=self.req.agent_id,
-                attempt=self.req.attempt,
-                model=result.model,
-                usage=result.usage,
-                duration_s=round(time.monotonic() - started, 4),
-                time_to_first_token_s=result.time_to_first_token_s,
-                cost_usd=result.cost_usd if result.cost_usd is not None else pricing.cost_usd(
-                    self.backend.type, result.model, result.usage),
+
+        async def retried(state: tenacity.RetryCallState) -> None:
+            # tenacity sets both before it calls before_sleep
+            assert state.outcome is not None and state.next_action is not None
+            exc = state.outcome.exception()
+            assert exc is not None
+            await self.emit(f"retry:{self.key}:c{n}:{state.attempt_number}", ProviderRetried(
+                turn_id=self.req.turn_id, agent_id=self.req.agent_id, attempt=self.req.attempt,
+                retry=state.attempt_number, delay_s=round(state.next_action.sleep, 3), failure=failure_of(exc),
             ))
-            return result
-        raise AssertionError("unreachable")
+
+        async def attempt() -> tuple[providers.Completion, float]:
+            started = time.monotonic()
+            result = await self._timed(call_req)
+            return result, time.monotonic() - started
+
+        result, duration = await tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.retryable),
+            stop=tenacity.stop_after_attempt(self.backend.max_retries + 1),
+            wait=_retry_delay,
+            before_sleep=retried,
+            reraise=True,  # the last ProviderError, not tenacity's RetryError
+        )(attempt)
+        await self.emit("usage" if n == 0 else f"usage:{self.key}:c{n}", UsageRecorded(
+            turn_id=self.req.turn_id,
+            agent_id=self.req.agent_id,
+            attempt=self.req.attempt,
+            model=result.model,
+            usage=result.usage,
+            duration_s=round(duration, 4),
+            time_to_first_token_s=result.time_to_first_token_s,
+            cost_usd=result.cost_usd if result.cost_usd is not None else pricing.cost_usd(
+                self.backend.type, result.model, result.usage),
+        ))
+        return result
 
     async def _timed(self, call_req: TurnRequested) -> providers.Completion:
         first = asyncio.Event()
@@ -155,7 +172,8 @@ class Conversation:
                 done, _ = await asyncio.wait({task, waiter}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if not done:
-                    raise ProviderTimeout(f"{self.backend.type}: no streamed output within {limit:g} s (first_token_timeout_seconds)")
+                    raise ProviderTimeout(
+                        f"{self.backend.type}: no streamed output within {limit:g} s (first_token_timeout_seconds)")
             return await asyncio.wait_for(asyncio.shield(task), self.backend.request_timeout_seconds)
         except TimeoutError:
             raise ProviderTimeout(
@@ -169,3 +187,18 @@ class Conversation:
     async def _run_one_tool(self, call: ToolCall) -> str:
         answers = await self.run_tools([call], f"cc{self.calls}:{call.id}")
         return answers[call.id]
+
+
+def backoff_s(retry: int) -> float:
+    """Seconds before retry number ``retry + 1`` when the provider names no delay: 0.5, 1, 2 ... up to
+    :data:`MAX_BACKOFF_S`."""
+    return min(0.5 * 2**retry, MAX_BACKOFF_S)
+
+
+def _retry_delay(state: tenacity.RetryCallState) -> float:
+    """The wait before a retry of :meth:`Conversation.call`: the failed attempt's ``retry_after_s``
+    (Retry-After), else :func:`backoff_s`."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(exc, ProviderError) and exc.retry_after_s is not None:
+        return exc.retry_after_s
+    return backoff_s(state.attempt_number - 1)

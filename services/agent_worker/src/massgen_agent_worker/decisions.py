@@ -22,13 +22,15 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 from massgen_agent_worker.providers import Completion
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
 
 Call = Callable[[TurnRequested], Awaitable[Completion]]
 
 NEW_ANSWER = "new_answer"
-WRITE_ANSWER = "Write your new answer to the question now, in plain text (not JSON). It is shared with the other agents."
+WRITE_ANSWER = (
+    "Write your new answer to the question now, in plain text (not JSON). It is shared with the other agents."
+)
 """Asked after the choice was ``new_answer``; the prompt before it said what a better answer must do."""
 _CHOOSE_NEW_ANSWER = ToolSpec(
     name=NEW_ANSWER,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from massgen_es import models
 from massgen_es.errors import LocalModelError
@@ -48,7 +50,7 @@ def serve(
     path = models.weights(model)
     name = models.get(model).name
     try:
-        import xllamacpp as xlc
+        xlc: Any = importlib.import_module("xllamacpp")  # a compiled extension that ships no type stubs
     except ImportError:
         raise LocalModelError("xllamacpp is not installed; run `make install`") from None
     params = xlc.CommonParams()
@@ -109,7 +111,8 @@ class LocalModelServer:
             log_path = self.log_dir / f"local-llm-{self.model}.log"
             with open(log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "massgen_agent_worker.local_llm", "--model", self.model, "--port", str(port)],
+                    [sys.executable, "-m", "massgen_agent_worker.local_llm", "--model", self.model,
+                     "--port", str(port)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

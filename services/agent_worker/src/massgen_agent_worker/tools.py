@@ -15,13 +15,11 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from massgen_es.errors import ToolArgumentError, ToolTimeout
-from massgen_es.failures import failure_of
 from massgen_es import mcp
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
 from massgen_es.config import FILESYSTEM_SERVER, BackendConfig
-from massgen_es.subjects import Writer
+from massgen_es.errors import ToolArgumentError, ToolTimeout
 from massgen_es.events import (
     ExecutionCompleted,
     ExecutionFailed,
@@ -40,6 +38,8 @@ from massgen_es.events import (
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
 )
+from massgen_es.failures import failure_of
+from massgen_es.subjects import Writer
 
 COMMAND_LINE = "command_line"
 EXECUTE_COMMAND = ToolSpec(
@@ -82,6 +82,7 @@ class Catalog:
 
     @property
     def tools(self) -> tuple[ToolSpec, ...]:
+        """Every tool of every listed server."""
         return tuple(t for ev in self.servers.values() for t in ev.tools)
 
     def notes(self) -> str:
@@ -119,7 +120,7 @@ class ToolClient:
         return min(seqs)
 
     async def _follow_until(
-        self, run_id: str, after_seq: int, source: str, accept: Callable[[Record], bool],
+        self, run_id: str, after_seq: int, source: Writer, accept: Callable[[Record], bool],
         enough: Callable[[list[Record]], bool], timeout_s: float,
     ) -> tuple[list[Record], bool]:
         """Follow the run's ``source`` subject, keeping the records ``accept`` takes, until ``enough`` says
@@ -171,7 +172,7 @@ class ToolClient:
         got, _ = await self._follow_until(
             run_id, after_seq - 1, "mcp_broker",
             lambda r: isinstance(r.event, ToolsListed) and r.causation_id == request_id,
-            lambda rs: {r.event.server for r in rs} >= want,
+            lambda rs: {r.event.server for r in rs if isinstance(r.event, ToolsListed)} >= want,
             DISCOVERY_TIMEOUT_S,
         )
         out: list[ToolsListed] = [r.event for r in got]  # type: ignore[misc]
@@ -211,9 +212,7 @@ class ToolClient:
                 call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, kind=req.kind,
                 server=server, tool=tool, arguments=call.arguments), cause))
         wait = max((timeouts.get(d.event.server, 60.0) for d in drafts), default=60.0)  # type: ignore[union-attr]
-        return await self._outcomes(run_id, cause, drafts, wait, "mcp_broker", self.queue, lambda ev, why: ToolCallFailed(
-            call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
-            failure=why))
+        return await self._outcomes(run_id, cause, drafts, wait, "mcp_broker", self.queue, _late_tool_call)
 
     async def _executions(self, req, run_id, cause, key, calls, backend) -> dict[str, str]:
         if not calls:
@@ -226,7 +225,7 @@ class ToolClient:
             except ToolArgumentError as exc:  # recorded here: nothing to send to the executor
                 bad = ExecutionFailed(call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id,
                                       failure=failure_of(exc))
-                await self.log.append(run_id, "agent_worker", [Draft(f"{key}:c{i}:result", bad, cause)], origin=self.source)
+                await self._record(run_id, Draft(f"{key}:c{i}:result", bad, cause))
                 refused[call.id] = tool_message(bad)
                 continue
             drafts.append(Draft(f"{key}:c{i}", ExecutionRequested(
@@ -236,9 +235,12 @@ class ToolClient:
         if not drafts:
             return refused
         limit = backend.command_line_timeout_seconds * 10 + 60  # the executor caps a command at 10x the default
-        done = await self._outcomes(run_id, cause, drafts, limit, "executor", self.exec_queue, lambda ev, why: ExecutionFailed(
-            call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, failure=why))
+        done = await self._outcomes(run_id, cause, drafts, limit, "executor", self.exec_queue, _late_execution)
         return {**refused, **done}
+
+    async def _record(self, run_id: str, draft: Draft) -> None:
+        """An outcome the worker records itself (refused arguments, no answer in time)."""
+        await self.log.append(run_id, "agent_worker", [draft], origin=self.source)
 
     async def _outcomes(self, run_id, cause, drafts, wait, source, queue, late) -> dict[str, str]:
         seq = await self._request(run_id, cause, drafts, queue)
@@ -249,7 +251,7 @@ class ToolClient:
             event = r.event if r is not None else None
             if event is None:
                 event = late(d.event, failure_of(ToolTimeout(f"no answer within {wait:.0f} s")))
-                await self.log.append(run_id, "agent_worker", [Draft(f"{d.id}:result", event, d.id)], origin=self.source)
+                await self._record(run_id, Draft(f"{d.id}:result", event, d.id))
             out[d.event.call_id] = tool_message(event)  # type: ignore[union-attr]
         return out
 
@@ -261,6 +263,15 @@ class ToolClient:
         got = await self._await(run_id, seq - 1, {f"{request_id}:done"}, 120.0)
         r = got.get(f"{request_id}:done")
         return r.event if r is not None and isinstance(r.event, WorkspaceSnapshotted) else None
+
+
+def _late_tool_call(ev: ToolCallRequested, why: Failure) -> ToolCallFailed:
+    return ToolCallFailed(call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, server=ev.server,
+                          tool=ev.tool, failure=why)
+
+
+def _late_execution(ev: ExecutionRequested, why: Failure) -> ExecutionFailed:
+    return ExecutionFailed(call_id=ev.call_id, turn_id=ev.turn_id, agent_id=ev.agent_id, failure=why)
 
 
 def tool_message(event: Any) -> str:

@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 
-
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es.failures import failure_of
+from massgen_agent_worker import providers
+from massgen_agent_worker.conversation import Conversation
+from massgen_agent_worker.tools import ToolClient
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
 from massgen_es.errors import MassgenError, ProviderError
@@ -32,9 +33,7 @@ from massgen_es.events import (
     TurnResponded,
     TurnStarted,
 )
-from massgen_agent_worker import providers
-from massgen_agent_worker.conversation import Conversation
-from massgen_agent_worker.tools import ToolClient
+from massgen_es.failures import failure_of
 
 log = logging.getLogger("massgen.agent_worker")
 

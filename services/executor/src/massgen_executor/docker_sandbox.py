@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import docker
 import docker.errors
@@ -48,6 +49,7 @@ class SandboxSpec:
 
     @classmethod
     def of(cls, b: BackendConfig) -> SandboxSpec:
+        """The sandbox a backend's ``command_line_docker_*`` settings describe."""
         cpu = b.command_line_docker_cpu_limit
         return cls(
             image=b.command_line_docker_image,
@@ -83,6 +85,7 @@ class DockerSandboxes:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def client(self) -> docker.DockerClient:
+        """The Docker client, connected (and the engine pinged) on first use."""
         if self._client is None:
             try:
                 client = docker.from_env(timeout=30)
@@ -140,7 +143,9 @@ class DockerSandboxes:
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # created concurrently by another executor: use it
                 return name, False
-            raise SandboxUnavailable(f"cannot start sandbox {name} from {spec.image}: {exc.explanation or exc}") from None
+            raise SandboxUnavailable(
+                f"cannot start sandbox {name} from {spec.image}: {exc.explanation or exc}"
+            ) from None
         return name, True
 
     def _image(self, client: docker.DockerClient, spec: SandboxSpec) -> None:
@@ -171,8 +176,12 @@ class DockerSandboxes:
         container = self.client().containers.get(name)
         started = time.monotonic()
         argv = ["timeout", "-s", "KILL", f"{timeout_s:g}", "/bin/sh", "-c", command]
-        code, (out, err) = container.exec_run(argv, workdir=str(work_dir), user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-                                              demux=True)
+        # Not detached and demuxed, exec_run returns (exit code, (stdout or None, stderr or None)); the
+        # docker stub's ExecResult only has the other shapes (exit code maybe None, output bytes or a stream).
+        code, (out, err) = cast(
+            "tuple[int, tuple[bytes | None, bytes | None]]",
+            container.exec_run(argv, workdir=str(work_dir), user=f"{SANDBOX_UID}:{SANDBOX_UID}", demux=True),
+        )
         out, out_cut = _cap(out or b"", max_bytes)
         err, err_cut = _cap(err or b"", max_bytes)
         duration = time.monotonic() - started
@@ -197,6 +206,7 @@ class DockerSandboxes:
         """``(run_id, agent_id, name)`` of every container this system created."""
         def go() -> list[tuple[str, str, str]]:
             found = self.client().containers.list(all=True, filters={"label": LABEL})
-            return [(c.labels.get(RUN_LABEL, ""), c.labels.get(AGENT_LABEL, ""), c.name) for c in found]
+            # A container always has a name; the stub types it optional.
+            return [(c.labels.get(RUN_LABEL, ""), c.labels.get(AGENT_LABEL, ""), c.name or "") for c in found]
 
         return await asyncio.to_thread(go)

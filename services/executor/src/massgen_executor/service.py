@@ -22,7 +22,6 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es.failures import failure_of
 from massgen_es import mcp, subjects, workspaces
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog
@@ -35,13 +34,13 @@ from massgen_es.events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
-    Failure,
     ObjectRef,
     Record,
     RunSubmitted,
     SandboxChanged,
     Source,
 )
+from massgen_es.failures import failure_of
 from massgen_executor.docker_sandbox import DockerSandboxes, SandboxSpec, container_name
 from massgen_executor.filters import CommandRefused, check_command
 from massgen_executor.local import Limits, run_local

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from massgen_es import ids
-from massgen_es import mcp, workspaces
+from massgen_es import ids, mcp, workspaces
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
 from massgen_es.errors import ConfigError
@@ -31,7 +30,8 @@ def filesystem_server_command() -> str:
     Raises:
         ConfigError: it is not installed.
     """
-    path = os.environ.get("MASSGEN_MCP_FILESYSTEM") or str(Path(sys.prefix) / "mcp/node_modules/.bin/mcp-server-filesystem")
+    installed = Path(sys.prefix) / "mcp/node_modules/.bin/mcp-server-filesystem"
+    path = os.environ.get("MASSGEN_MCP_FILESYSTEM") or str(installed)
     if not Path(path).exists():
         raise ConfigError(
             f"the MCP filesystem server is not installed ({path} is missing); run `make install`, or "
@@ -74,6 +74,7 @@ class RunContext:
 
     @property
     def snapshots(self) -> Path:
+        """Where the run's agents share their workspaces (``<run dir>/snapshots``)."""
         return self.dir / "snapshots"
 
     @classmethod

@@ -24,10 +24,16 @@ from pathlib import Path
 
 import anyio
 import mcp_types
+import tenacity
 from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from massgen_es import mcp
+from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen_es.bus.secrets import SecretStore
+from massgen_es.config import FILESYSTEM_SERVER
 from massgen_es.errors import (
     CircuitOpen,
     MassgenError,
@@ -38,15 +44,8 @@ from massgen_es.errors import (
     ToolPermissionError,
     UnknownTool,
 )
-from massgen_es.failures import failure_of
-from massgen_es import mcp
-from massgen_es.bus import Draft
-from massgen_es.bus.jetstream import JetStreamEventLog, ToolQueue
-from massgen_es.bus.secrets import SecretStore
-from massgen_es.config import FILESYSTEM_SERVER
 from massgen_es.events import (
     Event,
-    Failure,
     McpServerStateChanged,
     Record,
     RunSubmitted,
@@ -60,6 +59,7 @@ from massgen_es.events import (
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
 )
+from massgen_es.failures import failure_of
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
@@ -163,7 +163,9 @@ class McpBroker:
 
     # ------------------------------------------------------------------ sessions
 
-    async def _session(self, run: RunContext, grant: AgentGrant, server: str, cause: str, start: bool = True) -> Session:
+    async def _session(
+        self, run: RunContext, grant: AgentGrant, server: str, cause: str, start: bool = True
+    ) -> Session:
         """The pooled session for one of ``grant``'s servers, started unless ``start`` is False."""
         cfg = grant.servers[server]
         launch, hidden = await resolve_launch(grant, cfg, run, self.secrets)
@@ -286,31 +288,28 @@ class McpBroker:
             return failed(exc), []
 
         attempts = 0
-        last: Exception | None = None
-        for attempt in range(cfg.retries + 1):
-            now = time.monotonic()
-            state = session.breaker.state(now)
-            if state == "open":
+
+        async def attempt() -> Event:
+            """One try: the circuit-open refusal, or the completed call. A failed call is recorded in the
+            breaker (and a crash as an event) and raised for tenacity to retry or give up."""
+            nonlocal attempts
+            if session.breaker.state(time.monotonic()) == "open":
                 return failed(CircuitOpen(f"MCP server {req.server!r} is failing; its circuit breaker is open, "
-                                          "calls resume after its reset time"), attempts), extra
-            attempts += 1
+                                          "calls resume after its reset time"), attempts)
+            n, attempts = attempts, attempts + 1
             try:
-                await self._start(run, session, req.server, f"{record.id}:a{attempt}")
+                await self._start(run, session, req.server, f"{record.id}:a{n}")
                 result = await session.call(req.tool, arguments, cfg.timeout)
             except (MCPError, *_TRANSIENT) as exc:
-                last = exc
                 if isinstance(exc, ServerUnavailable):
-                    extra.append((f"{record.id}:crashed:{attempt}", McpServerStateChanged(
+                    extra.append((f"{record.id}:crashed:{n}", McpServerStateChanged(
                         server=req.server, state="crashed", reason=str(exc))))
                 change = session.breaker.record(False, time.monotonic())
                 if change:
-                    extra.append((f"{record.id}:breaker:{attempt}", McpServerStateChanged(
+                    extra.append((f"{record.id}:breaker:{n}", McpServerStateChanged(
                         server=req.server, state=change, failures=session.breaker.failures,
                         reason=self._scrub(session, _describe(exc)))))
-                if isinstance(exc, MCPError):  # the server answered with a protocol error: not transient
-                    break
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
-                continue
+                raise
             change = session.breaker.record(True, time.monotonic())
             if change:
                 extra.append((f"{record.id}:breaker:ok", McpServerStateChanged(
@@ -319,11 +318,21 @@ class McpBroker:
                 call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
                 content=self._scrub(session, _text_of(result)), is_error=bool(result.is_error),
                 duration_s=round(time.monotonic() - started, 4), attempts=attempts,
-            ), extra
-        assert last is not None
-        why = self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
-                                   f"{_describe(last)}")
-        return failed(ServerUnavailable(why) if isinstance(last, _TRANSIENT) else ToolCallError(why), attempts), extra
+            )
+
+        try:
+            outcome = await tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception(_transient),
+                stop=tenacity.stop_after_attempt(cfg.retries + 1),
+                wait=_backoff,
+                reraise=True,  # the last failure itself, not tenacity's RetryError
+            )(attempt)
+        except (MCPError, *_TRANSIENT) as last:
+            why = self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
+                                       f"{_describe(last)}")
+            return failed(ServerUnavailable(why) if isinstance(last, _TRANSIENT) else ToolCallError(why),
+                          attempts), extra
+        return outcome, extra
 
     # ------------------------------------------------------------------ snapshots
 
@@ -358,6 +367,16 @@ def _text_of(result: mcp_types.CallToolResult) -> str:
         else:
             parts.append(f"[{block.type} content: {getattr(block, 'mime_type', '') or 'binary'}]")
     return "\n".join(parts)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: a timeout or a lost server, not a protocol error the server answered with."""
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, MCPError)
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    """Seconds before the next try of a tool call: 0.2, 0.4, 0.8 ... up to 5."""
+    return min(0.2 * 2 ** (state.attempt_number - 1), 5.0)
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import mcp_types
@@ -31,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from massgen_es.errors import ServerUnavailable
 
 log = logging.getLogger("massgen.mcp_broker")
+BreakerState = Literal["closed", "open", "half_open"]
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ class Breaker:
     failures: int = 0
     opened_at: float | None = None
 
-    def state(self, now: float) -> str:
+    def state(self, now: float) -> BreakerState:
         """``closed``, ``open`` or ``half_open``."""
         if self.opened_at is None:
             return "closed"
         backoff = self.reset_s * min(2 ** max(self.failures - self.max_failures, 0), 8)
         return "half_open" if now - self.opened_at >= backoff else "open"
 
-    def record(self, ok: bool, now: float) -> str | None:
+    def record(self, ok: bool, now: float) -> BreakerState | None:
         """Count a call's outcome; return the new state when it changed, else None."""
         before = self.state(now)
         if ok:
@@ -110,6 +111,7 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """The server runs and its client session is up."""
         return self._task is not None and not self._task.done() and self.client is not None
 
     async def start(self, timeout_s: float = 60.0) -> None:

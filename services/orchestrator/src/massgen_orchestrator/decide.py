@@ -26,11 +26,11 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from typing import Any, Literal, TypeGuard
 
-from massgen_es.errors import EnforcementExhausted, NondeterminismError
-from massgen_es.failures import failure_of
 from massgen_es import backends, ids
 from massgen_es.bus import Draft
+from massgen_es.errors import EnforcementExhausted, NondeterminismError
 from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
@@ -44,24 +44,28 @@ from massgen_es.events import (
     Record,
     RunCompleted,
     RunFailed,
+    RunSettings,
     RunSubmitted,
     RunTimedOut,
     Source,
     TimerFired,
     ToolCall,
+    ToolSpec,
     TurnFailed,
     TurnRejected,
     TurnRequested,
     TurnResponded,
+    UnknownEvent,
     UpdateDelivered,
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
     VoteRecord,
 )
+from massgen_es.failures import failure_of
 from massgen_orchestrator import prompts
 from massgen_orchestrator.junk import strip_echoed_label, why_junk
-from massgen_orchestrator.state import AgentState, RunState, Turn, _current, evolve, logical_order
+from massgen_orchestrator.state import AgentState, RunState, Turn, current_turn, evolve, logical_order
 
 CORE_SOURCE = Source(service="orchestrator", instance="core")
 STALE_VOTE_TEXT = "Vote not recorded: new answers arrived while you were working; they are in the update below."
@@ -76,7 +80,7 @@ def step(state: RunState, record: Record) -> list[Draft]:
     ev = record.event
     turn = None
     if isinstance(ev, (TurnResponded, TurnFailed)):
-        turn = _current(state, ev.agent_id, ev.turn_id, ev.attempt)
+        turn = current_turn(state, ev.agent_id, ev.turn_id, ev.attempt)
     evolve(state, record)
     decider = _Decider(state, record)
     decider.react(turn)
@@ -98,10 +102,10 @@ def verify(run_id: str, records: list[Record]) -> int:
         NondeterminismError: at the first input whose decisions differ, naming both.
     """
     ordered = logical_order(records)
-    recorded: dict[str, list[Event]] = {}
+    recorded: dict[str, list[Event | UnknownEvent]] = {}
     for r in ordered:
         if r.is_decision:
-            recorded.setdefault(r.causation_id or "", []).append(r.event)  # type: ignore[arg-type]
+            recorded.setdefault(r.causation_id or "", []).append(r.event)
     state = RunState(run_id)
     checked = 0
     for r in ordered:
@@ -135,7 +139,7 @@ class _Decider:
         self.out: list[Draft] = []
 
     @property
-    def settings(self):
+    def settings(self) -> RunSettings:
         assert self.state.submitted is not None
         return self.state.submitted.settings
 
@@ -163,27 +167,13 @@ class _Decider:
             return
         match ev:
             case RunSubmitted():
-                if all(a.turns_started == 0 for a in st.agents.values()):
-                    for agent in st.live:
-                        self.start_turn(agent)
-            case TurnResponded() if turn is not None:
-                if turn.kind == "presentation":
-                    if st.phase == "presenting":
-                        presented = strip_echoed_label(ev.content)
-                        self.finish(None if why_junk(presented) else presented)
-                elif st.phase == "coordinating":
-                    self.on_response(st.agents[ev.agent_id], turn, ev)
-            case TurnFailed() if turn is not None:
-                if turn.kind == "presentation":
-                    if st.phase == "presenting":
-                        self.finish(None)
-                elif st.phase == "coordinating":
-                    self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
+                self.on_submitted()
+            case TurnResponded() | TurnFailed() if turn is not None:
+                self.on_turn_result(turn, ev)
             case TimerFired(name="run_deadline") if st.phase == "coordinating":
                 self.on_deadline()
-            case UsageRecorded() if st.phase == "coordinating" and not st.budget_exceeded and self.over_budget():
-                limit = self.settings.max_cost_usd
-                self.emit(BudgetExceeded(cost_usd=round(st.cost_usd, 8), max_cost_usd=limit))
+            case UsageRecorded() if st.phase == "coordinating" and not st.budget_exceeded:
+                self.on_usage()
             case TimerFired(name="presentation_deadline") if st.phase == "presenting":
                 self.finish(None)
             case _:
@@ -192,6 +182,35 @@ class _Decider:
             self.start_idle()
         if st.budget_exceeded and st.phase == "coordinating" and not st.in_flight:
             self.end_on_budget()
+
+    def on_submitted(self) -> None:
+        """Every agent starts on the task at once (a repeated submission starts nothing)."""
+        st = self.state
+        if all(a.turns_started == 0 for a in st.agents.values()):
+            for agent in st.live:
+                self.start_turn(agent)
+
+    def on_turn_result(self, turn: Turn, ev: TurnResponded | TurnFailed) -> None:
+        """The current attempt of ``turn`` was answered or failed."""
+        st = self.state
+        if turn.kind == "presentation":
+            if st.phase == "presenting":
+                if isinstance(ev, TurnResponded):
+                    presented = strip_echoed_label(ev.content)
+                    self.finish(None if why_junk(presented) else presented)
+                else:
+                    self.finish(None)
+        elif st.phase == "coordinating":
+            if isinstance(ev, TurnResponded):
+                self.on_response(st.agents[ev.agent_id], turn, ev)
+            else:
+                self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
+
+    def on_usage(self) -> None:
+        """Once the recorded cost reaches the run's budget, record that coordination stops here."""
+        limit = self.settings.max_cost_usd
+        if limit is not None and self.state.cost_usd >= limit:
+            self.emit(BudgetExceeded(cost_usd=round(self.state.cost_usd, 8), max_cost_usd=limit))
 
     def on_response(self, agent: AgentState, turn: Turn, ev: TurnResponded) -> None:
         st = self.state
@@ -240,7 +259,9 @@ class _Decider:
                         agent_id=agent.id,
                         attempt=turn.attempt,
                         failure=failure_of(
-                            EnforcementExhausted(f"Agent failed to use workflow tools after {turn.rejections} attempts"),
+                            EnforcementExhausted(
+                                f"Agent failed to use workflow tools after {turn.rejections} attempts"
+                            ),
                             last_error=verdict.errors[0] if verdict.errors else "",
                         ),
                     )
@@ -266,10 +287,6 @@ class _Decider:
                 self.check_consensus()
         else:
             self.start_turn(agent)
-
-    def over_budget(self) -> bool:
-        limit = self.settings.max_cost_usd
-        return limit is not None and self.state.cost_usd >= limit
 
     def end_on_budget(self, winner: AgentState | None = None) -> None:
         """Over budget with nothing in flight: end with the best answer so far, without a presentation
@@ -299,17 +316,13 @@ class _Decider:
     # ------------------------------------------------------------ validation (spec §1.4 table)
 
     def validate(self, agent: AgentState, ev: TurnResponded) -> _Verdict:
-        st = self.state
         calls = ev.tool_calls
         if not calls:
             return _Verdict("reject", "no_workflow_tool", (prompts.ENFORCEMENT_MESSAGE,))
-
-        def reject(code: str, text: str) -> _Verdict:
-            return _Verdict("reject", code, (text,) * len(calls))
-
+        n = len(calls)
         unknown = [c.name for c in calls if c.name not in ("vote", "new_answer")]
         if unknown:
-            return reject("unknown_tool", f"Unknown tool '{unknown[0]}'. Use the `vote` or `new_answer` tool.")
+            return _reject(n, "unknown_tool", f"Unknown tool '{unknown[0]}'. Use the `vote` or `new_answer` tool.")
         votes = [c for c in calls if c.name == "vote"]
         answers = [c for c in calls if c.name == "new_answer"]
         if len(votes) > 1:
@@ -318,53 +331,68 @@ class _Decider:
                 "Call vote tool once with chosen agent."
             )
             rest = "Vote rejected due to multiple votes."
-            return _Verdict("reject", "multiple_votes", tuple(first if i == 0 else rest for i in range(len(calls))))
+            return _Verdict("reject", "multiple_votes", tuple(first if i == 0 else rest for i in range(n)))
         if votes and answers:
-            return reject(
+            return _reject(
+                n,
                 "vote_and_answer",
                 "Cannot use both 'vote' and 'new_answer' in same response. Choose one: vote for existing answer "
                 "OR provide new answer.",
             )
         if votes:
-            args = _arguments(votes[0])
-            target = args.get("agent_id") if args is not None else None
-            if not isinstance(target, str):
-                return reject(
-                    "bad_arguments",
-                    'Invalid arguments for vote: expected {"agent_id": "agentN", "reason": "..."}, '
-                    f"got {votes[0].arguments[:200]!r}",
-                )
-            valid = [anon for anon, _ in st.current_answers()]
-            if not valid:
-                return reject("vote_no_answers", "Cannot vote when no answers exist. Use new_answer tool.")
-            if target not in valid:
-                return reject("unknown_agent", f"Invalid agent_id '{target}'. Valid agents: {', '.join(valid)}")
-            reason = args.get("reason") if args else None
-            why = why_junk(reason) if isinstance(reason, str) else "it is missing"
-            if why:
-                return reject(
-                    "junk_reason",
-                    f"Vote not recorded: its reason is not text ({why}). Vote again with a short reason in words.",
-                )
-            return _Verdict("vote", target=st.by_anon(target), text=reason)
-        args = _arguments(answers[0])
-        content = args.get("content") if args is not None else None
-        content = strip_echoed_label(content) if isinstance(content, str) else content
+            return self.validate_vote(votes[0], n)
+        return self.validate_answer(agent, answers[0], n)
+
+    def validate_vote(self, call: ToolCall, n: int) -> _Verdict:
+        """A lone ``vote`` call (of ``n`` calls in the response): a known target and a reason in words."""
+        st = self.state
+        args = _arguments(call) or {}
+        target = args.get("agent_id")
+        if not isinstance(target, str):
+            return _reject(
+                n,
+                "bad_arguments",
+                'Invalid arguments for vote: expected {"agent_id": "agentN", "reason": "..."}, '
+                f"got {call.arguments[:200]!r}",
+            )
+        valid = [anon for anon, _ in st.current_answers()]
+        if not valid:
+            return _reject(n, "vote_no_answers", "Cannot vote when no answers exist. Use new_answer tool.")
+        if target not in valid:
+            return _reject(n, "unknown_agent", f"Invalid agent_id '{target}'. Valid agents: {', '.join(valid)}")
+        reason = args.get("reason")
+        if not isinstance(reason, str):
+            return _junk_reason(n, "it is missing")
+        why = why_junk(reason)
+        if why:
+            return _junk_reason(n, why)
+        return _Verdict("vote", target=st.by_anon(target), text=reason)
+
+    def validate_answer(self, agent: AgentState, call: ToolCall, n: int) -> _Verdict:
+        """A lone ``new_answer`` call (of ``n`` calls in the response): text in words, within the agent's
+        answer limit, novel enough and not a duplicate."""
+        st = self.state
+        content = (_arguments(call) or {}).get("content")
+        if isinstance(content, str):
+            content = strip_echoed_label(content)
         if not isinstance(content, str) or not content.strip():
-            return reject(
+            return _reject(
+                n,
                 "bad_arguments",
                 'Invalid arguments for new_answer: expected {"content": "your answer"}, '
-                f"got {answers[0].arguments[:200]!r}",
+                f"got {call.arguments[:200]!r}",
             )
         why = why_junk(content)
         if why:
-            return reject(
+            return _reject(
+                n,
                 "junk_answer",
                 f"Answer not recorded: {why}. Write the answer itself, in words, with new_answer.",
             )
         limit = self.settings.max_new_answers_per_agent
         if limit is not None and len(agent.answers) >= limit:
-            return reject(
+            return _reject(
+                n,
                 "max_answers",
                 f"You've reached the maximum of {limit} new answer(s). Please vote for the best existing answer "
                 "using the `vote` tool.",
@@ -374,14 +402,16 @@ class _Decider:
             for _, existing in st.current_answers():
                 if _jaccard(content, existing) > _NOVELTY_LIMIT[novelty]:
                     pct = int(_NOVELTY_LIMIT[novelty] * 100)
-                    return reject(
+                    return _reject(
+                        n,
                         "answer_not_novel",
                         f"Your answer is too similar to existing answers (>{pct}% overlap). Please provide a "
                         "meaningfully different solution, or vote for an existing answer.",
                     )
         for anon, existing in st.current_answers():
             if existing.strip() == content.strip():
-                return reject(
+                return _reject(
+                    n,
                     "duplicate_answer",
                     f"Answer already provided by {anon}. Provide different answer or vote for existing one.",
                 )
@@ -389,9 +419,9 @@ class _Decider:
 
     # ------------------------------------------------------------ turns
 
-    def tools_for(self, agent: AgentState) -> tuple:
+    def tools_for(self, agent: AgentState) -> tuple[ToolSpec, ...]:
         limit = self.settings.max_new_answers_per_agent
-        tools = []
+        tools: list[ToolSpec] = []
         if limit is None or len(agent.answers) < limit:
             tools.append(prompts.new_answer_tool())
         valid = [anon for anon, _ in self.state.current_answers()]
@@ -451,7 +481,10 @@ class _Decider:
             return  # over budget: no new attempt, and no update recorded that nobody would receive
         msgs = [*turn.messages, Message(role="assistant", content=ev.content, tool_calls=ev.tool_calls)]
         if ev.tool_calls:
-            msgs += [Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(ev.tool_calls, errors)]
+            # One error text per tool call (every verdict and the stale-vote notice have as many).
+            msgs += [
+                Message(role="tool", content=e, tool_call_id=c.id) for c, e in zip(ev.tool_calls, errors, strict=True)
+            ]
         else:
             msgs.append(Message(role="user", content=errors[0]))
         attempt = turn.attempt + 1
@@ -467,7 +500,11 @@ class _Decider:
                     agent_id=agent.id,
                     turn_id=turn.id,
                     attempt=attempt,
-                    labels=tuple(a.latest.label for a in st.agents.values() if a.latest and a.latest.version > turn.answers_version),
+                    labels=tuple(
+                        a.latest.label
+                        for a in st.agents.values()
+                        if a.latest and a.latest.version > turn.answers_version
+                    ),
                     from_version=turn.answers_version,
                     to_version=st.version,
                 )
@@ -527,7 +564,9 @@ class _Decider:
         )
         self.start_presentation(winner, "consensus", tie_broken=sum(1 for _, n in ranked if n == top) > 1)
 
-    def start_presentation(self, winner: AgentState, reason: str, tie_broken: bool = False) -> None:
+    def start_presentation(
+        self, winner: AgentState, reason: Literal["consensus", "timeout"], tie_broken: bool = False
+    ) -> None:
         st = self.state
         if st.budget_exceeded:
             self.end_on_budget(winner)
@@ -539,7 +578,7 @@ class _Decider:
             for a in st.live
             if a.vote is not None and a.vote.version == st.version and a.vote.target_id == winner.id
         ]
-        self.emit(PresentationStarted(presenter_id=winner.id, turn_id=turn_id, reason=reason))  # type: ignore[arg-type]
+        self.emit(PresentationStarted(presenter_id=winner.id, turn_id=turn_id, reason=reason))
         self.emit(
             TurnRequested(
                 turn_id=turn_id,
@@ -583,12 +622,30 @@ def _style(agent: AgentState) -> prompts.Style:
     return "compact" if backends.tool_mode(agent.backend) == "json_schema" else "massgen"
 
 
-def _arguments(call: ToolCall) -> dict | None:
+def _reject(n: int, code: str, text: str) -> _Verdict:
+    """A rejection with the same error text for each of the response's ``n`` tool calls."""
+    return _Verdict("reject", code, (text,) * n)
+
+
+def _junk_reason(n: int, why: str) -> _Verdict:
+    return _reject(
+        n,
+        "junk_reason",
+        f"Vote not recorded: its reason is not text ({why}). Vote again with a short reason in words.",
+    )
+
+
+def _is_object(value: object) -> TypeGuard[dict[str, Any]]:
+    """A parsed JSON object (its keys are strings)."""
+    return isinstance(value, dict)
+
+
+def _arguments(call: ToolCall) -> dict[str, Any] | None:
     try:
         args = json.loads(call.arguments or "{}")
     except json.JSONDecodeError:
         return None
-    return args if isinstance(args, dict) else None
+    return args if _is_object(args) else None
 
 
 def _jaccard(a: str, b: str) -> float:

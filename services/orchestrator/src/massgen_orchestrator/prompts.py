@@ -106,7 +106,7 @@ def _section(tag: str, priority: str, body: str) -> str:
 
 def coordination_system(system_message: str, sensitivity: str, novelty: str) -> str:
     """The coordination system prompt (``SystemPromptBuilder``, spec §1.6, sections 1-2)."""
-    parts = []
+    parts: list[str] = []
     if system_message.strip():
         parts.append(_section("agent_identity", "critical", system_message.strip()))
     body = [
@@ -228,7 +228,7 @@ def presentation_messages(
     """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only."""
     if style == "compact":
         return _compact_presentation(system_message, question, votes_for_presenter, tie_broken, answers, presenter_anon)
-    system = []
+    system: list[str] = []
     if system_message.strip():
         system.append(_section("agent_identity", "critical", system_message.strip()))
     system.append(

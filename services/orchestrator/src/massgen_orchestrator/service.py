@@ -13,14 +13,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
-from massgen_es.failures import failure_of
 from massgen_es import ids
 from massgen_es.bus import Draft, EventLog
-from massgen_es.bus.jetstream import TurnQueue
+from massgen_es.bus.jetstream import WorkQueue
 from massgen_es.errors import BusError
 from massgen_es.events import (
-    Failure,
     PresentationStarted,
     Record,
     RunFailed,
@@ -29,8 +28,12 @@ from massgen_es.events import (
     TimerFired,
     TurnRequested,
 )
+from massgen_es.failures import failure_of
 from massgen_orchestrator.decide import step
 from massgen_orchestrator.state import RunState, evolve, logical_order
+
+TimerName = Literal["run_deadline", "presentation_deadline"]
+"""The deadlines of a run (``TimerFired.name``)."""
 
 log = logging.getLogger("massgen.orchestrator")
 
@@ -56,7 +59,7 @@ class OrchestratorService:
         instance: this replica's name, recorded as the ``source.instance`` of its events.
     """
 
-    def __init__(self, log: EventLog, queue: TurnQueue, instance: str | None = None) -> None:
+    def __init__(self, log: EventLog, queue: WorkQueue, instance: str | None = None) -> None:
         self.log = log
         self.queue = queue
         name = instance or Source.instance_id()
@@ -215,7 +218,7 @@ class OrchestratorService:
     def _arm_timers(self, run: _Run) -> None:
         st = run.state
         assert st.submitted is not None
-        due = {}
+        due: dict[TimerName, float] = {}
         if st.phase == "coordinating":
             due["run_deadline"] = run.submitted_ts + st.submitted.settings.orchestrator_timeout_s
         if st.phase == "presenting":
@@ -227,12 +230,12 @@ class OrchestratorService:
                 delay = max(0.0, at - time.time())
                 run.timers[name] = loop.call_later(delay, self._fire, st.run_id, name)
 
-    def _fire(self, run_id: str, name: str) -> None:
+    def _fire(self, run_id: str, name: TimerName) -> None:
         task = asyncio.ensure_future(
             self.log.append(
                 run_id,
                 "timer",
-                [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],  # type: ignore[arg-type]
+                [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],
                 origin=self.timer_source,
             )
         )

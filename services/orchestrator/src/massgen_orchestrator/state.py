@@ -8,6 +8,7 @@ knew at that point.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from massgen_es import ids
 from massgen_es.events import (
@@ -15,6 +16,7 @@ from massgen_es.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    Event,
     Message,
     PresentationCompleted,
     PresentationStarted,
@@ -29,6 +31,7 @@ from massgen_es.events import (
     TurnRejected,
     TurnRequested,
     TurnResponded,
+    UnknownEvent,
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
@@ -79,8 +82,8 @@ class AgentState:
     index: int
     anon_id: str
     system_message: str
-    backend: dict
-    answers: list[Answer] = field(default_factory=list)
+    backend: dict[str, Any]
+    answers: list[Answer] = field(default_factory=list[Answer])
     vote: Vote | None = None
     turn: Turn | None = None
     turns_started: int = 0
@@ -99,9 +102,9 @@ class RunState:
 
     run_id: str
     submitted: RunSubmitted | None = None
-    agents: dict[str, AgentState] = field(default_factory=dict)
+    agents: dict[str, AgentState] = field(default_factory=dict[str, AgentState])
     """In config order: the order of anonymous ids and of tie-breaks."""
-    answers: list[Answer] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list[Answer])
     phase: str = "new"
     """``new`` -> ``coordinating`` -> ``presenting`` -> ``done``."""
     timed_out: bool = False
@@ -134,7 +137,7 @@ class RunState:
     def current_answers(self, version: int | None = None) -> list[tuple[str, str]]:
         """``(anon_id, content)`` of each agent's latest answer as of ``version`` (default: now)."""
         v = self.version if version is None else version
-        out = []
+        out: list[tuple[str, str]] = []
         for a in self.agents.values():
             seen = [x for x in a.answers if x.version <= v]
             if seen:
@@ -153,46 +156,11 @@ def evolve(state: RunState, record: Record) -> RunState:
         state.last_decided_seq = max(state.last_decided_seq, ids.cause_seq(record.id))
     match ev:
         case RunSubmitted():
-            if state.submitted is None:
-                state.submitted = ev
-                state.phase = "coordinating"
-                for i, spec in enumerate(ev.agents):
-                    state.agents[spec.id] = AgentState(
-                        id=spec.id,
-                        index=i,
-                        anon_id=ids.anon_id(i),
-                        system_message=spec.system_message,
-                        backend=spec.backend,
-                    )
+            _submitted(state, ev)
         case TurnRequested():
-            agent = state.agents[ev.agent_id]
-            turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version)
-            previous = agent.turn if ev.kind == "coordination" else state.presentation_turn
-            if previous is not None and previous.id == ev.turn_id:
-                turn.rejections = previous.rejections
-            else:
-                agent.turns_started += 1
-            if ev.kind == "presentation":
-                state.presentation_turn = turn
-            else:
-                agent.turn = turn
-        case TurnResponded() if (turn := _current(state, ev.agent_id, ev.turn_id, ev.attempt)):
-            turn.response = ev
-        case TurnFailed() if (
-            turn := _current(
-                state, ev.agent_id, ev.turn_id, ev.attempt, responded_ok=record.is_decision
-            )
-        ):
-            # A worker fails an unanswered attempt; the orchestrator fails a turn after its last rejection.
-            turn.failed = True
-            if turn.kind == "coordination":
-                agent = state.agents[ev.agent_id]
-                agent.consecutive_failures += 1
-                agent.turn = None
-        case TurnRejected():
-            turn = state.agents[ev.agent_id].turn
-            if turn is not None and turn.id == ev.turn_id:
-                turn.rejections += 1
+            _turn_requested(state, ev)
+        case TurnResponded() | TurnFailed() | TurnRejected():
+            _turn_outcome(state, ev, record.is_decision)
         case AnswerPosted():
             agent = state.agents[ev.agent_id]
             answer = Answer(ev.agent_id, ev.anon_id, ev.label, ev.content, ev.version)
@@ -205,6 +173,64 @@ def evolve(state: RunState, record: Record) -> RunState:
             _end_turn(agent)
         case VoteInvalidated():
             state.agents[ev.voter_id].vote = None
+        case _:
+            _run_progress(state, ev)
+    return state
+
+
+def _submitted(state: RunState, ev: RunSubmitted) -> None:
+    """The run starts: its agents, in config order (the first submission counts)."""
+    if state.submitted is None:
+        state.submitted = ev
+        state.phase = "coordinating"
+        for i, spec in enumerate(ev.agents):
+            state.agents[spec.id] = AgentState(
+                id=spec.id,
+                index=i,
+                anon_id=ids.anon_id(i),
+                system_message=spec.system_message,
+                backend=spec.backend,
+            )
+
+
+def _turn_requested(state: RunState, ev: TurnRequested) -> None:
+    """A turn's attempt becomes the agent's (or the presentation's) current turn."""
+    agent = state.agents[ev.agent_id]
+    turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version)
+    previous = agent.turn if ev.kind == "coordination" else state.presentation_turn
+    if previous is not None and previous.id == ev.turn_id:
+        turn.rejections = previous.rejections
+    else:
+        agent.turns_started += 1
+    if ev.kind == "presentation":
+        state.presentation_turn = turn
+    else:
+        agent.turn = turn
+
+
+def _turn_outcome(state: RunState, ev: TurnResponded | TurnFailed | TurnRejected, is_decision: bool) -> None:
+    """A response, failure or rejection of the current attempt of a turn; stale ones are ignored."""
+    match ev:
+        case TurnResponded():
+            if turn := current_turn(state, ev.agent_id, ev.turn_id, ev.attempt):
+                turn.response = ev
+        case TurnFailed():
+            if turn := current_turn(state, ev.agent_id, ev.turn_id, ev.attempt, responded_ok=is_decision):
+                # A worker fails an unanswered attempt; the orchestrator fails a turn after its last rejection.
+                turn.failed = True
+                if turn.kind == "coordination":
+                    agent = state.agents[ev.agent_id]
+                    agent.consecutive_failures += 1
+                    agent.turn = None
+        case TurnRejected():
+            turn = state.agents[ev.agent_id].turn
+            if turn is not None and turn.id == ev.turn_id:
+                turn.rejections += 1
+
+
+def _run_progress(state: RunState, ev: Event | UnknownEvent) -> None:
+    """Cost, budget, drops, consensus, presentation, the run's end and its deadline."""
+    match ev:
         case UsageRecorded():
             state.cost_usd += ev.cost_usd or 0.0
         case BudgetExceeded():
@@ -231,10 +257,9 @@ def evolve(state: RunState, record: Record) -> RunState:
             state.timed_out = True
         case _:
             pass
-    return state
 
 
-def _current(
+def current_turn(
     state: RunState, agent_id: str, turn_id: str, attempt: int, *, responded_ok: bool = False
 ) -> Turn | None:
     """The active turn an input refers to, if it is still current and not yet resolved."""

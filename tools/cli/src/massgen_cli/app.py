@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -47,7 +46,9 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the live view.")] = False,
     replay_tools_from: Annotated[
         str | None,
-        typer.Option("--replay-tools-from", help="Serve MCP tool results recorded in this run instead of calling servers."),
+        typer.Option(
+            "--replay-tools-from", help="Serve MCP tool results recorded in this run instead of calling servers."
+        ),
     ] = None,
 ) -> None:
     """Run a question through the team: answers, votes, and the winner's final presentation."""
@@ -84,7 +85,10 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
             origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
         )
         view = views.RunView(run_id)
-        with Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null() as live:
+        display = (
+            Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null()
+        )
+        with display as live:
             async for record in log.follow(run_id):
                 seen = len(view.timeline)
                 view.apply(record)
@@ -154,7 +158,9 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
     all_runs = run(go())
     if as_json:
         for v in all_runs:
-            print(json.dumps({k: v.summary()[k] for k in ("run_id", "status", "winner", "duration_s")} | {"question": v.question}))
+            summary = v.summary()
+            row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s")}
+            print(json.dumps(row | {"question": v.question}))
         return
     table = Table(show_edge=False)
     for col in ("run", "status", "winner", "seconds", "question"):

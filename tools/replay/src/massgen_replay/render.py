@@ -103,7 +103,8 @@ def report(view: RunView, console: Console) -> None:
         console.print(votes)
 
     usage = Table(title="token usage", show_edge=False)
-    for col in ("agent", "LLM calls", "input", "output", "cost $", "LLM seconds", "tool calls (errors)", "tool seconds"):
+    columns = ("agent", "LLM calls", "input", "output", "cost $", "LLM seconds", "tool calls (errors)", "tool seconds")
+    for col in columns:
         usage.add_column(col, justify="right" if col != "agent" else "left")
     for a in view.agents.values():
         cost = f"{a.cost_usd:.6f}" + ("+?" if a.unpriced_calls else "")

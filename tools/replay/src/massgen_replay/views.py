@@ -15,9 +15,11 @@ from massgen_es.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    Event,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
+    McpServerStateChanged,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
@@ -28,7 +30,6 @@ from massgen_es.events import (
     RunTimedOut,
     SandboxChanged,
     TextDelta,
-    McpServerStateChanged,
     TimerFired,
     ToolCallCompleted,
     ToolCallFailed,
@@ -46,6 +47,18 @@ from massgen_es.events import (
     VoteInvalidated,
     WorkspaceSnapshotted,
 )
+
+_TURN_EVENTS = (
+    TurnRequested, TurnStarted, TextDelta, UsageRecorded, ProviderRetried, TurnResponded, TurnRejected, TurnFailed,
+    AnswerPosted, UpdateDelivered, AgentDropped,
+)
+"""Events of an agent's turns: shown only for an agent of the run."""
+_TOOL_EVENTS = (
+    ToolsListed, ToolCallRequested, ToolCallCompleted, ToolCallFailed, ExecutionRequested, ExecutionCompleted,
+    ExecutionFailed, WorkspaceSnapshotted,
+)
+"""Events of an agent's tools and commands: shown only for an agent of the run."""
+_DECISION_EVENTS = (VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted)
 
 
 def preview(text: str, n: int = 100) -> str:
@@ -115,7 +128,23 @@ class RunView:
         """Fold one record into the view."""
         self.events += 1
         ev = r.event
-        agent = self.agents.get(getattr(ev, "agent_id", "")) if not isinstance(ev, UnknownEvent) else None
+        if isinstance(ev, UnknownEvent):
+            self._log(r, None, "unknown", f"event type {ev.type!r} (newer or malformed): {preview(str(ev.data))}")
+            return
+        agent = self.agents.get(getattr(ev, "agent_id", ""))
+        if isinstance(ev, _TURN_EVENTS):
+            if agent:  # of an agent of this run
+                self._apply_turn(r, ev, agent)
+        elif isinstance(ev, _TOOL_EVENTS):
+            if agent:
+                self._apply_tool(r, ev, agent)
+        elif isinstance(ev, _DECISION_EVENTS):
+            self._apply_decision(r, ev)
+        else:
+            self._apply_run(r, ev)
+
+    def _apply_run(self, r: Record, ev: Event) -> None:
+        """The run's start and end, its budget and deadlines, MCP servers and sandboxes."""
         match ev:
             case RunSubmitted():
                 self.question = ev.question
@@ -123,45 +152,29 @@ class RunView:
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
                 self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
-            case TurnRequested() if agent:
-                agent.status = "queued" if ev.kind == "coordination" else "presenting (queued)"
-            case TurnStarted() if agent:
-                agent.status = f"thinking (attempt {ev.attempt})" if not ids.is_presentation(ev.turn_id) else "presenting"
-                agent.text = ""
-                again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
-                self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
-            case TextDelta() if agent:
-                agent.text += ev.text
-            case UsageRecorded() if agent:
-                agent.calls += 1
-                agent.input_tokens += ev.usage.input_tokens
-                agent.output_tokens += ev.usage.output_tokens
-                agent.cached_tokens += ev.usage.cached_tokens
-                agent.reasoning_tokens += ev.usage.reasoning_tokens
-                agent.llm_seconds += ev.duration_s
-                if ev.cost_usd is None:
-                    agent.unpriced_calls += 1
-                else:
-                    agent.cost_usd += ev.cost_usd
-            case ProviderRetried() if agent:
-                agent.retries += 1
-                self._log(r, ev.agent_id, "retry", f"retry {ev.retry} in {ev.delay_s:g}s after {ev.failure.type}: "
-                          f"{preview(ev.failure.message)}")
             case BudgetExceeded():
                 self._log(r, None, "budget", f"cost ${ev.cost_usd:.6f} reached the budget ${ev.max_cost_usd:g}")
-            case TurnResponded() if agent:
-                calls = ", ".join(f"{c.name}({preview(c.arguments, 80)})" for c in ev.tool_calls)
-                self._log(r, ev.agent_id, "responded", calls or f"text: {preview(ev.content)}")
-            case TurnRejected() if agent:
-                self._log(r, ev.agent_id, "rejected", f"{ev.code}: {preview(ev.errors[0] if ev.errors else '')}")
-            case TurnFailed() if agent:
-                agent.status = "failed turn"
-                self._log(r, ev.agent_id, "failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
-            case AnswerPosted() if agent:
-                agent.answers.append(ev.label)
-                agent.status = f"answered {ev.label}"
-                self.stages.setdefault("first_answer", r.ts)
-                self._log(r, ev.agent_id, "new_answer", f"{ev.label}: {preview(ev.content)}")
+            case RunCompleted() | RunTimedOut():
+                self.status = "completed" if isinstance(ev, RunCompleted) else "timed_out"
+                self.winner, self.final_answer = ev.winner_id, ev.final_answer
+                self._end(r)
+            case RunFailed():
+                self.status, self.failure = "failed", ev.reason
+                self._end(r)
+            case McpServerStateChanged():
+                reason = f" ({preview(ev.reason)})" if ev.reason else ""
+                self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + reason)
+            case SandboxChanged():
+                reason = f" ({ev.reason})" if ev.reason else ""
+                self._log(r, ev.agent_id, "sandbox", f"{ev.container} {ev.state}" + reason)
+            case TimerFired():
+                self._log(r, None, "timer", ev.name)
+            case _:
+                pass
+
+    def _apply_decision(self, r: Record, ev: Event) -> None:
+        """Votes, consensus and the presentation."""
+        match ev:
             case VoteCast():
                 voter = self.agents[ev.voter_id]
                 voter.vote = ev.target_anon
@@ -170,11 +183,6 @@ class RunView:
             case VoteInvalidated():
                 self.agents[ev.voter_id].vote = None
                 self._log(r, ev.voter_id, "invalidated", f"vote for {ev.target_id} invalidated by {ev.by_label}")
-            case UpdateDelivered() if agent:
-                self._log(r, ev.agent_id, "update", f"new answers {', '.join(ev.labels)} delivered in attempt {ev.attempt}")
-            case AgentDropped() if agent:
-                agent.status = "dropped"
-                self._log(r, ev.agent_id, "dropped", ev.reason)
             case ConsensusReached():
                 self.stages["consensus"] = r.ts
                 self.tally = dict(ev.tally)
@@ -192,21 +200,70 @@ class RunView:
             case PresentationCompleted():
                 note = " (stored answer used)" if ev.used_stored_answer else ""
                 self._log(r, ev.presenter_id, "presented", preview(ev.content) + note)
-            case RunCompleted() | RunTimedOut():
-                self.status = "completed" if isinstance(ev, RunCompleted) else "timed_out"
-                self.winner, self.final_answer = ev.winner_id, ev.final_answer
-                self._end(r)
-            case RunFailed():
-                self.status, self.failure = "failed", ev.reason
-                self._end(r)
-            case ToolsListed() if agent:
+            case _:
+                pass
+
+    def _apply_turn(self, r: Record, ev: Event, agent: AgentView) -> None:
+        """An agent's turns: requests, attempts, streamed text, usage, responses and their outcome."""
+        match ev:
+            case TurnRequested():
+                agent.status = "queued" if ev.kind == "coordination" else "presenting (queued)"
+            case TurnStarted():
+                presenting = ids.is_presentation(ev.turn_id)
+                agent.status = f"thinking (attempt {ev.attempt})" if not presenting else "presenting"
+                agent.text = ""
+                again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
+                self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
+            case TextDelta():
+                agent.text += ev.text
+            case UsageRecorded():
+                agent.calls += 1
+                agent.input_tokens += ev.usage.input_tokens
+                agent.output_tokens += ev.usage.output_tokens
+                agent.cached_tokens += ev.usage.cached_tokens
+                agent.reasoning_tokens += ev.usage.reasoning_tokens
+                agent.llm_seconds += ev.duration_s
+                if ev.cost_usd is None:
+                    agent.unpriced_calls += 1
+                else:
+                    agent.cost_usd += ev.cost_usd
+            case ProviderRetried():
+                agent.retries += 1
+                self._log(r, ev.agent_id, "retry", f"retry {ev.retry} in {ev.delay_s:g}s after {ev.failure.type}: "
+                          f"{preview(ev.failure.message)}")
+            case TurnResponded():
+                calls = ", ".join(f"{c.name}({preview(c.arguments, 80)})" for c in ev.tool_calls)
+                self._log(r, ev.agent_id, "responded", calls or f"text: {preview(ev.content)}")
+            case TurnRejected():
+                self._log(r, ev.agent_id, "rejected", f"{ev.code}: {preview(ev.errors[0] if ev.errors else '')}")
+            case TurnFailed():
+                agent.status = "failed turn"
+                self._log(r, ev.agent_id, "failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
+            case AnswerPosted():
+                agent.answers.append(ev.label)
+                agent.status = f"answered {ev.label}"
+                self.stages.setdefault("first_answer", r.ts)
+                self._log(r, ev.agent_id, "new_answer", f"{ev.label}: {preview(ev.content)}")
+            case UpdateDelivered():
+                labels = ", ".join(ev.labels)
+                self._log(r, ev.agent_id, "update", f"new answers {labels} delivered in attempt {ev.attempt}")
+            case AgentDropped():
+                agent.status = "dropped"
+                self._log(r, ev.agent_id, "dropped", ev.reason)
+            case _:
+                pass
+
+    def _apply_tool(self, r: Record, ev: Event, agent: AgentView) -> None:
+        """An agent's MCP tools, tool calls, commands and shared workspace."""
+        match ev:
+            case ToolsListed():
                 what = f"unavailable: {preview(ev.failure.message)}" if ev.failure else (
                     f"{len(ev.tools)} tools (v{ev.version}): {preview(', '.join(t.name for t in ev.tools), 120)}")
                 self._log(r, ev.agent_id, "tools", f"{ev.server}: {what}")
-            case ToolCallRequested() if agent:
+            case ToolCallRequested():
                 agent.status = f"calling {ev.server}.{ev.tool}"
                 self._log(r, ev.agent_id, "tool_call", f"{ev.server}.{ev.tool}({preview(ev.arguments, 80)})")
-            case ToolCallCompleted() if agent:
+            case ToolCallCompleted():
                 agent.tool_calls += 1
                 agent.tool_errors += ev.is_error
                 agent.tool_seconds += ev.duration_s
@@ -214,17 +271,15 @@ class RunView:
                 flag = " [isError]" if ev.is_error else ""
                 self._log(r, ev.agent_id, "tool_result",
                           f"{ev.server}.{ev.tool}{flag} in {ev.duration_s:.3f}s{origin}: {preview(ev.content)}")
-            case ToolCallFailed() if agent:
+            case ToolCallFailed():
                 agent.tool_calls += 1
                 agent.tool_errors += 1
                 self._log(r, ev.agent_id, "tool_failed",
                           f"{ev.server}.{ev.tool}: {ev.failure.type}: {preview(ev.failure.message)}")
-            case McpServerStateChanged():
-                self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + (f" ({preview(ev.reason)})" if ev.reason else ""))
-            case ExecutionRequested() if agent:
+            case ExecutionRequested():
                 agent.status = "running a command"
                 self._log(r, ev.agent_id, "exec", f"$ {preview(ev.command, 100)}")
-            case ExecutionCompleted() if agent:
+            case ExecutionCompleted():
                 agent.tool_calls += 1
                 agent.tool_errors += ev.exit_code != 0 or ev.timed_out
                 agent.tool_seconds += ev.duration_s
@@ -233,18 +288,13 @@ class RunView:
                 files = f", {len(ev.objects)} objects stored" if ev.objects else ""
                 self._log(r, ev.agent_id, "exec_result", f"exit {ev.exit_code}{flags} in {ev.duration_s:.3f}s{where}"
                           f"{files}: {preview(ev.stdout or ev.stderr)}")
-            case ExecutionFailed() if agent:
+            case ExecutionFailed():
                 agent.tool_calls += 1
                 agent.tool_errors += 1
                 self._log(r, ev.agent_id, "exec_failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
-            case SandboxChanged():
-                self._log(r, ev.agent_id, "sandbox", f"{ev.container} {ev.state}" + (f" ({ev.reason})" if ev.reason else ""))
-            case WorkspaceSnapshotted() if agent:
-                self._log(r, ev.agent_id, "snapshot", f"workspace shared as {ev.anon_id}: {ev.files} files, {ev.bytes} bytes")
-            case TimerFired():
-                self._log(r, None, "timer", ev.name)
-            case UnknownEvent():
-                self._log(r, None, "unknown", f"event type {ev.type!r} (newer or malformed): {preview(str(ev.data))}")
+            case WorkspaceSnapshotted():
+                shared = f"workspace shared as {ev.anon_id}: {ev.files} files, {ev.bytes} bytes"
+                self._log(r, ev.agent_id, "snapshot", shared)
             case _:
                 pass
 

@@ -1,23 +1,21 @@
-"""Provider adapters: one module per backend type, behind the :class:`Provider` protocol.
+"""Provider adapters: one module per adapter, each exposing an :class:`Adapter` named ``adapter``.
 
-An adapter module exposes ``async def complete(cfg, request, on_text) -> Completion``: it turns a
-``turn.requested`` (neutral messages and tools; MCP tools included, already prefixed) into one
-streamed LLM call, passes text deltas to ``on_text(text)`` and calls ``on_text("")`` for every other
-streamed chunk (tool-call, thinking or reasoning delta) so the caller can see progress, and returns a
-:class:`Completion`. Provider errors leave as ``massgen_es.errors.ProviderError`` subclasses; the adapter
-never retries (the worker does, and records each retry as an event). ``massgen_es.backends`` says which
-module serves which ``backend.type``.
+An adapter's ``complete(cfg, request, on_text)`` turns a ``turn.requested`` (neutral messages and tools;
+MCP tools included, already prefixed) into one streamed LLM call, passes text deltas to
+``on_text(text)`` and calls ``on_text("")`` for other streamed chunks (tool-call, thinking or reasoning
+deltas) so the caller can see progress, and returns a :class:`Completion`. Provider errors leave as
+``massgen_es.errors.ProviderError`` subclasses; the adapter never retries (the worker does, and records
+each retry as an event). ``massgen_es.backends`` names the adapter of each ``backend.type``;
+:data:`ADAPTERS` loads it. What the streaming adapters share lives in :mod:`.streaming`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-
-import asyncio
-import importlib
-import weakref
 
 import msgspec
 
@@ -56,16 +54,44 @@ class Completion:
     """Set only when the provider reports the cost itself (Claude Code); else the price table decides."""
 
 
-class Provider(Protocol):
-    """One backend type."""
+class Adapter(Protocol):
+    """One adapter: the calls of the backend types ``massgen_es.backends`` routes to it."""
 
-    async def complete(self, request: TurnRequested, on_text: OnText) -> Completion:
-        """Make the call for ``request``; stream text to ``on_text``.
+    async def complete(
+        self, cfg: BackendConfig, request: TurnRequested, on_text: OnText, **kwargs: Any
+    ) -> Completion:
+        """Make the call for ``request``; stream text to ``on_text``. ``kwargs``: what this adapter takes
+        beyond that (``claude_code``'s ``run_tool``).
 
         Raises:
             ProviderError: the call failed (``retryable`` says whether trying again may help).
+            ConfigError: the backend is misconfigured (missing key, model, endpoint ...).
         """
         ...
+
+    def shutdown(self) -> None:
+        """Release what the adapter holds beyond a call (the local backend's model servers)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionAdapter:
+    """An :class:`Adapter` made of an adapter module's functions: ``complete(cfg, request, on_text,
+    **kwargs) -> Completion`` and, if it holds anything between calls, ``shutdown()``."""
+
+    complete_fn: Callable[..., Awaitable[Completion]]
+    shutdown_fn: Callable[[], None] | None = None
+
+    async def complete(
+        self, cfg: BackendConfig, request: TurnRequested, on_text: OnText, **kwargs: Any
+    ) -> Completion:
+        """``complete_fn(cfg, request, on_text, **kwargs)``; raises what it raises (:meth:`Adapter.complete`)."""
+        return await self.complete_fn(cfg, request, on_text, **kwargs)
+
+    def shutdown(self) -> None:
+        """``shutdown_fn()``, if the module has one."""
+        if self.shutdown_fn is not None:
+            self.shutdown_fn()
 
 
 def backend_config(backend: dict[str, Any]) -> BackendConfig:
@@ -80,12 +106,90 @@ def backend_config(backend: dict[str, Any]) -> BackendConfig:
         raise ConfigError(f"invalid backend in turn request: {exc}") from None
 
 
-_adapters: dict[str, Any] = {}
-"""Adapter modules fully imported, by adapter name."""
+# Each loader imports its module (and so the provider SDK) on first use only: a worker that serves
+# Claude alone never loads google-genai.
+def _chatcompletion() -> Adapter:
+    from massgen_agent_worker.providers import chatcompletion
+
+    return chatcompletion.adapter
+
+
+def _openai() -> Adapter:
+    from massgen_agent_worker.providers import openai
+
+    return openai.adapter
+
+
+def _claude() -> Adapter:
+    from massgen_agent_worker.providers import claude
+
+    return claude.adapter
+
+
+def _gemini() -> Adapter:
+    from massgen_agent_worker.providers import gemini
+
+    return gemini.adapter
+
+
+def _azure_openai() -> Adapter:
+    from massgen_agent_worker.providers import azure_openai
+
+    return azure_openai.adapter
+
+
+def _local() -> Adapter:
+    from massgen_agent_worker.providers import local
+
+    return local.adapter
+
+
+def _claude_code() -> Adapter:
+    from massgen_agent_worker.providers import claude_code
+
+    return claude_code.adapter
+
+
+ADAPTERS: dict[str, Callable[[], Adapter]] = {
+    "chatcompletion": _chatcompletion,
+    "openai": _openai,
+    "claude": _claude,
+    "gemini": _gemini,
+    "azure_openai": _azure_openai,
+    "local": _local,
+    "claude_code": _claude_code,
+}
+"""Loader of each adapter, by the adapter name of ``massgen_es.backends.Capabilities.adapter``."""
+
+_loaded: dict[str, Adapter] = {}
+"""Adapters already loaded, by adapter name."""
+
+
+async def adapter_for(cfg: BackendConfig) -> Adapter:
+    """The adapter serving ``cfg.type``, loaded on first use.
+
+    Raises:
+        ConfigError: the type has no adapter here, or the adapter's SDK is not installed.
+    """
+    name = backends.capabilities(cfg.type).adapter
+    adapter = _loaded.get(name)
+    if adapter is not None:
+        return adapter
+    load = ADAPTERS.get(name)
+    if load is None:
+        raise ConfigError(f"backend {cfg.type}: no provider adapter {name!r} in this worker")
+    try:
+        # A provider SDK's first import takes up to seconds: in a thread, so that the worker's other
+        # turns, heartbeats and SIGTERM handling are not held up. The import statement waits for a
+        # module another thread is still initialising (sys.modules alone would hand it over half-done).
+        adapter = _loaded[name] = await asyncio.to_thread(load)
+    except ImportError as exc:
+        raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
+    return adapter
 
 
 async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Completion:
-    """Dispatch ``request`` to the adapter of its backend type (``massgen_es.backends``); ``kwargs`` go to
+    """Dispatch ``request`` to the adapter of its backend type (:func:`adapter_for`); ``kwargs`` go to
     adapters that take more (``claude_code``'s ``run_tool``, which runs MCP calls inside its own loop).
 
     Raises:
@@ -93,24 +197,10 @@ async def complete(request: TurnRequested, on_text: OnText, **kwargs: Any) -> Co
         ConfigError: the backend is misconfigured, or its adapter's SDK is not installed.
     """
     cfg = backend_config(request.backend)
-    adapter = backends.capabilities(cfg.type).adapter
-    module = _adapters.get(adapter)
-    try:
-        if module is None:
-            # A provider SDK's first import takes up to seconds: in a thread, so that the worker's other
-            # turns, heartbeats and SIGTERM handling are not held up. Not sys.modules: it holds a module
-            # another thread is still initialising; import_module waits for that one.
-            module = _adapters[adapter] = await asyncio.to_thread(
-                importlib.import_module, f"massgen_agent_worker.providers.{adapter}"
-            )
-    except ImportError as exc:
-        raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
-    return await module.complete(cfg, request, on_text, **kwargs)
+    return await (await adapter_for(cfg)).complete(cfg, request, on_text, **kwargs)
 
 
 def shutdown() -> None:
     """Release what loaded adapters hold beyond a call (the local backend's model servers)."""
-    for module in _adapters.values():
-        stop = getattr(module, "shutdown", None)
-        if stop is not None:
-            stop()
+    for adapter in _loaded.values():
+        adapter.shutdown()

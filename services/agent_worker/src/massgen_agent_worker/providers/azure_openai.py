@@ -25,10 +25,10 @@ import os
 
 import openai
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, chatcompletion, loop_cached
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ConfigError
 from massgen_es.events import TurnRequested
-from massgen_agent_worker.providers import Completion, OnText, chatcompletion, loop_cached
 
 DEFAULT_API_VERSION = "2024-12-01-preview"
 
@@ -77,3 +77,6 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
         ConfigError: no endpoint, or the API-key variable is not set.
     """
     return await chatcompletion.stream_chat(client(cfg), cfg, request, on_text)
+
+
+adapter = FunctionAdapter(complete)

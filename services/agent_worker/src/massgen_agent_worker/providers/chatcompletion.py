@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
+from functools import partial
 from typing import Any
 
 import openai
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, loop_cached
+from massgen_agent_worker.providers.streaming import StreamedReply
 from massgen_es import backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
@@ -32,8 +34,6 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText, loop_cached
-
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -181,7 +181,8 @@ def _json_messages(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -
             names.update((c.id, c.name) for c in m.tool_calls)
             out.append({"role": "assistant", "content": "\n".join(_as_text(c) for c in m.tool_calls)})
         elif m.role == "tool":
-            out.append({"role": "user", "content": f"Result of your {names.get(m.tool_call_id or '', 'tool')} call: {m.content}"})
+            tool = names.get(m.tool_call_id or "", "tool")
+            out.append({"role": "user", "content": f"Result of your {tool} call: {m.content}"})
         else:
             out.append({"role": m.role, "content": m.content})
     if out and out[-1]["role"] == "user":
@@ -214,10 +215,9 @@ async def complete(
     return await stream_chat(client(cfg, base_url), cfg, request, on_text)
 
 
-async def stream_chat(
-    client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText
-) -> Completion:
-    """The Chat Completions call of :func:`complete` on a given client (Azure brings its own)."""
+def request_params(cfg: BackendConfig, request: TurnRequested) -> tuple[dict[str, Any], bool]:
+    """The ``chat.completions.create`` keyword arguments for ``request``, and whether the JSON-schema
+    decision mode is on (``tool_mode: json_schema`` with tools offered; see the module docstring)."""
     json_mode = backends.tool_mode(cfg) == "json_schema" and bool(request.tools)
     params: dict[str, Any] = {
         "model": cfg.model or "default",
@@ -239,49 +239,53 @@ async def stream_chat(
         params["messages"] = _native_messages(request.messages)
         if request.tools:
             params["tools"] = _native_tools(request.tools)
-    started = time.monotonic()
-    ttft: float | None = None
-    text: list[str] = []
-    calls: dict[int, dict[str, str]] = {}
+    return params, json_mode
+
+
+async def stream_chat(
+    client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText
+) -> Completion:
+    """The Chat Completions call of :func:`complete` on a given client (Azure brings its own).
+
+    Raises:
+        ProviderError: a subclass per failure kind (:func:`map_openai_error`).
+    """
+    params, json_mode = request_params(cfg, request)
+    reply = StreamedReply(on_text)
     finish: str | None = None
     usage = Usage()
     model = params["model"]
-    try:
-        stream = await client.chat.completions.create(**params)
-        async with stream:  # closes the response on any exit, so the pooled connection is freed
-            async for chunk in stream:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    cached = getattr(chunk.usage.prompt_tokens_details, "cached_tokens", None) or 0
-                    usage = Usage(
-                        input_tokens=chunk.usage.prompt_tokens or 0,
-                        output_tokens=chunk.usage.completion_tokens or 0,
-                        cached_tokens=cached,
-                    )
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                if delta.content:
-                    if ttft is None:
-                        ttft = time.monotonic() - started
-                    text.append(delta.content)
-                    await on_text(delta.content)
-                for tc in delta.tool_calls or ():
-                    slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                    slot["id"] = tc.id or slot["id"]
-                    if tc.function is not None:
-                        slot["name"] += tc.function.name or ""
-                        slot["arguments"] += tc.function.arguments or ""
-                finish = choice.finish_reason or finish
-    except openai.APIError as exc:  # status, connection, and errors sent inside the stream
-        raise map_openai_error(exc, f"{cfg.type} endpoint") from None
-    content = "".join(text)
+    map_error = partial(map_openai_error, label=f"{cfg.type} endpoint")
+    # openai.APIError: status, connection, and errors sent inside the stream
+    async with reply.stream(client.chat.completions.create(**params), map_error, (openai.APIError,)) as chunks:
+        async for chunk in chunks:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                cached = getattr(chunk.usage.prompt_tokens_details, "cached_tokens", None) or 0
+                usage = Usage(
+                    input_tokens=chunk.usage.prompt_tokens or 0,
+                    output_tokens=chunk.usage.completion_tokens or 0,
+                    cached_tokens=cached,
+                )
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.delta.content:
+                await reply.add_text(choice.delta.content)
+            for tc in choice.delta.tool_calls or ():
+                function = tc.function
+                reply.tool_call_delta(
+                    tc.index,
+                    id=tc.id,
+                    name=function.name if function is not None else None,
+                    arguments=function.arguments if function is not None else None,
+                )
+            finish = choice.finish_reason or finish
     if json_mode:
-        tool_calls = parse_decision(content, request.attempt)
+        tool_calls = parse_decision(reply.content, request.attempt)
     else:
-        tool_calls = tuple(
-            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
-            for i, c in sorted(calls.items())
-        )
-    return Completion(content, tool_calls, finish, usage, model, ttft)
+        tool_calls = reply.tool_calls()
+    return Completion(reply.content, tool_calls, finish, usage, model, reply.ttft)
+
+
+adapter = FunctionAdapter(complete)

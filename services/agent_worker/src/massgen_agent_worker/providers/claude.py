@@ -24,12 +24,15 @@ provider errors (:func:`map_anthropic_error`); the SDK never retries (``max_retr
 from __future__ import annotations
 
 import json
-import time
+from functools import partial
 from typing import Any
 
 import anthropic
 import httpx2  # the SDK's own HTTP transport: raised as-is while a stream is being read
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, loop_cached
+from massgen_agent_worker.providers.chatcompletion import api_key, retry_after_s
+from massgen_agent_worker.providers.streaming import StreamedReply
 from massgen_es import backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
@@ -41,8 +44,6 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText, loop_cached
-from massgen_agent_worker.providers.chatcompletion import api_key, retry_after_s
 
 DEFAULT_MAX_TOKENS = 4096
 """MassGen's ``max_tokens`` for Claude when the config sets none (spec §2.1)."""
@@ -59,7 +60,9 @@ _ERROR_TYPE_STATUS = {
     "request_too_large": 413, "rate_limit_error": 429, "api_error": 500, "timeout_error": 504,
     "overloaded_error": 529,
 }
-
+# Raised while opening or reading a stream; httpx2 (the SDK's transport) and ValueError (an undecodable
+# event) reach us unwrapped from a stream being read.
+_STREAM_ERRORS = (anthropic.APIError, httpx2.HTTPError, ValueError)
 
 
 def map_anthropic_error(exc: Exception, label: str) -> ProviderError:
@@ -236,29 +239,16 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
     params = request_params(cfg, request)
     client = _client(cfg)
     label = f"{cfg.type} endpoint"
-    started = time.monotonic()
-    ttft: float | None = None
-    text: list[str] = []
-    blocks: dict[int, dict[str, Any]] = {}
+    reply = StreamedReply(on_text)
     usage_in: dict[str, int] = {}
     output_tokens = 0
     thinking_tokens = 0
     finish: str | None = None
     model = params["model"]
     stopped = False
-    try:
-        stream = await client.messages.create(stream=True, **params)
-    except anthropic.APIError as exc:
-        raise map_anthropic_error(exc, label) from None
-    async with stream:  # closes the response on any exit, so the pooled connection is freed
-        events = stream.__aiter__()
-        while True:
-            try:
-                event = await anext(events)
-            except StopAsyncIteration:
-                break
-            except (anthropic.APIError, httpx2.HTTPError, ValueError) as exc:
-                raise map_anthropic_error(exc, label) from None
+    opening = client.messages.create(stream=True, **params)
+    async with reply.stream(opening, partial(map_anthropic_error, label=label), _STREAM_ERRORS) as events:
+        async for event in events:
             kind = event.type
             if kind == "message_start":
                 model = event.message.model or model
@@ -269,18 +259,16 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
             elif kind == "content_block_start":
                 block = event.content_block
                 if block.type == "tool_use":
-                    blocks[event.index] = {"id": block.id, "name": block.name, "json": []}
+                    reply.tool_call_delta(event.index, id=block.id, name=block.name)
             elif kind == "content_block_delta":
-                if ttft is None:
-                    ttft = time.monotonic() - started
+                reply.first_output()  # any content counts, not only text
                 delta = event.delta
                 if delta.type == "text_delta":
-                    text.append(delta.text)
-                    await on_text(delta.text)
+                    await reply.add_text(delta.text)
                     continue
-                if delta.type == "input_json_delta" and event.index in blocks:
-                    blocks[event.index]["json"].append(delta.partial_json)
-                await on_text("")
+                if delta.type == "input_json_delta" and event.index in reply.calls:  # not server tools'
+                    reply.tool_call_delta(event.index, arguments=delta.partial_json)
+                await reply.progress()
             elif kind == "message_delta":
                 finish = event.delta.stop_reason or finish
                 u = event.usage
@@ -295,14 +283,13 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
                 stopped = True
     if not stopped:
         raise ProviderConnectionError(f"{label}: the stream ended before message_stop (truncated reply)")
-    tool_calls = tuple(
-        ToolCall(id=b["id"], name=b["name"], arguments="".join(b["json"]) or "{}")
-        for _, b in sorted(blocks.items())
-    )
     usage = Usage(
         input_tokens=sum(usage_in.values()),
         output_tokens=output_tokens,
         cached_tokens=usage_in.get("cache_read_input_tokens", 0),
         reasoning_tokens=thinking_tokens,
     )
-    return Completion("".join(text), tool_calls, finish, usage, model, ttft)
+    return Completion(reply.content, reply.tool_calls(empty_arguments="{}"), finish, usage, model, reply.ttft)
+
+
+adapter = FunctionAdapter(complete)

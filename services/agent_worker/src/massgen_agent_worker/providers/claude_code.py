@@ -72,7 +72,10 @@ from claude_agent_sdk import (
     create_sdk_mcp_server,
     tool,
 )
+from claude_agent_sdk.types import HookContext, HookInput, HookJSONOutput
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText
+from massgen_agent_worker.providers.chatcompletion import api_key
 from massgen_es import backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
@@ -86,8 +89,6 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ToolCall, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText
-from massgen_agent_worker.providers.chatcompletion import api_key
 
 RunTool = Callable[[ToolCall], Awaitable[str]]
 
@@ -139,6 +140,7 @@ def sdk_tool_name(name: str) -> str:
 
 
 def is_mcp_tool(name: str) -> bool:
+    """Whether ``name`` (as Claude Code reports it) is an MCP tool (``mcp__<server>__<tool>``)."""
     return name.startswith("mcp__")
 
 
@@ -206,12 +208,13 @@ class _Tools:
     def _key(name: str, args: Any) -> tuple[str, str]:
         return name, json.dumps(args, sort_keys=True, default=str)
 
-    async def pre_tool_use(self, data: Any, tool_use_id: str | None, _context: Any) -> dict[str, Any]:
+    async def pre_tool_use(self, data: HookInput, tool_use_id: str | None, _context: HookContext) -> HookJSONOutput:
         """``PreToolUse`` hook: remember the ``tool_use`` id of each call of one of our tools."""
-        ours = self.visible.get(data.get("tool_name", ""))
-        use_id = tool_use_id or data.get("tool_use_id")
+        fields: dict[str, Any] = dict(data)
+        ours = self.visible.get(fields.get("tool_name", ""))
+        use_id = tool_use_id or fields.get("tool_use_id")
         if ours is not None and use_id:
-            self.ids[self._key(ours, data.get("tool_input") or {})].append(use_id)
+            self.ids[self._key(ours, fields.get("tool_input") or {})].append(use_id)
         return {}
 
     def _call_id(self, name: str, args: Any) -> str:
@@ -433,3 +436,6 @@ async def complete(
         time_to_first_token_s=stream.ttft,
         cost_usd=result.total_cost_usd,
     )
+
+
+adapter = FunctionAdapter(complete)

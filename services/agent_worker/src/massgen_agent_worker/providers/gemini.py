@@ -19,11 +19,10 @@ carry Google's documented placeholder signature instead (Gemini 3 rejects unsign
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import time
+from functools import partial
 from typing import Any
 
 import httpx
@@ -31,6 +30,14 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, loop_cached
+from massgen_agent_worker.providers.chatcompletion import (
+    _json_messages,
+    decision_schema,
+    parse_decision,
+    retry_after_s,
+)
+from massgen_agent_worker.providers.streaming import StreamedReply
 from massgen_es import backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
@@ -41,14 +48,7 @@ from massgen_es.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText, loop_cached
-from massgen_agent_worker.providers.chatcompletion import (
-    _json_messages,
-    decision_schema,
-    parse_decision,
-    retry_after_s,
-)
+from massgen_es.events import Message, ToolSpec, TurnRequested, Usage
 
 try:  # google-genai prefers httpx2 when it is installed, else httpx
     import httpx2
@@ -66,7 +66,6 @@ SKIP_SIGNATURE = b"skip_thought_signature_validator"
 _SYNTHETIC_ID = re.compile(r"^call_\d+$")
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
            "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
-
 
 
 def api_key(cfg: BackendConfig) -> str:
@@ -172,8 +171,9 @@ def native_contents(messages: tuple[Message, ...]) -> tuple[str | None, list[typ
                 name=names.get(call_id, call_id or "unknown"),
                 response={"output": m.content},
             ))
-            if contents and contents[-1].role == "user" and contents[-1].parts and contents[-1].parts[-1].function_response:
-                contents[-1].parts.append(part)
+            last = contents[-1] if contents else None
+            if last is not None and last.role == "user" and last.parts and last.parts[-1].function_response:
+                last.parts.append(part)
             else:
                 contents.append(types.Content(role="user", parts=[part]))
         elif m.role == "assistant":
@@ -192,7 +192,9 @@ def native_contents(messages: tuple[Message, ...]) -> tuple[str | None, list[typ
     return ("\n\n".join(system) if system else None), contents
 
 
-def _json_contents(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -> tuple[str | None, list[types.Content]]:
+def _json_contents(
+    messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]
+) -> tuple[str | None, list[types.Content]]:
     plain = _json_messages(messages, tools)  # tool calls and results as text, instructions at the end
     system = [m["content"] for m in plain if m["role"] == "system"]
     contents = [
@@ -203,7 +205,9 @@ def _json_contents(messages: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -
     return ("\n\n".join(system) if system else None), contents
 
 
-def build_config(cfg: BackendConfig, request: TurnRequested, json_mode: bool, system: str | None) -> types.GenerateContentConfig:
+def build_config(
+    cfg: BackendConfig, request: TurnRequested, json_mode: bool, system: str | None
+) -> types.GenerateContentConfig:
     """The ``GenerateContentConfig``: sampling parameters, thinking budget, tools or JSON schema."""
     config = types.GenerateContentConfig(
         system_instruction=system,
@@ -233,7 +237,7 @@ def build_config(cfg: BackendConfig, request: TurnRequested, json_mode: bool, sy
             types.FunctionDeclaration(name=t.name, description=t.description, parameters_json_schema=t.parameters)
             for t in request.tools
         ]))
-    config.tools = tools or None
+    config.tools = list(tools) or None
     if cfg.extra_body:
         config.http_options = types.HttpOptions(extra_body=dict(cfg.extra_body))
     return config
@@ -258,47 +262,43 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
     config = build_config(cfg, request, json_mode, system)
     model = cfg.model or DEFAULT_MODEL
     client = _client(cfg)
-    started = time.monotonic()
-    ttft: float | None = None
-    text: list[str] = []
-    calls: list[ToolCall] = []
+    reply = StreamedReply(on_text)
     finish: str | None = None
     blocked: str | None = None
     usage = Usage()
-    try:
-        stream = await client.aio.models.generate_content_stream(model=model, contents=contents, config=config)
-        async with contextlib.aclosing(stream):  # frees the pooled connection on any exit
-            async for chunk in stream:
-                model = chunk.model_version or model
-                if chunk.usage_metadata is not None:
-                    usage = _usage(chunk.usage_metadata)
-                if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
-                    blocked = "content_filter"
-                if not chunk.candidates:
-                    continue
-                candidate = chunk.candidates[0]
-                for part in (candidate.content.parts if candidate.content else None) or ():
-                    ttft = time.monotonic() - started if ttft is None else ttft
-                    if part.function_call is not None:
-                        fc = part.function_call
-                        calls.append(ToolCall(
-                            id=fc.id or f"call_{len(calls)}", name=fc.name or "", arguments=json.dumps(fc.args or {})
-                        ))
-                        await on_text("")
-                    elif part.text and not part.thought:
-                        text.append(part.text)
-                        await on_text(part.text)
-                    elif part.thought or part.executable_code or part.code_execution_result or part.tool_call:
-                        await on_text("")  # thinking, built-in code execution or a server-side tool call
-                if candidate.finish_reason is not None:
-                    value = getattr(candidate.finish_reason, "value", str(candidate.finish_reason))
-                    finish = _FINISH.get(value, value.lower())
-    except (genai_errors.APIError, genai_errors.UnknownApiResponseError, *_TRANSPORT) as exc:
-        raise map_genai_error(exc, label) from None
+    opening = client.aio.models.generate_content_stream(model=model, contents=contents, config=config)
+    errors = (genai_errors.APIError, genai_errors.UnknownApiResponseError, *_TRANSPORT)
+    async with reply.stream(opening, partial(map_genai_error, label=label), errors) as chunks:
+        async for chunk in chunks:
+            model = chunk.model_version or model
+            if chunk.usage_metadata is not None:
+                usage = _usage(chunk.usage_metadata)
+            if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
+                blocked = "content_filter"
+            if not chunk.candidates:
+                continue
+            candidate = chunk.candidates[0]
+            for part in (candidate.content.parts if candidate.content else None) or ():
+                reply.first_output()  # a part of any kind counts
+                if part.function_call is not None:  # arrives whole, one part per call
+                    fc = part.function_call
+                    reply.tool_call_delta(
+                        len(reply.calls), id=fc.id, name=fc.name, arguments=json.dumps(fc.args or {})
+                    )
+                    await reply.progress()
+                elif part.text and not part.thought:
+                    await reply.add_text(part.text)
+                elif part.thought or part.executable_code or part.code_execution_result or part.tool_call:
+                    await reply.progress()  # thinking, built-in code execution or a server-side tool call
+            if candidate.finish_reason is not None:
+                value = getattr(candidate.finish_reason, "value", str(candidate.finish_reason))
+                finish = _FINISH.get(value, value.lower())
     if finish is None and blocked is None:
         raise ProviderConnectionError(f"{label}: the stream ended without a finish reason (truncated)")
-    content = "".join(text)
-    tool_calls = parse_decision(content, request.attempt) if json_mode else tuple(calls)
+    tool_calls = parse_decision(reply.content, request.attempt) if json_mode else reply.tool_calls()
     if tool_calls and finish == "stop":
         finish = "tool_calls"
-    return Completion(content, tool_calls, finish or blocked, usage, model, ttft)
+    return Completion(reply.content, tool_calls, finish or blocked, usage, model, reply.ttft)
+
+
+adapter = FunctionAdapter(complete)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import msgspec
 
+from massgen_agent_worker.local_llm import DEFAULT_PARALLEL, LocalModelServer
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, chatcompletion
 from massgen_es import ids, models
 from massgen_es.config import BackendConfig
 from massgen_es.events import TurnRequested
-from massgen_agent_worker.local_llm import DEFAULT_PARALLEL, LocalModelServer
-from massgen_agent_worker.providers import Completion, OnText, chatcompletion
 
 DEFAULT_MAX_TOKENS = 512
 _servers: dict[str, LocalModelServer] = {}
@@ -58,3 +58,6 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
         extra_body={"cache_prompt": True, "id_slot": slot_of(request), **cfg.extra_body},
     )
     return await chatcompletion.complete(cfg, request, on_text, base_url=base_url)
+
+
+adapter = FunctionAdapter(complete, shutdown)

@@ -43,11 +43,14 @@ results are part of the model's text, never neutral tool calls (MassGen spec §2
 from __future__ import annotations
 
 import json
-import time
+from functools import partial
 from typing import Any
 
 import openai
 
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, chatcompletion
+from massgen_agent_worker.providers.chatcompletion import map_openai_error
+from massgen_agent_worker.providers.streaming import StreamedReply
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ProviderBadRequest,
@@ -56,9 +59,7 @@ from massgen_es.errors import (
     ProviderRateLimited,
     ProviderServerError,
 )
-from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
-from massgen_agent_worker.providers import Completion, OnText, chatcompletion
-from massgen_agent_worker.providers.chatcompletion import map_openai_error
+from massgen_es.events import Message, ToolSpec, TurnRequested, Usage
 
 # Stream events that are progress without text: each calls on_text("") (first-token timeout, liveness).
 _PROGRESS_EVENTS = frozenset(
@@ -192,92 +193,88 @@ def _finish_reason(response: Any, has_calls: bool) -> str | None:
     return status
 
 
+def map_error(exc: Exception, label: str) -> ProviderError:
+    """The provider error for an exception met while opening or reading a Responses stream: HTTP
+    statuses and connection failures through :func:`chatcompletion.map_openai_error`; a bare
+    ``openai.APIError`` (the SDK's for a stream event carrying a top-level ``error``) by its code
+    (:func:`stream_error`); anything else (an undecodable event) ``ProviderServerError``."""
+    if isinstance(exc, (openai.APIStatusError, openai.APIConnectionError)):  # incl. APITimeoutError
+        return map_openai_error(exc, label)
+    if isinstance(exc, openai.APIError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        return stream_error(body.get("code") or body.get("type"), exc.message, label)
+    return ProviderServerError(f"{label} sent a malformed stream event: {exc}")
+
+
+async def _output_item(reply: StreamedReply, event: Any, index_of: dict[str, int]) -> None:
+    """An output item started or finished: a function call's id, name and (final) arguments, by index;
+    any other item but a message counts as progress (reasoning, web search, code interpreter)."""
+    item, added = event.item, event.type == "response.output_item.added"
+    if getattr(item, "type", None) == "function_call":
+        call = reply.tool_call(event.output_index)
+        call.id = item.call_id or call.id
+        call.name = item.name or call.name
+        if not added or item.arguments:
+            call.arguments = item.arguments or call.arguments
+        if item.id:
+            index_of[item.id] = event.output_index
+        if added:
+            await reply.progress()
+    elif added and getattr(item, "type", None) != "message":
+        await reply.progress()
+
+
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
     """One streamed Responses call for ``request`` (shapes in the module docstring).
 
     Raises:
-        ProviderError: a subclass per failure kind (HTTP status, failed response, dropped stream).
+        ProviderError: a subclass per failure kind (:func:`map_error`; a failed response or ``error``
+            event by :func:`stream_error`; a stream ended before ``response.completed``).
         ConfigError: the API-key variable is not set.
     """
     label = f"{cfg.type} endpoint"
     params = request_params(cfg, request)
     client = chatcompletion.client(cfg)
-    started = time.monotonic()
-    ttft: float | None = None
-    text: list[str] = []
-    calls: dict[int, dict[str, str]] = {}  # by output_index
-    index_of: dict[str, int] = {}  # item id -> output_index
+    reply = StreamedReply(on_text)
+    index_of: dict[str, int] = {}  # item id -> output_index, the index calls are assembled by
     final: Any = None
     model = params["model"]
-    try:
-        stream = await client.responses.create(**params)
-        async with stream:  # closes the response on any exit, so the pooled connection is freed
-            async for event in stream:
-                kind = getattr(event, "type", "")
-                if kind in ("response.output_text.delta", "response.refusal.delta"):
-                    if ttft is None:
-                        ttft = time.monotonic() - started
-                    text.append(event.delta)
-                    await on_text(event.delta)
-                elif kind in ("response.output_item.added", "response.output_item.done"):
-                    item = event.item
-                    if getattr(item, "type", None) == "function_call":
-                        slot = calls.setdefault(event.output_index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = item.call_id or slot["id"]
-                        slot["name"] = item.name or slot["name"]
-                        if kind == "response.output_item.done" or item.arguments:
-                            slot["arguments"] = item.arguments or slot["arguments"]
-                        if item.id:
-                            index_of[item.id] = event.output_index
-                        if kind == "response.output_item.added":
-                            await on_text("")
-                    elif kind == "response.output_item.added" and getattr(item, "type", None) != "message":
-                        await on_text("")  # reasoning, web search, code interpreter ... items
-                elif kind == "response.function_call_arguments.delta":
-                    slot = calls.setdefault(
-                        index_of.get(event.item_id, event.output_index),
-                        {"id": "", "name": "", "arguments": ""},
-                    )
-                    slot["arguments"] += event.delta
-                    await on_text("")
-                elif kind == "response.function_call_arguments.done":
-                    slot = calls.setdefault(
-                        index_of.get(event.item_id, event.output_index),
-                        {"id": "", "name": "", "arguments": ""},
-                    )
-                    slot["arguments"] = event.arguments
-                elif kind in ("response.completed", "response.incomplete"):
-                    final = event.response
-                    model = final.model or model
-                elif kind == "response.failed":
-                    err = getattr(event.response, "error", None)
-                    raise stream_error(
-                        getattr(err, "code", None), getattr(err, "message", None) or "response failed", label
-                    )
-                elif kind == "error":
-                    raise stream_error(event.code, event.message, label)
-                elif kind in _PROGRESS_EVENTS or kind.startswith(_PROGRESS_PREFIXES):
-                    await on_text("")
-    except openai.APIStatusError as exc:
-        raise map_openai_error(exc, label) from None
-    except openai.APIConnectionError as exc:  # includes APITimeoutError
-        raise map_openai_error(exc, label) from None
-    except openai.APIError as exc:  # the SDK raises this for a stream event carrying a top-level "error"
-        body = exc.body if isinstance(exc.body, dict) else {}
-        raise stream_error(body.get("code") or body.get("type"), exc.message, label) from None
-    except json.JSONDecodeError as exc:
-        raise ProviderServerError(f"{label} sent a malformed stream event: {exc}") from None
+    errors = (openai.APIError, json.JSONDecodeError)
+    async with reply.stream(client.responses.create(**params), partial(map_error, label=label), errors) as events:
+        async for event in events:
+            kind = getattr(event, "type", "")
+            if kind in ("response.output_text.delta", "response.refusal.delta"):
+                await reply.add_text(event.delta)
+            elif kind in ("response.output_item.added", "response.output_item.done"):
+                await _output_item(reply, event, index_of)
+            elif kind == "response.function_call_arguments.delta":
+                reply.tool_call_delta(index_of.get(event.item_id, event.output_index or 0), arguments=event.delta)
+                await reply.progress()
+            elif kind == "response.function_call_arguments.done":
+                reply.tool_call(index_of.get(event.item_id, event.output_index or 0)).arguments = event.arguments
+            elif kind in ("response.completed", "response.incomplete"):
+                final = event.response
+                model = final.model or model
+            elif kind == "response.failed":
+                err = getattr(event.response, "error", None)
+                raise stream_error(
+                    getattr(err, "code", None), getattr(err, "message", None) or "response failed", label
+                )
+            elif kind == "error":
+                raise stream_error(event.code, event.message, label)
+            elif kind in _PROGRESS_EVENTS or kind.startswith(_PROGRESS_PREFIXES):
+                await reply.progress()
     if final is None:
         raise ProviderConnectionError(f"{label} stream ended before response.completed")
-    tool_calls = tuple(
-        ToolCall(id=c["id"] or f"call_{request.attempt}_{i}", name=c["name"], arguments=c["arguments"])
-        for i, (_, c) in enumerate(sorted(calls.items()))
-    )
+    tool_calls = reply.tool_calls(default_id=lambda index, position: f"call_{request.attempt}_{position}")
     return Completion(
-        content="".join(text),
+        content=reply.content,
         tool_calls=tool_calls,
         finish_reason=_finish_reason(final, bool(tool_calls)),
         usage=usage_of(final.usage),
         model=model,
-        time_to_first_token_s=ttft,
+        time_to_first_token_s=reply.ttft,
     )
+
+
+adapter = FunctionAdapter(complete)

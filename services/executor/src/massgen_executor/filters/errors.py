@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from massgen_es.errors import CommandRefused
 from massgen_executor.filters.lexer import SUBST
 
+__all__ = ["CommandRefused", "dangerous", "shown"]  # CommandRefused is the filters' error, re-exported
+
 _SHOWN = 120  # characters of a command quoted back in a refusal
 
 
