@@ -494,17 +494,18 @@ def test_compact_prompts_for_models_without_tool_calls():
     run = Run(3, backend=COMPACT)
     first = run.turns[A]
     assert first.anon_id == "agent1" and run.turns[B].anon_id == "agent2"
-    assert first.messages[1:] == (Message(role="user", content=QUESTION),)  # asked as a plain question
-    assert "one of several agents" in first.messages[0].content
+    # Asked as a plain question (these agents have no system message of their own), no talk of a team.
+    assert first.messages == (Message(role="user", content=QUESTION),)
     both_answer(run)
     run.vote_now(C, "agent1", "A is right")
     vote_turn = run.turns[A]
-    # A's turns are one conversation: the question, A's own answer as its reply, then all answers.
-    assert vote_turn.messages[:2] == first.messages
-    assert vote_turn.messages[2] == Message(role="assistant", content="Paris, said A")
-    listed = vote_turn.messages[3].content
+    # A's turns are one conversation: the question, A's own answer as its reply, then the other answers.
+    assert vote_turn.messages[:1] == first.messages
+    assert vote_turn.messages[1] == Message(role="assistant", content="Paris, said A")
+    listed = vote_turn.messages[2].content
     assert listed.startswith(
-        "The other agents' answers:\n\nagent2 wrote:\nIt is Paris, said B\n\nYour answer above is agent1."
+        "Several agents answered this question; their answers are labelled agent1, agent2, ... Yours, above, is "
+        "agent1.\n\nThe other agents' answers:\n\nagent2 wrote:\nIt is Paris, said B\n\n"
     )
     assert listed.endswith(
         "If one of these answers is correct, vote for the best one. If none is, write a better answer."
@@ -512,16 +513,21 @@ def test_compact_prompts_for_models_without_tool_calls():
     run.vote_now(A, "agent1", "mine is concise")
     run.vote_now(B, "agent1", "A is clearest")
     presentation = run.turns[A].messages
-    assert presentation[:3] == vote_turn.messages[:3]  # the prefix the prompt cache already holds
-    assert presentation[3].content.startswith(listed.rsplit("\n\n", 1)[0])
+    assert presentation[:2] == vote_turn.messages[:2]  # the prefix the prompt cache already holds
+    assert presentation[2].content.startswith(listed.rsplit("\n\n", 1)[0])
     assert "Your answer, agent1, was voted the best (3 vote(s)). Reasons given: mine is concise; A is clearest" in (
-        presentation[3].content)
+        presentation[2].content)
+    assert presentation[2].content.endswith(f"as your final answer (complete, with any code it needs):\n\n{QUESTION}")
     for req in run.requests():
         assert not any(real in texts(req.messages) for real in IDS)
     # An agent with no answer of its own gets the question and the answers in one message.
     alone = coordination_messages("", "lenient", "lenient", QUESTION, [("agent1", "Paris")], "compact", None)
-    assert [m.role for m in alone] == ["system", "user"]
-    assert alone[1].content.startswith(f"Question: {QUESTION}\n\nAnswers so far:\n\nagent1 wrote:\nParis")
+    assert [m.role for m in alone] == ["user"]
+    assert alone[0].content.startswith(f"Question: {QUESTION}\n\nSeveral agents answered this question")
+    assert "Answers so far:\n\nagent1 wrote:\nParis" in alone[0].content
+    # An agent's own system message leads every turn.
+    own = coordination_messages("Be brief.", "lenient", "lenient", QUESTION, [], "compact")
+    assert own == (Message(role="system", content="Be brief."), Message(role="user", content=QUESTION))
 
 
 def test_run_deadline_presents_plurality_winner():

@@ -170,9 +170,9 @@ _COMPACT_NOVELTY = {
 }
 
 
-def _compact_system(system_message: str) -> str:
-    team = "You are one of several agents answering the same question; the answers are labelled agent1, agent2, ..."
-    return f"{system_message.strip()}\n{team}" if system_message.strip() else team
+_TEAM = "Several agents answered this question; their answers are labelled agent1, agent2, ..."
+"""Said where the answers are listed, not in the system message: a small model told it is "one of several
+agents" before answering starts writing answers for agent1, agent2, ... itself."""
 
 
 def _listing(answers: Sequence[tuple[str, str]]) -> str:
@@ -184,21 +184,22 @@ def _compact_conversation(
     closing: str,
 ) -> tuple[Message, ...]:
     """``[system, question, own answer, the other answers + closing]``; before any answer, the question
-    alone; for an agent without an answer of its own, the question and the answers in one message."""
-    system = Message(role="system", content=_compact_system(system_message))
+    alone; for an agent without an answer of its own, the question and the answers in one message. The
+    system message is the agent's own (none when it has none)."""
+    system = (Message(role="system", content=system_message.strip()),) if system_message.strip() else ()
     if not answers:
-        return (system, Message(role="user", content=question))
+        return (*system, Message(role="user", content=question))
     if own is None:
-        listed = f"Question: {question}\n\nAnswers so far:\n\n{_listing(answers)}\n\n{closing}"
-        return (system, Message(role="user", content=listed))
+        listed = f"Question: {question}\n\n{_TEAM}\n\nAnswers so far:\n\n{_listing(answers)}\n\n{closing}"
+        return (*system, Message(role="user", content=listed))
     others = [(a, text) for a, text in answers if a != own[0]]
-    listed = (f"The other agents' answers:\n\n{_listing(others)}" if others else "No other agent has answered.")
-    listed += f"\n\nYour answer above is {own[0]}.\n\n{closing}"
+    listed = f"{_TEAM} Yours, above, is {own[0]}.\n\n"
+    listed += f"The other agents' answers:\n\n{_listing(others)}" if others else "No other agent has answered."
     return (
-        system,
+        *system,
         Message(role="user", content=question),
         Message(role="assistant", content=own[1]),
-        Message(role="user", content=listed),
+        Message(role="user", content=f"{listed}\n\n{closing}"),
     )
 
 
@@ -264,5 +265,7 @@ def _compact_presentation(
     else:
         votes = f"No votes were cast in time; your answer, {presenter_anon}, was chosen as the best available."
     own = next(((a, text) for a, text in answers if a == presenter_anon), None)
-    closing = f"{votes}\nNow give your final answer to the question."
+    # The question asked again: a small model asked to "present" its answer describes it (drops the code).
+    closing = f"{votes}\nAnswer the question once more, as your final answer (complete, with any code it needs):"
+    closing += f"\n\n{question}"
     return _compact_conversation(system_message, question, answers, own, closing)
