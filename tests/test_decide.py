@@ -515,8 +515,7 @@ def test_compact_prompts_for_models_without_tool_calls():
     presentation = run.turns[A].messages
     assert presentation[:2] == vote_turn.messages[:2]  # the prefix the prompt cache already holds
     assert presentation[2].content.startswith(listed.rsplit("\n\n", 1)[0])
-    assert "Your answer, agent1, was voted the best (3 vote(s)). Reasons given: mine is concise; A is clearest" in (
-        presentation[2].content)
+    assert "voted" not in presentation[2].content  # a small model copies a tally as its final answer
     assert presentation[2].content.endswith(f"as your final answer (complete, with any code it needs):\n\n{QUESTION}")
     for req in run.requests():
         assert not any(real in texts(req.messages) for real in IDS)

@@ -29,7 +29,7 @@ def _model(first: str, later: list[str]):
                 return Reply(text=json.dumps({"tool": "new_answer", "arguments": {}}))
             vote = {"tool": "vote", "arguments": {"agent_id": "agent1", "reason": "it is right"}}
             return Reply(text=json.dumps(vote))
-        if "was voted the best" in last:
+        if "as your final answer" in last:
             return Reply(text="FINAL: Paris")
         if last == WRITE_ANSWER:
             return Reply(text=later.pop(0))

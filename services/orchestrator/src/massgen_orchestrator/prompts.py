@@ -9,9 +9,10 @@ Two styles, chosen per agent by its tool mode (``massgen_es.backends.tool_mode``
 
 - ``massgen``: MassGen's own texts, for models with native tool calls;
 - ``compact``: for models without tool calls (``json_schema``, the local models). The same content
-  (identity, the question, every answer under its anonymous id, the voting and novelty criteria, the
-  presenter's votes and reasons) in a few plain sentences: a 0.5-1.5B model loses the question in
-  MassGen's XML-tagged, tool-call-centred prompt, and answered ``<END OF DOCUMENT>`` (issue 11).
+  (identity, the question, every answer under its anonymous id, the voting and novelty criteria) in a
+  few plain sentences, without the presenter's vote tally (a small model copies it as its final
+  answer): a 0.5-1.5B model loses the question in MassGen's XML-tagged, tool-call-centred prompt, and
+  answered ``<END OF DOCUMENT>`` (issue 11).
   Each agent's turns form one conversation: the question as asked, the agent's own latest answer as
   its reply, then the other agents' answers and the agent's own label, with what to do. The prefix an agent's
   later turns share with its earlier ones is what llama.cpp's prompt cache serves from the agent's
@@ -228,7 +229,7 @@ def presentation_messages(
 ) -> tuple[Message, ...]:
     """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only."""
     if style == "compact":
-        return _compact_presentation(system_message, question, votes_for_presenter, tie_broken, answers, presenter_anon)
+        return _compact_presentation(system_message, question, answers, presenter_anon)
     system: list[str] = []
     if system_message.strip():
         system.append(_section("agent_identity", "critical", system_message.strip()))
@@ -255,17 +256,10 @@ def presentation_messages(
 
 
 def _compact_presentation(
-    system_message: str, question: str, reasons: Sequence[str], tie_broken: bool,
-    answers: Sequence[tuple[str, str]], presenter_anon: str,
+    system_message: str, question: str, answers: Sequence[tuple[str, str]], presenter_anon: str,
 ) -> tuple[Message, ...]:
-    if reasons:
-        votes = f"Your answer, {presenter_anon}, was voted the best ({len(reasons)} vote(s)"
-        votes += ", tie broken by agent order" if tie_broken else ""
-        votes += "). Reasons given: " + "; ".join(r.strip() for r in reasons) + "."
-    else:
-        votes = f"No votes were cast in time; your answer, {presenter_anon}, was chosen as the best available."
     own = next(((a, text) for a, text in answers if a == presenter_anon), None)
-    # The question asked again: a small model asked to "present" its answer describes it (drops the code).
-    closing = f"{votes}\nAnswer the question once more, as your final answer (complete, with any code it needs):"
-    closing += f"\n\n{question}"
+    # No vote tally: a small model copies "your answer was voted the best ..." as its final answer. The
+    # question asked again: a small model asked to "present" its answer describes it (drops the code).
+    closing = f"Answer the question once more, as your final answer (complete, with any code it needs):\n\n{question}"
     return _compact_conversation(system_message, question, answers, own, closing)
