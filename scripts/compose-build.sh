@@ -256,7 +256,7 @@ if wanted local-llm; then
   rm -f "$ctx/entrypoint.sh"
   # The default model's verified weights (`make install` ran `massgen models install`), hard-linked
   # into the context when they share a filesystem: nothing is downloaded at build or container start.
-  model="$("$PY" -c 'from massgen import models; print(models.weights())')" \
+  model="$("$PY" -c 'from massgen_es import models; print(models.weights())')" \
     || die "the default local model is not installed; run \`make install\` (massgen models install)"
   rm -rf "$ctx/models"; mkdir -p "$ctx/models"
   ln "$model" "$ctx/models/" 2>/dev/null || cp -p "$model" "$ctx/models/"
