@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from massgen_es.children import dies_with_parent
 from massgen_es.errors import BusUnavailable
 
 _LISTEN = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
@@ -66,6 +67,7 @@ class NatsServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=dies_with_parent(),
         )
         log.close()
         deadline = time.monotonic() + timeout_s

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from massgen_es import models
+from massgen_es.children import dies_with_parent
 from massgen_es.errors import LocalModelError
 
 DEFAULT_PARALLEL = 4
@@ -116,6 +117,7 @@ class LocalModelServer:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    preexec_fn=dies_with_parent(),
                 )
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + timeout_s
