@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,7 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from nats.js.api import AckPolicy, ConsumerConfig
 
+from massgen_es import subjects
+from massgen_es.bus.jetstream import connect, ensure_streams
+from massgen_es.bus.server import NatsServer
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
@@ -132,3 +137,24 @@ def test_served_service_heartbeats_shows_in_status_and_stops_cleanly_on_sigterm(
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines on stdout
     assert any("serving" in entry["msg"] for entry in lines)
     assert any("stopping" in entry["msg"] and entry["service"] == "agent_worker" for entry in lines)
+
+
+def test_a_service_that_crashes_ends_submit_at_once_naming_the_service_and_the_fix(tmp_path: Path) -> None:
+    """A JetStream store holding a foreign consumer on the turn queue: the embedded agent_worker cannot
+    bind, and submit says so and exits, instead of waiting out the run's timeout."""
+    async def foreign_consumer(url: str) -> None:
+        nc = await connect(url, "pytest")
+        await ensure_streams(nc.jetstream())
+        await nc.jetstream().add_consumer(subjects.TURNS_STREAM, ConsumerConfig(
+            durable_name="someone-else", filter_subject=subjects.TURNS_WILDCARD, ack_policy=AckPolicy.EXPLICIT))
+        await nc.close()
+
+    with NatsServer(tmp_path / "home" / "nats") as server:
+        asyncio.run(foreign_consumer(server.url))
+    cfg = tmp_path / "team.yaml"
+    cfg.write_text(yaml.safe_dump({"agents": [
+        {"id": "a", "backend": {"type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1"}}]}))
+    result = massgen("submit", "hi", "--config", str(cfg), "--json", timeout=120, MASSGEN_HOME=str(tmp_path / "home"))
+    assert result.returncode == 2
+    assert "service agent_worker crashed" in result.stderr
+    assert "nats consumer rm MASSGEN_TURNS NAME" in result.stderr

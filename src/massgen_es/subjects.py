@@ -84,6 +84,14 @@ WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue(EXEC_STREAM, EXEC_WILDCARD, EXECUTOR_CONSUMER, ("agent_worker",), "command executions"),
 )
 
+RENAMED_CONSUMERS: dict[str, ServiceName] = {
+    "agent-workers": WORKER_CONSUMER, "mcp-brokers": BROKER_CONSUMER, "executors": EXECUTOR_CONSUMER,
+}
+"""Work-queue consumers of earlier versions (before the one-name-per-service rename), by the consumer
+that replaces each. A JetStream store made by such a version still holds them, and a work-queue stream
+takes one consumer per subject: the service deletes its predecessor (its pending items stay in the
+stream for the new consumer)."""
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 

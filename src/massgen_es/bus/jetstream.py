@@ -38,6 +38,7 @@ from massgen_es.events import Record, Source, UnknownEvent, decode, encode
 from massgen_es.subjects import Writer
 
 _log = logging.getLogger("massgen.bus")
+_CONSUMER_NOT_UNIQUE = 10100  # JetStream: "filtered consumer not unique on workqueue stream"
 DUPLICATE_WINDOW_S = 120.0
 _ERR_WRONG_LAST_SEQ = 10071
 _ERR_BATCH_DUPLICATE_ID = 10201
@@ -336,17 +337,35 @@ class WorkQueue:
             ack_wait_s: seconds without ack or heartbeat after which an item is redelivered.
             max_deliver: deliveries before JetStream gives up on an item.
         """
-        return await self.js.pull_subscribe(
-            self.wildcard,
-            durable=self.durable,
-            stream=self.stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=ack_wait_s,
-                max_deliver=max_deliver,
-                max_ack_pending=1000,
-            ),
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait_s, max_deliver=max_deliver, max_ack_pending=1000
         )
+
+        async def bind() -> JetStreamContext.PullSubscription:
+            return await self.js.pull_subscribe(self.wildcard, durable=self.durable, stream=self.stream, config=config)
+
+        try:
+            return await bind()
+        except BadRequestError as exc:
+            if exc.err_code != _CONSUMER_NOT_UNIQUE:
+                raise
+        for old, new in subjects.RENAMED_CONSUMERS.items():
+            if new == self.durable:
+                with contextlib.suppress(NotFoundError):
+                    await self.js.delete_consumer(self.stream, old)
+                    _log.warning("deleted consumer %s of stream %s, left by an earlier version", old, self.stream)
+        try:
+            return await bind()
+        except BadRequestError as exc:
+            if exc.err_code != _CONSUMER_NOT_UNIQUE:
+                raise
+            raise BusError(
+                f"stream {self.stream} already has a consumer for {self.wildcard}, so consumer {self.durable} "
+                "cannot take its items (a work queue has one consumer per subject). Remove the other one "
+                f"(`nats consumer ls {self.stream}`, then `nats consumer rm {self.stream} NAME`), or, for the "
+                "embedded stack, start from an empty store (delete the `nats` folder of MASSGEN_HOME, "
+                "default ~/.massgen)"
+            ) from exc
 
 
     async def serve(

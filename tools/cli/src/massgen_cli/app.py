@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -88,22 +89,41 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
         display = (
             Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null()
         )
-        with display as live:
-            async for record in log.follow(run_id):
-                seen = len(view.timeline)
-                view.apply(record)
-                if live is not None:
-                    for entry in view.timeline[seen:]:
-                        line = render.progress(view, entry)
-                        if line is not None:
-                            live.console.print(line)
-                    live.update(render.live(view))
-                if isinstance(record.event, TERMINAL_EVENTS):
-                    break
-        for t in stack.tasks:
-            if t.done() and not t.cancelled() and t.exception():
-                raise MassgenError(f"service {t.get_name()} crashed: {t.exception()}")
+
+        async def follow() -> None:
+            with display as live:
+                async for record in log.follow(run_id):
+                    seen = len(view.timeline)
+                    view.apply(record)
+                    if live is not None:
+                        for entry in view.timeline[seen:]:
+                            line = render.progress(view, entry)
+                            if line is not None:
+                                live.console.print(line)
+                        live.update(render.live(view))
+                    if isinstance(record.event, TERMINAL_EVENTS):
+                        return
+
+        await _unless_a_service_stops(follow(), stack.tasks)
         return view
+
+
+async def _unless_a_service_stops(work: Coroutine[Any, Any, None], services: list[asyncio.Task[None]]) -> None:
+    """Run ``work``; an embedded service that stops (a crash) ends it at once with that service's error,
+    instead of a run waiting out its timeout for a service that is gone.
+
+    Raises:
+        MassgenError: a service stopped; the message names it and its error.
+    """
+    job = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait([job, *services], return_when=asyncio.FIRST_COMPLETED)
+    if job in done:
+        return job.result()
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    stopped = next(iter(done))
+    why = stopped.exception() if not stopped.cancelled() else None
+    raise MassgenError(f"service {stopped.get_name()} {'crashed: ' + str(why) if why else 'stopped'}")
 
 
 class _Null:
