@@ -1,4 +1,8 @@
-"""Rich renderings of a :class:`RunView`: the live panel of ``massgen submit`` and the replay report."""
+"""Rich renderings of a :class:`RunView`: the live panel of ``massgen submit`` and the replay report.
+
+What a model or a user wrote goes in as :class:`Text`, never as a markup string: rich would read
+``\\[`` in a LaTeX answer, or ``[/bold]``, as its own markup (and drop or choke on it).
+"""
 
 from __future__ import annotations
 
@@ -38,9 +42,9 @@ def live(view: RunView) -> Panel:
     table.add_column("streaming", ratio=1, overflow="ellipsis", no_wrap=True)
     for a in view.agents.values():
         tail = " ".join(a.text.split())[-120:]
-        table.add_row(f"{a.anon_id} ({a.id})", a.status, ", ".join(a.answers) or "-", a.vote or "-", tail)
+        table.add_row(f"{a.anon_id} ({a.id})", a.status, ", ".join(a.answers) or "-", a.vote or "-", Text(tail))
     title = f"run {view.run_id} · {view.phase} · {view.events} events"
-    return Panel(table, title=title, subtitle=preview(view.question, 80))
+    return Panel(table, title=title, subtitle=Text(preview(view.question, 80)))
 
 
 PROGRESS_KINDS = frozenset({
@@ -70,7 +74,7 @@ def report(view: RunView, console: Console) -> None:
     start = view.stages.get("submitted", view.timeline[0].ts if view.timeline else 0.0)
     when = datetime.fromtimestamp(start).isoformat(sep=" ", timespec="seconds") if start else "?"
     console.print(f"[bold]run {view.run_id}[/bold] · {view.status} · submitted {when} · {view.events} events")
-    console.print(f"[bold]question:[/bold] {view.question}")
+    console.print(Text.assemble(("question:", "bold"), " ", view.question))
     if view.winner:
         anon = view.agents[view.winner].anon_id if view.winner in view.agents else "?"
         console.print(f"[bold]winner:[/bold] {anon} ({view.winner})")
@@ -90,7 +94,7 @@ def report(view: RunView, console: Console) -> None:
     for e in view.timeline:
         who = f"{view.agents[e.agent_id].anon_id} ({e.agent_id})" if e.agent_id in view.agents else "-"
         style = _KIND_STYLE.get(e.kind, "")
-        timeline.add_row(f"{e.ts - start:.2f}", who, Text(e.kind, style=style), e.text)
+        timeline.add_row(f"{e.ts - start:.2f}", who, Text(e.kind, style=style), Text(e.text))
     console.print(timeline)
 
     if view.votes:
@@ -99,7 +103,7 @@ def report(view: RunView, console: Console) -> None:
         votes.add_column("for")
         votes.add_column("reason", ratio=1)
         for v in view.votes:
-            votes.add_row(v["voter"], f"{v['target_anon']} ({v['target']})", v["reason"])
+            votes.add_row(v["voter"], f"{v['target_anon']} ({v['target']})", Text(v["reason"]))
         console.print(votes)
 
     usage = Table(title="token usage", show_edge=False)
@@ -117,7 +121,7 @@ def report(view: RunView, console: Console) -> None:
     console.print(usage)
 
     body = view.final_answer or view.failure or "(no final answer)"
-    console.print(Panel(body, title="final answer" if view.final_answer else view.status))
+    console.print(Panel(Text(body), title="final answer" if view.final_answer else view.status))
 
 
 def final(view: RunView) -> Group:
@@ -125,4 +129,4 @@ def final(view: RunView) -> Group:
     body = view.final_answer or view.failure or "(no final answer)"
     who = f"{view.agents[view.winner].anon_id} ({view.winner})" if view.winner in view.agents else "-"
     title = f"final answer · {view.status} · presented by {who} · {view.duration_s or 0:.1f}s"
-    return Group(Panel(body, title=title), Text(f"replay it: massgen replay {view.run_id}", style="dim"))
+    return Group(Panel(Text(body), title=title), Text(f"replay it: massgen replay {view.run_id}", style="dim"))
