@@ -151,7 +151,7 @@ async def test_docker_sandbox_is_isolated_limited_and_non_root(fresh_nats, fake,
     assert [e.container for e in created] == [done.sandbox] and done.sandbox.startswith(f"massgen-{run_id}-")
 
     async def removed() -> bool:
-        return not engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+        return not engine.api.containers(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
 
     await eventually(removed, 20, "the run's sandbox to be removed")
 
@@ -163,10 +163,12 @@ async def test_sandbox_limits_are_applied(engine, fresh_nats, fake, massgen_home
     seen: dict = {}
 
     async def inspect_while_running() -> bool:
-        found = engine.containers.list(filters={"label": LABEL})
-        for c in found:
-            seen.update(c.attrs["HostConfig"])
-        return bool(found)
+        for c in engine.api.containers(filters={"label": LABEL}):
+            try:
+                seen.update(engine.api.inspect_container(c["Id"])["HostConfig"])
+            except docker.errors.NotFound:  # ended between the list and the inspect
+                continue
+        return bool(seen)
 
     async with Stack(fresh_nats.url) as stack:
         stack.orchestrator()
@@ -211,7 +213,7 @@ async def test_restarted_executor_reaps_orphaned_sandboxes(fresh_nats, massgen_h
         stack.executor(massgen_home)
 
         async def gone() -> bool:
-            return not engine.containers.list(all=True, filters={"name": orphan.name})
+            return not engine.api.containers(all=True, filters={"name": orphan.name})
 
         await eventually(gone, 20, "the orphan to be reaped")
 

@@ -205,8 +205,10 @@ class DockerSandboxes:
     async def labelled(self) -> list[tuple[str, str, str]]:
         """``(run_id, agent_id, name)`` of every container this system created."""
         def go() -> list[tuple[str, str, str]]:
-            found = self.client().containers.list(all=True, filters={"label": LABEL})
-            # A container always has a name; the stub types it optional.
-            return [(c.labels.get(RUN_LABEL, ""), c.labels.get(AGENT_LABEL, ""), c.name or "") for c in found]
+            # The low-level list, not ``containers.list``: that one inspects each container after listing
+            # and raises NotFound for one removed in between (a run's sandbox ending as the reaper looks).
+            found = self.client().api.containers(all=True, filters={"label": LABEL})
+            return [(c["Labels"].get(RUN_LABEL, ""), c["Labels"].get(AGENT_LABEL, ""), c["Names"][0].lstrip("/"))
+                    for c in found]
 
         return await asyncio.to_thread(go)
