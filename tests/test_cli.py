@@ -77,7 +77,7 @@ def test_submit_json_then_replay_and_runs_on_the_embedded_stack(tmp_path: Path) 
     assert out["run_id"] in massgen("runs").stdout
 
 
-def test_all_agents_failed_exits_2(tmp_path: Path) -> None:
+def test_all_agents_failed_exits_2_naming_each_agents_last_failure(tmp_path: Path) -> None:
     with FakeOpenAI() as fake:
         fake.default("down", lambda body: Reply(status=503, error_message="overloaded"))
         cfg = tmp_path / "team.yaml"
@@ -86,8 +86,13 @@ def test_all_agents_failed_exits_2(tmp_path: Path) -> None:
         ]}))
         result = massgen("submit", "hi", "--config", str(cfg), "--json")
     assert result.returncode == 2
-    assert json.loads(result.stdout)["status"] == "failed"
+    out = json.loads(result.stdout)
+    assert out["status"] == "failed" and out["error"] == "all agents failed"
+    # Issue 13 item 4: the error names each agent's last failure, type and message.
+    assert out["agent_failures"]["solo"]["type"] == "ProviderServerError"
+    assert "overloaded" in out["agent_failures"]["solo"]["message"]
     assert "all agents failed" in result.stderr
+    assert "solo: ProviderServerError: " in result.stderr and "overloaded" in result.stderr
 
 
 @pytest.mark.llm

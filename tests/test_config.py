@@ -181,3 +181,18 @@ def test_run_submitted_maps_orchestrator_and_timeout_settings():
 def test_run_submitted_rejects_empty_question(question: str):
     with pytest.raises(ConfigError, match="question is empty"):
         run_submitted(question, load_config(None))
+
+
+@pytest.mark.parametrize("url", ["not a url", "localhost:8000/v1", "ftp://example.com", "http://", "http://h:port/v1"])
+def test_base_url_that_is_not_an_http_url_is_refused_naming_the_key(url: str) -> None:
+    """Issue 13 item 4: such a run used to start, retry nine times and fail without naming the cause."""
+    raw = {"agents": [{"id": "a", "backend": {"type": "chatcompletion", "model": "m", "base_url": url}}]}
+    with pytest.raises(ConfigError, match=r"`agents\[0\]\.backend\.base_url` is .* not an http\(s\) URL"):
+        parse_config(raw)
+
+
+def test_http_and_https_base_urls_are_accepted() -> None:
+    for url in ("http://127.0.0.1:8000/v1", "https://api.example.com/v1"):
+        backend = {"type": "chatcompletion", "model": "m", "base_url": url}
+        cfg = parse_config({"agents": [{"id": "a", "backend": backend}]})
+        assert cfg.agents[0].backend.base_url == url

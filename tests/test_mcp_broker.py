@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import Stack, of, team, tool_names, vote
+from massgen_es import scrub
 from massgen_es.events import (
     McpServerStateChanged,
     RunCompleted,
@@ -220,7 +221,7 @@ async def test_secrets_never_reach_the_log(fresh_nats, fake, tmp_path, massgen_h
     cfg = mcp_team(fake, 1, [script((("mcp__t__env", {"name": "MY_TOKEN"}),))], mcp_servers=[server])
     run_id, records = await run(fresh_nats, massgen_home, cfg)
     [done] = of(records, ToolCallCompleted)
-    assert done.content == "***"  # the server did see the value, the log did not
+    assert done.content == scrub.MARKER  # the server did see the value, the log did not
     [submitted] = of(records, RunSubmitted)
     assert "${secret:" in json.dumps(submitted.agents[0].backend["mcp_servers"][0]["env"])
     raw = json.dumps([r.event.__struct_fields__ and str(r.event) for r in records])

@@ -150,6 +150,12 @@ def key_env(backend_type: str, configured: str | None, url: str | None) -> str |
     return next((env for suffix, env in _HOST_KEYS.items() if host == suffix or host.endswith("." + suffix)), None)
 
 
+def key_variables() -> frozenset[str]:
+    """Every API-key environment variable a backend type or endpoint host defaults to (the secrets
+    :mod:`massgen_es.scrub` looks for in a process's environment)."""
+    return frozenset({c.key_env for c in BACKENDS.values() if c.key_env} | set(_HOST_KEYS.values()))
+
+
 # Keys a backend must support to honour, and the capability that says it does.
 FEATURE_KEYS = {
     "reasoning": "reasoning",

@@ -21,6 +21,7 @@ import math
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -362,6 +363,8 @@ def _check_model(b: BackendConfig, where: str, origin: str) -> None:
             f"{origin}: `{where}.model`: unknown local model {b.model!r}; choose one of: {', '.join(models.MODELS)} "
             "(`massgen models` lists them), or set `base_url` to a model server of your own"
         )
+    for key in ("base_url", "azure_endpoint"):
+        _check_http_url(getattr(b, key), f"{where}.{key}", origin)
     caps = backends.capabilities(b.type)
     if caps.adapter in ("chatcompletion", "openai", "claude", "gemini", "azure_openai") and not b.model:
         raise ConfigError(f"{origin}: `{where}.model` is required for backend type {b.type}")
@@ -373,6 +376,24 @@ def _check_model(b: BackendConfig, where: str, origin: str) -> None:
     bad = backends.unsupported(b.type, {k: getattr(b, k) for k in (*backends.FEATURE_KEYS, *backends.TYPE_ONLY_KEYS)})
     if bad:
         raise ConfigError(f"{origin}: `{where}.{bad[0]}`: {bad[1]}")
+
+
+def _check_http_url(value: str | None, where: str, origin: str) -> None:
+    """An endpoint is an absolute http(s) URL with a host (issue 13 item 4: ``base_url: "not a url"``
+    used to start a run that failed nine retries later without naming the cause)."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{origin}: `{where}` is {value!r}, which is not an http(s) URL; write the endpoint's full URL, "
+            "e.g. http://127.0.0.1:8000/v1"
+        )
 
 
 def _check_call_limits(b: BackendConfig, where: str, origin: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from massgen_es import scrub
 from massgen_es.errors import EventDecodeError
 from massgen_es.subjects import Writer
 
@@ -697,7 +698,10 @@ def tag_of(event: Event) -> str:
 def encode(
     event: Event, *, id: str, run_id: str, ts: float, source: Source, causation_id: str | None = None
 ) -> bytes:
-    """Serialise ``event`` in an envelope to JSON bytes."""
+    """Serialise ``event`` in an envelope to JSON bytes, secrets scrubbed (:mod:`massgen_es.scrub`: every
+    event reaches the bus through here, so no event type can carry a known secret or a credential shape
+    into the log, a work queue, a replay or an export; issue 13 item 1)."""
+    scrub.remember_environment()
     env = Envelope(
         id=id,
         run_id=run_id,
@@ -705,7 +709,7 @@ def encode(
         ts=ts,
         source=source,
         causation_id=causation_id,
-        data=msgspec.Raw(_ENCODER.encode(event)),
+        data=msgspec.Raw(scrub.data(_ENCODER.encode(event))),
     )
     return _ENCODER.encode(env)
 

@@ -3,7 +3,7 @@
 - naming: ``mcp__<server>__<tool>`` (MassGen spec §3.2);
 - tool filters that match bare and prefixed names alike (MassGen's silently miss prefixed ones, §3.2);
 - server-command, environment and URL validation (MassGen spec §3.4);
-- ``${VAR}`` substitution and redaction of secret values (docs/architecture principle 7);
+- ``${VAR}`` substitution (the values are scrubbed from the log by :mod:`massgen_es.scrub`);
 - tool-argument validation against the tool's input schema (MassGen spec §3.3, with looser limits);
 - filesystem roots: traversal and symlink escapes are refused, read-only roots stay read-only (§3.5).
 
@@ -337,36 +337,6 @@ def substitute(value: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(one, value)
 
 
-class Redactor:
-    """Replaces known secret values by ``***`` (docs/architecture principle 7: secrets never reach the log).
-
-    Values shorter than 4 characters are ignored (they would garble ordinary text); longer secrets are
-    replaced first, so a secret containing another is hidden whole.
-    """
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every occurrence of every secret replaced by ``***``."""
-        for s in self.secrets:
-            text = text.replace(s, "***")
-        return text
-
-    def scrub_obj(self, obj: Any) -> Any:
-        """A new object like ``obj`` with every string scrubbed, recursing into dicts (keys and values),
-        lists and tuples; other values are returned as they are."""
-        if isinstance(obj, str):
-            return self.scrub(obj)
-        if _is_dict(obj):
-            return {self.scrub_obj(k): self.scrub_obj(v) for k, v in obj.items()}
-        if _is_list(obj):
-            return [self.scrub_obj(v) for v in obj]
-        if _is_tuple(obj):
-            return tuple(self.scrub_obj(v) for v in obj)
-        return obj
-
-
 def _is_dict(value: object) -> TypeGuard[dict[Any, Any]]:
     return isinstance(value, dict)
 
@@ -378,10 +348,6 @@ def _is_object(value: object) -> TypeGuard[dict[str, Any]]:
 
 def _is_list(value: object) -> TypeGuard[list[Any]]:
     return isinstance(value, list)
-
-
-def _is_tuple(value: object) -> TypeGuard[tuple[Any, ...]]:
-    return isinstance(value, tuple)
 
 
 # ---------------------------------------------------------------- arguments

@@ -1,6 +1,7 @@
 """A small stdio MCP server for the broker tests, built on the official SDK's ``MCPServer``.
 
-Tools: ``echo``, ``slow`` (sleeps), ``env`` (prints an env var), ``crash`` (kills the process),
+Tools: ``echo``, ``slow`` (sleeps), ``env`` (prints an env var), ``environ`` (the whole environment, also
+printed on stderr), ``crash`` (kills the process),
 ``grow`` (registers a new tool and sends ``notifications/tools/list_changed``).
 Each start appends the pid to ``$TOOL_SERVER_STARTS`` and each call's name to ``$TOOL_SERVER_CALLS``,
 so tests can count processes and calls.
@@ -8,6 +9,7 @@ so tests can count processes and calls.
 
 import asyncio
 import os
+import sys
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -40,6 +42,14 @@ async def slow(seconds: float) -> str:
 def env(name: str) -> str:
     """The value of an environment variable."""
     return os.environ.get(name, "<unset>")
+
+
+@server.tool()
+def environ() -> str:
+    """The whole environment, one ``NAME=value`` a line; also printed on stderr."""
+    text = "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items()))
+    print(text, file=sys.stderr, flush=True)
+    return text
 
 
 @server.tool()

@@ -13,7 +13,7 @@ from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore as Bucket
 
-from massgen_es import subjects
+from massgen_es import scrub, subjects
 from massgen_es.bus import natsapi
 from massgen_es.errors import BusError
 from massgen_es.events import ObjectRef
@@ -37,7 +37,9 @@ class ObjectStore:
         return self._store
 
     async def put(self, data: bytes, label: str = "") -> ObjectRef:
-        """Store ``data`` (once per content) and return its reference."""
+        """Store ``data`` (once per content), secrets scrubbed (:mod:`massgen_es.scrub`), and return its
+        reference (the digest is of the stored, scrubbed bytes)."""
+        data = scrub.data(data)
         digest = hashlib.sha256(data).hexdigest()
         store = await self._bucket()
         try:

@@ -15,7 +15,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from massgen_es import subjects
+from massgen_es import scrub, subjects
 from massgen_es.bus import natsapi
 from massgen_es.errors import ConfigError
 
@@ -43,6 +43,7 @@ class SecretStore:
         """Store ``{digest: value}`` (idempotent: the key is the value's digest)."""
         if not values:
             return
+        scrub.remember(values.values())
         kv = await self._bucket()
         for digest, value in values.items():
             await kv.put(digest, value.encode())
@@ -67,4 +68,5 @@ class SecretStore:
                     "which stores MCP env and header values there"
                 ) from None
             values[d] = (entry.value or b"").decode()
+        scrub.remember(values.values())
         return _REF.sub(lambda m: values[m.group(1)], text)

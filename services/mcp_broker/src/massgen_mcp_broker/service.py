@@ -29,7 +29,7 @@ from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp
+from massgen_es import mcp, scrub
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
@@ -102,8 +102,6 @@ class McpBroker:
         self.source = Source(service="mcp_broker", instance=instance or Source.instance_id())
         self.pool = SessionPool(home / "logs", self._tools_changed)
         self.runs: dict[str, RunContext] = {}
-        self.hidden: dict[str, mcp.Redactor] = {}
-        """Per session key: the secret values to scrub from its outputs."""
         self.listeners: dict[str, set[tuple[str, str, str]]] = {}
         """Per session key: the (run, agent, server) catalogs to re-record on ``list_changed``."""
 
@@ -171,7 +169,7 @@ class McpBroker:
         launch, hidden = await resolve_launch(grant, cfg, run, self.secrets)
         breaker = Breaker(cfg.circuit_breaker.max_failures, cfg.circuit_breaker.reset_time_seconds)
         session = self.pool.get(launch, breaker)
-        self.hidden[launch.key] = mcp.Redactor(hidden)
+        scrub.remember(hidden)  # its env and header values: scrubbed from every event and log line
         if start:
             await self._start(run, session, server, cause)
         return session
@@ -191,7 +189,7 @@ class McpBroker:
         return tuple(
             ToolSpec(
                 name=mcp.tool_name(server, t.name),
-                description=self._scrub(session, t.description or ""),
+                description=t.description or "",
                 parameters=t.input_schema or {"type": "object"},
             )
             for t in session.catalog
@@ -234,10 +232,6 @@ class McpBroker:
             await self._emit(run_id, key, [(key, ToolsListed(
                 agent_id=agent_id, server=server, version=session.catalog_version,
                 tools=self._catalog(session, grant, server), roots=self._roots(run, grant, server)))])
-
-    def _scrub(self, session: Session | None, text: str) -> str:
-        red = self.hidden.get(session.launch.key) if session is not None else None
-        return red.scrub(text) if red is not None else text
 
     # ------------------------------------------------------------------ calls
 
@@ -308,7 +302,7 @@ class McpBroker:
                 if change:
                     extra.append((f"{record.id}:breaker:{n}", McpServerStateChanged(
                         server=req.server, state=change, failures=session.breaker.failures,
-                        reason=self._scrub(session, _describe(exc)))))
+                        reason=_describe(exc))))
                 raise
             change = session.breaker.record(True, time.monotonic())
             if change:
@@ -316,7 +310,7 @@ class McpBroker:
                     server=req.server, state=change, failures=0, reason="call succeeded")))
             return ToolCallCompleted(
                 call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
-                content=self._scrub(session, _text_of(result)), is_error=bool(result.is_error),
+                content=_text_of(result), is_error=bool(result.is_error),
                 duration_s=round(time.monotonic() - started, 4), attempts=attempts,
             )
 
@@ -328,8 +322,7 @@ class McpBroker:
                 reraise=True,  # the last failure itself, not tenacity's RetryError
             )(attempt)
         except (MCPError, *_TRANSIENT) as last:
-            why = self._scrub(session, f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): "
-                                       f"{_describe(last)}")
+            why = f"MCP call {req.tool} on {req.server!r} failed after {attempts} attempt(s): {_describe(last)}"
             return failed(ServerUnavailable(why) if isinstance(last, _TRANSIENT) else ToolCallError(why),
                           attempts), extra
         return outcome, extra

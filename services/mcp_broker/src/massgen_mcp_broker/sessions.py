@@ -28,6 +28,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from massgen_es import scrub
 from massgen_es.errors import ServerUnavailable
 
 log = logging.getLogger("massgen.mcp_broker")
@@ -157,7 +158,9 @@ class Session:
     async def _own(self, ready: asyncio.Future[None]) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with open(self._errlog_path(), "a") as errlog:
+            # The server's stderr goes through the scrubber: a server that prints its environment (the
+            # resolved MCP secrets) must not leave them in the log file (issue 13 item 1).
+            with scrub.scrubbed_pipe(self._errlog_path()) as errlog:
                 # "legacy" (initialize handshake): list-changed then arrives as a plain notification; the
                 # 2026 era would need a subscriptions/listen stream, which the reference servers lack.
                 async with Client(self._transport(errlog), message_handler=self._on_message, mode="legacy") as client:

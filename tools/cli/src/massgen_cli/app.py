@@ -20,12 +20,14 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.model_commands import models_app
 from massgen_cli.stack import advertise, open_stack
 from massgen_es import config as config_mod
+from massgen_es import scrub
 from massgen_es.bus import Draft
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
@@ -65,7 +67,9 @@ def submit(
     else:
         out.print(render.final(view))
     if view.status == "failed":
-        err.print(f"[red]run failed:[/red] {view.failure}")
+        err.print(Text.assemble(("run failed:", "red"), f" {view.failure}"))
+        for agent_id, last in view.agent_failures().items():
+            err.print(Text(f"  {agent_id}: {last['type']}: {last['message']}"))
     elif view.status == "timed_out":
         err.print("[yellow]run timed out[/yellow]: the best available answer was presented")
     raise typer.Exit(EXIT.get(view.status, 2))
@@ -220,6 +224,7 @@ def serve(
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    scrub.guard_logging()
     options = registry.ServiceOptions(concurrency=concurrency, ack_wait_s=ack_wait)
 
     async def go() -> None:
@@ -283,6 +288,7 @@ def status(
 def up() -> None:
     """Run the embedded stack (a nats-server and every service in this process) in the foreground."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    scrub.guard_logging()
 
     async def go() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
@@ -302,6 +308,7 @@ def up() -> None:
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    scrub.guard_logging()
     app()
 
 

@@ -100,6 +100,8 @@ class AgentView:
     tool_calls: int = 0
     tool_errors: int = 0
     tool_seconds: float = 0.0
+    last_failure: tuple[str, str] | None = None
+    """``(type, message)`` of the agent's last failed turn (as logged: secrets already scrubbed)."""
 
 
 @dataclass
@@ -238,6 +240,7 @@ class RunView:
                 self._log(r, ev.agent_id, "rejected", f"{ev.code}: {preview(ev.errors[0] if ev.errors else '')}")
             case TurnFailed():
                 agent.status = "failed turn"
+                agent.last_failure = (ev.failure.type, ev.failure.message)
                 self._log(r, ev.agent_id, "failed", f"{ev.failure.type}: {preview(ev.failure.message)}")
             case AnswerPosted():
                 agent.answers.append(ev.label)
@@ -364,4 +367,11 @@ class RunView:
             "usage": self.usage(),
             "duration_s": round(self.duration_s or 0.0, 3),
             "error": self.failure,
+            "agent_failures": self.agent_failures(),
         }
+
+    def agent_failures(self) -> dict[str, dict[str, str]]:
+        """Each agent's last failed turn, ``{agent_id: {"type": ..., "message": ...}}`` (agents whose
+        turns never failed left out): what a failed run's error names (issue 13 item 4)."""
+        return {a.id: {"type": a.last_failure[0], "message": a.last_failure[1]}
+                for a in self.agents.values() if a.last_failure is not None}

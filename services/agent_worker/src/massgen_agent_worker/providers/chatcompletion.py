@@ -23,7 +23,7 @@ import openai
 
 from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, loop_cached
 from massgen_agent_worker.providers.streaming import StreamedReply
-from massgen_es import backends
+from massgen_es import backends, scrub
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,
@@ -81,6 +81,7 @@ def api_key(cfg: BackendConfig, url: str | None) -> str:
     key = os.environ.get(env)
     if not key:
         raise ConfigError(f"environment variable {env} is not set; export it with the API key for backend {cfg.type}")
+    scrub.remember([key])  # whatever its variable is named, it never reaches the log
     return key
 
 

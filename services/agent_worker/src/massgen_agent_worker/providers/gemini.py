@@ -38,7 +38,7 @@ from massgen_agent_worker.providers.chatcompletion import (
     retry_after_s,
 )
 from massgen_agent_worker.providers.streaming import StreamedReply
-from massgen_es import backends
+from massgen_es import backends, scrub
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
     ConfigError,
@@ -84,6 +84,7 @@ def api_key(cfg: BackendConfig) -> str:
         raise ConfigError(
             f"environment variable {env}{also} is not set; export it with the API key for backend {cfg.type}"
         )
+    scrub.remember([key])
     return key
 
 
