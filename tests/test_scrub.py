@@ -26,6 +26,7 @@ ODD = 'pa"ss\\word-of-a-custom-store'  # needs JSON escaping; no credential shap
     f"API key not valid: {GOOGLE}",
     "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abcdef",
     "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==",
     "https://host/v1?api_key=qwertyuiop123&x=1",
     '{"error": {"password": "hunter2hunter2"}}',
 ])
@@ -34,6 +35,15 @@ def test_credential_shapes_are_replaced_by_the_marker(raw: str) -> None:
     assert scrub.MARKER in out
     for secret in (KEY, ANTHROPIC, GOOGLE, "eyJhbGciOiJIUzI1NiJ9", "ghp_abc", "qwertyuiop123", "hunter2hunter2"):
         assert secret not in out
+
+
+@pytest.mark.parametrize("prose", [
+    "Token generation is slow; a bearer instrument; basic arithmetic; the api_key: required field",
+    "password = the one you chose",
+    "sk-learn is a library",
+])
+def test_prose_that_merely_mentions_credentials_is_left_alone(prose: str) -> None:
+    assert scrub.Scrubber().text(prose) == prose
 
 
 def test_remembered_values_are_replaced_in_text_and_in_json_bytes_which_stay_valid() -> None:

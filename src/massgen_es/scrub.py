@@ -37,8 +37,11 @@ _SECRET_NAME = re.compile(r"(API_?KEY|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD|_CRE
 # Credential shapes. Token characters stop at anything JSON would escape (quote, backslash), so a
 # replacement never cuts an escape sequence in half.
 _TOKEN = r"[A-Za-z0-9._~+/=-]"
+# The generic shapes (a scheme or a key name, then a value) also want a digit in the value, so prose such
+# as "bearer instruments" or "api_key: required" stays as it is.
+_DIGITED = r"(?=[A-Za-z._~+/=-]*[0-9])" + _TOKEN
 _SHAPES: tuple[tuple[str, str], ...] = (
-    (rf"(?i)\b(bearer|basic|token)(\s+){_TOKEN}{{8,}}", r"\1\2" + MARKER),
+    (rf"(?i)\b(bearer|basic)(\s+){_DIGITED}{{8,}}", r"\1\2" + MARKER),
     (r"\bsk-[A-Za-z0-9_-]{16,}", MARKER),
     (r"\bAIza[0-9A-Za-z_-]{30,}", MARKER),
     (r"\bgh[pousr]_[A-Za-z0-9]{30,}", MARKER),
@@ -48,7 +51,7 @@ _SHAPES: tuple[tuple[str, str], ...] = (
     (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", MARKER),
     # key = value, key: "value", \"key\": \"value\" (a JSON body quoted inside a JSON string)
     (rf"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret|secret[_-]?key|password|passwd)"
-     rf"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?){_TOKEN}{{6,}}", r"\1" + MARKER),
+     rf"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?){_DIGITED}{{6,}}", r"\1" + MARKER),
 )
 _TEXT_SHAPES = tuple((re.compile(p), r) for p, r in _SHAPES)
 _BYTE_SHAPES = tuple((re.compile(p.encode()), r.encode()) for p, r in _SHAPES)
