@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_executor import IMAGE, commands, engine, exec_team  # noqa: F401 - engine: the fixture
 
 from harness import MASSGEN, Stack, of
 from massgen_es.events import ExecutionCompleted, ExecutionFailed
 from massgen_es.testing.fake_openai import FakeOpenAI
-from test_executor import IMAGE, commands, engine, exec_team  # noqa: F401 - engine: the fixture
 
 SECRET = "sk-test-" + uuid.uuid4().hex
 MODES = ["local", "docker"]

@@ -251,7 +251,8 @@ def _path_of(message: str) -> tuple[str, str]:
 
 
 def _allowed(where: str) -> str:
-    """"; allowed: a, b" for the enum-valued key at ``where`` (e.g. ``agents[0].backend.command_line_execution_mode``)."""
+    """The text "; allowed: a, b" naming the values of the enum-valued key at ``where`` (a path like
+    ``agents[0].backend.command_line_execution_mode``), or "" when its last name is no such key."""
     key = where.rsplit(".", 1)[-1]
     for struct in _Strict.__subclasses__():
         for f in msgspec.structs.fields(struct):

@@ -75,7 +75,8 @@ class Isolation:
 def _mkdirs(path: Path) -> list[str]:
     # bwrap creates a bind's missing parents with mode 0700 when run as root, which the unprivileged
     # command could not traverse: create them 0755 first.
-    return [a for parent in reversed(path.parents) if str(parent) != "/" for a in ("--perms", "0755", "--dir", str(parent))]
+    parents = [str(p) for p in reversed(path.parents) if str(p) != "/"]
+    return [a for parent in parents for a in ("--perms", "0755", "--dir", parent)]
 
 
 def bwrap_argv(

@@ -166,8 +166,9 @@ async def run_local(
     The process starts a new session (its pid is its process group id); stdin is ``/dev/null``; the
     environment is :func:`minimal_env` (``work_dir`` as ``HOME``, plus ``env``; never secrets: in a
     sandbox they show in its ``/proc/1/cmdline``). With ``isolation`` the shell runs inside bwrap
-    (:func:`~massgen_executor.isolation.bwrap_argv`), which itself starts with an empty environment. Stdout and stderr are
-    read concurrently and drained to the end, keeping the first ``max_output_bytes`` of each.
+    (:func:`~massgen_executor.isolation.bwrap_argv`), which itself starts with an empty environment.
+    Stdout and stderr are read concurrently and drained to the end, keeping the first
+    ``max_output_bytes`` of each.
 
     When the shell exits, or the timeout expires, or the calling task is cancelled, the whole process
     group gets ``SIGKILL``, so backgrounded grandchildren (``sleep 100 &``) die with it. A process that

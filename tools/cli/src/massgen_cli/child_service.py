@@ -81,4 +81,5 @@ async def run_child(service: str, nats_url: str, log_path: Path) -> None:
                 proc.kill()
             await proc.wait()
         raise
-    raise MassgenError(f"its process (pid {proc.pid}) exited with status {code}; log {log_path}: {_tail(log_path)[-500:]}")
+    tail = _tail(log_path)[-500:]
+    raise MassgenError(f"its process (pid {proc.pid}) exited with status {code}; log {log_path}: {tail}")
