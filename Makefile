@@ -37,9 +37,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/massgen submit "$(QUESTION)"
 
-# Docker engine and the offline-built sandbox images (the executor's Docker mode; needs root to install
-# the engine on a machine that has none).
+# Docker engine and the offline-built sandbox images (the executor's Docker mode), and bubblewrap (its
+# local mode's sandbox); needs root to install them on a machine that has none.
 sandbox:
+	bash scripts/bubblewrap.sh
 	bash scripts/docker-engine.sh
 	bash scripts/sandbox-images.sh
 

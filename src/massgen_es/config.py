@@ -20,7 +20,7 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, TypeGuard, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -137,9 +137,14 @@ class BackendConfig(_Strict, frozen=True):
     enable_mcp_command_line: bool = False
     """Offer ``execute_command`` (as ``mcp__command_line__execute_command``), run by the executor in the
     agent's workspace (MassGen spec §4.1). Needs ``cwd``."""
-    command_line_execution_mode: Literal["local", "docker"] = "local"
-    """``docker``: one container per agent per run; ``local``: a subprocess with resource limits. Docker
-    mode never falls back to local: with no engine the command fails with how to fix it."""
+    command_line_execution_mode: Literal["local", "local_unisolated", "docker"] = "local"
+    """``docker``: one container per agent per run; ``local``: a subprocess with resource limits in a
+    bubblewrap sandbox (own namespaces, only the workspace writable, no network, an unprivileged uid;
+    issue 13 item 2); ``local_unisolated``: the same subprocess without the sandbox, with the host's
+    filesystem, network and the executor's user (an explicit opt-in). Neither Docker nor local mode
+    falls back to a weaker one: with no engine, or no usable ``bwrap``, the command fails naming the fix."""
+    command_line_local_network: bool = False
+    """Local mode: give commands the host's network (else only their own loopback)."""
     command_line_docker_image: str = "massgen/sandbox-python:latest"
     command_line_docker_dockerfile: str | None = None
     """A Dockerfile the executor builds (tagged ``command_line_docker_image``) instead of a prebuilt image."""
@@ -246,6 +251,19 @@ def _path_of(message: str) -> tuple[str, str]:
     return (m.group(2) or "").lstrip("."), m.group(1)
 
 
+def _allowed(where: str) -> str:
+    """The text "; allowed: a, b" naming the values of the enum-valued key at ``where`` (a path like
+    ``agents[0].backend.command_line_execution_mode``), or "" when its last name is no such key."""
+    key = where.rsplit(".", 1)[-1]
+    for struct in _Strict.__subclasses__():
+        for f in msgspec.structs.fields(struct):
+            if f.name == key:
+                values = [v for arg in get_args(f.type) for v in (get_args(arg) or (arg,)) if isinstance(v, str)]
+                if values:
+                    return "; allowed: " + ", ".join(values)
+    return ""
+
+
 def parse_config(data: Any, origin: str = "<config>") -> Config:
     """Validate already-parsed YAML/JSON data.
 
@@ -262,6 +280,8 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
         if unknown:
             key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
             raise ConfigError(f"{origin}: unknown key `{key}`; check its spelling or remove it") from None
+        if what.startswith("Invalid enum value"):
+            what += _allowed(where)
         raise ConfigError(f"{origin}: bad value at `{where or '(top level)'}`: {what}") from None
     return _check(cfg, origin)
 

@@ -504,7 +504,7 @@ class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
     call_id: str
     turn_id: str
     agent_id: str
-    mode: Literal["docker", "local"]
+    mode: Literal["docker", "local", "local_unisolated"]
     exit_code: int
     duration_s: float
     stdout: str

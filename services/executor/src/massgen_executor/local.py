@@ -1,5 +1,6 @@
 """Local mode: run an agent's command as a resource-limited subprocess, for users without Docker
-(issue #5 item 3; MassGen spec §4.1 runs ``subprocess.run(shell=True)`` with no limits at all).
+(issue #5 item 3; MassGen spec §4.1 runs ``subprocess.run(shell=True)`` with no limits at all), isolated
+in Linux namespaces by bubblewrap (issue 13 item 2, :mod:`massgen_executor.isolation`).
 
 The command runs as ``/bin/sh -c <command>`` in its own session and process group, with
 ``setrlimit`` limits on CPU time, address space, file size and process count, a minimal environment
@@ -7,8 +8,12 @@ The command runs as ``/bin/sh -c <command>`` in its own session and process grou
 When the shell ends, whatever it left running in its group is killed too: background jobs do not
 outlive the call (they would otherwise hold the output pipes open until they exit).
 
-This is containment, not isolation: the command sees the host filesystem and network with the
-executor's user. Docker mode is the sandbox; :mod:`massgen_executor.filters` is a best-effort check.
+With an :class:`~massgen_executor.isolation.Isolation` (``command_line_execution_mode: local``), the
+shell runs inside bwrap: its own PID, IPC, UTS and network namespaces, only the workspace writable,
+context paths read-only, no ``/etc/shadow`` or other processes' ``/proc/*/environ``, an unprivileged
+uid. Killing bwrap's group ends its PID namespace and with it every process of the command. Without
+one (``local_unisolated``, an explicit opt-in) the command sees the host filesystem and network with
+the executor's user: containment, not isolation.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massgen_es.errors import CommandStartError
+from massgen_executor.isolation import Isolation, bwrap_argv, hand_over, require_bwrap
 from massgen_executor.result import ExecResult
 
 TIMEOUT_EXIT_CODE = -9  # -SIGKILL: what the killed shell reports; ``timed_out`` says why
@@ -153,12 +159,16 @@ async def run_local(
     limits: Limits,
     env: Mapping[str, str] | None = None,
     max_output_bytes: int = 1 << 20,
+    isolation: Isolation | None = None,
 ) -> ExecResult:
     """Run ``/bin/sh -c command`` in ``work_dir`` with ``limits`` and a ``timeout_s`` wall clock.
 
     The process starts a new session (its pid is its process group id); stdin is ``/dev/null``; the
-    environment is :func:`minimal_env` (``work_dir`` as ``HOME``, plus ``env``). Stdout and stderr are
-    read concurrently and drained to the end, keeping the first ``max_output_bytes`` of each.
+    environment is :func:`minimal_env` (``work_dir`` as ``HOME``, plus ``env``; never secrets: in a
+    sandbox they show in its ``/proc/1/cmdline``). With ``isolation`` the shell runs inside bwrap
+    (:func:`~massgen_executor.isolation.bwrap_argv`), which itself starts with an empty environment.
+    Stdout and stderr are read concurrently and drained to the end, keeping the first
+    ``max_output_bytes`` of each.
 
     When the shell exits, or the timeout expires, or the calling task is cancelled, the whole process
     group gets ``SIGKILL``, so backgrounded grandchildren (``sleep 100 &``) die with it. A process that
@@ -173,18 +183,27 @@ async def run_local(
     Raises:
         ValueError: ``timeout_s`` is not positive or ``max_output_bytes`` is negative.
         CommandStartError: the process could not be started (e.g. ``work_dir`` does not exist).
+        SandboxUnavailable: ``isolation`` is given but bwrap cannot run here (the message names the fix).
         asyncio.CancelledError: the call was cancelled; the process group has been killed.
     """
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive (got {timeout_s})")
     if max_output_bytes < 0:
         raise ValueError(f"max_output_bytes must be >= 0 (got {max_output_bytes})")
+    argv, child_env = ["/bin/sh", "-c", command], minimal_env(work_dir, env)
+    if isolation is not None:
+        bwrap = await asyncio.to_thread(require_bwrap, isolation)
+        if not work_dir.is_dir():
+            raise CommandStartError(f"could not run the command: {work_dir} is not a directory")
+        if isolation.as_root:
+            await asyncio.to_thread(hand_over, isolation.workspace)
+        argv, child_env = bwrap_argv(isolation, command, work_dir=work_dir, env=child_env, bwrap=bwrap), {}
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command,
+            *argv,
             cwd=work_dir,
-            env=minimal_env(work_dir, env),
+            env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

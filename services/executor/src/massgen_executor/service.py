@@ -1,7 +1,8 @@
 """The executor service: a pull consumer on the ``MASSGEN_EXEC`` work queue.
 
 For each ``execution.requested`` it checks the command (filters) and the working directory (inside
-the agent's workspace), runs it in the agent's Docker sandbox or locally with resource limits, and
+the agent's workspace), runs it in the agent's Docker sandbox or locally with resource limits (in a
+bubblewrap sandbox, or unisolated when the config opts in), and
 appends ``execution.completed`` (exit code, duration, output up to the cap, and Object Store
 references for the full output and for files the command wrote) or ``execution.failed``, under the id
 ``<request id>:result``, before acking.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from massgen_es.events import (
 from massgen_es.failures import failure_of
 from massgen_executor.docker_sandbox import DockerSandboxes, SandboxSpec, container_name
 from massgen_executor.filters import CommandRefused, check_command
+from massgen_executor.isolation import Isolation
 from massgen_executor.local import Limits, run_local
 from massgen_executor.result import ExecResult
 
@@ -59,12 +62,15 @@ class Executor:
         home: data directory (workspaces under ``<home>/runs``).
         concurrency: commands run at once.
         warm: create an agent's sandbox when its run is submitted (else on its first command).
+        bwrap: the bubblewrap program local mode isolates commands with (a name on ``PATH`` or a path);
+            default ``$MASSGEN_BWRAP``, else ``bwrap``.
     """
 
     def __init__(
         self, nc: Client, home: Path, *, concurrency: int = 8, ack_wait_s: float = 60.0, max_deliver: int = 5,
-        warm: bool = True, instance: str | None = None,
+        warm: bool = True, instance: str | None = None, bwrap: str | None = None,
     ) -> None:
+        self.bwrap = bwrap or os.environ.get("MASSGEN_BWRAP") or "bwrap"
         self.log = JetStreamEventLog(nc)
         self.queue = ExecQueue(nc)
         self.objects = ObjectStore(nc)
@@ -126,9 +132,13 @@ class Executor:
             if b.enable_mcp_command_line and b.command_line_execution_mode == "docker":
                 await self._sandbox(run_id, spec.id, b, reason="warm")
 
+    def _read_only(self, run_id: str, b: BackendConfig) -> list[Path]:
+        """What a command may read besides its workspace: the context paths and the run's snapshots."""
+        return [Path(cp.path) for cp in b.context_paths] + [workspaces.snapshots(self.home, run_id)]
+
     async def _sandbox(self, run_id: str, agent_id: str, b: BackendConfig, reason: str = "") -> str:
         workspace = workspaces.workspace(self.home, run_id, agent_id)
-        read_only = [Path(cp.path) for cp in b.context_paths] + [workspaces.snapshots(self.home, run_id)]
+        read_only = self._read_only(run_id, b)
         spec = SandboxSpec.of(b)
         name, created = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only)
         self._sandboxes.setdefault(run_id, set()).add(name)
@@ -206,8 +216,10 @@ class Executor:
             result = await self.docker.exec(sandbox, req.command, work_dir=work_dir, timeout_s=timeout_s,
                                             max_bytes=MAX_FILE_BYTES)
         else:
+            isolation = None if b.command_line_execution_mode == "local_unisolated" else Isolation(
+                workspace, tuple(self._read_only(run_id, b)), network=b.command_line_local_network, bwrap=self.bwrap)
             result = await run_local(req.command, work_dir=work_dir, timeout_s=timeout_s, limits=Limits(),
-                                     max_output_bytes=MAX_FILE_BYTES)
+                                     max_output_bytes=MAX_FILE_BYTES, isolation=isolation)
         objects = await self._store(result, cap, workspace, started)
         return ExecutionCompleted(
             call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,

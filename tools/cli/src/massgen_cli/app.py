@@ -25,7 +25,7 @@ from rich.text import Text
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.model_commands import models_app
-from massgen_cli.stack import advertise, open_stack
+from massgen_cli.stack import advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
 from massgen_es.bus import Draft
@@ -286,7 +286,8 @@ def status(
 
 @app.command()
 def up() -> None:
-    """Run the embedded stack (a nats-server and every service in this process) in the foreground."""
+    """Run the embedded stack (a nats-server, the executor as a child process without secrets in its
+    environment, every other service in this process) in the foreground."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scrub.guard_logging()
 
@@ -294,7 +295,7 @@ def up() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
             raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
         async with open_stack(services=False, name="massgen-up") as stack:
-            stack.tasks = registry.start(stack.nc, SERVICE_NAMES)
+            stack.tasks = start_services(stack)
             path = advertise(stack.url)
             err.print(f"embedded stack on {stack.url} (advertised in {path}); Ctrl-C to stop")
             try:

@@ -1,9 +1,10 @@
 """Reaching a stack: an external one (``MASSGEN_NATS_URL``, or a running ``massgen up``), or an
-embedded one started for the command (nats-server child + services in-process).
+embedded one started for the command (nats-server child, the services in-process except the executor,
+which runs as a child process whose environment holds no secrets: :mod:`massgen_cli.child_service`).
 
 Data lives under ``MASSGEN_HOME`` (default ``~/.massgen``): ``nats/`` is the JetStream store, so runs
 survive the process; ``stack.json`` advertises a foreground ``massgen up``; ``logs/`` holds the
-nats-server and local-model logs.
+nats-server, executor and local-model logs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from massgen_cli import services as registry
+from massgen_cli.child_service import run_child
 from massgen_es.bus.jetstream import JetStreamEventLog, connect, ensure_streams
 from massgen_es.bus.server import NatsServer
 from massgen_es.ops import home
@@ -78,7 +80,7 @@ async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncItera
     try:
         await ensure_streams(nc.jetstream())
         if server is not None and services:
-            stack.tasks = registry.start(nc, SERVICE_NAMES)
+            stack.tasks = start_services(stack)
         yield stack
     finally:
         for t in stack.tasks:
@@ -88,6 +90,26 @@ async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncItera
             await nc.close()
         if server is not None:
             await asyncio.to_thread(server.stop)
+
+
+CHILD_SERVICES = ("executor",)
+"""Services the embedded stack runs as child processes with a clean environment (issue 13 item 2):
+the executor runs agents' commands, so it must hold no provider key or MCP secret."""
+
+
+def start_services(stack: Stack) -> list[asyncio.Task]:
+    """Run every service for the embedded ``stack``: :data:`CHILD_SERVICES` as child processes
+    (``massgen serve``, log in ``<MASSGEN_HOME>/logs/<name>.log``), the others in this process. Each is
+    a task named after its service; a child that exits ends its task with a :class:`MassgenError`,
+    as a crashed in-process service does.
+
+    Raises:
+        MassgenError: a service's package is not installed.
+    """
+    tasks = registry.start(stack.nc, [n for n in SERVICE_NAMES if n not in CHILD_SERVICES])
+    for name in CHILD_SERVICES:
+        tasks.append(asyncio.create_task(run_child(name, stack.url, home() / "logs" / f"{name}.log"), name=name))
+    return tasks
 
 
 def advertise(url: str) -> Path:
