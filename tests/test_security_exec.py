@@ -19,6 +19,7 @@ import yaml
 from test_executor import IMAGE, commands, engine, exec_team  # noqa: F401 - engine: the fixture
 
 from harness import MASSGEN, Stack, of
+from massgen_es import scrub
 from massgen_es.events import ExecutionCompleted, ExecutionFailed
 from massgen_es.testing.fake_openai import FakeOpenAI
 
@@ -113,7 +114,9 @@ async def test_local_unisolated_runs_on_the_host_when_opted_in(fresh_nats, fake,
         fake, commands(({"command": cmd},)), command_line_execution_mode="local_unisolated"), monkeypatch)
     [done] = of(records, ExecutionCompleted)
     assert done.mode == "local_unisolated" and done.stdout.startswith("host\n")
-    assert outside.read_text() == "host\n" and SECRET in done.stdout
+    # It did read the executor's key; the scrubber kept the value out of the log (issue 13 item 1).
+    assert outside.read_text() == "host\n" and f"OPENAI_API_KEY={scrub.MARKER}" in done.stdout
+    assert SECRET not in done.stdout
 
 
 def _listener() -> socket.socket:
