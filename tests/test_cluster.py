@@ -5,12 +5,16 @@ loss of the event stream's leader with nothing lost and nothing duplicated."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Stack, agent_script, assert_no_duplicates, of, team
+import yaml
 
+from harness import MASSGEN, Stack, agent_script, assert_no_duplicates, of, team
 from massgen_es import subjects
 from massgen_es.bus.cluster import STREAMS
 from massgen_es.bus.jetstream import TurnQueue, connect, ensure_streams
@@ -118,3 +122,41 @@ async def test_a_run_survives_losing_the_event_streams_leader(
     seqs = [r.seq for r in records]
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
     assert_no_duplicates(run_id, records)
+
+
+def test_massgen_up_cluster_3_serves_a_submit_and_status_shows_three_healthy_nodes(
+    massgen_home: Path, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake.default("ma", agent_script("Paris", "agent1", final="FINAL Paris"))
+    cfg = tmp_path / "team.yaml"
+    cfg.write_text(yaml.safe_dump({"agents": [
+        {"id": "alpha", "backend": {"type": "chatcompletion", "model": "ma", "base_url": fake.base_url}}]}))
+    up = subprocess.Popen([MASSGEN, "up", "--cluster", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (massgen_home / "stack.json").exists():
+            assert up.poll() is None, up.stderr.read().decode() if up.stderr else ""
+            assert time.monotonic() < deadline, "massgen up --cluster 3 did not advertise its stack"
+            time.sleep(0.1)
+        urls = json.loads((massgen_home / "stack.json").read_text())["url"].split(",")
+        assert len(urls) == 3
+        run = subprocess.run([MASSGEN, "submit", "Capital of France?", "--config", str(cfg), "--json"],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["final_answer"] == "FINAL Paris"
+        shown = subprocess.run([MASSGEN, "status", "--json"], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        health = json.loads(shown.stdout)["cluster"]
+        assert health["healthy"] and health["replicas"] == 3
+        assert sorted(n["name"] for n in health["nodes"]) == ["n1", "n2", "n3"]
+        assert {s["stream"]: s["replicas"] for s in health["streams"]}[subjects.EVENTS_STREAM] == 3
+        table = subprocess.run([MASSGEN, "status"], capture_output=True, text=True, timeout=60)
+        assert "cluster massgen, R3, healthy" in table.stdout, table.stdout
+        assert {p.name for p in (massgen_home / "nats-cluster").iterdir()} == {"n1", "n2", "n3"}
+    finally:
+        up.terminate()
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
