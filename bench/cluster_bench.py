@@ -72,7 +72,7 @@ async def measure(url: str, fake: FakeOpenAI, tag: str) -> dict:
         lat = []
         for i in range(APPENDS):
             t = time.perf_counter()
-            await log.append(run_id, "timer", [Draft(f"{run_id}:t{i}", TimerFired(timer_id=f"t{i}", fire_at=0.0))],
+            await log.append(run_id, "timer", [Draft(f"{run_id}:t{i}", TimerFired(name="run_deadline"))],
                              origin=src)
             lat.append((time.perf_counter() - t) * 1000)
         return {"replicas": replicas(nc), "wall_p50_s": statistics.median(walls), "wall_max_s": max(walls),
