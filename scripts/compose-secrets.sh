@@ -10,6 +10,9 @@
 #                                 <service>.env     MASSGEN_NATS_URL with that service's user only
 #                                 agent_worker.env  + the non-NATS settings of deploy/.env (provider keys)
 #                                 cli.env           MASSGEN_NATS_URL for `massgen` on the host
+#   deploy/build/env/cluster/<svc>.env   for deploy/cluster.yml (three NATS nodes): MASSGEN_NATS_URL
+#                               listing all three nodes; nats.env also gets the route password
+#                               (NATS_ROUTE_PASSWORD, generated into deploy/.env) and the route URLs.
 #                               docker-compose.yml reads them with env_file, so a plain
 #                               `docker compose up` needs no --env-file for credentials.
 #
@@ -36,7 +39,7 @@ fi
 chmod 600 "$ENV_FILE"
 
 made=0
-for u in "${USERS[@]}"; do
+for u in "${USERS[@]}" route; do   # route: the NATS cluster's nodes between themselves
   v="$(var_of "$u")"
   cur="$(get "$v")"
   if [ -z "$cur" ]; then
@@ -61,6 +64,12 @@ CLI_HOST="127.0.0.1:$(get NATS_PORT)"; [ "$CLI_HOST" != "127.0.0.1:" ] || CLI_HO
 {
   echo "# derived from deploy/.env by scripts/compose-secrets.sh: the NATS server's users"
   for u in "${USERS[@]}"; do v="$(var_of "$u")"; echo "$v=$(get "$v")"; done
+  echo "# deploy/cluster.yml: the nodes' routes (deploy/nats/cluster.conf), with the route password"
+  echo "NATS_ROUTE_PASSWORD=$(get NATS_ROUTE_PASSWORD)"
+  for i in 1 2 3; do
+    host=nats; [ "$i" = 1 ] || host="nats-$i"
+    echo "NATS_ROUTE_$i=nats-route://route:$(get NATS_ROUTE_PASSWORD)@$host:6222"
+  done
 } >"$OUT/nats.env"
 for u in orchestrator agent_worker mcp_broker executor; do
   {
@@ -68,6 +77,22 @@ for u in orchestrator agent_worker mcp_broker executor; do
     echo "MASSGEN_NATS_URL=$SCHEME://$u:$(get "$(var_of "$u")")@$NATS_HOST:4222"
   } >"$OUT/$u.env"
 done
+# deploy/cluster.yml: every service lists the three nodes (nats, nats-2, nats-3), the CLI their
+# loopback ports; these files come after the ones above in env_file, so their URL wins.
+mkdir -p "$OUT/cluster"
+chmod 700 "$OUT/cluster"
+port_of() { p="$(get "$1")"; echo "${p:-$2}"; }
+for u in orchestrator agent_worker mcp_broker executor; do
+  pw="$(get "$(var_of "$u")")"
+  echo "MASSGEN_NATS_URL=$SCHEME://$u:$pw@nats:4222,$SCHEME://$u:$pw@nats-2:4222,$SCHEME://$u:$pw@nats-3:4222" \
+    >"$OUT/cluster/$u.env"
+done
+pw="$(get NATS_CLI_PASSWORD)"
+{
+  echo "# for massgen on the host with deploy/cluster.yml:  set -a; . deploy/build/env/cluster/cli.env; set +a"
+  echo "MASSGEN_NATS_URL=$SCHEME://cli:$pw@127.0.0.1:$(port_of NATS_PORT 4222),$SCHEME://cli:$pw@127.0.0.1:$(port_of NATS_PORT_2 4223),$SCHEME://cli:$pw@127.0.0.1:$(port_of NATS_PORT_3 4224)"
+} >"$OUT/cluster/cli.env"
+chmod 600 "$OUT"/cluster/*.env
 # Provider keys and other settings for the workers: every non-NATS, non-comment line of deploy/.env.
 grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$ENV_FILE" | grep -v -E '^NATS_' >>"$OUT/agent_worker.env" || true
 {

@@ -23,7 +23,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_es import subjects
-from massgen_es.bus import natsapi
+from massgen_es.bus import cluster, natsapi
 from massgen_es.events import Source
 
 HEARTBEAT_EVERY_S = 5.0
@@ -58,7 +58,8 @@ async def _services_bucket(nc: Client) -> KeyValue:
     except BucketNotFoundError:
         return await natsapi.admin(js).create_key_value(
             KeyValueConfig(
-                bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY
+                bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY,
+                replicas=cluster.replicas(nc),
             )
         )
 
@@ -90,8 +91,10 @@ async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
     return found
 
 
-async def status(nc: Client) -> dict[str, Any]:
-    """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes."""
+async def status(nc: Client, url: str | None = None) -> dict[str, Any]:
+    """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes,
+    and, given the stack's ``url`` (one server or a cluster's nodes, comma-separated), the NATS nodes'
+    and streams' health under ``"cluster"`` (:func:`massgen_es.bus.cluster.health`; issue 13 item 6)."""
     js = natsapi.jetstream(nc)
     now = time.time()
     services: list[dict[str, Any]] = []
@@ -111,7 +114,9 @@ async def status(nc: Client) -> dict[str, Any]:
             c = await js.consumer_info(stream, durable)
             queues.append({"stream": stream, "consumer": durable, "pending": c.num_pending,
                            "in_flight": c.num_ack_pending, "redelivered": c.num_redelivered})
-        except NotFoundError:
+        except Exception as exc:  # missing, or no leader while a node is down: shown as unknown
+            if not isinstance(exc, NotFoundError | TimeoutError) and not cluster.transient(exc):
+                raise
             queues.append({"stream": stream, "consumer": durable, "pending": None, "in_flight": None,
                            "redelivered": None})
     streams: list[dict[str, Any]] = []
@@ -119,10 +124,15 @@ async def status(nc: Client) -> dict[str, Any]:
         try:
             s = (await js.stream_info(name)).state
             streams.append({"stream": name, "messages": s.messages, "bytes": s.bytes})
-        except NotFoundError:
+        except Exception as exc:
+            if not isinstance(exc, NotFoundError | TimeoutError) and not cluster.transient(exc):
+                raise
             streams.append({"stream": name, "messages": None, "bytes": None})
-    return {"services": sorted(services, key=lambda s: (s["service"], s["instance"])), "queues": queues,
-            "streams": streams}
+    out: dict[str, Any] = {"services": sorted(services, key=lambda s: (s["service"], s["instance"])), "queues": queues,
+           "streams": streams}
+    if url is not None:
+        out["cluster"] = await cluster.health(nc, url)
+    return out
 
 
 class JsonFormatter(logging.Formatter):

@@ -29,10 +29,10 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from massgen_es import subjects
-from massgen_es.bus import Draft, natsapi
+from massgen_es.bus import Draft, cluster, natsapi
 from massgen_es.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
 from massgen_es.events import Record, Source, UnknownEvent, decode, encode
 from massgen_es.subjects import Writer
@@ -50,26 +50,34 @@ async def connect(url: str, name: str) -> Client:
     """Connect to NATS, failing fast with a clear message. Replies arrive on the URL user's own inbox
     prefix (``subjects.inbox_prefix``).
 
+    Args:
+        url: one server, or the nodes of a cluster separated by commas (each with its credentials;
+            issue 13 item 6). The client reconnects to another node when its node goes away, forever,
+            buffering publishes meanwhile; the servers' own gossip of node addresses is off
+            (``no_advertise``), so only these URLs are used, as they are reachable from here.
+        name: the connection's name, as the server's monitoring shows it.
+
     Raises:
-        BusUnavailable: nothing answers at ``url``.
-        ConfigError: the URL's user name cannot name an inbox.
+        BusUnavailable: no node answers at ``url``.
+        ConfigError: the URL's user name cannot name an inbox, or the list has an empty entry.
     """
+    servers = cluster.server_urls(url)
     prefix = subjects.inbox_prefix(url)  # a bad user name is a config error, not an unreachable server
     try:
         # nats-py keeps retrying a first connect that fails while reconnects are allowed: bound it.
-        return await asyncio.wait_for(_connect(url, name, prefix), timeout=8)
+        return await asyncio.wait_for(_connect(servers, name, prefix), timeout=8)
     except Exception as exc:  # nats-py raises several unrelated types for "nobody there"
         raise BusUnavailable(
-            f"cannot reach NATS at {url} ({exc.__class__.__name__}: {exc}); start a stack with `massgen up`, "
-            "or fix/unset MASSGEN_NATS_URL"
+            f"cannot reach NATS at {cluster.redact(url)} ({exc.__class__.__name__}: {exc}); start a stack "
+            "with `massgen up`, or fix/unset MASSGEN_NATS_URL"
         ) from None
 
 
-async def _connect(url: str, name: str, inbox_prefix: str) -> Client:
+async def _connect(servers: list[str], name: str, inbox_prefix: str) -> Client:
     # nats.connect leaves its **options unannotated, and Client.connect (fully typed) declares
     # reconnect_time_wait an int although nats-py sleeps it as a float: the call is right as it is.
     return await nats.connect(  # pyright: ignore[reportUnknownMemberType]
-        url,
+        servers,
         name=name,
         inbox_prefix=inbox_prefix,
         connect_timeout=3,
@@ -86,7 +94,14 @@ async def _quiet(exc: Exception) -> None:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create (or update) the event stream and the work-queue streams. Idempotent."""
+    """Create (or update) the event stream and the work-queue streams, with :func:`cluster.replicas`
+    replicas each (an existing stream of another replica count is updated to it). Idempotent. On a
+    cluster that is still electing its JetStream leader, waits for it (up to ``cluster.RETRY_FOR_S``).
+
+    Raises:
+        BusError: JetStream did not answer in time.
+    """
+    n = cluster.replicas(natsapi.client_of(js))
     configs = [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -98,6 +113,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             allow_atomic=True,
             allow_direct=True,  # reads are batched direct gets, not consumers
             duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=n,
         ),
         *(
             StreamConfig(
@@ -106,6 +122,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
                 storage=StorageType.FILE,
                 retention=RetentionPolicy.WORK_QUEUE,
                 duplicate_window=DUPLICATE_WINDOW_S,
+                num_replicas=n,
             )
             for name, wildcard in (
                 (subjects.TURNS_STREAM, subjects.TURNS_WILDCARD),
@@ -116,10 +133,14 @@ async def ensure_streams(js: JetStreamContext) -> None:
     ]
     admin = natsapi.admin(js)
     for cfg in configs:
-        try:
-            await admin.add_stream(cfg)
-        except BadRequestError:
-            await admin.update_stream(cfg)
+
+        async def put(cfg: StreamConfig = cfg) -> None:
+            try:
+                await admin.add_stream(cfg)
+            except BadRequestError:
+                await admin.update_stream(cfg)
+
+        await cluster.retrying(put, f"creating stream {cfg.name}")
 
 
 def decode_lenient(data: bytes, seq: int, run_id: str) -> Record:
@@ -176,20 +197,44 @@ class JetStreamEventLog:
         if not payloads:
             return []
         if len(payloads) == 1 and expect_last_seq is None:
-            ack = await self.js.publish(subject, payloads[0], headers={"Nats-Msg-Id": drafts[0].id})
+            # A repeat after a lost ack (leader election) carries the same Nats-Msg-Id: stored once.
+            ack = await cluster.retrying(
+                lambda: self.js.publish(subject, payloads[0], headers={"Nats-Msg-Id": drafts[0].id}),
+                f"append to {subject}",
+            )
             return [ack.seq]
+        attempts = 0
+
+        async def batch() -> list[int]:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await self._atomic_batch(subject, drafts, payloads, expect_last_seq)
+            except ConcurrencyConflict:
+                # A repeat of a batch that landed, its ack lost, finds its own events past the expected
+                # sequence: that is this append's success, not a conflict.
+                if attempts > 1 and (seqs := await self._stored(run_id, drafts)) is not None:
+                    return seqs
+                raise
+
         try:
-            return await self._atomic_batch(subject, drafts, payloads, expect_last_seq)
+            return await cluster.retrying(batch, f"atomic append to {subject}")
         except _DuplicateInBatch:
             # A retried batch: the server refuses a batch holding a stored Nats-Msg-Id (10201) instead of
             # skipping it. A batch lands whole or not at all, so all of it must be stored already.
-            stored = {r.id: r.seq for r in await self.read(run_id) if r.id in {d.id for d in drafts}}
-            if len(stored) != len(drafts):
+            seqs = await self._stored(run_id, drafts)
+            if seqs is None:
                 raise BusError(
-                    f"append to {subject}: {len(stored)} of {len(drafts)} events of this batch are already "
-                    "stored; a batch must be retried whole, with the same event ids"
+                    f"append to {subject}: some events of this batch are already stored, not all; a batch "
+                    "must be retried whole, with the same event ids"
                 ) from None
-            return [stored[d.id] for d in drafts]
+            return seqs
+
+    async def _stored(self, run_id: str, drafts: Sequence[Draft]) -> list[int] | None:
+        """The sequences of ``drafts`` if all of them are stored, else None."""
+        ids = {d.id for d in drafts}
+        stored = {r.id: r.seq for r in await self.read(run_id) if r.id in ids}
+        return [stored[d.id] for d in drafts] if len(stored) == len(drafts) else None
 
     async def _atomic_batch(
         self, subject: str, drafts: Sequence[Draft], payloads: list[bytes], expect_last_seq: int | None
@@ -212,6 +257,8 @@ class JetStreamEventLog:
                     raise ConcurrencyConflict(f"{subject}: {err.get('description')}")
                 if err.get("err_code") == _ERR_BATCH_DUPLICATE_ID:
                     raise _DuplicateInBatch
+                if err.get("code") == 503:  # no leader right now: cluster.retrying repeats the batch
+                    APIError.from_error(err)
                 raise BusError(f"atomic append to {subject} failed: {err}")
             end = int(resp["seq"])
             return list(range(end - last, end + 1))
@@ -328,7 +375,10 @@ class WorkQueue:
             source=record.source,
             causation_id=record.causation_id,
         )
-        await self.js.publish(self.subject_of(record.run_id), data, headers={"Nats-Msg-Id": record.id})
+        subject = self.subject_of(record.run_id)
+        await cluster.retrying(
+            lambda: self.js.publish(subject, data, headers={"Nats-Msg-Id": record.id}), f"push to {subject}"
+        )
 
     async def consumer(self, ack_wait_s: float, max_deliver: int) -> JetStreamContext.PullSubscription:
         """Bind to the shared durable pull consumer (created on first use).
@@ -427,9 +477,14 @@ class WorkQueue:
                 except TimeoutError:
                     slots.release()
                     continue
-                except Exception:
+                except Exception as exc:
                     slots.release()
-                    raise
+                    if not cluster.transient(exc):
+                        raise
+                    # the consumer's node went away: its new leader answers once elected
+                    _log.info("pulling from %s: %s; retrying", self.stream, type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
                 for msg in msgs:
                     task = asyncio.create_task(one(msg))
                     in_flight.add(task)

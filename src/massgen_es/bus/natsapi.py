@@ -74,6 +74,21 @@ def jetstream(nc: Client) -> JetStreamContext:
     return connection(nc).jetstream()
 
 
+def server_info(nc: Client) -> dict[str, object]:
+    """The INFO the connected server sent (``server_name``, ``cluster`` when clustered, ``version``...).
+
+    nats-py keeps it in ``Client._server_info`` with no public accessor; an empty dict before connecting.
+    """
+    info: dict[str, object] = getattr(nc, "_server_info", None) or {}
+    return info
+
+
+def client_of(js: JetStreamContext) -> Client:
+    """The connection a JetStream context was made from (nats-py's ``JetStreamContext._nc``)."""
+    nc: Client = getattr(js, "_nc")  # noqa: B009 - a private attribute, read without pyright's complaint
+    return nc
+
+
 def admin(js: JetStreamContext) -> Admin:
     """``js`` as an :class:`Admin`."""
     return js

@@ -14,7 +14,7 @@ from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore as Bucket
 
 from massgen_es import scrub, subjects
-from massgen_es.bus import natsapi
+from massgen_es.bus import cluster, natsapi
 from massgen_es.errors import BusError
 from massgen_es.events import ObjectRef
 
@@ -23,6 +23,7 @@ class ObjectStore:
     """Put and get content-addressed objects."""
 
     def __init__(self, nc: Client) -> None:
+        self.nc = nc
         self.js = natsapi.jetstream(nc)
         self._store: Bucket | None = None
 
@@ -32,7 +33,8 @@ class ObjectStore:
                 self._store = await self.js.object_store(subjects.OBJECTS_BUCKET)
             except BucketNotFoundError:
                 self._store = await natsapi.admin(self.js).create_object_store(
-                    subjects.OBJECTS_BUCKET, config=ObjectStoreConfig(storage=StorageType.FILE)
+                    subjects.OBJECTS_BUCKET,
+                    config=ObjectStoreConfig(storage=StorageType.FILE, replicas=cluster.replicas(self.nc)),
                 )
         return self._store
 

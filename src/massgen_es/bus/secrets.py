@@ -16,7 +16,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_es import scrub, subjects
-from massgen_es.bus import natsapi
+from massgen_es.bus import cluster, natsapi
 from massgen_es.errors import ConfigError
 
 _REF = re.compile(r"\$\{secret:([0-9a-f]{32})\}")
@@ -26,6 +26,7 @@ class SecretStore:
     """Digest -> value, in the ``MASSGEN_SECRETS`` bucket."""
 
     def __init__(self, nc: Client) -> None:
+        self.nc = nc
         self.js = natsapi.jetstream(nc)
         self._kv: KeyValue | None = None
 
@@ -35,7 +36,8 @@ class SecretStore:
                 self._kv = await self.js.key_value(subjects.SECRETS_BUCKET)
             except BucketNotFoundError:
                 self._kv = await natsapi.admin(self.js).create_key_value(
-                    KeyValueConfig(bucket=subjects.SECRETS_BUCKET, history=1, storage=StorageType.FILE)
+                    KeyValueConfig(bucket=subjects.SECRETS_BUCKET, history=1, storage=StorageType.FILE,
+                                   replicas=cluster.replicas(self.nc))
                 )
         return self._kv
 

@@ -54,22 +54,27 @@ class ComposeStack:
         workers: agent-worker replicas started by ``up``.
         worker_concurrency: turns each replica handles at once.
         ack_wait_s: the workers' JetStream ack wait, seconds (a killed worker's turn comes back after it).
+        cluster: three NATS nodes (``deploy/cluster.yml`` over the other two files) instead of one.
 
     Every method raises ``DeploymentError`` naming the failing command with the tail of its output.
     Needs root (the data directory is handed to the images' uid, as scripts/compose-up.sh does).
     """
 
     def __init__(
-        self, root: Path, *, workers: int = 1, worker_concurrency: int = 4, ack_wait_s: float = 6.0
+        self, root: Path, *, workers: int = 1, worker_concurrency: int = 4, ack_wait_s: float = 6.0,
+        cluster: bool = False,
     ) -> None:
         self.root = root
         self.workers = workers
+        self.cluster = cluster
         self.name = f"massgen-e2e-{uuid.uuid4().hex[:8]}"
         self.nats_port = free_port()
+        self.nats_ports = [self.nats_port, free_port(), free_port()] if cluster else [self.nats_port]
         self.data: Path | None = None
         self.env = {
             **os.environ,
             "NATS_PORT": str(self.nats_port),
+            **{f"NATS_PORT_{i + 1}": str(p) for i, p in enumerate(self.nats_ports) if i},
             "NATS_MONITOR_PORT": str(free_port()),
             "E2E_ACK_WAIT": f"{ack_wait_s:g}",
             "E2E_WORKER_CONCURRENCY": str(worker_concurrency),
@@ -126,6 +131,8 @@ class ComposeStack:
         """``docker compose -p <project> -f docker-compose.yml -f deploy/tests/e2e.compose.yml ARGS``;
         returns stdout."""
         project = ["-p", self.name, "-f", "docker-compose.yml", "-f", "deploy/tests/e2e.compose.yml"]
+        if self.cluster:
+            project += ["-f", "deploy/cluster.yml"]
         return self.run(["docker", "compose", "--env-file", "deploy/.env", *project, *args], timeout=timeout)
 
     def scale_workers(self, n: int) -> None:
@@ -172,9 +179,9 @@ class ComposeStack:
 
     def url(self, user: str = "cli") -> str:
         """The NATS URL of ``user`` (a key of the server's users: cli, orchestrator, agent_worker, ...)
-        on the published loopback port."""
+        on the published loopback port; with ``cluster``, the three nodes' URLs, comma-separated."""
         var = "NATS_" + user.upper().replace("-", "_") + "_PASSWORD"
-        return f"nats://{user}:{self.passwords[var]}@127.0.0.1:{self.nats_port}"
+        return ",".join(f"nats://{user}:{self.passwords[var]}@127.0.0.1:{p}" for p in self.nats_ports)
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``massgen ARGS`` on the host as NATS user ``cli`` against this stack (not checked)."""

@@ -257,13 +257,14 @@ def serve(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Connected service instances, work-queue depth and redeliveries, and stream sizes."""
+    """Connected service instances, work-queue depth and redeliveries, stream sizes, and the NATS nodes'
+    health (reachable, stream leaders, replicas current or lagging)."""
 
     async def go() -> dict:
         from massgen_es.ops import status as read_status
 
         async with open_stack(services=False, name="massgen-status") as stack:
-            return await read_status(stack.nc)
+            return await read_status(stack.nc, stack.url)
 
     info = run(go())
     if as_json:
@@ -280,13 +281,38 @@ def status(
     for st in info["streams"]:
         streams.add_row(st["stream"], str(st["messages"] if st["messages"] is not None else "-"),
                         str(st["bytes"] if st["bytes"] is not None else "-"))
-    for t in (services, queues, streams):
+    for t in (services, queues, streams, *_cluster_tables(info["cluster"])):
         out.print(t)
 
 
+def _cluster_tables(health: dict) -> list[Table]:
+    """The NATS nodes and each stream's replicas (``massgen_es.bus.cluster.health``)."""
+    word = "healthy" if health["healthy"] else "[red]NOT healthy[/red]"
+    title = f"NATS: cluster {health['name']}, R{health['replicas']}, {word}" if health["name"] else \
+        f"NATS: one server, {word}"
+    nodes = Table("node", "url", "reachable", "leads", "current", "lag", title=title)
+    for n in health["nodes"]:
+        nodes.add_row(n["name"] or "?", n["url"], "yes" if n["reachable"] else "[red]no[/red]",
+                      ", ".join(n["leader_of"]) or "-", "yes" if n["current"] else "[red]no[/red]", str(n["lag"]))
+    if not health["name"]:
+        return [nodes]
+    replicas = Table("stream", "replicas", "leader", "peers (current/lag)", title="stream replicas")
+    for s in health["streams"]:
+        peers = ", ".join(
+            f"{p['name']}: {'offline' if p['offline'] else 'current' if p['current'] else 'lag ' + str(p['lag'])}"
+            for p in s["peers"])
+        replicas.add_row(s["stream"], str(s["replicas"] or "-"), s["leader"] or "[red]none[/red]", peers or "-")
+    return [nodes, replicas]
+
+
 @app.command()
-def up() -> None:
-    """Run the embedded stack (a nats-server, the executor as a child process without secrets in its
+def up(
+    cluster: Annotated[
+        int, typer.Option("--cluster", help="NATS nodes: 1 (one server) or 3 (a JetStream cluster, every "
+                          "stream replicated on all three; one node may fail).")
+    ] = 1,
+) -> None:
+    """Run the embedded stack (nats-server(s), the executor as a child process without secrets in its
     environment, every other service in this process) in the foreground."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scrub.guard_logging()
@@ -294,10 +320,11 @@ def up() -> None:
     async def go() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
             raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
-        async with open_stack(services=False, name="massgen-up") as stack:
+        async with open_stack(services=False, name="massgen-up", cluster=cluster) as stack:
             stack.tasks = start_services(stack)
             path = advertise(stack.url)
-            err.print(f"embedded stack on {stack.url} (advertised in {path}); Ctrl-C to stop")
+            nodes = f"{cluster} NATS nodes" if cluster > 1 else "one NATS server"
+            err.print(f"embedded stack ({nodes}) on {stack.url} (advertised in {path}); Ctrl-C to stop")
             try:
                 await asyncio.gather(*stack.tasks)
             finally:

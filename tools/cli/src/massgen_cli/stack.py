@@ -3,8 +3,9 @@ embedded one started for the command (nats-server child, the services in-process
 which runs as a child process whose environment holds no secrets: :mod:`massgen_cli.child_service`).
 
 Data lives under ``MASSGEN_HOME`` (default ``~/.massgen``): ``nats/`` is the JetStream store, so runs
-survive the process; ``stack.json`` advertises a foreground ``massgen up``; ``logs/`` holds the
-nats-server, executor and local-model logs.
+survive the process (``nats-cluster/n1..nN``: the nodes' stores of ``massgen up --cluster N``);
+``stack.json`` advertises a foreground ``massgen up``; ``logs/`` holds the nats-server, executor and
+local-model logs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from nats.aio.client import Client
 from massgen_cli import services as registry
 from massgen_cli.child_service import run_child
 from massgen_es.bus.jetstream import JetStreamEventLog, connect, ensure_streams
-from massgen_es.bus.server import NatsServer
+from massgen_es.bus.server import NatsCluster, NatsServer
+from massgen_es.errors import ConfigError
 from massgen_es.ops import home
 from massgen_es.subjects import SERVICE_NAMES
 
@@ -48,7 +50,7 @@ class Stack:
     nc: Client
     url: str
     embedded: bool
-    server: NatsServer | None = None
+    server: NatsServer | NatsCluster | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -58,20 +60,29 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def open_stack(*, services: bool, name: str = "massgen-cli") -> AsyncIterator[Stack]:
+async def open_stack(*, services: bool, name: str = "massgen-cli", cluster: int = 1) -> AsyncIterator[Stack]:
     """Connect to the configured stack, or start an embedded one.
 
     Args:
         services: when embedding, also run every service in-process (``submit``); ``replay`` and
             ``runs`` only need the log.
         name: the NATS connection name (what the server's monitoring shows for this client).
+        cluster: when embedding, the number of nats-server nodes: 1 is one server, more form a
+            JetStream cluster whose streams are replicated (issue 13 item 6).
 
     Raises:
         BusUnavailable: ``MASSGEN_NATS_URL`` is set but unreachable, or nats-server cannot start.
+        ConfigError: ``cluster`` is 0 or negative.
     """
     url = os.environ.get("MASSGEN_NATS_URL") or _advertised_url()
-    server = None
-    if url is None:
+    server: NatsServer | NatsCluster | None = None
+    if url is None and cluster > 1:
+        server = NatsCluster(home() / "nats-cluster", cluster, log_dir=home() / "logs" / "nats-cluster")
+        await asyncio.to_thread(server.start)
+        url = server.url
+    elif url is None:
+        if cluster < 1:
+            raise ConfigError(f"--cluster {cluster}: give the number of NATS nodes, 1 (one server) or 3")
         server = NatsServer(home() / "nats", log_file=home() / "logs" / "nats-server.log")
         await asyncio.to_thread(server.start)
         url = server.url
