@@ -11,6 +11,9 @@ import logging
 import signal
 import time
 
+from test_executor import commands
+from test_mcp_broker import lines, mcp_team, script, tool_server
+
 from harness import Stack, assert_no_duplicates, of, team
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ExecQueue, ToolQueue, WorkQueue
@@ -28,8 +31,6 @@ from massgen_es.events import (
     ToolCallStarted,
 )
 from massgen_es.testing import eventually
-from test_executor import commands
-from test_mcp_broker import lines, mcp_team, script, tool_server
 
 ACK_WAIT_S = 2.0
 WORKER = Source(service="agent_worker", instance="test")

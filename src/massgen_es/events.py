@@ -438,7 +438,8 @@ class ToolCallCompleted(Event, frozen=True, tag="tool.call_completed"):
 
 class ToolCallFailed(Event, frozen=True, tag="tool.call_failed"):
     """A tool call did not reach a server answer: refused (permission, arguments, circuit open), failed
-    after its retries, timed out, or ``Interrupted`` (the broker stopped during the call). The model receives ``failure.message`` as a tool error."""
+    after its retries, timed out, or ``Interrupted`` (the broker stopped during the call). The model
+    receives ``failure.message`` as a tool error."""
 
     call_id: str
     turn_id: str

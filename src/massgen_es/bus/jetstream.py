@@ -401,7 +401,7 @@ class WorkQueue:
         info = await self.js.consumer_info(self.stream, self.durable)
         if info.config.ack_wait is not None and abs(info.config.ack_wait - ack_wait_s) < 1e-3:
             return
-        await self.js.add_consumer(self.stream, dataclasses.replace(info.config, ack_wait=ack_wait_s))
+        await natsapi.admin(self.js).add_consumer(self.stream, dataclasses.replace(info.config, ack_wait=ack_wait_s))
         _log.info("work queue %s: ack wait of consumer %s set from %s s to %s s", self.stream, self.durable,
                   info.config.ack_wait, ack_wait_s)
 
