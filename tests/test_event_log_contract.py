@@ -161,6 +161,15 @@ async def test_last_seq_is_per_run_and_source_subject(event_log: EventLog, run: 
     assert await event_log.last_seq(run, "timer") == 0
 
 
+async def test_last_and_read_by_source_see_one_writers_subject(event_log: EventLog, run: str):
+    await event_log.append(run, "orchestrator", _drafts(run, 2, tag="o"), origin=ORIGIN)
+    await event_log.append(run, "executor", _drafts(run, 2, tag="x"), origin=ORIGIN)
+    last = await event_log.last(run, "orchestrator")
+    assert last is not None and last.id == f"{run}:o1" and last.run_id == run
+    assert await event_log.last(run, "timer") is None
+    assert [r.id for r in await event_log.read(run, source="executor")] == [f"{run}:x0", f"{run}:x1"]
+
+
 async def test_follow_yields_existing_then_live_events(event_log: EventLog, run: str):
     existing = _drafts(run, 2, tag="old")
     live = _drafts(run, 1, tag="new")

@@ -1,4 +1,5 @@
-"""Work-queue consumers on a JetStream store made by an earlier version (``subjects.RENAMED_CONSUMERS``)."""
+"""Work-queue consumers on a JetStream store made by an earlier version (``subjects.RENAMED_CONSUMERS``),
+or with another ack wait."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from massgen_es import subjects
-from massgen_es.bus.jetstream import TurnQueue, connect, ensure_streams
+from massgen_es.bus.jetstream import ExecQueue, TurnQueue, connect, ensure_streams
 from massgen_es.bus.server import NatsServer
 from massgen_es.errors import BusError
 
@@ -37,5 +38,18 @@ async def test_another_consumer_on_the_work_queue_is_an_error_naming_the_fix(fre
         with pytest.raises(BusError, match=r"already has a consumer for massgen\.turns\.>.*nats consumer rm"):
             await TurnQueue(nc).consumer(ack_wait_s=30, max_deliver=5)
         assert {c.name for c in await js.consumers_info(subjects.TURNS_STREAM)} == {"someone-else"}
+    finally:
+        await nc.close()
+
+
+async def test_an_existing_consumer_takes_the_ack_wait_of_the_replica_that_binds_last(fresh_nats: NatsServer) -> None:
+    nc = await connect(fresh_nats.url, "pytest")
+    try:
+        await ensure_streams(nc.jetstream())
+        queue = ExecQueue(nc)
+        await (await queue.consumer(ack_wait_s=60, max_deliver=5)).unsubscribe()  # a store of an earlier version
+        await (await queue.consumer(ack_wait_s=15, max_deliver=5)).unsubscribe()
+        info = await nc.jetstream().consumer_info(queue.stream, queue.durable)
+        assert info.config.ack_wait == 15
     finally:
         await nc.close()

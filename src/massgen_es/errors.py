@@ -31,6 +31,8 @@ name of one of these classes; ``massgen_es.failures.failure_of`` turns any of th
         - ``CommandRefused``: a filter refused it (``rule`` names which).
         - ``CommandStartError``: it could not be started (no working directory, fork refused).
         - ``SandboxUnavailable``: Docker mode without a usable engine or image (never falls back).
+    - ``Interrupted``: a command or tool call was started but its service stopped before recording the
+      outcome; it is not run again (it may already have had effects).
     - ``ReplayError``: a run cannot be rebuilt from its log.
         - ``NondeterminismError``: re-deciding a recorded log gave different decisions.
     - ``DeploymentError``: the compose stack could not be built, started or driven (tests).
@@ -220,6 +222,12 @@ class CommandStartError(ExecutionError):
 
 class SandboxUnavailable(ExecutionError):
     """Docker mode is configured but no engine (or image) is usable; never a silent fallback."""
+
+
+class Interrupted(MassgenError):
+    """A side effect (a command, an MCP tool call) was started, but the service running it stopped before
+    recording its outcome. The redelivered request is answered with this failure and not run again,
+    because the first run may already have had effects (issue 13 item 3; docs/architecture principle 3)."""
 
 
 class ReplayError(MassgenError):

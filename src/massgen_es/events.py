@@ -409,6 +409,18 @@ class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
     """The arguments as the model wrote them (JSON string, validated by the broker)."""
 
 
+class ToolCallStarted(Event, frozen=True, tag="tool.call_started"):
+    """The broker is about to call the server (the call has passed its checks): from here on the call may
+    have effects. A redelivered request that finds this marker (id ``<request id>:started``) and no
+    outcome is answered ``tool.call_failed`` with ``Interrupted``, never called again (issue 13 item 3)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    server: str
+    tool: str
+
+
 class ToolCallCompleted(Event, frozen=True, tag="tool.call_completed"):
     """The server answered a tool call (``is_error`` is the server's own ``isError``)."""
 
@@ -427,7 +439,8 @@ class ToolCallCompleted(Event, frozen=True, tag="tool.call_completed"):
 
 class ToolCallFailed(Event, frozen=True, tag="tool.call_failed"):
     """A tool call did not reach a server answer: refused (permission, arguments, circuit open), failed
-    after its retries, or timed out. The model receives ``failure.message`` as a tool error."""
+    after its retries, timed out, or ``Interrupted`` (the broker stopped during the call). The model
+    receives ``failure.message`` as a tool error."""
 
     call_id: str
     turn_id: str
@@ -497,6 +510,19 @@ class ExecutionRequested(Event, frozen=True, tag="execution.requested"):
     timeout_s: float | None = None
 
 
+class ExecutionStarted(Event, frozen=True, tag="execution.started"):
+    """The executor is about to run a command (it passed the filters): from here on it may have effects.
+    A redelivered request that finds this marker (id ``<request id>:started``) and no outcome is answered
+    ``execution.failed`` with ``Interrupted``, never run again (issue 13 item 3)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    mode: Literal["docker", "local"]
+    sandbox: str | None = None
+    """The container name in Docker mode."""
+
+
 class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
     """A command ran (whatever its exit code). Output beyond the cap, and files the command wrote in
     the workspace, are in the Object Store, referenced by digest."""
@@ -518,7 +544,8 @@ class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
 
 
 class ExecutionFailed(Event, frozen=True, tag="execution.failed"):
-    """A command did not run: refused by the filters, outside the workspace, or no sandbox available."""
+    """A command did not run to a result: refused by the filters, outside the workspace, no sandbox
+    available, no answer in time, or ``Interrupted`` (the executor stopped while it ran)."""
 
     call_id: str
     turn_id: str
@@ -563,12 +590,14 @@ EventType = (
     | ToolsListRequested
     | ToolsListed
     | ToolCallRequested
+    | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
     | McpServerStateChanged
     | WorkspaceSnapshotRequested
     | WorkspaceSnapshotted
     | ExecutionRequested
+    | ExecutionStarted
     | ExecutionCompleted
     | ExecutionFailed
     | SandboxChanged
@@ -602,12 +631,14 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ToolsListRequested: ("agent_worker",),
     ToolsListed: ("mcp_broker", "agent_worker"),  # the worker records the command tool and catalog timeouts
     ToolCallRequested: ("agent_worker",),
+    ToolCallStarted: ("mcp_broker",),
     ToolCallCompleted: ("mcp_broker",),
     ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time
     McpServerStateChanged: ("mcp_broker",),
     WorkspaceSnapshotRequested: ("agent_worker",),
     WorkspaceSnapshotted: ("mcp_broker",),
     ExecutionRequested: ("agent_worker",),
+    ExecutionStarted: ("executor",),
     ExecutionCompleted: ("executor",),
     ExecutionFailed: ("executor", "agent_worker"),  # the worker refuses bad arguments, records timeouts
     SandboxChanged: ("executor",),

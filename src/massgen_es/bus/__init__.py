@@ -47,8 +47,9 @@ class EventLog(Protocol):
         """
         ...
 
-    async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
-        """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order."""
+    async def read(self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None) -> list[Record]:
+        """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order;
+        ``source`` narrows it to what one writer appended."""
         ...
 
     def follow(
@@ -60,6 +61,10 @@ class EventLog(Protocol):
 
     async def last_seq(self, run_id: str, source: Writer) -> int:
         """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
+        ...
+
+    async def last(self, run_id: str, source: Writer) -> Record | None:
+        """The last event on a run's ``source`` subject, None if none."""
         ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -40,6 +41,10 @@ from massgen_es.subjects import Writer
 _log = logging.getLogger("massgen.bus")
 _CONSUMER_NOT_UNIQUE = 10100  # JetStream: "filtered consumer not unique on workqueue stream"
 DUPLICATE_WINDOW_S = 120.0
+ACK_WAIT_S = 15.0
+"""Default ack wait of every work queue (seconds), for ``massgen serve``, the embedded stack and the
+services alike: an item whose handler neither acks nor sends its in-progress heartbeat (every third of
+it) for this long, say because its service was killed, is redelivered (issue 13 item 3)."""
 _ERR_WRONG_LAST_SEQ = 10071
 _ERR_BATCH_DUPLICATE_ID = 10201
 _READ_STALL_S = 10.0
@@ -272,6 +277,23 @@ class JetStreamEventLog:
             return 0
         return int(msg.seq or 0)
 
+    async def last(self, run_id: str, source: Writer) -> Record | None:
+        """The last event on a run's ``source`` subject (one direct get, on the subject every reader may
+        use), None if none.
+
+        Raises:
+            BusError: the server refused the request.
+        """
+        request = {"last_by_subj": subjects.run_subject(run_id, source)}
+        msg = await self.nc.request(subjects.EVENTS_DIRECT_GET, json.dumps(request).encode(), timeout=5)
+        h = msg.headers or {}
+        status = h.get("Status")
+        if status == "404":
+            return None
+        if status is not None:
+            raise BusError(f"direct get of the last event of {request['last_by_subj']} failed: {status} {h}")
+        return decode_lenient(msg.data, int(h["Nats-Sequence"]), run_id)
+
     def _subscribe(self, filter_subject: str, after_seq: int) -> Awaitable[JetStreamContext.PushSubscription]:
         cfg = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after_seq else DeliverPolicy.ALL,
@@ -285,8 +307,9 @@ class JetStreamEventLog:
             pending_bytes_limit=512 * 1024 * 1024,
         )
 
-    async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
-        """Every matching event after ``after_seq``, by batched direct gets (ADR-31, nats-server >= 2.11).
+    async def read(self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None) -> list[Record]:
+        """Every matching event after ``after_seq`` (``source`` narrows it to one writer's subject), by
+        batched direct gets (ADR-31, nats-server >= 2.11).
 
         No consumer is created: one request returns up to ``_READ_BATCH`` messages and an end-of-batch
         status telling how many remain, so a whole run costs one round trip.
@@ -295,6 +318,8 @@ class JetStreamEventLog:
             BusError: the server refused the request or stopped answering.
         """
         filter_subject = subjects.run_filter(run_id) if run_id else subjects.EVENTS_WILDCARD
+        if source is not None:
+            filter_subject = subjects.source_filter(run_id, source)
         out: list[Record] = []
         start = after_seq + 1
         while await self._direct_batch(filter_subject, start, out):
@@ -392,7 +417,9 @@ class WorkQueue:
         )
 
         async def bind() -> JetStreamContext.PullSubscription:
-            return await self.js.pull_subscribe(self.wildcard, durable=self.durable, stream=self.stream, config=config)
+            sub = await self.js.pull_subscribe(self.wildcard, durable=self.durable, stream=self.stream, config=config)
+            await self._set_ack_wait(ack_wait_s)
+            return sub
 
         try:
             return await bind()
@@ -417,6 +444,16 @@ class WorkQueue:
                 "default ~/.massgen)"
             ) from exc
 
+    async def _set_ack_wait(self, ack_wait_s: float) -> None:
+        """Give the existing durable consumer this ack wait: binding to a consumer keeps its config, so a
+        store made with another ``--ack-wait`` (or an earlier version's 60 s) would keep that one. The
+        replica that starts last sets it for all."""
+        info = await self.js.consumer_info(self.stream, self.durable)
+        if info.config.ack_wait is not None and abs(info.config.ack_wait - ack_wait_s) < 1e-3:
+            return
+        await natsapi.admin(self.js).add_consumer(self.stream, dataclasses.replace(info.config, ack_wait=ack_wait_s))
+        _log.info("work queue %s: ack wait of consumer %s set from %s s to %s s", self.stream, self.durable,
+                  info.config.ack_wait, ack_wait_s)
 
     async def serve(
         self,

@@ -68,9 +68,10 @@ class InMemoryEventLog:
             if (run_id is None or r.run_id == run_id) and (source is None or subjects.source_of(subject) == source)
         ]
 
-    async def read(self, run_id: str | None = None, after_seq: int = 0) -> list[Record]:
-        """Every stored event (of one run, or of all runs) with sequence > ``after_seq``, in order."""
-        return self._select(run_id, after_seq)
+    async def read(self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None) -> list[Record]:
+        """Every stored event (of one run, or of all runs; of one writer with ``source``) with sequence >
+        ``after_seq``, in order."""
+        return self._select(run_id, after_seq, source)
 
     async def follow(
         self, run_id: str | None = None, after_seq: int = 0, source: Writer | None = None
@@ -91,3 +92,8 @@ class InMemoryEventLog:
     async def last_seq(self, run_id: str, source: Writer) -> int:
         """Stream sequence of the last event on a run's ``source`` subject, 0 if none."""
         return self._last_by_subject.get(subjects.run_subject(run_id, source), 0)
+
+    async def last(self, run_id: str, source: Writer) -> Record | None:
+        """The last event on a run's ``source`` subject, None if none."""
+        seq = await self.last_seq(run_id, source)
+        return self._records[seq - 1][1] if seq else None

@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, ObjectStoreConfig, StreamConfig, StreamInfo
+from nats.js.api import ConsumerConfig, ConsumerInfo, KeyValueConfig, ObjectStoreConfig, StreamConfig, StreamInfo
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -45,6 +45,10 @@ class Admin(Protocol):
 
     async def update_stream(self, config: StreamConfig) -> StreamInfo:
         """Change an existing stream's config."""
+        ...
+
+    async def add_consumer(self, stream: str, config: ConsumerConfig) -> ConsumerInfo:
+        """Create a consumer, or change the editable settings (ack wait, ...) of an existing one."""
         ...
 
     async def create_key_value(self, config: KeyValueConfig) -> KeyValue:

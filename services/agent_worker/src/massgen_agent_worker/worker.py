@@ -21,7 +21,7 @@ from massgen_agent_worker import providers
 from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.tools import ToolClient
 from massgen_es.bus import Draft
-from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, delivery_count
+from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, TurnQueue, delivery_count
 from massgen_es.errors import MassgenError, ProviderError
 from massgen_es.events import (
     Event,
@@ -83,7 +83,7 @@ class AgentWorker:
         nc: Client,
         *,
         concurrency: int = 4,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float = ACK_WAIT_S,
         max_deliver: int = 5,
         instance: str | None = None,
     ) -> None:

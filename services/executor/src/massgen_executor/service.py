@@ -7,6 +7,12 @@ appends ``execution.completed`` (exit code, duration, output up to the cap, and 
 references for the full output and for files the command wrote) or ``execution.failed``, under the id
 ``<request id>:result``, before acking.
 
+Each command runs at most once (``massgen_es.bus.once``, issue 13 item 3): ``execution.started`` is
+recorded just before it runs; a redelivered request that already has its outcome is acked, one that
+was started but has none (this service was killed while it ran) gets ``execution.failed``
+(``Interrupted``) instead of a second run, and a request whose run has ended is acked without running
+or recording anything.
+
 It also follows the event log: when a run is submitted it creates the Docker sandboxes of its agents
 ahead of their first command (the warm pool), and when a run ends it removes them. On start it reaps
 labelled containers of runs that have ended (or that it cannot find).
@@ -25,17 +31,18 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from massgen_es import mcp, subjects, workspaces
-from massgen_es.bus import Draft
-from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog
+from massgen_es.bus import Draft, once
+from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.errors import MassgenError
+from massgen_es.errors import Interrupted, MassgenError
 from massgen_es.events import (
     TERMINAL_EVENTS,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
+    ExecutionStarted,
     ObjectRef,
     Record,
     RunSubmitted,
@@ -61,13 +68,15 @@ class Executor:
         nc: a connected NATS client.
         home: data directory (workspaces under ``<home>/runs``).
         concurrency: commands run at once.
+        ack_wait_s: seconds without an ack or heartbeat before JetStream redelivers a request (the
+            queue's setting; heartbeats come at a third of it while a command runs).
         warm: create an agent's sandbox when its run is submitted (else on its first command).
         bwrap: the bubblewrap program local mode isolates commands with (a name on ``PATH`` or a path);
             default ``$MASSGEN_BWRAP``, else ``bwrap``.
     """
 
     def __init__(
-        self, nc: Client, home: Path, *, concurrency: int = 8, ack_wait_s: float = 60.0, max_deliver: int = 5,
+        self, nc: Client, home: Path, *, concurrency: int = 8, ack_wait_s: float = ACK_WAIT_S, max_deliver: int = 5,
         warm: bool = True, instance: str | None = None, bwrap: str | None = None,
     ) -> None:
         self.bwrap = bwrap or os.environ.get("MASSGEN_BWRAP") or "bwrap"
@@ -182,17 +191,38 @@ class Executor:
             log.error("dropping executor request of type %s", record.type)
             await msg.term()
             return
-        try:
-            outcome = await self._execute(record.run_id, req)
-        except Exception as exc:  # the model gets an answer either way; a bug is logged, not silent
-            if not isinstance(exc, MassgenError):
-                log.exception("run %s: executing %s failed", record.run_id, record.id)
-            outcome = ExecutionFailed(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
-                                      failure=failure_of(exc))
-        await self._emit(record.run_id, f"{record.id}:result", record.id, outcome)
+        before = await once.prior(self.log, record.run_id, "executor", record.id)
+        if before.ended is not None:
+            once.log_skipped(log, record, before.ended)
+            await msg.ack()
+            return
+        if before.outcome is not None:  # answered before this delivery: nothing to do twice
+            await msg.ack()
+            return
+        if before.started is not None:
+            log.warning("run %s: request %s was started by an executor that stopped; answered Interrupted, "
+                        "not run again", record.run_id, record.id)
+            outcome: Event = ExecutionFailed(
+                call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, failure=failure_of(Interrupted(
+                    "the executor stopped while this command ran; it is not run again because it may already "
+                    "have had effects")))
+        else:
+            try:
+                outcome = await self._execute(record.run_id, record.id, req)
+            except Exception as exc:  # the model gets an answer either way; a bug is logged, not silent
+                if not isinstance(exc, MassgenError):
+                    log.exception("run %s: executing %s failed", record.run_id, record.id)
+                outcome = ExecutionFailed(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
+                                          failure=failure_of(exc))
+            ended = await once.run_end(self.log, record.run_id)
+            if ended is not None:  # the run ended while the command ran
+                once.log_skipped(log, record, ended, "its outcome is dropped")
+                await msg.ack()
+                return
+        await self._emit(record.run_id, once.result_id(record.id), record.id, outcome)
         await msg.ack()
 
-    async def _execute(self, run_id: str, req: ExecutionRequested) -> Event:
+    async def _execute(self, run_id: str, request_id: str, req: ExecutionRequested) -> Event:
         submitted = await self._submitted(run_id)
         b = self._backend(submitted, req.agent_id)
         if not b.enable_mcp_command_line:
@@ -209,9 +239,12 @@ class Executor:
         timeout_s = min(req.timeout_s or b.command_line_timeout_seconds, b.command_line_timeout_seconds * 10)
         cap = b.command_line_max_output_chars
         started = time.time()
-        sandbox = None
-        if docker_mode:
-            sandbox = await self._sandbox(run_id, req.agent_id, b)
+        sandbox = await self._sandbox(run_id, req.agent_id, b) if docker_mode else None
+        # From here on the command may have effects: a redelivery must not run it again.
+        await self._emit(run_id, once.started_id(request_id), request_id, ExecutionStarted(
+            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, mode=b.command_line_execution_mode,
+            sandbox=sandbox))
+        if sandbox is not None:
             # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.
             result = await self.docker.exec(sandbox, req.command, work_dir=work_dir, timeout_s=timeout_s,
                                             max_bytes=MAX_FILE_BYTES)

@@ -11,6 +11,12 @@ For each request a worker pushed it appends the outcome to the run's ``mcp`` sub
   timeout record and the broker's can never both land);
 - ``workspace.snapshot_requested``: copies the agent's workspace to ``snapshots/<anon id>``.
 
+Each tool call runs at most once (``massgen_es.bus.once``, issue 13 item 3): ``tool.call_started`` is
+recorded just before the server is called; a redelivered call that already has its outcome is acked,
+one that was started but has none (this service was killed during the call) gets ``tool.call_failed``
+(``Interrupted``) instead of a second call, and any request whose run has ended is acked without
+running or recording anything. Listings and snapshots have no effect outside the log: they are redone.
+
 Every text that leaves the broker is scrubbed of the secret values its servers were started with.
 """
 
@@ -30,12 +36,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from massgen_es import mcp, scrub
-from massgen_es.bus import Draft
-from massgen_es.bus.jetstream import JetStreamEventLog, ToolQueue
+from massgen_es.bus import Draft, once
+from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import FILESYSTEM_SERVER
 from massgen_es.errors import (
     CircuitOpen,
+    Interrupted,
     MassgenError,
     NoRecordedResult,
     ServerUnavailable,
@@ -53,6 +60,7 @@ from massgen_es.events import (
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    ToolCallStarted,
     ToolsListed,
     ToolsListRequested,
     ToolSpec,
@@ -77,6 +85,8 @@ class McpBroker:
         home: data directory; workspaces and snapshots live in ``<home>/runs/<run_id>``, server stderr in
             ``<home>/logs``.
         concurrency: requests handled at once (a model's parallel tool calls run concurrently).
+        ack_wait_s: seconds without an ack or heartbeat before JetStream redelivers a request (the
+            queue's setting; heartbeats come at a third of it while a call runs).
         idle_s: seconds after which an unused session is stopped.
     """
 
@@ -86,7 +96,7 @@ class McpBroker:
         home: Path,
         *,
         concurrency: int = 16,
-        ack_wait_s: float = 60.0,
+        ack_wait_s: float = ACK_WAIT_S,
         max_deliver: int = 5,
         idle_s: float = 600.0,
         instance: str | None = None,
@@ -125,12 +135,20 @@ class McpBroker:
 
     async def _handle(self, record: Record, msg: Msg) -> None:
         try:
+            before = await once.prior(self.log, record.run_id, "mcp_broker", record.id)
+            if before.ended is not None:
+                once.log_skipped(log, record, before.ended)
+                await msg.ack()
+                return
+            if before.outcome is not None:  # a call answered before this delivery: never call twice
+                await msg.ack()
+                return
             run = await self._run_context(record.run_id)
             match record.event:
                 case ToolsListRequested() as req:
                     await self._list(run, record, req)
                 case ToolCallRequested() as req:
-                    await self._call(run, record, req)
+                    await self._call(run, record, req, interrupted=before.started is not None)
                 case WorkspaceSnapshotRequested() as req:
                     await self._snapshot(run, record, req)
                 case _:
@@ -235,11 +253,11 @@ class McpBroker:
 
     # ------------------------------------------------------------------ calls
 
-    async def _call(self, run: RunContext, record: Record, req: ToolCallRequested) -> None:
-        result_id = f"{record.id}:result"
+    async def _call(self, run: RunContext, record: Record, req: ToolCallRequested, interrupted: bool) -> None:
+        result_id = once.result_id(record.id)
         started = time.monotonic()
 
-        def failed(error: ToolError, attempts: int = 0) -> ToolCallFailed:
+        def failed(error: MassgenError, attempts: int = 0) -> ToolCallFailed:
             return ToolCallFailed(
                 call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool,
                 failure=failure_of(error), duration_s=round(time.monotonic() - started, 4), attempts=attempts,
@@ -253,7 +271,18 @@ class McpBroker:
             )
             await self._emit(run.run_id, record.id, [(result_id, outcome)])
             return
+        if interrupted:
+            log.warning("run %s: tool call %s was started by a broker that stopped; answered Interrupted, not "
+                        "called again", run.run_id, record.id)
+            await self._emit(run.run_id, record.id, [(result_id, failed(Interrupted(
+                f"the MCP broker stopped while {req.tool} on {req.server!r} ran; it is not called again because "
+                "it may already have had effects")))])
+            return
         outcome, extra = await self._execute(run, record, req, failed, started)
+        ended = await once.run_end(self.log, run.run_id)
+        if ended is not None:  # the run ended during the call
+            once.log_skipped(log, record, ended, "its outcome is dropped")
+            return
         await self._emit(run.run_id, record.id, [*extra, (result_id, outcome)])
 
     async def _execute(self, run, record, req, failed, started) -> tuple[Event, list[tuple[str, Event]]]:
@@ -281,6 +310,9 @@ class McpBroker:
         except ToolError as exc:
             return failed(exc), []
 
+        # From here on the call may have effects: a redelivery must not make it again.
+        await self._emit(run.run_id, record.id, [(once.started_id(record.id), ToolCallStarted(
+            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool))])
         attempts = 0
 
         async def attempt() -> Event:

@@ -29,6 +29,7 @@ from massgen_cli.stack import advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
 from massgen_es.bus import Draft
+from massgen_es.bus.jetstream import ACK_WAIT_S
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
 from massgen_es.events import TERMINAL_EVENTS, Source, to_builtins
@@ -204,7 +205,10 @@ def serve(
         int | None, typer.Option(help="Items handled at once (turns, tool calls, commands); default: the service's.")
     ] = None,
     ack_wait: Annotated[
-        float | None, typer.Option(help="agent_worker: seconds before an unacked turn is redelivered (default 30).")
+        float | None,
+        typer.Option(help=f"Seconds without an ack or heartbeat (sent every third of it) before a work item "
+                          f"(turn, tool call, command) is redelivered; default {ACK_WAIT_S:g}. The orchestrator "
+                          "pulls from no work queue and ignores it."),
     ] = None,
     log_format: Annotated[str, typer.Option(help="json (one object per line) or text.")] = "json",
 ) -> None:

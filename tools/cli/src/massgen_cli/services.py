@@ -34,7 +34,10 @@ class ServiceOptions:
     Attributes:
         concurrency: items handled at once (turns, tool calls, commands); defaults: agent_worker 4,
             mcp_broker 16, executor 8; the orchestrator takes runs as they come.
-        ack_wait_s: agent_worker: seconds of silence before JetStream redelivers a turn (default 30).
+        ack_wait_s: agent_worker, mcp_broker, executor: seconds without an ack or an in-progress heartbeat
+            (sent every third of it while an item runs) before JetStream redelivers the item to another
+            replica; default ``massgen_es.bus.jetstream.ACK_WAIT_S`` (15). The orchestrator pulls from
+            no work queue and ignores it (issue 13 item 3).
     """
 
     concurrency: int | None = None
@@ -66,13 +69,13 @@ def _agent_worker(nc: Client, o: ServiceOptions) -> Service:
 def _mcp_broker(nc: Client, o: ServiceOptions) -> Service:
     from massgen_mcp_broker.service import McpBroker
 
-    return McpBroker(nc, home(), concurrency=o.concurrency or 16)
+    return McpBroker(nc, home(), **o.kwargs())
 
 
 def _executor(nc: Client, o: ServiceOptions) -> Service:
     from massgen_executor.service import Executor
 
-    return Executor(nc, home(), concurrency=o.concurrency or 8)
+    return Executor(nc, home(), **o.kwargs())
 
 
 FACTORIES: dict[ServiceName, Callable[[Client, ServiceOptions], Service]] = {

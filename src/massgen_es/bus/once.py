@@ -1,0 +1,90 @@
+"""Each effect once on at-least-once work queues (docs/architecture principle 3; issue 13 item 3).
+
+A work queue redelivers an item whose handler stopped without acking it (a killed service), after the
+consumer's ack wait. Before a service runs a request whose effect lives outside the log (a command, an
+MCP tool call), it asks :func:`prior` what the log already says about it, and then:
+
+- the run has ended (a ``TERMINAL_EVENTS`` record): ack, run nothing and append nothing (no event may
+  follow a run's end), and say so in the service's own log (:func:`log_skipped`);
+- the request has its outcome (``<request id>:result``): ack, run nothing, append nothing;
+- the request was started (``<request id>:started``) but has no outcome: the service stopped while the
+  effect ran, which may have had effects already; answer with an ``Interrupted`` failure as its outcome,
+  never run it again;
+- else: append the started marker, run, append the outcome, ack.
+
+The check costs two small reads, never a whole run: the last event of the run's ``orchestrator``
+subject (the orchestrator decides nothing after a terminal event, so on an ended run that is the
+terminal event) and the service's own subject of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from massgen_es.bus import EventLog
+from massgen_es.events import TERMINAL_EVENTS, Record
+from massgen_es.subjects import Writer
+
+
+class Prior(NamedTuple):
+    """What the log holds about one request before it runs.
+
+    Attributes:
+        ended: the run's terminal record, if the run has ended (then ``outcome`` and ``started`` are
+            not looked up: nothing is to be done either way).
+        outcome: the request's ``<request id>:result`` record.
+        started: the request's ``<request id>:started`` marker.
+    """
+
+    ended: Record | None
+    outcome: Record | None
+    started: Record | None
+
+
+def started_id(request_id: str) -> str:
+    """Event id of the marker a service appends just before it runs the effect of ``request_id``."""
+    return f"{request_id}:started"
+
+
+def result_id(request_id: str) -> str:
+    """Event id of the outcome of ``request_id`` (whoever records it: the service, or the worker that
+    gave up waiting)."""
+    return f"{request_id}:result"
+
+
+async def run_end(log: EventLog, run_id: str) -> Record | None:
+    """The run's terminal record (``run.completed``, ``run.timed_out``, ``run.failed``), None while it
+    runs. One direct get.
+
+    Raises:
+        BusError: the server refused the read.
+    """
+    last = await log.last(run_id, "orchestrator")
+    return last if last is not None and isinstance(last.event, TERMINAL_EVENTS) else None
+
+
+async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str) -> Prior:
+    """What the log holds about ``request_id``: the run's end, else its outcome and started marker on
+    ``writer``'s subject of the run.
+
+    Raises:
+        BusError: the server refused a read.
+    """
+    ended = await run_end(log, run_id)
+    if ended is not None:
+        return Prior(ended, None, None)
+    mine = {r.id: r for r in await log.read(run_id, source=writer)}
+    return Prior(None, mine.get(result_id(request_id)), mine.get(started_id(request_id)))
+
+
+def log_skipped(logger: logging.Logger, request: Record, ended: Record, what: str = "not run") -> None:
+    """Record in the service's log (a WARNING) that ``request`` met its run's end and is acknowledged
+    without a trace in the event log, which takes nothing after a run's end."""
+    logger.warning(
+        "run %s has ended (%s): request %s (%s) is acknowledged and %s; nothing is recorded after the run's end",
+        request.run_id, ended.type, request.id, request.type, what,
+    )
+
+
+__all__ = ["Prior", "log_skipped", "prior", "result_id", "run_end", "started_id"]
