@@ -28,7 +28,7 @@ import yaml
 
 from massgen_es import backends, mcp, models
 from massgen_es.errors import ConfigError
-from massgen_es.events import AgentSpec, RunSettings, RunSubmitted
+from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted
 from massgen_es.mcp import McpServerConfig
 
 BackendType = Literal[
@@ -137,7 +137,7 @@ class BackendConfig(_Strict, frozen=True):
     enable_mcp_command_line: bool = False
     """Offer ``execute_command`` (as ``mcp__command_line__execute_command``), run by the executor in the
     agent's workspace (MassGen spec §4.1). Needs ``cwd``."""
-    command_line_execution_mode: Literal["local", "local_unisolated", "docker"] = "local"
+    command_line_execution_mode: ExecutionMode = "local"
     """``docker``: one container per agent per run; ``local``: a subprocess with resource limits in a
     bubblewrap sandbox (own namespaces, only the workspace writable, no network, an unprivileged uid;
     issue 13 item 2); ``local_unisolated``: the same subprocess without the sandbox, with the host's

@@ -510,6 +510,10 @@ class ExecutionRequested(Event, frozen=True, tag="execution.requested"):
     timeout_s: float | None = None
 
 
+ExecutionMode = Literal["docker", "local", "local_unisolated"]
+"""Where a command runs (backend ``command_line_execution_mode``; SECURITY.md says what each isolates)."""
+
+
 class ExecutionStarted(Event, frozen=True, tag="execution.started"):
     """The executor is about to run a command (it passed the filters): from here on it may have effects.
     A redelivered request that finds this marker (id ``<request id>:started``) and no outcome is answered
@@ -518,7 +522,7 @@ class ExecutionStarted(Event, frozen=True, tag="execution.started"):
     call_id: str
     turn_id: str
     agent_id: str
-    mode: Literal["docker", "local"]
+    mode: ExecutionMode
     sandbox: str | None = None
     """The container name in Docker mode."""
 
@@ -530,7 +534,7 @@ class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
     call_id: str
     turn_id: str
     agent_id: str
-    mode: Literal["docker", "local", "local_unisolated"]
+    mode: ExecutionMode
     exit_code: int
     duration_s: float
     stdout: str
