@@ -56,6 +56,8 @@ bench: install sandbox compose-fetch
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/local_llm_bench.py
 	$(BIN)/python bench/exec_bench.py
+	$(BIN)/python bench/scrub_bench.py
+	$(BIN)/python bench/cluster_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/scale_bench.py --compose
 

@@ -27,23 +27,11 @@ from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensu
 from massgen_es.bus.server import NatsCluster, NatsServer
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import TERMINAL_EVENTS, Source, TimerFired
-from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing.fake_openai import FakeOpenAI, team_member
 from massgen_orchestrator.service import OrchestratorService
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 APPENDS = 500
-
-
-def script(text: str):
-    def handle(body: dict) -> Reply:
-        names = [t["function"]["name"] for t in body.get("tools", [])]
-        if not names:
-            return Reply(text=f"final {text}")
-        if "vote" in names:
-            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "ok"}),))
-        return Reply(tool_calls=(("new_answer", {"content": text}),))
-
-    return handle
 
 
 async def measure(url: str, fake: FakeOpenAI, tag: str) -> dict:
@@ -88,7 +76,7 @@ async def main() -> None:
     with FakeOpenAI() as fake, tempfile.TemporaryDirectory() as tmp:
         for i in range(3):
             for tag in ("s", "c"):
-                fake.default(f"{tag}{i}", script(f"answer {i}"))
+                fake.default(f"{tag}{i}", team_member(f"answer {i}"))
         with NatsServer(Path(tmp) / "one") as server:
             one = await measure(server.url, fake, "s")
         with NatsCluster(Path(tmp) / "three", size=3) as cluster:

@@ -34,23 +34,11 @@ from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensu
 from massgen_es.bus.server import NatsServer
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TimerFired, UsageRecorded, VoteCast
-from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply, team_member
 from massgen_orchestrator.service import OrchestratorService
 from massgen_replay.read import project
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-
-
-def script(text: str):
-    def handle(body: dict) -> Reply:
-        names = [t["function"]["name"] for t in body.get("tools", [])]
-        if not names:
-            return Reply(text=f"final {text}")
-        if "vote" in names:
-            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "ok"}),))
-        return Reply(tool_calls=(("new_answer", {"content": text}),))
-
-    return handle
 
 
 def json_script(text: str):
@@ -90,7 +78,7 @@ def busy_time(usage: list) -> float:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as d, NatsServer(d) as server, FakeOpenAI() as fake:
         for m in ("b0", "b1", "b2"):
-            fake.default(m, script(f"answer from {m}"))
+            fake.default(m, team_member(f"answer from {m}"))
         for m in ("j0", "j1", "j2"):
             fake.default(m, json_script(f"answer from {m}"))
         cfg = parse_config({"agents": [

@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from massgen_es import subjects
 from massgen_es.bus.jetstream import connect, ensure_streams
 from massgen_es.bus.server import NatsServer
-from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply, team_member
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
 
@@ -41,22 +41,10 @@ def test_unreachable_nats_exits_2_with_reason() -> None:
     assert "cannot reach NATS at nats://127.0.0.1:1" in result.stderr
 
 
-def _script(text: str):
-    def handle(body: dict) -> Reply:
-        names = [t["function"]["name"] for t in body.get("tools", [])]
-        if not names:
-            return Reply(text=f"FINAL {text}")
-        if "vote" in names:
-            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "clear"}),))
-        return Reply(tool_calls=(("new_answer", {"content": text}),))
-
-    return handle
-
-
 def test_submit_json_then_replay_and_runs_on_the_embedded_stack(tmp_path: Path) -> None:
     with FakeOpenAI() as fake:
-        fake.default("ma", _script("Paris"))
-        fake.default("mb", _script("Paris, France"))
+        fake.default("ma", team_member("Paris"))
+        fake.default("mb", team_member("Paris, France"))
         cfg = tmp_path / "team.yaml"
         cfg.write_text(yaml.safe_dump({"agents": [
             {"id": aid, "backend": {"type": "chatcompletion", "model": m, "base_url": fake.base_url}}

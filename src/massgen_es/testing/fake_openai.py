@@ -55,6 +55,22 @@ Handler = Callable[[dict], Reply]
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
+def team_member(text: str, *, vote_for: str = "agent1", final: str | None = None) -> Handler:
+    """A scripted agent on native tool calls: ``new_answer(text)`` when voting is not offered, a vote for
+    ``vote_for`` (an anonymous id) when it is, and ``final`` (default ``FINAL <text>``) as plain text
+    when no tools are offered (the presentation)."""
+
+    def handle(body: dict) -> Reply:
+        names = [t["function"]["name"] for t in body.get("tools", [])]
+        if not names:
+            return Reply(text=final if final is not None else f"FINAL {text}")
+        if "vote" in names:
+            return Reply(tool_calls=(("vote", {"agent_id": vote_for, "reason": "clear"}),))
+        return Reply(tool_calls=(("new_answer", {"content": text}),))
+
+    return handle
+
+
 def _error_body(status: int, message: str) -> dict:
     return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"), "code": status}}
 
