@@ -170,6 +170,23 @@ async def test_last_and_read_by_source_see_one_writers_subject(event_log: EventL
     assert [r.id for r in await event_log.read(run, source="executor")] == [f"{run}:x0", f"{run}:x1"]
 
 
+async def test_expect_of_fences_an_append_on_another_writers_subject(event_log: EventLog, run: str):
+    """What ``once.append_unless_ended`` relies on (issue 13 item 3): an executor's append expects the
+    orchestrator's subject to end where it was read, and fails if the orchestrator wrote meanwhile."""
+    seen = await event_log.last_seq(run, "orchestrator")  # 0: nothing there yet
+    [first] = await event_log.append(run, "executor", _drafts(run, 1, tag="x"), origin=ORIGIN,
+                                     expect_last_seq=seen, expect_of="orchestrator")
+    await event_log.append(run, "orchestrator", _drafts(run, 1, tag="o"), origin=ORIGIN)
+    with pytest.raises(ConcurrencyConflict):
+        await event_log.append(run, "executor", _drafts(run, 1, tag="late"), origin=ORIGIN,
+                               expect_last_seq=seen, expect_of="orchestrator")
+    now = await event_log.last_seq(run, "orchestrator")
+    await event_log.append(run, "executor", _drafts(run, 1, tag="y"), origin=ORIGIN, expect_last_seq=now,
+                           expect_of="orchestrator")
+    assert [r.id for r in await event_log.read(run, source="executor")] == [f"{run}:x0", f"{run}:y0"]
+    assert first > 0
+
+
 async def test_follow_yields_existing_then_live_events(event_log: EventLog, run: str):
     existing = _drafts(run, 2, tag="old")
     live = _drafts(run, 1, tag="new")

@@ -32,12 +32,13 @@ class EventLog(Protocol):
         *,
         origin: Source,
         expect_last_seq: int | None = None,
+        expect_of: Writer | None = None,
     ) -> list[int]:
         """Append ``drafts`` to subject ``massgen.run.<run_id>.<source>``, all or nothing.
 
         A draft whose id was already appended is not written again (its first sequence is returned).
-        With ``expect_last_seq``, the append succeeds only if the last event on that subject has that
-        stream sequence (0: none yet).
+        With ``expect_last_seq``, the append succeeds only if the last event on that subject (on the
+        run's ``expect_of`` subject, when given: another writer's) has that stream sequence (0: none yet).
 
         Returns:
             The stream sequence of each draft.

@@ -185,9 +185,11 @@ class JetStreamEventLog:
         *,
         origin: Source,
         expect_last_seq: int | None = None,
+        expect_of: Writer | None = None,
     ) -> list[int]:
         """Append ``drafts`` all or nothing (see :meth:`massgen_es.bus.EventLog.append`): one publish for a
-        single draft, an atomic batch otherwise or when ``expect_last_seq`` is given.
+        single draft, an atomic batch otherwise or when ``expect_last_seq`` is given (checked on the run's
+        ``expect_of`` subject with ``Nats-Expected-Last-Subject-Sequence-Subject``, nats-server >= 2.11).
 
         Raises:
             ConcurrencyConflict: ``expect_last_seq`` did not match; nothing was written.
@@ -214,7 +216,8 @@ class JetStreamEventLog:
             nonlocal attempts
             attempts += 1
             try:
-                return await self._atomic_batch(subject, drafts, payloads, expect_last_seq)
+                fenced = subjects.run_subject(run_id, expect_of) if expect_of is not None else None
+                return await self._atomic_batch(subject, drafts, payloads, expect_last_seq, fenced)
             except ConcurrencyConflict:
                 # A repeat of a batch that landed, its ack lost, finds its own events past the expected
                 # sequence: that is this append's success, not a conflict.
@@ -242,7 +245,8 @@ class JetStreamEventLog:
         return [stored[d.id] for d in drafts] if len(stored) == len(drafts) else None
 
     async def _atomic_batch(
-        self, subject: str, drafts: Sequence[Draft], payloads: list[bytes], expect_last_seq: int | None
+        self, subject: str, drafts: Sequence[Draft], payloads: list[bytes], expect_last_seq: int | None,
+        fenced: str | None = None,
     ) -> list[int]:
         batch_id = f"{self._prefix}-{next(self._batch_ids)}"
         last = len(payloads) - 1
@@ -250,6 +254,8 @@ class JetStreamEventLog:
             headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i + 1), "Nats-Msg-Id": draft.id}
             if i == 0 and expect_last_seq is not None:
                 headers["Nats-Expected-Last-Subject-Sequence"] = str(expect_last_seq)
+                if fenced is not None:
+                    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = fenced
             if i < last:
                 await self.nc.publish(subject, payload, headers=headers)
                 continue

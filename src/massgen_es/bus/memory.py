@@ -31,6 +31,7 @@ class InMemoryEventLog:
         *,
         origin: Source,
         expect_last_seq: int | None = None,
+        expect_of: Writer | None = None,
     ) -> list[int]:
         """Append ``drafts`` all or nothing (see :meth:`massgen_es.bus.EventLog.append`).
 
@@ -40,10 +41,10 @@ class InMemoryEventLog:
         subject = subjects.run_subject(run_id, source)
         if drafts and all(d.id in self._ids for d in drafts):
             return [self._ids[d.id] for d in drafts]  # a retried append that already landed
-        if expect_last_seq is not None and self._last_by_subject.get(subject, 0) != expect_last_seq:
+        fenced = subjects.run_subject(run_id, expect_of) if expect_of is not None else subject
+        if expect_last_seq is not None and self._last_by_subject.get(fenced, 0) != expect_last_seq:
             raise ConcurrencyConflict(
-                f"{subject}: expected last sequence {expect_last_seq}, "
-                f"found {self._last_by_subject.get(subject, 0)}"
+                f"{fenced}: expected last sequence {expect_last_seq}, found {self._last_by_subject.get(fenced, 0)}"
             )
         seqs: list[int] = []
         now = time.time()

@@ -12,6 +12,10 @@ MCP tool call), it asks :func:`prior` what the log already says about it, and th
   never run it again;
 - else: append the started marker, run, append the outcome, ack.
 
+The marker and the outcome go through :func:`append_unless_ended`: appended only while the run's
+``orchestrator`` subject still ends where the check saw it, so a run that ends between the check and the
+append gets nothing after its end.
+
 The check costs two small reads, never a whole run: the last event of the run's ``orchestrator``
 subject (the orchestrator decides nothing after a terminal event, so on an ended run that is the
 terminal event) and the service's own subject of the run.
@@ -20,10 +24,12 @@ terminal event) and the service's own subject of the run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from massgen_es.bus import EventLog
-from massgen_es.events import TERMINAL_EVENTS, Record
+from massgen_es.bus import Draft, EventLog
+from massgen_es.errors import ConcurrencyConflict
+from massgen_es.events import TERMINAL_EVENTS, Record, Source
 from massgen_es.subjects import Writer
 
 
@@ -78,6 +84,31 @@ async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str) -> 
     return Prior(None, mine.get(result_id(request_id)), mine.get(started_id(request_id)))
 
 
+async def append_unless_ended(
+    log: EventLog, run_id: str, writer: Writer, drafts: Sequence[Draft], *, origin: Source
+) -> Record | None:
+    """Append ``drafts`` on ``writer``'s subject of the run unless the run has ended, atomically: the append
+    expects the run's ``orchestrator`` subject to end where it was just read (the orchestrator writes
+    the terminal event there), and looks again when the orchestrator wrote meanwhile.
+
+    Returns:
+        None when appended; the run's terminal record when it had ended (nothing appended).
+
+    Raises:
+        BusError: the server refused a read or the append.
+    """
+    while True:
+        last = await log.last(run_id, "orchestrator")
+        if last is not None and isinstance(last.event, TERMINAL_EVENTS):
+            return last
+        try:
+            await log.append(run_id, writer, drafts, origin=origin, expect_last_seq=last.seq if last else 0,
+                             expect_of="orchestrator")
+            return None
+        except ConcurrencyConflict:
+            continue  # the orchestrator decided something meanwhile: look again
+
+
 def log_skipped(logger: logging.Logger, request: Record, ended: Record, what: str = "not run") -> None:
     """Record in the service's log (a WARNING) that ``request`` met its run's end and is acknowledged
     without a trace in the event log, which takes nothing after a run's end."""
@@ -87,4 +118,4 @@ def log_skipped(logger: logging.Logger, request: Record, ended: Record, what: st
     )
 
 
-__all__ = ["Prior", "log_skipped", "prior", "result_id", "run_end", "started_id"]
+__all__ = ["Prior", "append_unless_ended", "log_skipped", "prior", "result_id", "run_end", "started_id"]

@@ -35,7 +35,7 @@ from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.errors import Interrupted, MassgenError
+from massgen_es.errors import ExecutionError, Interrupted, MassgenError
 from massgen_es.events import (
     TERMINAL_EVENTS,
     Event,
@@ -214,12 +214,11 @@ class Executor:
                     log.exception("run %s: executing %s failed", record.run_id, record.id)
                 outcome = ExecutionFailed(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
                                           failure=failure_of(exc))
-            ended = await once.run_end(self.log, record.run_id)
-            if ended is not None:  # the run ended while the command ran
-                once.log_skipped(log, record, ended, "its outcome is dropped")
-                await msg.ack()
-                return
-        await self._emit(record.run_id, once.result_id(record.id), record.id, outcome)
+        ended = await once.append_unless_ended(
+            self.log, record.run_id, "executor", [Draft(once.result_id(record.id), outcome, record.id)],
+            origin=self.source)
+        if ended is not None:  # the run ended while the command ran
+            once.log_skipped(log, record, ended, "its outcome is dropped")
         await msg.ack()
 
     async def _execute(self, run_id: str, request_id: str, req: ExecutionRequested) -> Event:
@@ -241,9 +240,12 @@ class Executor:
         started = time.time()
         sandbox = await self._sandbox(run_id, req.agent_id, b) if docker_mode else None
         # From here on the command may have effects: a redelivery must not run it again.
-        await self._emit(run_id, once.started_id(request_id), request_id, ExecutionStarted(
-            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, mode=b.command_line_execution_mode,
-            sandbox=sandbox))
+        started_marker = ExecutionStarted(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
+                                          mode=b.command_line_execution_mode, sandbox=sandbox)
+        if await once.append_unless_ended(self.log, run_id, "executor",
+                                          [Draft(once.started_id(request_id), started_marker, request_id)],
+                                          origin=self.source) is not None:
+            raise ExecutionError("the run ended before the command started; it was not run")
         if sandbox is not None:
             # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.
             result = await self.docker.exec(sandbox, req.command, work_dir=work_dir, timeout_s=timeout_s,

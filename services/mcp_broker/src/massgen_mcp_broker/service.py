@@ -269,21 +269,38 @@ class McpBroker:
                 _replayed(hit, req, run.replay_from) if hit is not None else failed(NoRecordedResult(
                     f"no recorded result for {req.tool} with these arguments in run {run.replay_from}"))
             )
-            await self._emit(run.run_id, record.id, [(result_id, outcome)])
+            await self._finish(run, record, [(result_id, outcome)])
             return
         if interrupted:
             log.warning("run %s: tool call %s was started by a broker that stopped; answered Interrupted, not "
                         "called again", run.run_id, record.id)
-            await self._emit(run.run_id, record.id, [(result_id, failed(Interrupted(
+            await self._finish(run, record, [(result_id, failed(Interrupted(
                 f"the MCP broker stopped while {req.tool} on {req.server!r} ran; it is not called again because "
                 "it may already have had effects")))])
             return
         outcome, extra = await self._execute(run, record, req, failed, started)
-        ended = await once.run_end(self.log, run.run_id)
-        if ended is not None:  # the run ended during the call
+        await self._finish(run, record, [*extra, (result_id, outcome)])
+
+    async def _finish(self, run: RunContext, record: Record, drafts: list[tuple[str, Event]]) -> None:
+        """Append a call's outcome unless its run has ended meanwhile (then say so in the log)."""
+        ended = await once.append_unless_ended(self.log, run.run_id, "mcp_broker",
+                                               [Draft(i, e, record.id) for i, e in drafts], origin=self.source)
+        if ended is not None:
             once.log_skipped(log, record, ended, "its outcome is dropped")
-            return
-        await self._emit(run.run_id, record.id, [*extra, (result_id, outcome)])
+
+    async def _mark_started(self, run: RunContext, record: Record, req: ToolCallRequested) -> None:
+        """Record ``tool.call_started``: from here on the call may have effects, and a redelivery must not
+        make it again (``massgen_es.bus.once``).
+
+        Raises:
+            ToolError: the run has ended; the call is not made.
+        """
+        marker = ToolCallStarted(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server,
+                                 tool=req.tool)
+        if await once.append_unless_ended(self.log, run.run_id, "mcp_broker",
+                                          [Draft(once.started_id(record.id), marker, record.id)],
+                                          origin=self.source) is not None:
+            raise ToolError("the run ended before the call started; it was not made")
 
     async def _execute(self, run, record, req, failed, started) -> tuple[Event, list[tuple[str, Event]]]:
         grant = run.agents.get(req.agent_id)
@@ -307,12 +324,9 @@ class McpBroker:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
             if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
                 arguments = mcp.confine_paths(req.tool, arguments, grant.roots(run, req.kind))
+            await self._mark_started(run, record, req)
         except ToolError as exc:
             return failed(exc), []
-
-        # From here on the call may have effects: a redelivery must not make it again.
-        await self._emit(run.run_id, record.id, [(once.started_id(record.id), ToolCallStarted(
-            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, server=req.server, tool=req.tool))])
         attempts = 0
 
         async def attempt() -> Event:
