@@ -281,3 +281,14 @@ def test_a_crashed_executor_child_ends_submit_at_once(tmp_path, fake):
             proc.kill()
     assert proc.returncode == 2 and time.monotonic() - killed < 15
     assert "service executor crashed" in stderr and "exited with status -9" in stderr
+
+
+def test_the_executor_childs_environment_keeps_paths_and_drops_credentials() -> None:
+    """The allowlist, minus what the scrubber also treats as a credential (one rule, massgen_es.scrub)."""
+    from massgen_cli.child_service import clean_env
+
+    env = {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "MASSGEN_HOME": "/h",
+           "OPENAI_API_KEY": "k", "GROQ_API_KEY": "k", "MY_SERVICE_TOKEN": "t", "DB_PASSWORD": "p",
+           "AWS_SECRET_ACCESS_KEY": "s", "MASSGEN_SECRET_SALT": "s", "MASSGEN_NATS_URL": "nats://u:p@h:4222",
+           "UNRELATED": "u"}
+    assert clean_env(env) == {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "MASSGEN_HOME": "/h"}

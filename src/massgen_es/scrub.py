@@ -32,7 +32,7 @@ from massgen_es import backends
 
 MARKER = "[redacted]"
 MIN_SECRET_CHARS = 8
-_SECRET_NAME = re.compile(r"(API_?KEY|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD|_CREDENTIALS?)$", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"API_?KEY|SECRET|(_KEY|_TOKEN|_PASSWORD|_PASSWD|_CREDENTIALS?)$", re.IGNORECASE)
 
 # Credential shapes. Token characters stop at anything JSON would escape (quote, backslash), so a
 # replacement never cuts an escape sequence in half.

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from massgen_es import backends
+from massgen_es import scrub
 from massgen_es.children import dies_with_parent
 from massgen_es.errors import MassgenError
 
@@ -27,21 +27,16 @@ KEEP = re.compile(
 )
 """Variables the child may inherit (whole-name match): locale, paths, the Docker engine's address (Docker
 mode) and the project's own settings."""
-CREDENTIAL = re.compile(r".*(_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD|_CREDENTIALS?)$|.*API_?KEY.*|.*SECRET.*", re.I)
-"""Names that look like a credential; dropped even when :data:`KEEP` would keep them."""
 _STOP_GRACE_S = 10.0
 _TAIL_BYTES = 2000
 
 
 def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` restricted to :data:`KEEP`, without names matching :data:`CREDENTIAL` or a
-    provider's key variable (:data:`massgen_es.backends.BACKENDS` ``key_env``) and without
-    ``MASSGEN_NATS_URL`` (the caller passes the stack's own)."""
-    provider_keys = {c.key_env for c in backends.BACKENDS.values() if c.key_env}
-    return {
-        k: v for k, v in environ.items()
-        if KEEP.fullmatch(k) and not CREDENTIAL.fullmatch(k) and k not in provider_keys and k != "MASSGEN_NATS_URL"
-    }
+    """``environ`` restricted to :data:`KEEP`, without the variables that hold credentials by their name
+    or as a provider's key variable (:func:`massgen_es.scrub.secret_names`, the same rule the scrubber
+    uses) and without ``MASSGEN_NATS_URL`` (the caller passes the stack's own)."""
+    drop = {*scrub.secret_names(environ), "MASSGEN_NATS_URL"}
+    return {k: v for k, v in environ.items() if KEEP.fullmatch(k) and k not in drop}
 
 
 def _tail(path: Path) -> str:
