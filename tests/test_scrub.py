@@ -29,11 +29,13 @@ ODD = 'pa"ss\\word-of-a-custom-store'  # needs JSON escaping; no credential shap
     "Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==",
     "https://host/v1?api_key=qwertyuiop123&x=1",
     '{"error": {"password": "hunter2hunter2"}}',
+    "connecting to nats://executor:s3cr3t-pw@nats:4222 failed",
 ])
 def test_credential_shapes_are_replaced_by_the_marker(raw: str) -> None:
     out = scrub.Scrubber().text(raw)
     assert scrub.MARKER in out
-    for secret in (KEY, ANTHROPIC, GOOGLE, "eyJhbGciOiJIUzI1NiJ9", "ghp_abc", "qwertyuiop123", "hunter2hunter2"):
+    for secret in (KEY, ANTHROPIC, GOOGLE, "eyJhbGciOiJIUzI1NiJ9", "ghp_abc", "qwertyuiop123", "hunter2hunter2",
+                   "s3cr3t-pw"):
         assert secret not in out
 
 
@@ -42,6 +44,7 @@ def test_credential_shapes_are_replaced_by_the_marker(raw: str) -> None:
     "password = the one you chose",
     "sk-learn is a library",
     "the multitask-queue-with-a-long-name-1234567 runs",  # "sk-" inside a word is no key
+    "see https://example.com/a:b/c and mailto:x@y.z",
 ])
 def test_prose_that_merely_mentions_credentials_is_left_alone(prose: str) -> None:
     assert scrub.Scrubber().text(prose) == prose

@@ -9,8 +9,8 @@ Two kinds of secret are replaced by :data:`MARKER`:
   the values of environment variables whose names say they hold credentials (``*_API_KEY``,
   ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``, and the key variables of :mod:`massgen_es.backends`);
 - credential shapes, known or not: ``Bearer <token>``, OpenAI/Anthropic ``sk-…``, Google ``AIza…``,
-  GitHub ``ghp_…``, Slack ``xox?-…``, Hugging Face ``hf_…``, AWS ``AKIA…``, and ``api_key=…``-style
-  assignments (also inside JSON-quoted text).
+  GitHub ``ghp_…``, Slack ``xox?-…``, Hugging Face ``hf_…``, AWS ``AKIA…``, a URL's password
+  (``nats://user:password@host``), and ``api_key=…``-style assignments (also inside JSON-quoted text).
 
 The marker and every character a pattern matches are plain JSON string characters, so scrubbing the
 bytes of a JSON document leaves it valid JSON. A value shorter than :data:`MIN_SECRET_CHARS` is not
@@ -50,6 +50,8 @@ _SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\bxox[abeprs]-[A-Za-z0-9-]{10,}", MARKER, ("xox",)),
     (r"\bhf_[A-Za-z0-9]{30,}", MARKER, ("hf_",)),
     (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", MARKER, ("akia", "asia")),
+    # a URL's password: nats://user:password@host, https://user:token@host
+    (r"://([^:/@\s\"'\\]+):[^@/\s\"'\\]+@", r"://\1:" + MARKER + "@", ("://",)),
     # key = value, key: "value", \"key\": \"value\" (a JSON body quoted inside a JSON string)
     (rf"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret|secret[_-]?key|password|passwd)"
      rf"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?){_DIGITED}{{6,}}", r"\1" + MARKER,
