@@ -24,6 +24,7 @@ from rich.text import Text
 
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
+from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.model_commands import models_app
 from massgen_cli.stack import advertise, open_stack, start_services
 from massgen_es import config as config_mod
@@ -38,6 +39,10 @@ from massgen_replay import read, render, views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-sourced multi-agent LLM orchestration.")
 app.add_typer(models_app, name="models")
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+
+
 def new_run_id() -> str:
     """Sortable, subject-safe run id: ``YYYYmmdd-HHMMSS-xxxxxx``."""
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

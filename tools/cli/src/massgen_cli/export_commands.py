@@ -1,0 +1,12 @@
+"""``massgen export`` and ``massgen import``: a run out of the stack (to an observability backend, to a
+portable file) and back in.
+
+Each exporter lives in its own module and adds its command here; this module only names the groups.
+"""
+
+from __future__ import annotations
+
+import typer
+
+export_app = typer.Typer(no_args_is_help=True, help="Send a run out of the stack: as OpenTelemetry traces or a bundle.")
+import_app = typer.Typer(no_args_is_help=True, help="Bring a run into the stack: from a bundle.")
