@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -151,6 +152,9 @@ def replay(
     check: Annotated[
         bool, typer.Option("--check", help="Also re-decide the run through the orchestrator core and compare.")
     ] = False,
+    html_file: Annotated[
+        str | None, typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML timeline to FILE.")
+    ] = None,
 ) -> None:
     """Rebuild a run from its event log, with zero LLM calls."""
 
@@ -167,6 +171,14 @@ def replay(
             print(json.dumps(to_builtins(r), ensure_ascii=False))
     else:
         render.report(read.project(run_id, records), out)
+    if html_file:
+        from massgen_replay import html
+
+        try:
+            Path(html_file).write_text(html.render(run_id, records), encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write the HTML timeline to {html_file}: {exc.strerror}; pick a writable path", 1)
+        err.print(f"HTML timeline written to {html_file}")
     if check:
         from massgen_orchestrator.decide import verify
 
