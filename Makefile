@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 MODEL   ?=
 # MODEL=NAME installs another local model too (`massgen models` lists them); the default model always.
 
-.PHONY: install sandbox demo test test-fast bench schema docs lint clean compose-fetch compose-build compose-up compose-down compose-smoke
+.PHONY: install sandbox browser demo test test-fast bench schema docs lint clean compose-fetch compose-build compose-up compose-down compose-smoke
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -44,9 +44,14 @@ sandbox:
 	bash scripts/docker-engine.sh
 	bash scripts/sandbox-images.sh
 
+# Debian's Chromium at /usr/bin/chromium, which the HTML timeline's browser test drives through Playwright
+# (Playwright's own browser download is unreachable); needs root to install it on a machine that has none.
+browser:
+	bash scripts/browser.sh
+
 # The compose end-to-end tests (tests/test_compose.py) build the images themselves with
 # `scripts/compose-build.sh --offline`; compose-fetch downloads what that needs beforehand.
-test: install sandbox compose-fetch
+test: install sandbox browser compose-fetch
 	$(BIN)/python -m pytest -q
 
 test-fast: install

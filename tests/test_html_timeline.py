@@ -127,7 +127,8 @@ def test_lanes_show_each_agents_answers_votes_tools_executions_failures_and_retr
            .filter(has_text="command failed: CommandRefused")).to_have_count(1)
     expect(page.locator('td.lane[data-lane="alpha"] details.k-retry .badge.retry')).to_have_count(1)
     expect(page.locator('td.lane[data-lane="alpha"] details.k-text').first).to_contain_text("streamed")
-    expect(page.locator('td.lane[data-lane="run"] details').filter(has_text="consensus: winner agent1")).to_have_count(1)
+    run = page.locator('td.lane[data-lane="run"] details')
+    expect(run.filter(has_text="consensus: winner agent1")).to_have_count(1)
 
 
 def test_event_text_is_shown_as_text_never_run_as_markup(page: Page) -> None:

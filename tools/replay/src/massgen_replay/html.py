@@ -136,7 +136,8 @@ def _votes(view: RunView) -> str:
         return "<p>no consensus recorded</p>"
     rows = "".join(f'<tr><td>{_e(v["voter"])}</td><td>{_e(v["target_anon"])} ({_e(v["target"])})</td>'
                    f'<td class="reason">{_e(v["reason"])}</td></tr>' for v in view.votes)
-    return f'<table id="votes"><thead><tr><th>voter</th><th>for</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>'
+    head = "<thead><tr><th>voter</th><th>for</th><th>reason</th></tr></thead>"
+    return f'<table id="votes">{head}<tbody>{rows}</tbody></table>'
 
 
 def render(run_id: str, records: list[Record]) -> str:
