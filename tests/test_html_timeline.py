@@ -50,8 +50,8 @@ def _massgen(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def timeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
-    """``(run_id, html_path, replay stderr)`` of the run described above."""
+def timeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str, dict[str, str]]:
+    """``(run_id, html_path, replay stderr, environment)`` of the run described above."""
     tmp = tmp_path_factory.mktemp("html")
     env = {k: v for k, v in os.environ.items() if k != "MASSGEN_NATS_URL"} | {"MASSGEN_HOME": str(tmp / "home")}
     with FakeOpenAI() as fake:
@@ -71,7 +71,7 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
     page = tmp / "run.html"
     replayed = _massgen("replay", run_id, "--html", str(page), env=env)
     assert replayed.returncode == 0, replayed.stderr
-    return run_id, page, replayed.stderr
+    return run_id, page, replayed.stderr, env
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +86,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, timeline: tuple[str, Path, str]) -> Iterator[Page]:
+def page(browser: Browser, timeline: tuple[str, Path, str, dict[str, str]]) -> Iterator[Page]:
     """The timeline opened from its file; the test fails if the page logs an error or throws, or asks
     for anything but its own file."""
     context = browser.new_context()
@@ -106,12 +106,21 @@ def _bad(message: ConsoleMessage) -> bool:
 
 
 def test_replay_html_writes_the_page_and_says_where(timeline) -> None:
-    run_id, path, stderr = timeline
+    run_id, path, stderr, _ = timeline
     text = path.read_text(encoding="utf-8")
     assert f"HTML timeline written to {path}" in stderr
     assert text.startswith("<!DOCTYPE html>") and f"run {run_id}" in text
     # Self-contained: nothing is loaded from anywhere.
     assert "http://" not in text.split("<body>")[0] and "<link rel=\"stylesheet\"" not in text and " src=" not in text
+
+
+def test_replay_html_to_an_unwritable_path_exits_1_naming_the_path(timeline, tmp_path: Path) -> None:
+    run_id, _, _, env = timeline
+    target = tmp_path / "no such dir" / "run.html"
+    result = _massgen("replay", run_id, "--html", str(target), env=env | {"COLUMNS": "400"})  # no wrapping
+    assert result.returncode == 1
+    assert f"cannot write the HTML timeline to {target}: No such file or directory; pick a writable path" in (
+        result.stderr)
 
 
 def test_lanes_show_each_agents_answers_votes_tools_executions_failures_and_retries(page: Page) -> None:

@@ -364,5 +364,5 @@ def stages(records: list[Record]) -> list[Stage]:
     shown = next((r.ts for r in records if isinstance(r.event, PresentationStarted)), None)
     if shown is not None:
         marks.append(("presentation", shown))
-    end = max(records[-1].ts, marks[-1][1])
+    end = max(max(r.ts for r in records), marks[-1][1])  # clocks of services may disagree a little
     return [Stage(name, at, marks[i + 1][1] if i + 1 < len(marks) else end) for i, (name, at) in enumerate(marks)]
