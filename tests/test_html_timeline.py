@@ -125,7 +125,8 @@ def test_replay_html_to_an_unwritable_path_exits_1_naming_the_path(timeline, tmp
 
 def test_lanes_show_each_agents_answers_votes_tools_executions_failures_and_retries(page: Page) -> None:
     heads = page.locator("th.lane-head")
-    expect(heads).to_have_text(["agent1 (alpha)", "agent2 (beta)", "run"])
+    expect(heads.locator(".name")).to_have_text(["agent1 (alpha)", "agent2 (beta)", "run"])
+    expect(heads.nth(0).locator(".facts")).to_have_text(re.compile(r"^3 turns · 1 answers · vote agent1 · 1 failures"))
     alpha = page.locator('td.lane[data-lane="alpha"] details.ev')
     beta = page.locator('td.lane[data-lane="beta"] details.ev')
     expect(alpha.filter(has_text="answer agent1.1")).to_have_count(1)

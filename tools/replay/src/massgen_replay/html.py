@@ -82,10 +82,7 @@ def _stage_bar(bands: list[Stage]) -> str:
 
 
 def _timeline(view: RunView, all_items: list[Item], lane_ids: list[str], bands: list[Stage], t0: float) -> str:
-    heads = "".join(
-        f'<th class="lane-head" data-lane="{_e(lane)}">'
-        f'{_e(view.agents[lane].anon_id + " (" + lane + ")" if lane in view.agents else lane)}</th>'
-        for lane in lane_ids)
+    heads = "".join(_lane_head(view, lane, all_items) for lane in lane_ids)
     rows: list[str] = []
     stage_iter = iter(bands)
     stage = next(stage_iter, None)
@@ -103,6 +100,20 @@ def _timeline(view: RunView, all_items: list[Item], lane_ids: list[str], bands: 
         rows.append(f'<tr class="evrow st-{name}"><td class="t">+{item.ts - t0:.2f}s</td>{cells}</tr>')
     return (f'<table id="timeline"><thead><tr><th class="t">time</th>{heads}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _lane_head(view: RunView, lane: str, all_items: list[Item]) -> str:
+    """A lane's name, and for an agent what it did: turns, answers, its vote, failures."""
+    agent = view.agents.get(lane)
+    name = f"{agent.anon_id} ({lane})" if agent else lane
+    facts = ""
+    if agent:
+        turns = len({i.turn for i in all_items if i.lane == lane and i.type == "turn.started"})
+        failures = sum(1 for i in all_items if i.lane == lane and "failure" in i.flags)
+        facts = (f"{turns} turns · {len(agent.answers)} answers · vote {agent.vote or '-'} · {failures} failures"
+                 f" · {agent.status}")
+    return (f'<th class="lane-head" data-lane="{_e(lane)}"><span class="name">{_e(name)}</span>'
+            f'<span class="facts">{_e(facts)}</span></th>')
 
 
 def _band_row(stage: Stage, lanes_n: int) -> str:
