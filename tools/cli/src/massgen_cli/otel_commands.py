@@ -61,7 +61,7 @@ def otel(
         return await asyncio.to_thread(export_run, run_id, records, url, project=project, timeout_s=timeout)
 
     done = run(go())
-    out.print(f"exported run {run_id}: {done.spans} spans, trace {done.trace_id}, to {url}", highlight=False)
+    out.print(f"exported run {run_id}: {done.spans} spans, trace {done.trace_id}, to {url}", highlight=False, soft_wrap=True)
 
 
 class Marks:
@@ -91,7 +91,7 @@ class Marks:
         self.unavailable = f"{type(exc).__name__}: {exc}"
         self.kv = None
         err.print(f"[yellow]warning:[/yellow] cannot keep export marks in bucket {MARKS_BUCKET} "
-                  f"({self.unavailable}); a restarted follower will export runs again", highlight=False)
+                  f"({self.unavailable}); a restarted follower will export runs again", highlight=False, soft_wrap=True)
 
     async def done(self, run_id: str) -> bool:
         """Whether ``run_id`` was exported to this destination already."""
@@ -127,12 +127,12 @@ async def follow_runs(log: EventLog, marks: Marks, url: str, project: str, timeo
         if not isinstance(record.event, TERMINAL_EVENTS):
             continue
         if await marks.done(record.run_id):
-            err.print(f"skip {record.run_id}: already exported to {url}", highlight=False)
+            err.print(f"skip {record.run_id}: already exported to {url}", highlight=False, soft_wrap=True)
             continue
         records = await read.run_records(log, record.run_id)
         done = await asyncio.to_thread(export_run, record.run_id, records, url, project=project, timeout_s=timeout_s)
         await marks.mark(record.run_id, done.trace_id)
-        err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}", highlight=False)
+        err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}", highlight=False, soft_wrap=True)
 
 
 async def _follow(url: str, project: str, timeout_s: float) -> None:
@@ -142,11 +142,11 @@ async def _follow(url: str, project: str, timeout_s: float) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         err.print(f"following runs on {stack.url}; exporting each as it ends to {url} (Ctrl-C stops)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         try:
             await task
         except asyncio.CancelledError:
-            err.print("stopped following", highlight=False)
+            err.print("stopped following", highlight=False, soft_wrap=True)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
