@@ -89,7 +89,8 @@ def spans(base: str, project: str, want: int, timeout_s: float = 30) -> list[dic
     while time.monotonic() < deadline:
         got, cursor = [], None
         while True:
-            status, body = _get(f"{base}/v1/projects/{project}/spans?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+            page_url = f"{base}/v1/projects/{project}/spans?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+            status, body = _get(page_url)
             if status != 200:
                 break
             page = json.loads(body)
@@ -136,7 +137,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, 
         result = massgen("submit", "What is 2+2?", "--config", str(cfg), "--json", home=home)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    events = [json.loads(line) for line in massgen("replay", summary["run_id"], "--json", home=home).stdout.splitlines()]
+    replayed = massgen("replay", summary["run_id"], "--json", home=home).stdout
+    events = [json.loads(line) for line in replayed.splitlines()]
     return home, summary, events
 
 

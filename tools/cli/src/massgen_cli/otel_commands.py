@@ -61,7 +61,8 @@ def otel(
         return await asyncio.to_thread(export_run, run_id, records, url, project=project, timeout_s=timeout)
 
     done = run(go())
-    out.print(f"exported run {run_id}: {done.spans} spans, trace {done.trace_id}, to {url}", highlight=False, soft_wrap=True)
+    out.print(f"exported run {run_id}: {done.spans} spans, trace {done.trace_id}, to {url}",
+              highlight=False, soft_wrap=True)
 
 
 class Marks:
@@ -132,7 +133,8 @@ async def follow_runs(log: EventLog, marks: Marks, url: str, project: str, timeo
         records = await read.run_records(log, record.run_id)
         done = await asyncio.to_thread(export_run, record.run_id, records, url, project=project, timeout_s=timeout_s)
         await marks.mark(record.run_id, done.trace_id)
-        err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}", highlight=False, soft_wrap=True)
+        err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}",
+                  highlight=False, soft_wrap=True)
 
 
 async def _follow(url: str, project: str, timeout_s: float) -> None:

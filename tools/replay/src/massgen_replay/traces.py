@@ -273,7 +273,8 @@ class _Builder:
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.system": provider,
             "gen_ai.request.model": model, "gen_ai.response.model": ev.model, **self._agent_attrs(ev.agent_id),
             "gen_ai.usage.input_tokens": u.input_tokens, "gen_ai.usage.output_tokens": u.output_tokens,
-            "gen_ai.usage.cache_read.input_tokens": u.cached_tokens, "massgen.usage.reasoning_tokens": u.reasoning_tokens,
+            "gen_ai.usage.cache_read.input_tokens": u.cached_tokens,
+            "massgen.usage.reasoning_tokens": u.reasoning_tokens,
             "massgen.turn.id": ev.turn_id, "massgen.turn.attempt": ev.attempt, "massgen.backend.type": backend,
             # OpenInference (Phoenix's own conventions), so its UI shows the model and the tokens
             "openinference.span.kind": "LLM", "llm.model_name": ev.model, "llm.provider": provider,
