@@ -121,13 +121,24 @@ def _tools_then_answer(body: dict) -> Reply:
     return Reply(tool_calls=(("new_answer", {"content": "4"}),))
 
 
+def _fails_once(handler):
+    """``handler``, after one 400 (a turn attempt that fails: the orchestrator asks again)."""
+    calls = []
+
+    def handle(body: dict) -> Reply:
+        calls.append(1)
+        return Reply(status=400, error_message="scripted bad request") if len(calls) == 1 else handler(body)
+
+    return handle
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[dict]]:
     """A completed run on the embedded stack: (MASSGEN_HOME, ``submit --json`` summary, its events)."""
     home = tmp_path_factory.mktemp("otel-home")
     with FakeOpenAI() as fake:
         fake.default("mx", _tools_then_answer)
-        fake.default("my", team_member("four"))
+        fake.default("my", _fails_once(team_member("four")))
         cfg = home / "team.yaml"
         cfg.write_text(yaml.safe_dump({"agents": [
             {"id": "alpha", "backend": {"type": "chatcompletion", "model": "mx", "base_url": fake.base_url,
@@ -179,6 +190,10 @@ def test_export_sends_the_run_as_genai_spans_timed_by_its_events(phoenix, finish
     answers = [e["attributes"]["massgen.answer.content"] for s in agents for e in s["events"]
                if e["name"] == "massgen.answer"]
     assert sorted(answers) == ["4", "four"]
+    [failed] = [s for s in agents if s["status_code"] == "ERROR"]  # beta's first attempt: the 400
+    assert failed["attributes"]["gen_ai.agent.id"] == "beta" and failed["attributes"]["massgen.turn.attempt"] == 1
+    assert failed["attributes"]["error.type"] == "ProviderBadRequest"
+    assert "scripted bad request" in failed["status_message"]
 
     # One chat span per LLM call, under its agent's turn, with the model, provider, tokens, finish reason.
     chats = [s for s in got if s["attributes"].get("gen_ai.operation.name") == "chat"]
