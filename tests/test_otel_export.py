@@ -236,6 +236,12 @@ def test_export_to_an_endpoint_that_is_down_fails_naming_it(finished_run):
     assert "Connection refused" in message and "--endpoint" in message
 
 
+def test_follow_without_a_running_stack_refuses_naming_massgen_up(tmp_path):
+    result = massgen("export", "otel", "--follow", "--endpoint", "http://127.0.0.1:9", home=tmp_path)
+    assert result.returncode == 1
+    assert "--follow needs a running stack" in result.stderr and "massgen up" in result.stderr
+
+
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float = 90) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -272,7 +278,7 @@ def test_follow_exports_a_run_that_ends_after_it_started_and_a_restarted_followe
         _wait_for(follower_log, "following runs", follower)
         with FakeOpenAI() as fake:
             fake.default("ma", team_member("Paris"))
-            fake.default("mb", team_member("Paris"))
+            fake.default("mb", team_member("Paris, France"))
             cfg = tmp_path / "team.yaml"
             cfg.write_text(yaml.safe_dump({"agents": [
                 {"id": aid, "backend": {"type": "chatcompletion", "model": m, "base_url": fake.base_url}}
@@ -285,6 +291,7 @@ def test_follow_exports_a_run_that_ends_after_it_started_and_a_restarted_followe
         assert [s["name"] for s in roots] == [f"invoke_workflow {run_id}"]
         assert roots[0]["attributes"]["massgen.run.status"] == "completed"
         assert stop(follower) == 0 and "stopped following" in follower_log.read_text()
+        assert "Traceback" not in follower_log.read_text()
 
         again, again_log = start("again", *follow)  # restarted: the run is marked as exported
         _wait_for(again_log, f"skip {run_id}: already exported", again)
@@ -293,7 +300,7 @@ def test_follow_exports_a_run_that_ends_after_it_started_and_a_restarted_followe
     finally:
         for p in reversed(procs):
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGINT)  # Ctrl-C: `massgen up` then removes its stack.json
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ bucket (a NATS user without that permission) it says so once and exports without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import signal
 from typing import Annotated
@@ -22,6 +23,7 @@ from nats.js.kv import KeyValue
 from massgen_cli.console import err, out, run
 from massgen_cli.stack import open_stack
 from massgen_es.bus import EventLog, cluster, natsapi
+from massgen_es.errors import ConfigError
 from massgen_es.events import TERMINAL_EVENTS
 from massgen_replay import read
 
@@ -61,6 +63,10 @@ def otel(
         return await asyncio.to_thread(export_run, run_id, records, url, project=project, timeout_s=timeout)
 
     done = run(go())
+    if done.status == "running":
+        err.print(f"[yellow]warning:[/yellow] run {run_id} has not ended: its open spans end at its last event so "
+                  "far, and a backend that keeps spans by id (Phoenix) keeps them so; export it once it ends, or "
+                  "use --follow", highlight=False)
     out.print(f"exported run {run_id}: {done.spans} spans, trace {done.trace_id}, to {url}",
               highlight=False, soft_wrap=True)
 
@@ -124,21 +130,27 @@ async def follow_runs(log: EventLog, marks: Marks, url: str, project: str, timeo
     """
     from massgen_cli.otel_export import export_run
 
-    async for record in log.follow(source="orchestrator"):  # terminal events are the orchestrator's
-        if not isinstance(record.event, TERMINAL_EVENTS):
-            continue
-        if await marks.done(record.run_id):
-            err.print(f"skip {record.run_id}: already exported to {url}", highlight=False, soft_wrap=True)
-            continue
-        records = await read.run_records(log, record.run_id)
-        done = await asyncio.to_thread(export_run, record.run_id, records, url, project=project, timeout_s=timeout_s)
-        await marks.mark(record.run_id, done.trace_id)
-        err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}",
-                  highlight=False, soft_wrap=True)
+    # aclosing: a cancelled follower unsubscribes while its connection is still open
+    async with contextlib.aclosing(log.follow(source="orchestrator")) as stored:  # terminal events: orchestrator's
+        async for record in stored:
+            if not isinstance(record.event, TERMINAL_EVENTS):
+                continue
+            if await marks.done(record.run_id):
+                err.print(f"skip {record.run_id}: already exported to {url}", highlight=False, soft_wrap=True)
+                continue
+            records = await read.run_records(log, record.run_id)
+            done = await asyncio.to_thread(export_run, record.run_id, records, url, project=project,
+                                           timeout_s=timeout_s)
+            await marks.mark(record.run_id, done.trace_id)
+            err.print(f"exported run {record.run_id}: {done.spans} spans, trace {done.trace_id}",
+                      highlight=False, soft_wrap=True)
 
 
 async def _follow(url: str, project: str, timeout_s: float) -> None:
     async with open_stack(services=False, name="massgen-export-otel") as stack:
+        if stack.embedded:  # started for this command: nothing else would write to it
+            raise ConfigError("--follow needs a running stack to follow: start `massgen up` (or set "
+                              "MASSGEN_NATS_URL to the stack's NATS), then submit runs there")
         task = asyncio.ensure_future(follow_runs(stack.log, Marks(stack.nc, url, project), url, project, timeout_s))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

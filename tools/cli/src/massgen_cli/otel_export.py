@@ -186,12 +186,14 @@ def send(spans: Sequence[ReadableSpan], url: str, *, timeout_s: float = 10.0) ->
 
 @dataclass(frozen=True)
 class Exported:
-    """What :func:`export_run` sent: the run, its trace id (32 hex digits), the number of spans, where."""
+    """What :func:`export_run` sent: the run, its trace id (32 hex digits), the number of spans, where,
+    and the run's status (``running`` when it had not ended: its open spans end at its last event)."""
 
     run_id: str
     trace_id: str
     spans: int
     url: str
+    status: str
 
 
 def export_run(run_id: str, records: list[Record], url: str, *, project: str = DEFAULT_PROJECT,
@@ -201,6 +203,7 @@ def export_run(run_id: str, records: list[Record], url: str, *, project: str = D
     Raises:
         ExportFailed: as :func:`send`.
     """
-    spans = to_otel(run_id, run_spans(run_id, records), project=project)
+    plans = run_spans(run_id, records)
+    spans = to_otel(run_id, plans, project=project)
     send(spans, url, timeout_s=timeout_s)
-    return Exported(run_id, trace_id_of(run_id), len(spans), url)
+    return Exported(run_id, trace_id_of(run_id), len(spans), url, str(plans[0].attributes["massgen.run.status"]))
