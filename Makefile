@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 MODEL   ?=
 # MODEL=NAME installs another local model too (`massgen models` lists them); the default model always.
 
-.PHONY: install sandbox browser demo test test-fast bench schema docs lint clean compose-fetch compose-build compose-up compose-down compose-smoke
+.PHONY: install sandbox browser phoenix demo test test-fast bench schema docs lint clean compose-fetch compose-build compose-up compose-down compose-smoke
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH" >&2; exit 1; }
@@ -49,9 +49,14 @@ sandbox:
 browser:
 	bash scripts/browser.sh
 
+# Arize Phoenix, the OpenTelemetry backend the `massgen export otel` tests start, in its own venv
+# (.venv/phoenix, pinned; about 85 s and 850 MB the first time).
+phoenix:
+	PY=$(PY) bash scripts/phoenix.sh
+
 # The compose end-to-end tests (tests/test_compose.py) build the images themselves with
 # `scripts/compose-build.sh --offline`; compose-fetch downloads what that needs beforehand.
-test: install sandbox browser compose-fetch
+test: install sandbox browser phoenix compose-fetch
 	$(BIN)/python -m pytest -q
 
 test-fast: install

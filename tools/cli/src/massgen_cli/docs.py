@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 
+from massgen_cli.otel_commands import MARKS_BUCKET
 from massgen_cli.services import FACTORIES
 from massgen_es import events, subjects
 from massgen_es.events import WRITTEN_BY, Event
@@ -111,6 +112,7 @@ def messaging_md() -> str:
             "produced files) |",
             f"| `{subjects.SERVICES_BUCKET}` | key-value, memory, TTL | service heartbeats (`massgen status`) |",
             f"| `{subjects.SECRETS_BUCKET}` | key-value | MCP `env`/`headers` values by digest, never in the log |",
+            f"| `{MARKS_BUCKET}` | key-value | runs `massgen export otel --follow` exported, per destination |",
             "", "## NATS permissions (compose)\n",
             "One NATS user per service plus `cli`, from `deploy/nats/nats.conf`; everything not allowed is "
             "denied, and each user may subscribe only to its own inbox prefix (`_INBOX_<user>`), so no service "

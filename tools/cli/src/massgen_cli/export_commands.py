@@ -10,3 +10,7 @@ import typer
 
 export_app = typer.Typer(no_args_is_help=True, help="Send a run out of the stack: as OpenTelemetry traces or a bundle.")
 import_app = typer.Typer(no_args_is_help=True, help="Bring a run into the stack: from a bundle.")
+
+from massgen_cli.otel_commands import otel  # noqa: E402 - each exporter registers after the groups exist
+
+export_app.command("otel")(otel)
