@@ -55,20 +55,23 @@ def _votes(summary: dict) -> set[tuple[str, str]]:
 
 def test_a_fork_at_the_last_answer_with_the_same_config_reaches_the_same_decisions(parent) -> None:
     fake, out, log = parent
-    last_answer = max(e["seq"] for e in log if e["type"] == "answer.posted")
+    answer = max((e for e in log if e["type"] == "answer.posted"), key=lambda e: e["seq"])
+    last_answer = answer["seq"]
+    # A decision is copied whole: the fork point moves to the end of the answer's decision (the vote turns).
+    point = max(e["seq"] for e in log if e["causation_id"] == answer["causation_id"])
     result = massgen("fork", out["run_id"], "--at", str(last_answer), "--json")
     assert result.returncode == 0, result.stderr
     forked = json.loads(result.stdout)
     assert forked["run_id"] != out["run_id"] and forked["status"] == "completed"
     assert forked["winner"] == out["winner"] and forked["final_answer"] == out["final_answer"]
     assert _votes(forked) == _votes(out) == {("alpha", "agent2"), ("beta", "agent2")}
-    assert forked["forked_from"] == {"run_id": out["run_id"], "seq": last_answer}
+    assert forked["forked_from"] == {"run_id": out["run_id"], "seq": point}
     # Its history up to the fork point is the parent's: same events, times and writers, in order.
     copied = events(forked["run_id"])
     cut = next(i for i, e in enumerate(copied) if e["type"] == "run.forked")
-    before = [e for e in log if e["seq"] <= last_answer]
-    assert [(e["type"], e["ts"], e["source"], e["data"]) for e in copied[:cut]] == [
-        (e["type"], e["ts"], e["source"], {**e["data"], **({"forked_from": out["run_id"]}
+    before = [e for e in log if e["seq"] <= point]
+    assert [(e["type"], e["ts"], e["source"], e["event"]) for e in copied[:cut]] == [
+        (e["type"], e["ts"], e["source"], {**e["event"], **({"forked_from": out["run_id"]}
                                                            if e["type"] == "run.submitted" else {})})
         for e in before
     ]
@@ -90,15 +93,16 @@ def test_a_fork_with_another_model_for_one_agent_continues_live_with_it(parent) 
     assert len(fake.requests("mb")) == before  # the old model is not asked again
     assert fake.requests("mc")
     fork_log = events(forked["run_id"])
-    answers = {e["data"]["agent_id"]: e["data"]["content"] for e in fork_log if e["type"] == "answer.posted"}
+    answers = {e["event"]["agent_id"]: e["event"]["content"] for e in fork_log if e["type"] == "answer.posted"}
     assert answers == {"alpha": "Paris", "beta": "Lyon"}
     [mark] = [e for e in fork_log if e["type"] == "run.forked"]
-    assert mark["data"]["parent_run_id"] == out["run_id"] and mark["data"]["changes"] == ["agents[1].backend.model=mc"]
+    assert mark["event"]["parent_run_id"] == out["run_id"]
+    assert mark["event"]["changes"] == ["agents[1].backend.model=mc"]
     # The fork point moved to the end of the decisions on the submission: both first turns are copies.
-    assert mark["data"]["parent_seq"] > submitted
-    requested = [e for e in fork_log if e["type"] == "turn.requested" and e["data"]["agent_id"] == "beta"]
-    assert requested[0]["data"]["backend"]["model"] == "mb" and requested[0]["seq"] < mark["seq"]
-    assert requested[1]["data"]["attempt"] == 2 and requested[1]["data"]["backend"]["model"] == "mc"
+    assert mark["event"]["parent_seq"] > submitted
+    requested = [e for e in fork_log if e["type"] == "turn.requested" and e["event"]["agent_id"] == "beta"]
+    assert requested[0]["event"]["backend"]["model"] == "mb" and requested[0]["seq"] < mark["seq"]
+    assert requested[1]["event"]["attempt"] == 2 and requested[1]["event"]["backend"]["model"] == "mc"
     check = massgen("replay", forked["run_id"], "--check")
     assert check.returncode == 0, check.stderr
     # replay and runs name the parent.
