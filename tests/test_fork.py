@@ -10,10 +10,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
+from massgen_cli import fork as fork_mod
+from massgen_es.config import parse_config, run_submitted
+from massgen_es.events import (
+    Record,
+    RunForked,
+    RunSubmitted,
+    Source,
+    ToolCall,
+    TurnRequested,
+    TurnResponded,
+    decode,
+    encode,
+)
 from massgen_es.testing.fake_openai import FakeOpenAI, team_member
+from massgen_orchestrator.decide import step, verify
+from massgen_orchestrator.state import RunState
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
 
@@ -129,3 +145,81 @@ def test_bad_fork_inputs_are_clear_errors(parent) -> None:
         result = massgen("fork", *args)
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         assert message in " ".join(result.stderr.split()), (args, result.stderr)
+
+
+# ---------------------------------------------------------------- the pure parts, without a stack
+
+RUN = "run-1"
+
+
+class _Log:
+    """A run's log built through the decision core: inputs appended, each followed by its decisions."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.state = RunState(RUN)
+
+    def add(self, event, source: str = "agent_worker") -> list:
+        seq = len(self.records) + 1
+        # Through the codec, as the orchestrator reads it from the log (lists, not tuples).
+        r = decode(encode(event, id=f"{RUN}:i{seq}", run_id=RUN, ts=float(seq),
+                          source=Source(service=source, instance="t")), seq)
+        self.records.append(r)
+        drafts = step(self.state, r)
+        for d in drafts:
+            self.records.append(Record(seq=len(self.records) + 1, id=d.id, run_id=RUN, ts=float(seq),
+                                       source=Source(service="orchestrator", instance="t"),
+                                       causation_id=d.causation_id, event=d.event))
+        return [d.event for d in drafts]
+
+
+def _submitted(models: tuple[str, ...]) -> RunSubmitted:
+    cfg = parse_config({"agents": [
+        {"id": f"agent-{m}", "backend": {"type": "chatcompletion", "model": m, "base_url": "http://127.0.0.1:9/v1"}}
+        for m in models
+    ]})
+    return run_submitted("What is the capital of France?", cfg)
+
+
+def test_run_forked_asks_waiting_attempts_again_only_of_agents_whose_backend_changed() -> None:
+    log = _Log()
+    parent = _submitted(("ma", "mb"))
+    first = log.add(parent, "cli")
+    assert [e.backend["model"] for e in first] == ["ma", "mb"]
+    new = fork_mod.forked_settings(parent, parse_config(_with_model(parent, 1, "mc")), "test", from_parent=True)
+    decided = log.add(RunForked(parent_run_id="p", parent_seq=3, agents=new[0], settings=new[1]), "cli")
+    # agent-mb's waiting attempt is asked again of mc, with the same messages; agent-ma's is left to the queue.
+    [again] = decided
+    assert isinstance(again, TurnRequested)
+    assert (again.agent_id, again.turn_id, again.attempt) == ("agent-mb", first[1].turn_id, 2)
+    assert again.backend["model"] == "mc" and again.messages == first[1].messages
+    # The old attempt's late reply is stale: no decision; the new attempt's reply counts.
+    late = TurnResponded(turn_id=again.turn_id, agent_id="agent-mb", attempt=1, content="",
+                         tool_calls=(ToolCall(id="c1", name="new_answer", arguments='{"content": "Lyon"}'),))
+    assert log.add(late) == []
+    reply = msgspec.structs.replace(late, attempt=2)
+    assert [type(e).__name__ for e in log.add(reply)][0] == "AnswerPosted"
+    assert verify(RUN, log.records) == 4
+
+
+def _with_model(submitted: RunSubmitted, index: int, model: str) -> dict:
+    data = fork_mod.parent_config(submitted)
+    fork_mod.apply_set(data, f"agents[{index}].backend.model={model}")
+    return data
+
+
+def test_fork_point_moves_to_the_end_of_the_decisions_on_the_events_up_to_it() -> None:
+    log = _Log()
+    log.add(_submitted(("ma", "mb")), "cli")  # seq 1, its decisions 2 and 3
+    assert fork_mod.fork_point(RUN, log.records, 1) == 3
+    assert fork_mod.fork_point(RUN, log.records, 2) == 3
+    assert fork_mod.fork_point(RUN, log.records, 3) == 3
+
+
+def test_set_paths_create_mappings_and_take_yaml_values() -> None:
+    data = {"agents": [{"id": "a", "backend": {"type": "local"}}]}
+    fork_mod.apply_set(data, "agents[0].backend.reasoning.effort=high")
+    fork_mod.apply_set(data, "orchestrator.max_new_answers_per_agent=2")
+    fork_mod.apply_set(data, "agents[0].backend.temperature=0.3")
+    assert data["agents"][0]["backend"] == {"type": "local", "reasoning": {"effort": "high"}, "temperature": 0.3}
+    assert data["orchestrator"] == {"max_new_answers_per_agent": 2}

@@ -162,10 +162,15 @@ def forked_settings(
         agents = tuple(_keep_secret_refs(old, a) for old, a in zip(submitted.agents, agents, strict=True))
     for i, (old, a) in enumerate(zip(submitted.agents, agents, strict=True)):
         for key in sorted(set(old.backend) | set(a.backend)):
-            if key.startswith(_FIXED_BACKEND_KEYS) and old.backend.get(key) != a.backend.get(key):
+            if key.startswith(_FIXED_BACKEND_KEYS) and _plain(old.backend.get(key)) != a.backend.get(key):
                 raise ConfigError(f"{origin}: `agents[{i}].backend.{key}` cannot change in a fork (the MCP "
                                   "broker and the executor keep the parent's); submit a new run instead")
     return agents, new.settings
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples become lists)."""
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 def _keep_secret_refs(old: AgentSpec, new: AgentSpec) -> AgentSpec:
@@ -178,6 +183,6 @@ def _keep_secret_refs(old: AgentSpec, new: AgentSpec) -> AgentSpec:
         {**s, **{k: {n: config_mod.secret_ref(v) for n, v in s.get(k, {}).items()} for k in ("env", "headers")}}
         for s in servers
     ]
-    if new.backend.get("mcp_servers") != again:
+    if new.backend.get("mcp_servers") != _plain(again):
         return new  # changed by --set: the fixed-key check refuses it
     return msgspec.structs.replace(new, backend={**new.backend, "mcp_servers": servers})

@@ -34,6 +34,7 @@ from massgen_es import config as config_mod
 from massgen_es.bus import Draft
 from massgen_es.bus.copying import copy_records
 from massgen_es.bus.secrets import SecretStore
+from massgen_es.errors import BusError, MassgenError
 from massgen_es.events import Record, RunForked, RunSubmitted, Source
 
 
@@ -74,7 +75,14 @@ async def _fork(parent: str, at: int, sets: list[str], config: str | None, quiet
             moved = f" (moved from {at} to the end of its decisions)" if point > at else ""
             err.print(f"run [bold]{run_id}[/bold] on {where}: fork of {parent} at seq {point}{moved}")
         await SecretStore(stack.nc).put_all(secrets)
-        await copy_records(log, run_id, [_marked(r, parent) for r in prefix])
+        try:
+            await copy_records(log, run_id, [_marked(r, parent) for r in prefix])
+        except (BusError, ValueError) as exc:
+            raise MassgenError(
+                f"copying {parent}'s events into the fork {run_id} failed: {exc}. A fork writes each copied event "
+                "on its writer's subject, so its NATS user must be allowed every `massgen.run.*.<writer>` subject "
+                "(the embedded stack's is; the compose `cli` user may write only `massgen.run.*.cli`)"
+            ) from exc
         cli = Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}")
         await log.append(run_id, "cli", [Draft(f"{run_id}:forked", forked)], origin=cli)
         if stack.embedded:
