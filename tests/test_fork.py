@@ -21,6 +21,7 @@ from massgen_es.events import (
     RunForked,
     RunSubmitted,
     Source,
+    TimerFired,
     ToolCall,
     TurnRequested,
     TurnResponded,
@@ -223,3 +224,19 @@ def test_set_paths_create_mappings_and_take_yaml_values() -> None:
     fork_mod.apply_set(data, "agents[0].backend.temperature=0.3")
     assert data["agents"][0]["backend"] == {"type": "local", "reasoning": {"effort": "high"}, "temperature": 0.3}
     assert data["orchestrator"] == {"max_new_answers_per_agent": 2}
+
+
+def test_a_forks_deadlines_count_the_time_its_parent_had_left_at_the_fork_point() -> None:
+    from massgen_orchestrator.service import _deadline_bases, _Run
+
+    def rec(seq: int, ts: float, event) -> Record:
+        return Record(seq=seq, id=f"r:{seq}", run_id="r", ts=ts, source=Source(service="cli", instance="t"),
+                      causation_id=None, event=event)
+
+    submitted = _submitted(("ma",))
+    forked = RunForked(parent_run_id="p", parent_seq=2, agents=submitted.agents, settings=submitted.settings)
+    run = _Run(state=RunState("r"))
+    # Parent submitted at 100 s, fork point at 130 s, fork written at 1000 s: 30 s of the budget used.
+    timer = TimerFired(name="run_deadline")
+    _deadline_bases(run, [rec(1, 100.0, submitted), rec(2, 130.0, timer), rec(3, 1000.0, forked)])
+    assert run.submitted_ts == 970.0
