@@ -128,6 +128,25 @@ def test_a_fork_with_another_model_for_one_agent_continues_live_with_it(parent) 
     assert {r["run_id"]: r["forked_from"] for r in rows}[forked["run_id"]]["run_id"] == out["run_id"]
 
 
+def test_a_fork_of_a_fork_keeps_the_first_forks_change_and_applies_its_own(parent) -> None:
+    fake, out, log = parent
+    answer = max(e["seq"] for e in log if e["type"] == "answer.posted")
+    first = json.loads(massgen("fork", out["run_id"], "--at", str(answer), "--json").stdout)
+    first_log = events(first["run_id"])
+    mark = next(e["seq"] for e in first_log if e["type"] == "run.forked")
+    result = massgen("fork", first["run_id"], "--at", str(mark), "--set", "agents[1].backend.model=mc", "--json")
+    assert result.returncode == 0, result.stderr
+    second = json.loads(result.stdout)
+    assert second["forked_from"] == {"run_id": first["run_id"], "seq": mark}
+    # beta's vote turn, waiting at the point, is asked of mc, which presents its own final answer.
+    assert second["winner"] == "beta" and second["final_answer"] == "FINAL Lyon"
+    second_log = events(second["run_id"])
+    assert [e["event"]["parent_run_id"] for e in second_log if e["type"] == "run.forked"] == [
+        out["run_id"], first["run_id"]]
+    check = massgen("replay", second["run_id"], "--check")
+    assert check.returncode == 0, check.stderr
+
+
 def test_bad_fork_inputs_are_clear_errors(parent) -> None:
     fake, out, log = parent
     run_id, last = out["run_id"], log[-1]["seq"]

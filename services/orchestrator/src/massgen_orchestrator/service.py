@@ -121,8 +121,12 @@ class OrchestratorService:
         _deadline_bases(run, records)
         if probe.submitted is None or probe.phase == "done":
             return
-        if probe.submitted.forked_from and not any(isinstance(r.event, RunForked) for r in records):
-            return  # a fork still being copied (or whose copy was cut short): nothing to decide yet
+        if probe.submitted.forked_from and not any(
+            isinstance(r.event, RunForked) and r.event.parent_run_id == probe.submitted.forked_from for r in records
+        ):
+            # A fork still being copied (or whose copy was cut short): nothing to decide yet. A copied
+            # run.forked (of a fork of a fork) names another parent.
+            return
         self.runs[run_id] = run
         for r in pending:
             await self._decide(run, r)
@@ -152,7 +156,7 @@ class OrchestratorService:
                 await self._resync(record.run_id)
             return
         if isinstance(record.event, RunForked):
-            await self._resync(record.run_id)  # the fork's copy is complete: carry on as after a crash
+            await self._resync(record.run_id)  # a fork's copy is complete: carry on as after a crash
             return
         run = self.runs.get(record.run_id)
         if run is None:
@@ -249,18 +253,14 @@ class OrchestratorService:
 
 def _deadline_bases(run: _Run, records: list[Record]) -> None:
     """When the run's deadlines count from: its submission and its presentation's start. A fork's
-    copied events keep the parent's timestamps, so there they are moved by the time between the fork
-    point and the fork's ``run.forked``: a fork has the time its parent had left at the fork point."""
-    shift = 0.0
+    copied events (those before its last ``run.forked``; a fork of a fork copies its parent's) keep the
+    parent's timestamps, so there they are moved by the time between the fork point and that
+    ``run.forked``: a fork has the time its parent had left at the fork point."""
+    cut = max((i for i, r in enumerate(records) if isinstance(r.event, RunForked)), default=0)
+    shift = records[cut].ts - max(r.ts for r in records[:cut]) if cut else 0.0
     for i, r in enumerate(records):
-        if isinstance(r.event, RunForked) and i > 0:
-            shift = r.ts - max(x.ts for x in records[:i])
-    forked = False
-    for r in records:
-        moved = r.ts if forked else r.ts + shift
+        moved = r.ts + shift if i < cut else r.ts
         if isinstance(r.event, RunSubmitted):
             run.submitted_ts = moved
         elif isinstance(r.event, PresentationStarted):
             run.presentation_ts = moved
-        elif isinstance(r.event, RunForked):
-            forked = True
