@@ -147,10 +147,15 @@ def test_a_fork_of_a_fork_keeps_the_first_forks_change_and_applies_its_own(paren
     assert check.returncode == 0, check.stderr
 
 
-def test_bad_fork_inputs_are_clear_errors(parent) -> None:
+def test_bad_fork_inputs_are_clear_errors(parent, tmp_path: Path) -> None:
     fake, out, log = parent
     run_id, last = out["run_id"], log[-1]["seq"]
     first = log[0]["seq"]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"agents": [
+        {"id": aid, "backend": {"type": "chatcompletion", "model": "ma", "base_url": fake.base_url}}
+        for aid in ("alpha", "gamma")
+    ]}))
     cases = [
         (("nosuchrun", "--at", "1"), "no run 'nosuchrun' in this stack"),
         ((run_id, "--at", str(last + 5)), f"past the end of run {run_id} (its last event is seq {last})"),
@@ -160,11 +165,15 @@ def test_bad_fork_inputs_are_clear_errors(parent) -> None:
         ((run_id, "--at", str(first), "--set", "agents[0].id=gamma"), "a fork keeps the parent's agents"),
         ((run_id, "--at", str(first), "--set", "nonsense"), "expected PATH=VALUE"),
         ((run_id, "--at", str(first - 1)), f"--at {first - 1} is before run {run_id}'s submission"),
+        ((run_id, "--at", str(first), "--config", str(other)), "a fork keeps the parent's agents ['alpha', 'beta']"),
+        ((run_id, "--at", str(first), "--config", str(other), "--set", "x=1"), "either --set changes or --config"),
     ]
     for args, message in cases:
         result = massgen("fork", *args)
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         assert message in " ".join(result.stderr.split()), (args, result.stderr)
+    # Refused before anything was written: the stack holds the parent only.
+    assert [json.loads(line)["run_id"] for line in massgen("runs", "--json").stdout.splitlines()] == [run_id]
 
 
 # ---------------------------------------------------------------- the pure parts, without a stack
