@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from massgen_cli import fork as fork_mod
+from massgen_es.bus import Draft
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import (
     Record,
@@ -268,3 +269,24 @@ def test_a_forks_deadlines_count_the_time_its_parent_had_left_at_the_fork_point(
     timer = TimerFired(name="run_deadline")
     _deadline_bases(run, [rec(1, 100.0, submitted), rec(2, 130.0, timer), rec(3, 1000.0, forked)])
     assert run.submitted_ts == 970.0
+
+
+async def test_copied_events_keep_time_writer_and_content_and_get_ids_of_the_target_run() -> None:
+    from massgen_es.bus.copying import copy_records
+    from massgen_es.bus.memory import InMemoryEventLog
+    from massgen_orchestrator.state import logical_order
+
+    log = _Log()
+    log.add(_submitted(("ma", "mb")), "cli")
+    target = InMemoryEventLog()
+    await target.append("other", "cli", [Draft("other:x", log.records[0].event)], origin=Source(service="cli",
+                                                                                                 instance="t"))
+    seqs = await copy_records(target, "fork-1", log.records)
+    copies = await target.read("fork-1")
+    assert [(c.ts, c.source, c.event) for c in copies] == [(r.ts, r.source, r.event) for r in log.records]
+    assert [c.seq for c in copies] == [seqs[r.id] for r in log.records] == [2, 3, 4]
+    # Decisions get the ids the orchestrator would have given them here: their cause's new seq.
+    assert [c.id for c in copies] == [f"fork-1:c:{RUN}:i1", "fork-1:o2:0", "fork-1:o2:1"]
+    assert [c.causation_id for c in copies[1:]] == [copies[0].id] * 2
+    assert [c.id for c in logical_order(copies)] == [c.id for c in copies]
+    assert await target.last_seq("fork-1", "orchestrator") == 4  # each on its writer's subject
