@@ -155,6 +155,28 @@ class RunSubmitted(Event, frozen=True, tag="run.submitted"):
     agents: tuple[AgentSpec, ...]
     settings: RunSettings
     config_path: str | None = None
+    forked_from: str | None = None
+    """Set on the copy of a run's submission that begins a fork (``massgen fork``): the parent run. The
+    orchestrator leaves such a run alone until its ``run.forked`` event says the copy is complete."""
+
+
+class RunForked(Event, frozen=True, tag="run.forked"):
+    """This run copies ``parent_run_id``'s events up to ``parent_seq`` and continues from there with a
+    changed config (``massgen fork``). Appended after the copied events, it is an input to the decision
+    core: from here on the agents' backends and system messages and the settings are these; an attempt
+    still waiting for a worker whose agent's backend changed is requested again with the new one."""
+
+    parent_run_id: str
+    parent_seq: int
+    """The parent's stream sequence of the last copied event (the fork point, moved forward to the end of
+    the orchestrator's decisions on the events up to the requested one)."""
+    agents: tuple[AgentSpec, ...]
+    """Same ids in the same order as the parent's; backends and system messages may differ."""
+    settings: RunSettings
+    changes: tuple[str, ...] = ()
+    """What changed, as given: ``--set`` assignments (``agents[1].backend.model=m2``) or ``--config FILE``."""
+    copied: int = 0
+    """How many of the parent's events were copied."""
 
 
 class TurnRequested(Event, frozen=True, tag="turn.requested"):
@@ -570,6 +592,7 @@ class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
 
 EventType = (
     RunSubmitted
+    | RunForked
     | TurnRequested
     | TurnStarted
     | TextDelta
@@ -611,6 +634,7 @@ TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)
 
 WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     RunSubmitted: ("cli",),
+    RunForked: ("cli",),
     TurnRequested: ("orchestrator",),
     TurnStarted: ("agent_worker",),
     TextDelta: ("agent_worker",),

@@ -14,11 +14,13 @@ from massgen_es.subjects import Writer
 
 
 class Draft(NamedTuple):
-    """An event about to be appended: its deterministic id (the ``Nats-Msg-Id``) and its cause."""
+    """An event about to be appended: its deterministic id (the ``Nats-Msg-Id``), its cause, and its
+    ``ts`` (Unix seconds) when it keeps one it already had (a copied event); None: the time of the append."""
 
     id: str
     event: Event
     causation_id: str | None = None
+    ts: float | None = None
 
 
 class EventLog(Protocol):

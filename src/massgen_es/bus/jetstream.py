@@ -198,7 +198,8 @@ class JetStreamEventLog:
         subject = subjects.run_subject(run_id, source)
         now = time.time()
         payloads = [
-            encode(d.event, id=d.id, run_id=run_id, ts=now, source=origin, causation_id=d.causation_id)
+            encode(d.event, id=d.id, run_id=run_id, ts=now if d.ts is None else d.ts, source=origin,
+                   causation_id=d.causation_id)
             for d in drafts
         ]
         if not payloads:

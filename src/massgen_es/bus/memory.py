@@ -53,7 +53,8 @@ class InMemoryEventLog:
                 seqs.append(self._ids[d.id])
                 continue
             seq = len(self._records) + 1
-            data = encode(d.event, id=d.id, run_id=run_id, ts=now, source=origin, causation_id=d.causation_id)
+            data = encode(d.event, id=d.id, run_id=run_id, ts=now if d.ts is None else d.ts, source=origin,
+                          causation_id=d.causation_id)
             self._records.append((subject, decode(data, seq)))
             self._ids[d.id] = seq
             self._last_by_subject[subject] = seq

@@ -44,6 +44,7 @@ from massgen_es.events import (
     Record,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunSettings,
     RunSubmitted,
     RunTimedOut,
@@ -168,6 +169,8 @@ class _Decider:
         match ev:
             case RunSubmitted():
                 self.on_submitted()
+            case RunForked():
+                self.on_forked()
             case TurnResponded() | TurnFailed() if turn is not None:
                 self.on_turn_result(turn, ev)
             case TimerFired(name="run_deadline") if st.phase == "coordinating":
@@ -189,6 +192,30 @@ class _Decider:
         if all(a.turns_started == 0 for a in st.agents.values()):
             for agent in st.live:
                 self.start_turn(agent)
+
+    def on_forked(self) -> None:
+        """A fork continues: an attempt still waiting for a worker whose agent's backend changed is asked
+        again, as its next attempt, of the new backend (so the change applies from the fork point, and a
+        late reply of the old attempt is stale); the others are re-queued as after a crash (the shell)."""
+        st = self.state
+        waiting = [(a, a.turn) for a in st.live if a.turn is not None and st.phase == "coordinating"]
+        if st.presentation_turn is not None and st.presenter is not None and st.phase == "presenting":
+            waiting.append((st.agents[st.presenter], st.presentation_turn))
+        for agent, turn in waiting:
+            if turn.response is None and not turn.failed and turn.backend != agent.backend:
+                self.emit(
+                    TurnRequested(
+                        turn_id=turn.id,
+                        agent_id=agent.id,
+                        attempt=turn.attempt + 1,
+                        kind="presentation" if turn.kind == "presentation" else "coordination",
+                        messages=turn.messages,
+                        tools=turn.tools,
+                        backend=agent.backend,
+                        answers_version=turn.answers_version,
+                        anon_id=agent.anon_id,
+                    )
+                )
 
     def on_turn_result(self, turn: Turn, ev: TurnResponded | TurnFailed) -> None:
         """The current attempt of ``turn`` was answered or failed."""

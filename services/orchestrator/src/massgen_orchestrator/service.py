@@ -23,6 +23,7 @@ from massgen_es.events import (
     PresentationStarted,
     Record,
     RunFailed,
+    RunForked,
     RunSubmitted,
     Source,
     TimerFired,
@@ -117,12 +118,14 @@ class OrchestratorService:
             last_orch_seq=max((r.seq for r in records if r.is_decision), default=0),
             seen_seq=max((r.seq for r in records), default=0),
         )
-        for r in records:
-            if isinstance(r.event, RunSubmitted):
-                run.submitted_ts = r.ts
-            elif isinstance(r.event, PresentationStarted):
-                run.presentation_ts = r.ts
+        _deadline_bases(run, records)
         if probe.submitted is None or probe.phase == "done":
+            return
+        if probe.submitted.forked_from and not any(
+            isinstance(r.event, RunForked) and r.event.parent_run_id == probe.submitted.forked_from for r in records
+        ):
+            # A fork still being copied (or whose copy was cut short): nothing to decide yet. A copied
+            # run.forked (of a fork of a fork) names another parent.
             return
         self.runs[run_id] = run
         for r in pending:
@@ -152,8 +155,13 @@ class OrchestratorService:
                 log.warning("run %s: decision %s by another orchestrator; rebuilding", record.run_id, record.id)
                 await self._resync(record.run_id)
             return
+        if isinstance(record.event, RunForked):
+            await self._resync(record.run_id)  # a fork's copy is complete: carry on as after a crash
+            return
         run = self.runs.get(record.run_id)
         if run is None:
+            if isinstance(record.event, RunSubmitted) and record.event.forked_from:
+                return  # the first event of a fork's copy: wait for its run.forked
             if not isinstance(record.event, RunSubmitted):
                 return  # an event of a finished (or unknown) run: nothing left to decide
             run = self.runs[record.run_id] = _Run(state=RunState(record.run_id), submitted_ts=record.ts)
@@ -241,3 +249,18 @@ class OrchestratorService:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _deadline_bases(run: _Run, records: list[Record]) -> None:
+    """When the run's deadlines count from: its submission and its presentation's start. A fork's
+    copied events (those before its last ``run.forked``; a fork of a fork copies its parent's) keep the
+    parent's timestamps, so there they are moved by the time between the fork point and that
+    ``run.forked``: a fork has the time its parent had left at the fork point."""
+    cut = max((i for i, r in enumerate(records) if isinstance(r.event, RunForked)), default=0)
+    shift = records[cut].ts - max(r.ts for r in records[:cut]) if cut else 0.0
+    for i, r in enumerate(records):
+        moved = r.ts + shift if i < cut else r.ts
+        if isinstance(r.event, RunSubmitted):
+            run.submitted_ts = moved
+        elif isinstance(r.event, PresentationStarted):
+            run.presentation_ts = moved

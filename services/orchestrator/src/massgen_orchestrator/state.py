@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from massgen_es import ids
 from massgen_es.events import (
     AgentDropped,
@@ -23,6 +25,7 @@ from massgen_es.events import (
     Record,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunSubmitted,
     RunTimedOut,
     TimerFired,
@@ -52,6 +55,8 @@ class Turn:
     """Enforcement rejections so far; update deliveries do not count."""
     response: TurnResponded | None = None
     failed: bool = False
+    backend: dict[str, Any] = field(default_factory=dict[str, Any])
+    """The backend the attempt was requested with (a fork may change the agent's since)."""
 
 
 @dataclass
@@ -157,6 +162,8 @@ def evolve(state: RunState, record: Record) -> RunState:
     match ev:
         case RunSubmitted():
             _submitted(state, ev)
+        case RunForked():
+            _forked(state, ev)
         case TurnRequested():
             _turn_requested(state, ev)
         case TurnResponded() | TurnFailed() | TurnRejected():
@@ -193,10 +200,22 @@ def _submitted(state: RunState, ev: RunSubmitted) -> None:
             )
 
 
+def _forked(state: RunState, ev: RunForked) -> None:
+    """A fork's config applies from here: the agents' backends and system messages, and the settings
+    (the question and the agents' ids and order are the parent's; ``massgen fork`` checks that)."""
+    if state.submitted is None:
+        return
+    state.submitted = msgspec.structs.replace(state.submitted, agents=ev.agents, settings=ev.settings)
+    for spec in ev.agents:
+        if agent := state.agents.get(spec.id):
+            agent.backend = spec.backend
+            agent.system_message = spec.system_message
+
+
 def _turn_requested(state: RunState, ev: TurnRequested) -> None:
     """A turn's attempt becomes the agent's (or the presentation's) current turn."""
     agent = state.agents[ev.agent_id]
-    turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version)
+    turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version, backend=ev.backend)
     previous = agent.turn if ev.kind == "coordination" else state.presentation_turn
     if previous is not None and previous.id == ev.turn_id:
         turn.rejections = previous.rejections

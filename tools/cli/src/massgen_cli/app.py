@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.live import Live
@@ -26,8 +26,9 @@ from rich.text import Text
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
+from massgen_cli.fork_commands import fork
 from massgen_cli.model_commands import models_app
-from massgen_cli.stack import advertise, open_stack, start_services
+from massgen_cli.stack import Stack, advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
 from massgen_es.bus import Draft
@@ -42,6 +43,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-source
 app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.add_typer(import_app, name="import")
+app.command()(fork)
 
 
 def new_run_id() -> str:
@@ -68,7 +70,12 @@ def submit(
     except ConfigError as exc:
         fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
-    view = run(_submit(submitted, quiet, config_mod.secrets(cfg)))
+    report(run(_submit(submitted, quiet, config_mod.secrets(cfg))), as_json)
+
+
+def report(view: views.RunView, as_json: bool) -> NoReturn:
+    """Print a followed run's outcome (the final answer, or one JSON object) and exit with its status's
+    code (``console.EXIT``): what ``submit`` and ``fork`` end with."""
     if as_json:
         print(json.dumps(view.summary(), ensure_ascii=False))
     else:
@@ -96,27 +103,38 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
             [Draft(f"{run_id}:submitted", submitted)],
             origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
         )
-        view = views.RunView(run_id)
-        display = (
-            Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null()
-        )
+        return await follow_run(stack, run_id, quiet)
 
-        async def follow() -> None:
-            with display as live:
-                async for record in log.follow(run_id):
-                    seen = len(view.timeline)
-                    view.apply(record)
-                    if live is not None:
-                        for entry in view.timeline[seen:]:
-                            line = render.progress(view, entry)
-                            if line is not None:
-                                live.console.print(line)
-                        live.update(render.live(view))
-                    if isinstance(record.event, TERMINAL_EVENTS):
-                        return
 
-        await _unless_a_service_stops(follow(), stack.tasks)
-        return view
+async def follow_run(stack: Stack, run_id: str, quiet: bool) -> views.RunView:
+    """Follow ``run_id`` from its first event to its end on ``stack`` (an open ``stack.open_stack``),
+    with the live view and progress lines unless ``quiet``.
+
+    Raises:
+        MassgenError: an embedded service stopped meanwhile (``_unless_a_service_stops``).
+    """
+    log = stack.log
+    view = views.RunView(run_id)
+    display = (
+        Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null()
+    )
+
+    async def follow() -> None:
+        with display as live:
+            async for record in log.follow(run_id):
+                seen = len(view.timeline)
+                view.apply(record)
+                if live is not None:
+                    for entry in view.timeline[seen:]:
+                        line = render.progress(view, entry)
+                        if line is not None:
+                            live.console.print(line)
+                    live.update(render.live(view))
+                if isinstance(record.event, TERMINAL_EVENTS):
+                    return
+
+    await _unless_a_service_stops(follow(), stack.tasks)
+    return view
 
 
 async def _unless_a_service_stops(work: Coroutine[Any, Any, None], services: list[asyncio.Task[None]]) -> None:
@@ -201,14 +219,15 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
     if as_json:
         for v in all_runs:
             summary = v.summary()
-            row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s")}
+            row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s", "forked_from")}
             print(json.dumps(row | {"question": v.question}))
         return
     table = Table(show_edge=False)
     for col in ("run", "status", "winner", "seconds", "question"):
         table.add_column(col)
     for v in all_runs:
-        table.add_row(v.run_id, v.status, v.winner or "-", f"{v.duration_s or 0:.1f}", v.question[:60])
+        parent = f" (fork of {v.forked_from[0]} at {v.forked_from[1]})" if v.forked_from else ""
+        table.add_row(v.run_id + parent, v.status, v.winner or "-", f"{v.duration_s or 0:.1f}", v.question[:60])
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
 
 

@@ -49,7 +49,7 @@ def live(view: RunView) -> Panel:
 
 PROGRESS_KINDS = frozenset({
     "started", "new_answer", "vote", "rejected", "update", "invalidated", "retry", "failed", "dropped", "consensus",
-    "presenting", "tool_call", "exec", "budget",
+    "presenting", "tool_call", "exec", "budget", "forked",
 })
 """Timeline entries that ``massgen submit`` prints as they land (the live table shows the rest)."""
 
@@ -75,6 +75,9 @@ def report(view: RunView, console: Console) -> None:
     when = datetime.fromtimestamp(start).isoformat(sep=" ", timespec="seconds") if start else "?"
     console.print(f"[bold]run {view.run_id}[/bold] · {view.status} · submitted {when} · {view.events} events")
     console.print(Text.assemble(("question:", "bold"), " ", view.question))
+    if view.forked_from:
+        console.print(f"[bold]fork of[/bold] {view.forked_from[0]} at seq {view.forked_from[1]} (events before "
+                      "`forked` are copies of the parent's, with their original times)")
     if view.winner:
         anon = view.agents[view.winner].anon_id if view.winner in view.agents else "?"
         console.print(f"[bold]winner:[/bold] {anon} ({view.winner})")

@@ -26,6 +26,7 @@ from massgen_es.events import (
     Record,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunSubmitted,
     RunTimedOut,
     SandboxChanged,
@@ -122,6 +123,8 @@ class RunView:
     """Unix times of ``submitted``, ``first_answer``, ``consensus``, ``presentation``, ``ended``."""
     events: int = 0
     failure: str | None = None
+    forked_from: tuple[str, int] | None = None
+    """``(parent run, parent seq)`` of a fork (``massgen fork``): its events up to ``run.forked`` are copies."""
 
     def _log(self, r: Record, agent_id: str | None, kind: str, text: str) -> None:
         self.timeline.append(Entry(r.ts, agent_id, kind, text))
@@ -154,6 +157,11 @@ class RunView:
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
                 self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
+            case RunForked():
+                self.forked_from = (ev.parent_run_id, ev.parent_seq)
+                changes = "; ".join(ev.changes) or "no config change"
+                self._log(r, None, "forked", f"from {ev.parent_run_id} at seq {ev.parent_seq} ({ev.copied} events "
+                          f"copied): {changes}")
             case BudgetExceeded():
                 self._log(r, None, "budget", f"cost ${ev.cost_usd:.6f} reached the budget ${ev.max_cost_usd:g}")
             case RunCompleted() | RunTimedOut():
@@ -368,6 +376,7 @@ class RunView:
             "duration_s": round(self.duration_s or 0.0, 3),
             "error": self.failure,
             "agent_failures": self.agent_failures(),
+            "forked_from": {"run_id": self.forked_from[0], "seq": self.forked_from[1]} if self.forked_from else None,
         }
 
     def agent_failures(self) -> dict[str, dict[str, str]]:
