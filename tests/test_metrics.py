@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -243,3 +244,18 @@ async def test_a_redelivered_work_item_counts_as_a_redelivery(fresh_nats: NatsSe
     labels = {"service": "agent_worker", "queue": "MASSGEN_TURNS"}
     assert metrics.registry.get_sample_value("massgen_work_items_total", labels) == 2
     assert metrics.registry.get_sample_value("massgen_work_item_redeliveries_total", labels) == 1
+
+
+def test_the_grafana_dashboard_shows_every_series_and_only_series_the_services_serve() -> None:
+    dashboard = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "massgen-dashboard.json"
+    text = dashboard.read_text()
+    board = json.loads(text)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    families = list(EventMetrics().registry.collect())
+    served = {f.name + s for f in families for s in suffixes[f.type]}
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p.get("targets", ()))
+    assert set(re.findall(r"\bmassgen_[a-z_]+", exprs)) <= served
+    assert not [f.name for f in families if f.name not in text]  # every family has a panel (or the variable)
+    assert board["templating"]["list"][0] == {**board["templating"]["list"][0], "type": "datasource",
+                                              "query": "prometheus"}
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in board["panels"] if p["type"] != "row")
