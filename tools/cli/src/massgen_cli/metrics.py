@@ -15,6 +15,7 @@ names follow OpenTelemetry's where one exists (``error_type`` for ``error.type``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -203,11 +204,12 @@ class EventMetrics:
 
     # --- the work queues, read at scrape time ----------------------------------------------------------
 
-    async def refresh_queues(self, nc: Client) -> None:
-        """Read each work queue's consumer info (:func:`massgen_es.ops.queue_depths`) for the next scrape;
-        on failure the gauges are left out of it (an absent series, not a stale one), and it is logged."""
+    async def refresh_queues(self, nc: Client, timeout_s: float = 3.0) -> None:
+        """Read each work queue's consumer info (:func:`massgen_es.ops.queue_depths`) for the next scrape,
+        waiting up to ``timeout_s`` seconds; on failure or timeout the gauges are left out of the scrape
+        (an absent series rather than a stale one) and the reason is logged."""
         try:
-            self._queues.queues = await ops.queue_depths(nc)
+            self._queues.queues = await asyncio.wait_for(ops.queue_depths(nc), timeout_s)
         except Exception as exc:  # noqa: BLE001 - a scrape must still answer with the other series
             log.warning("reading the work queues' depth failed: %s: %s", type(exc).__name__, exc)
             self._queues.queues = []
