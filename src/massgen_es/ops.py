@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,11 +92,12 @@ async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
     return found
 
 
-async def queue_depths(nc: Client) -> list[dict[str, Any]]:
-    """Each work queue's durable consumer, from JetStream consumer info: ``stream``, ``consumer`` (the
-    service that pulls it), ``pending`` (items not yet delivered), ``in_flight`` (delivered, not acked)
-    and ``redelivered`` (delivered more than once, not acked yet); the three counts are None while the
-    consumer is missing or has no leader (a cluster node is down).
+async def queue_depths(nc: Client, consumers: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Each work queue's durable consumer (of the queues pulled by ``consumers``, service names, when
+    given: a service's NATS user may read only its own consumer's info), from JetStream consumer info:
+    ``stream``, ``consumer`` (the service that pulls it), ``pending`` (items not yet delivered),
+    ``in_flight`` (delivered, not acked) and ``redelivered`` (delivered more than once, not acked yet);
+    the three counts are None while the consumer is missing or has no leader (a cluster node is down).
 
     Raises:
         Exception: whatever nats-py raises for an error other than a missing consumer or a transient one.
@@ -103,6 +105,8 @@ async def queue_depths(nc: Client) -> list[dict[str, Any]]:
     js = natsapi.jetstream(nc)
     queues: list[dict[str, Any]] = []
     for q in subjects.WORK_QUEUES:
+        if consumers is not None and q.consumer not in consumers:
+            continue
         stream, durable = q.stream, q.consumer
         try:
             c = await js.consumer_info(stream, durable)

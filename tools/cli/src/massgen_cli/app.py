@@ -26,7 +26,7 @@ from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.model_commands import models_app
-from massgen_cli.stack import advertise, open_stack, start_services
+from massgen_cli.stack import CHILD_SERVICES, advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
 from massgen_es.bus import Draft
@@ -256,7 +256,7 @@ def serve(
             loop.add_signal_handler(sig, main.cancel)
         logging.getLogger("massgen").info("%s serving on %s", service, nats_url.split("@")[-1])
         try:
-            async with serving(nc, tasks, metrics_port):
+            async with serving(nc, [service], tasks, metrics_port):
                 await main
         except asyncio.CancelledError:
             logging.getLogger("massgen").info("%s stopping (signal): unacked work will be redelivered", service)
@@ -346,7 +346,8 @@ def up(
 
             child_port = metrics_port + 1 if metrics_port is not None else None
             stack.tasks = start_services(stack, metrics_port=child_port)
-            async with serving(stack.nc, stack.tasks, metrics_port, host="127.0.0.1") as metrics:
+            in_process = [n for n in SERVICE_NAMES if n not in CHILD_SERVICES]
+            async with serving(stack.nc, in_process, stack.tasks, metrics_port, host="127.0.0.1") as metrics:
                 path = advertise(stack.url)
                 nodes = f"{cluster} NATS nodes" if cluster > 1 else "one NATS server"
                 err.print(f"embedded stack ({nodes}) on {stack.url} (advertised in {path}); Ctrl-C to stop")

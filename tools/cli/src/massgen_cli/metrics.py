@@ -4,9 +4,9 @@ takes (issue 14 item 4).
 :class:`EventMetrics` is a :class:`massgen_es.observe.Observer`: the event log and the work queues tell
 it what passed through them, and it folds that into counters and histograms; nothing in the services
 counts anything. Every series carries ``service``, the writer's (or consumer's) one name, so the
-embedded stack's single endpoint tells its services apart. The work queues' depth is read from
-JetStream consumer info at scrape time (:func:`massgen_es.ops.queue_depths`, as ``massgen status``
-reads it).
+embedded stack's single endpoint tells its services apart. The depth of the work queues this
+process's services pull from is read from JetStream consumer info at scrape time
+(:func:`massgen_es.ops.queue_depths`, as ``massgen status`` reads it).
 
 Names follow Prometheus conventions (``_total`` counters, base units: ``_seconds``, ``_usd``); label
 names follow OpenTelemetry's where one exists (``error_type`` for ``error.type``, ``token_type`` for
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from nats.aio.client import Client
@@ -93,14 +93,19 @@ class EventMetrics:
       taken, and those taken again after a redelivery (``queue`` is the stream);
     - ``massgen_work_queue_pending``, ``massgen_work_queue_in_flight``,
       ``massgen_work_queue_redelivered`` (gauges ``{queue, consumer}``, no ``service``): JetStream's
-      view of each work queue, the same from every endpoint (aggregate with ``max``), read by
-      :meth:`refresh_queues`.
+      view of the work queues pulled by ``consumers``, read by :meth:`refresh_queues`; each replica of
+      a service reports its queue (aggregate with ``max``). The orchestrator pulls from none.
+
+    Args:
+        consumers: the services of this process (their NATS users may read their own consumer's info
+            only, so each endpoint reports the queues its services pull from).
 
     An event re-appended after a redelivery is dropped by the server as a duplicate and not counted
     again (``massgen_es.observe``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, consumers: Collection[str] = ()) -> None:
+        self.consumers = frozenset(consumers)
         self.registry = CollectorRegistry()
         r = self.registry
         self.turns = Counter("massgen_turns", "Agent turns ended, by outcome (responded or failed).",
@@ -205,11 +210,11 @@ class EventMetrics:
     # --- the work queues, read at scrape time ----------------------------------------------------------
 
     async def refresh_queues(self, nc: Client, timeout_s: float = 3.0) -> None:
-        """Read each work queue's consumer info (:func:`massgen_es.ops.queue_depths`) for the next scrape,
-        waiting up to ``timeout_s`` seconds; on failure or timeout the gauges are left out of the scrape
-        (an absent series rather than a stale one) and the reason is logged."""
+        """Read the consumer info of the queues of ``consumers`` (:func:`massgen_es.ops.queue_depths`)
+        for the next scrape, waiting up to ``timeout_s`` seconds; on failure or timeout the gauges are
+        left out of the scrape (an absent series rather than a stale one) and the reason is logged."""
         try:
-            self._queues.queues = await asyncio.wait_for(ops.queue_depths(nc), timeout_s)
+            self._queues.queues = await asyncio.wait_for(ops.queue_depths(nc, self.consumers), timeout_s)
         except Exception as exc:  # noqa: BLE001 - a scrape must still answer with the other series
             log.warning("reading the work queues' depth failed: %s: %s", type(exc).__name__, exc)
             self._queues.queues = []

@@ -18,7 +18,7 @@ import contextlib
 import errno
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -122,11 +122,13 @@ def _ended(task: asyncio.Task[object]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(nc: Client, tasks: Sequence[asyncio.Task[object]], port: int | None,
-                  host: str = "0.0.0.0") -> AsyncIterator[MetricsServer | None]:  # noqa: S104 - see MetricsServer
-    """Serve ``/metrics`` and ``/healthz`` for ``tasks`` on ``host:port`` while inside; with ``port``
-    None, nothing (yields None). The process's metrics observe the event log and work queues
-    (:mod:`massgen_es.observe`) only while inside.
+async def serving(
+    nc: Client, services: Collection[str], tasks: Sequence[asyncio.Task[object]], port: int | None,
+    host: str = "0.0.0.0",  # all interfaces: in a container; `massgen up` passes 127.0.0.1
+) -> AsyncIterator[MetricsServer | None]:
+    """Serve ``/metrics`` and ``/healthz`` for ``services`` (their names) and their ``tasks`` on
+    ``host:port`` while inside; with ``port`` None, nothing (yields None). The process's metrics
+    observe the event log and the work queues (:mod:`massgen_es.observe`) only while inside.
 
     Raises:
         MassgenError: the port cannot be bound.
@@ -134,7 +136,7 @@ async def serving(nc: Client, tasks: Sequence[asyncio.Task[object]], port: int |
     if port is None:
         yield None
         return
-    metrics = EventMetrics()
+    metrics = EventMetrics(services)
     server = MetricsServer(nc, tasks, metrics, host, port)
     await server.start()
     observe.add(metrics)
