@@ -218,9 +218,12 @@ def serve(
     log_format: Annotated[str, typer.Option(help="json (one object per line) or text.")] = "json",
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", envvar="MASSGEN_METRICS_PORT",
-                                 help="Serve Prometheus /metrics and /healthz on this port (all interfaces); "
-                                      "default: off.")
+                                 help="Serve Prometheus /metrics and /healthz on this port; default: off.")
     ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", envvar="MASSGEN_METRICS_HOST",
+                          help="Address the metrics port listens on (0.0.0.0: every interface, as in a container).")
+    ] = "0.0.0.0",
 ) -> None:
     """Run one service against a NATS server until SIGTERM or SIGINT.
 
@@ -256,7 +259,7 @@ def serve(
             loop.add_signal_handler(sig, main.cancel)
         logging.getLogger("massgen").info("%s serving on %s", service, nats_url.split("@")[-1])
         try:
-            async with serving(nc, [service], tasks, metrics_port):
+            async with serving(nc, [service], tasks, metrics_port, metrics_host):
                 await main
         except asyncio.CancelledError:
             logging.getLogger("massgen").info("%s stopping (signal): unacked work will be redelivered", service)
