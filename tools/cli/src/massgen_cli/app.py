@@ -344,23 +344,25 @@ def up(
     async def go() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
             raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
-        async with open_stack(services=False, name="massgen-up", cluster=cluster) as stack:
-            from massgen_cli.metrics_http import serving
+        from massgen_cli.metrics_http import serving
 
+        async with open_stack(services=False, name="massgen-up", cluster=cluster) as stack, \
+                contextlib.AsyncExitStack() as scope:
             child_port = metrics_port + 1 if metrics_port is not None else None
             stack.tasks = start_services(stack, metrics_port=child_port)
             in_process = [n for n in SERVICE_NAMES if n not in CHILD_SERVICES]
-            async with serving(stack.nc, in_process, stack.tasks, metrics_port, host="127.0.0.1") as metrics:
-                path = advertise(stack.url)
-                nodes = f"{cluster} NATS nodes" if cluster > 1 else "one NATS server"
-                err.print(f"embedded stack ({nodes}) on {stack.url} (advertised in {path}); Ctrl-C to stop")
-                if metrics is not None:
-                    err.print(f"metrics on http://127.0.0.1:{metrics.port}/metrics (executor: port {child_port}), "
-                              "health on /healthz")
-                try:
-                    await asyncio.gather(*stack.tasks)
-                finally:
-                    path.unlink(missing_ok=True)
+            metrics = await scope.enter_async_context(
+                serving(stack.nc, in_process, stack.tasks, metrics_port, host="127.0.0.1"))
+            path = advertise(stack.url)
+            nodes = f"{cluster} NATS nodes" if cluster > 1 else "one NATS server"
+            err.print(f"embedded stack ({nodes}) on {stack.url} (advertised in {path}); Ctrl-C to stop")
+            if metrics is not None:
+                err.print(f"metrics on http://127.0.0.1:{metrics.port}/metrics (executor: port {child_port}), "
+                          "health on /healthz")
+            try:
+                await asyncio.gather(*stack.tasks)
+            finally:
+                path.unlink(missing_ok=True)
 
     run(go())
 
