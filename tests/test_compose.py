@@ -134,6 +134,25 @@ async def test_full_round_with_a_scripted_provider_in_a_container(
     assert_no_duplicates(summary["run_id"], records)
 
 
+def test_services_are_healthy_by_their_healthcheck_and_serve_metrics_on_the_network(stack: ComposeStack) -> None:
+    """Issue 14 item 4: each service's compose healthcheck is its /healthz; /metrics is reachable by
+    service name on the compose network (as Prometheus scrapes it) and shows the round above."""
+    for service in ("orchestrator", "agent-worker", "mcp-broker", "executor"):
+        for cid in stack.containers(service).values():
+            assert stack.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", cid]).strip() == "healthy"
+    [worker] = stack.containers("agent-worker").values()
+
+    def scrape(service: str) -> str:
+        get = f"import urllib.request; print(urllib.request.urlopen('http://{service}:9464/metrics').read().decode())"
+        return stack.run(["docker", "exec", worker, "python", "-c", get])
+
+    assert 'massgen_runs_total{outcome="completed",service="orchestrator"}' in scrape("orchestrator")
+    worker_metrics = scrape("agent-worker")
+    assert 'massgen_turns_total{agent="agent-a",model="echo",outcome="responded",service="agent_worker"}' \
+        in worker_metrics
+    assert 'massgen_work_queue_pending{consumer="agent_worker",queue="MASSGEN_TURNS"}' in worker_metrics
+
+
 async def test_default_submit_is_answered_by_the_local_llm_container(stack: ComposeStack, log) -> None:
     served = stack.logs("local-llm").count("stop processing")
     summary = submitted(stack, "What is 2+2?")  # no config, no API key: the default local team

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +92,34 @@ async def _heartbeats(nc: Client, now: float) -> list[dict[str, Any]]:
     return found
 
 
+async def queue_depths(nc: Client, consumers: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Each work queue's durable consumer (of the queues pulled by ``consumers``, service names, when
+    given: a service's NATS user may read only its own consumer's info), from JetStream consumer info:
+    ``stream``, ``consumer`` (the service that pulls it), ``pending`` (items not yet delivered),
+    ``in_flight`` (delivered, not acked) and ``redelivered`` (delivered more than once, not acked yet);
+    the three counts are None while the consumer is missing or has no leader (a cluster node is down).
+
+    Raises:
+        Exception: whatever nats-py raises for an error other than a missing consumer or a transient one.
+    """
+    js = natsapi.jetstream(nc)
+    queues: list[dict[str, Any]] = []
+    for q in subjects.WORK_QUEUES:
+        if consumers is not None and q.consumer not in consumers:
+            continue
+        stream, durable = q.stream, q.consumer
+        try:
+            c = await js.consumer_info(stream, durable)
+            queues.append({"stream": stream, "consumer": durable, "pending": c.num_pending,
+                           "in_flight": c.num_ack_pending, "redelivered": c.num_redelivered})
+        except Exception as exc:  # missing, or no leader while a node is down: shown as unknown
+            if not isinstance(exc, NotFoundError | TimeoutError) and not cluster.transient(exc):
+                raise
+            queues.append({"stream": stream, "consumer": durable, "pending": None, "in_flight": None,
+                           "redelivered": None})
+    return queues
+
+
 async def status(nc: Client, url: str | None = None) -> dict[str, Any]:
     """Connected instances (last heartbeat), work queues (depth, in flight, redeliveries), stream sizes,
     and, given the stack's ``url`` (one server or a cluster's nodes, comma-separated), the NATS nodes'
@@ -107,18 +136,7 @@ async def status(nc: Client, url: str | None = None) -> dict[str, Any]:
                 break  # no heartbeat yet: an empty list, not an error
             log.warning("reading heartbeats (attempt %d of 3): %s: %s", attempt + 1, type(exc).__name__, exc)
             await asyncio.sleep(0.2)
-    queues: list[dict[str, Any]] = []
-    for q in subjects.WORK_QUEUES:
-        stream, durable = q.stream, q.consumer
-        try:
-            c = await js.consumer_info(stream, durable)
-            queues.append({"stream": stream, "consumer": durable, "pending": c.num_pending,
-                           "in_flight": c.num_ack_pending, "redelivered": c.num_redelivered})
-        except Exception as exc:  # missing, or no leader while a node is down: shown as unknown
-            if not isinstance(exc, NotFoundError | TimeoutError) and not cluster.transient(exc):
-                raise
-            queues.append({"stream": stream, "consumer": durable, "pending": None, "in_flight": None,
-                           "redelivered": None})
+    queues = await queue_depths(nc)
     streams: list[dict[str, Any]] = []
     for name in (subjects.EVENTS_STREAM, subjects.TURNS_STREAM, subjects.TOOLS_STREAM, subjects.EXEC_STREAM):
         try:

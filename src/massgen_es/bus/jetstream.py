@@ -32,7 +32,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
-from massgen_es import subjects
+from massgen_es import observe, subjects
 from massgen_es.bus import Draft, cluster, natsapi
 from massgen_es.errors import BusError, BusUnavailable, ConcurrencyConflict, EventDecodeError
 from massgen_es.events import Record, Source, UnknownEvent, decode, encode
@@ -210,6 +210,8 @@ class JetStreamEventLog:
                 lambda: self.js.publish(subject, payloads[0], headers={"Nats-Msg-Id": drafts[0].id}),
                 f"append to {subject}",
             )
+            if not ack.duplicate:
+                observe.appended(origin, run_id, [drafts[0].event])
             return [ack.seq]
         attempts = 0
 
@@ -227,7 +229,7 @@ class JetStreamEventLog:
                 raise
 
         try:
-            return await cluster.retrying(batch, f"atomic append to {subject}")
+            seqs = await cluster.retrying(batch, f"atomic append to {subject}")
         except _DuplicateInBatch:
             # A retried batch: the server refuses a batch holding a stored Nats-Msg-Id (10201) instead of
             # skipping it. A batch lands whole or not at all, so all of it must be stored already.
@@ -237,7 +239,9 @@ class JetStreamEventLog:
                     f"append to {subject}: some events of this batch are already stored, not all; a batch "
                     "must be retried whole, with the same event ids"
                 ) from None
-            return seqs
+            return seqs  # stored before: by an earlier append, whose observers were told (not recounted)
+        observe.appended(origin, run_id, [d.event for d in drafts])
+        return seqs
 
     async def _stored(self, run_id: str, drafts: Sequence[Draft]) -> list[int] | None:
         """The sequences of ``drafts`` if all of them are stored, else None."""
@@ -487,6 +491,7 @@ class WorkQueue:
                 _log.error("dropping malformed item on %s: %s", self.stream, exc)
                 await msg.term()
                 return
+            observe.handled(self.durable, record, delivery_count(msg))
             beat = asyncio.create_task(_heartbeat(msg, ack_wait_s / 3))
             try:
                 await handle(record, msg)

@@ -28,7 +28,7 @@ from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.fork_commands import fork
 from massgen_cli.model_commands import models_app
-from massgen_cli.stack import Stack, advertise, open_stack, start_services
+from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
 from massgen_es.bus import Draft
@@ -247,6 +247,14 @@ def serve(
                           "pulls from no work queue and ignores it."),
     ] = None,
     log_format: Annotated[str, typer.Option(help="json (one object per line) or text.")] = "json",
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", envvar="MASSGEN_METRICS_PORT",
+                                 help="Serve Prometheus /metrics and /healthz on this port; default: off.")
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", envvar="MASSGEN_METRICS_HOST",
+                          help="Address the metrics port listens on (0.0.0.0: every interface, as in a container).")
+    ] = "0.0.0.0",
 ) -> None:
     """Run one service against a NATS server until SIGTERM or SIGINT.
 
@@ -270,6 +278,7 @@ def serve(
     async def go() -> None:
         import signal
 
+        from massgen_cli.metrics_http import serving
         from massgen_es.bus.jetstream import connect, ensure_streams
 
         nc = await connect(nats_url, f"massgen-{service}")
@@ -281,7 +290,8 @@ def serve(
             loop.add_signal_handler(sig, main.cancel)
         logging.getLogger("massgen").info("%s serving on %s", service, nats_url.split("@")[-1])
         try:
-            await main
+            async with serving(nc, [service], tasks, metrics_port, metrics_host):
+                await main
         except asyncio.CancelledError:
             logging.getLogger("massgen").info("%s stopping (signal): unacked work will be redelivered", service)
         finally:
@@ -351,6 +361,11 @@ def up(
         int, typer.Option("--cluster", help="NATS nodes: 1 (one server) or 3 (a JetStream cluster, every "
                           "stream replicated on all three; one node may fail).")
     ] = 1,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics and /healthz for the "
+                                 "in-process services on 127.0.0.1:PORT (labelled per service), and the "
+                                 "executor child's on PORT+1; default: off.")
+    ] = None,
 ) -> None:
     """Run the embedded stack (nats-server(s), the executor as a child process without secrets in its
     environment, every other service in this process) in the foreground."""
@@ -360,11 +375,21 @@ def up(
     async def go() -> None:
         if os.environ.get("MASSGEN_NATS_URL"):
             raise ConfigError("MASSGEN_NATS_URL is set: a stack already runs there; unset it to start an embedded one")
-        async with open_stack(services=False, name="massgen-up", cluster=cluster) as stack:
-            stack.tasks = start_services(stack)
+        from massgen_cli.metrics_http import serving
+
+        async with open_stack(services=False, name="massgen-up", cluster=cluster) as stack, \
+                contextlib.AsyncExitStack() as scope:
+            child_port = metrics_port + 1 if metrics_port is not None else None
+            stack.tasks = start_services(stack, metrics_port=child_port)
+            in_process = [n for n in SERVICE_NAMES if n not in CHILD_SERVICES]
+            metrics = await scope.enter_async_context(
+                serving(stack.nc, in_process, stack.tasks, metrics_port, host="127.0.0.1"))
             path = advertise(stack.url)
             nodes = f"{cluster} NATS nodes" if cluster > 1 else "one NATS server"
             err.print(f"embedded stack ({nodes}) on {stack.url} (advertised in {path}); Ctrl-C to stop")
+            if metrics is not None:
+                err.print(f"metrics on http://127.0.0.1:{metrics.port}/metrics (executor: port {child_port}), "
+                          "health on /healthz")
             try:
                 await asyncio.gather(*stack.tasks)
             finally:

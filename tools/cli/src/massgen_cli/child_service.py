@@ -48,10 +48,11 @@ def _tail(path: Path) -> str:
         return ""
 
 
-async def run_child(service: str, nats_url: str, log_path: Path) -> None:
+async def run_child(service: str, nats_url: str, log_path: Path, metrics_port: int | None = None) -> None:
     """Run ``massgen serve <service>`` against ``nats_url`` with :func:`clean_env`, logging to
-    ``log_path`` (appended), until cancelled; then SIGTERM (the service naks its work in flight and
-    exits), SIGKILL after a grace. The child gets SIGTERM too if this process dies
+    ``log_path`` (appended), serving metrics on 127.0.0.1:``metrics_port`` if given (never on an
+    inherited ``MASSGEN_METRICS_PORT``: the parent may use that port), until cancelled; then SIGTERM (the
+    service naks its work in flight and exits), SIGKILL after a grace. The child gets SIGTERM too if this process dies
     (:func:`massgen_es.children.dies_with_parent`).
 
     Raises:
@@ -59,6 +60,9 @@ async def run_child(service: str, nats_url: str, log_path: Path) -> None:
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**clean_env(os.environ), "MASSGEN_NATS_URL": nats_url}  # in the environ, not argv (ps shows argv)
+    env.pop("MASSGEN_METRICS_PORT", None)
+    if metrics_port is not None:  # on loopback, as the embedded stack's own endpoint
+        env.update(MASSGEN_METRICS_PORT=str(metrics_port), MASSGEN_METRICS_HOST="127.0.0.1")
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from massgen_cli.app import main; main()", "serve", service,
