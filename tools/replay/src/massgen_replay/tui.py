@@ -25,7 +25,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, Header, RichLog, Static
 
 from massgen_es import ids
 from massgen_es.events import Record, TextDelta, TurnStarted, VoteCast, VoteInvalidated
@@ -128,9 +128,9 @@ def votes_table(fold: Fold) -> Table:
 
 
 def stages_line(fold: Fold, now: float) -> Text:
-    """The header: run id, status, the stages with their seconds, the question."""
+    """The stages with their seconds, then the question."""
     view = fold.view
-    line = Text(f"run {view.run_id} · {view.status} · {view.events} events   ", style="bold")
+    line = Text(f"{view.events} events   ", style="bold")
     marks = {"pending": ("○", "dim"), "running": ("●", "bold yellow"), "done": ("✓", "green")}
     for i, (name, state, secs) in enumerate(stage_progress(view, now)):
         mark, style = marks[state]
@@ -152,6 +152,7 @@ class AgentPane(VerticalScroll):
         """The whole transcript shown, as streamed."""
 
     def compose(self) -> ComposeResult:
+        """The transcript, in one wrapping Static."""
         yield Static(Text(""), classes="transcript")
 
     def show(self, title: str, status: str, text: str) -> None:
@@ -175,7 +176,6 @@ class RunApp(App[None]):
             the last record's time).
     """
 
-    TITLE = "massgen"
     CSS = """
     #stages { height: auto; padding: 0 1; background: $boost; }
     #agents { height: 1fr; min-height: 8; }
@@ -206,6 +206,8 @@ class RunApp(App[None]):
         return cls(run_id, queue)
 
     def compose(self) -> ComposeResult:
+        """Header, stages, the agents' panes (mounted as the run names its agents), votes, tools, final answer."""
+        yield Header()
         yield Static(id="stages")
         yield Horizontal(id="agents")
         with Horizontal(id="lower"):
@@ -215,6 +217,8 @@ class RunApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        """Title the panes, start folding the queue, tick the running stage's seconds."""
+        self.title, self.sub_title = f"massgen · run {self.fold.view.run_id}", "running"
         self.query_one("#votes").border_title = "answers and votes"
         self.query_one("#tools").border_title = "tool calls and executions"
         self.query_one("#final").border_title = "final answer"
@@ -268,8 +272,7 @@ class RunApp(App[None]):
         running = self.live and "ended" not in self.fold.view.stages
         now = time.time() if running else (self.fold.last_ts or time.time())
         self.query_one("#stages", Static).update(stages_line(self.fold, now))
-        if "ended" in self.fold.view.stages:
-            self.sub_title = f"run {self.fold.view.status}: q quits"
+        self.sub_title = self.fold.view.status + (": q quits" if "ended" in self.fold.view.stages else "")
 
 
 async def run_live(app: RunApp, follow: Coroutine[Any, Any, None], on_early_quit: Callable[[], None]) -> None:
