@@ -204,7 +204,7 @@ async def test_records_arriving_one_by_one_update_the_panes_live(recorded):
         for r in records[: first_answer + 1]:
             queue.put_nowait(r)
             await pilot.pause()
-        assert set(app.panes) == {"agent-a", "agent-b"}
+        assert set(app.panes) == {"agent-a", "agent-b"} and app.sub_title == "running"
         assert "agent1.1" not in rendered(app.query_one("#votes-table").content)
         assert "agent2.1" in rendered(app.query_one("#votes-table").content)  # beta answered first
         header = visible(app, app.query_one("#stages"))
@@ -336,6 +336,15 @@ def test_q_closes_the_live_view_and_the_run_goes_on_to_its_end(tmp_path: Path) -
     assert "final answer · completed · presented by agent1 (alpha)" in term.text()
 
 
+def test_submit_on_a_pipe_keeps_the_rich_view(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        result = massgen("submit", "Capital of France?", "--config", str(tui_team(tmp_path, fake)))
+    assert result.returncode == 0, result.stderr
+    assert "new_answer" in result.stderr and "consensus" in result.stderr  # the Rich progress lines
+    assert "\x1b[?1049h" not in result.stdout + result.stderr  # no full-screen app took the terminal
+    assert "final answer · completed · presented by agent1 (alpha)" in result.stdout
+
+
 def test_replay_tui_builds_the_app_from_the_log_and_a_pipe_gets_the_report(tmp_path: Path) -> None:
     with FakeOpenAI() as fake:
         result = massgen("submit", "Capital of France?", "--config", str(tui_team(tmp_path, fake)), "--json")
@@ -348,7 +357,7 @@ def test_replay_tui_builds_the_app_from_the_log_and_a_pipe_gets_the_report(tmp_p
         code = term.exit_code()
     finally:
         term.close()
-    assert code == 0
+    assert code == 0 and b"\x1b[?1049h" in term.shown  # the app took the whole screen
     piped = massgen("replay", run_id, "--tui")
     assert piped.returncode == 0
     assert "--tui needs a terminal on stdin and stdout; printing the report instead" in piped.stderr

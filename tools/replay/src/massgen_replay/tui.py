@@ -15,8 +15,12 @@ focused one; q closes the app (a live run is not stopped by that: it goes on in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import logging.handlers
+import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -282,6 +286,11 @@ async def run_live(app: RunApp, follow: Coroutine[Any, Any, None], on_early_quit
     so) and ``follow`` goes on to the run's end. Cancelled (a service crashed), the app is closed first
     so the terminal is given back.
     """
+    with _logs_held():
+        await _run_both(app, follow, on_early_quit)
+
+
+async def _run_both(app: RunApp, follow: Coroutine[Any, Any, None], on_early_quit: Callable[[], None]) -> None:
     job = asyncio.ensure_future(follow)
     # A follow that fails closes the app, so its error reaches the terminal instead of a frozen view.
     job.add_done_callback(lambda j: app.exit() if not j.cancelled() and j.exception() else None)
@@ -298,3 +307,25 @@ async def run_live(app: RunApp, follow: Coroutine[Any, Any, None], on_early_quit
     if not job.done():
         on_early_quit()
     await job
+
+
+@contextlib.contextmanager
+def _logs_held() -> Iterator[None]:
+    """Hold back the log lines bound for the terminal while the app owns it (they would be drawn over
+    its screen), and write them once it has given the terminal back."""
+    root = logging.getLogger()
+    terminal = (sys.stderr, sys.__stderr__)
+    tty = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream in terminal]
+    held = logging.handlers.BufferingHandler(capacity=100_000)
+    for h in tty:
+        root.removeHandler(h)
+    root.addHandler(held)
+    try:
+        yield
+    finally:
+        root.removeHandler(held)
+        for h in tty:
+            root.addHandler(h)
+            for record in held.buffer:
+                if record.levelno >= h.level:
+                    h.handle(record)
