@@ -14,12 +14,14 @@ import re
 import select
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 from test_cli import MASSGEN, massgen
 
 from harness import Stack, of, team, tool_names, vote
@@ -124,11 +126,12 @@ async def test_each_agent_has_a_pane_with_its_full_streamed_text_and_scrolling_r
         assert alpha.scroll_y == alpha.max_scroll_y
         assert "END-OF-ALPHA" in visible(app, alpha)
         assert "agent1 (agent-a)" in visible(app, alpha)  # its title
+        beta_turns = [r.event.turn_id for r in records if r.type == "turn.started" and r.event.agent_id == "agent-b"]
+        assert len(beta_turns) >= 2  # beta streamed no text (tool calls only): its turns' headers still show
+        assert all(f"── turn {t}, attempt 1 ──" in app.pane("agent-b").text for t in beta_turns)
 
 
 def rendered(renderable, width: int = 160) -> str:
-    from rich.console import Console
-
     console = Console(width=width, record=True, color_system=None)
     console.print(renderable)
     return console.export_text()
@@ -144,7 +147,7 @@ async def test_the_votes_table_shows_who_answered_and_who_voted_for_whom_with_re
         assert "agent2 (agent-b) agent2.1 agent1 (agent-a)" in table
         assert REASON_A in table and REASON_B in table  # reasons in full, not previews
         assert "tally agent1: 2" in table
-        assert [(v.voter_id, v.reason) for v in of(records, VoteCast)] == [("agent-b", REASON_B), ("agent-a", REASON_A)]
+        assert {(v.voter_id, v.reason) for v in of(records, VoteCast)} == {("agent-b", REASON_B), ("agent-a", REASON_A)}
         assert "alpha votes agent1" in visible(app, app.query_one("#votes"))
 
 
@@ -200,21 +203,31 @@ async def test_records_arriving_one_by_one_update_the_panes_live(recorded):
     queue: asyncio.Queue[Record] = asyncio.Queue()
     app = RunApp(run_id, queue, live=True)
     first_answer = next(i for i, r in enumerate(records) if r.type == "answer.posted")
-    async with app.run_test(size=(160, 50)) as pilot:
-        for r in records[: first_answer + 1]:
-            queue.put_nowait(r)
-            await pilot.pause()
+    first_delta = next(i for i, r in enumerate(records) if isinstance(r.event, TextDelta))
+    answers = [r.event for r in records if r.type == "answer.posted"]
+
+    def at_first_answer() -> None:
         assert set(app.panes) == {"agent-a", "agent-b"} and app.sub_title == "running"
-        assert "agent1.1" not in rendered(app.query_one("#votes-table").content)
-        assert "agent2.1" in rendered(app.query_one("#votes-table").content)  # beta answered first
+        table = rendered(app.query_one("#votes-table").content)
+        assert answers[0].label in table and answers[1].label not in table
         header = visible(app, app.query_one("#stages"))
         assert "✓ initialisation" in header and "● coordination" in header and "○ presentation" in header
         assert app.query_one("#final-text").content.plain == "(no final answer yet)"
-        before = app.pane("agent-a").text
-        for r in records[first_answer + 1:]:
+
+    def at_first_delta() -> None:
+        delta = records[first_delta].event
+        assert app.pane(delta.agent_id).text.endswith(delta.text)  # mid-turn: the text so far, on screen
+        assert delta.text in visible(app, app.pane(delta.agent_id))
+
+    checks = {first_answer: at_first_answer, first_delta: at_first_delta}
+    async with app.run_test(size=(160, 50)) as pilot:
+        for i, r in enumerate(records):
             queue.put_nowait(r)
             await pilot.pause()
-        assert app.pane("agent-a").text.startswith(before) and app.pane("agent-a").text.endswith(LONG)
+            if i in checks:
+                checks.pop(i)()
+        assert not checks
+        assert app.pane("agent-a").text.endswith(LONG)
         assert app.query_one("#final-text").content.plain == LONG
         assert app.sub_title == "completed: q quits"
         await pilot.press("q")
@@ -362,3 +375,19 @@ def test_replay_tui_builds_the_app_from_the_log_and_a_pipe_gets_the_report(tmp_p
     assert piped.returncode == 0
     assert "--tui needs a terminal on stdin and stdout; printing the report instead" in piped.stderr
     assert "final votes" in piped.stdout and "FINAL Paris" in piped.stdout
+
+
+def test_log_lines_are_held_while_the_app_owns_the_terminal_then_written(capsys) -> None:
+    import logging
+
+    from massgen_replay.tui import _logs_held
+
+    handler = logging.StreamHandler(sys.stderr)  # as `massgen`'s main sets it up (sys.stderr is captured here)
+    logging.getLogger().addHandler(handler)
+    try:
+        with _logs_held():
+            logging.getLogger("massgen.test").warning("held back while the app draws")
+            assert "held back" not in capsys.readouterr().err
+        assert "held back while the app draws" in capsys.readouterr().err
+    finally:
+        logging.getLogger().removeHandler(handler)
