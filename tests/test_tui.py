@@ -156,7 +156,7 @@ async def test_tool_calls_and_executions_appear_in_the_tools_pane(recorded):
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause()
-        lines = [strip.text for strip in app.query_one("#tools").lines]
+        lines = app.query_one("#tools").text.splitlines()
         [done, *_] = of(records, ExecutionCompleted)
         assert done.stdout == "tui-exec-ran\n"
         assert any("agent1 exec $ echo tui-exec-ran" in line for line in lines), lines

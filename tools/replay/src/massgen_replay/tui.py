@@ -29,7 +29,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, RichLog, Static
+from textual.widgets import Footer, Header, Static
 
 from massgen_es import ids
 from massgen_es.events import Record, TextDelta, TurnStarted, VoteCast, VoteInvalidated
@@ -115,10 +115,10 @@ def votes_table(fold: Fold) -> Table:
     view = fold.view
     tally = ", ".join(f"{k}: {n}" for k, n in view.tally.items())
     table = Table(expand=True, show_edge=False, title=f"tally {tally}" if tally else None)
-    table.add_column("agent", no_wrap=True)
+    table.add_column("agent")
     table.add_column("answers")
-    table.add_column("voted for", no_wrap=True)
-    table.add_column("reason", ratio=1)
+    table.add_column("voted for")
+    table.add_column("reason", ratio=1, min_width=24)
     for a in view.agents.values():
         b = fold.ballots.get(a.id)
         if b is None:
@@ -143,31 +143,44 @@ def stages_line(fold: Fold, now: float) -> Text:
     return line.append("\n").append(Text(preview(view.question, 200), style="italic"))
 
 
-class AgentPane(VerticalScroll):
-    """One agent's full transcript; follows the end while it is scrolled to the end."""
+class TextPane(VerticalScroll):
+    """Scrolling text, wrapped to the pane's width (again on a resize: nothing is cut off), that follows
+    its end as it grows until the user scrolls up (and again once scrolled back to the end)."""
+
+    def __init__(self, *, id: str | None = None, classes: str = "") -> None:
+        super().__init__(id=id, classes=classes)
+        self.text = ""
+        """The plain text shown."""
+
+    def compose(self) -> ComposeResult:
+        """The text, in one wrapping Static."""
+        yield Static(Text(""), classes="text")
+
+    def on_mount(self) -> None:
+        """Follow the end."""
+        self.anchor()
+
+    def show_text(self, text: Text) -> None:
+        """Show ``text`` (a rich Text: what a model wrote is never read as markup)."""
+        if text.plain != self.text:
+            self.text = text.plain
+            self.query_one(".text", Static).update(text)
+
+
+class AgentPane(TextPane):
+    """One agent's full transcript."""
 
     DEFAULT_CSS = "AgentPane { width: 1fr; height: 1fr; border: round $secondary; } " \
                   "AgentPane:focus { border: round $accent; }"
 
     def __init__(self, agent_id: str, index: int) -> None:
-        super().__init__(id=f"pane-{index}", classes="pane")
+        super().__init__(id=f"pane-{index}", classes="pane")  # an agent id may not be a valid CSS id
         self.agent_id = agent_id
-        self.text = ""
-        """The whole transcript shown, as streamed."""
 
-    def compose(self) -> ComposeResult:
-        """The transcript, in one wrapping Static."""
-        yield Static(Text(""), classes="transcript")
-
-    def show(self, title: str, status: str, text: str) -> None:
-        """Set the title, the status and the transcript (as written: never read as markup)."""
+    def show(self, title: str, status: str, transcript: str) -> None:
+        """Set the title, the status and the transcript."""
         self.border_title, self.border_subtitle = title, status
-        if text != self.text:
-            following = self.scroll_y >= self.max_scroll_y
-            self.text = text
-            self.query_one(".transcript", Static).update(Text(text))
-            if following:
-                self.call_after_refresh(self.scroll_end, animate=False)
+        self.show_text(Text(transcript))
 
 
 class RunApp(App[None]):
@@ -184,7 +197,8 @@ class RunApp(App[None]):
     #stages { height: auto; padding: 0 1; background: $boost; }
     #agents { height: 1fr; min-height: 8; }
     #lower { height: 14; }
-    #votes, #tools { width: 1fr; border: round $secondary; }
+    #votes { width: 3fr; border: round $secondary; }
+    #tools { width: 2fr; border: round $secondary; }
     #final { height: auto; max-height: 12; border: round $success; }
     #votes:focus, #tools:focus, #final:focus { border: round $accent; }
     """
@@ -200,6 +214,7 @@ class RunApp(App[None]):
         self.live = live
         self.fold = Fold(run_id)
         self.panes: dict[str, AgentPane] = {}
+        self.tool_lines: list[Text] = []
 
     @classmethod
     def replay(cls, run_id: str, records: Iterable[Record]) -> RunApp:
@@ -216,7 +231,7 @@ class RunApp(App[None]):
         yield Horizontal(id="agents")
         with Horizontal(id="lower"):
             yield VerticalScroll(Static(id="votes-table"), id="votes")
-            yield RichLog(id="tools", wrap=True, markup=False, highlight=False)
+            yield TextPane(id="tools")
         yield VerticalScroll(Static(Text("(no final answer yet)"), id="final-text"), id="final")
         yield Footer()
 
@@ -240,13 +255,12 @@ class RunApp(App[None]):
             batch = [await self.records.get()]
             while not self.records.empty():
                 batch.append(self.records.get_nowait())
-            tools = self.query_one("#tools", RichLog)
             for r in batch:
                 seen = len(self.fold.view.timeline)
                 self.fold.apply(r)
                 for e in self.fold.view.timeline[seen:]:
                     if e.kind in TOOL_KINDS:
-                        tools.write(self._tool_line(e.ts, e.agent_id, e.kind, e.text))
+                        self.tool_lines.append(self._tool_line(e.ts, e.agent_id, e.kind, e.text))
             await self._show()
 
     def _tool_line(self, ts: float, agent_id: str | None, kind: str, text: str) -> Text:
@@ -265,6 +279,7 @@ class RunApp(App[None]):
                 await agents.mount(self.panes[a.id])
             self.panes[a.id].show(f"{a.anon_id} ({a.id})", a.status, self.fold.transcripts.get(a.id, ""))
         self.query_one("#votes-table", Static).update(votes_table(self.fold))
+        self.query_one("#tools", TextPane).show_text(Text("\n").join(self.tool_lines))
         body = view.final_answer or view.failure
         if body is not None:
             who = view.agents[view.winner].anon_id if view.winner in view.agents else "-"
