@@ -81,6 +81,22 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Record
         return asyncio.run(go(server.url, fake))
 
 
+async def drawn(app: RunApp, pilot, n: int) -> None:
+    """Wait until the app has folded and drawn ``n`` records (a loaded machine may take a while)."""
+    deadline = time.monotonic() + 30
+    while app.drawn < n:
+        assert time.monotonic() < deadline, f"drew {app.drawn} of {n} records"
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+async def scroll(pilot, key: str) -> None:
+    """Press a scrolling key and wait for its scroll to finish (Textual animates it)."""
+    await pilot.press(key)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 def visible(app: RunApp, widget) -> str:
     """The text of ``widget``'s region on the app's screen, as a terminal would show it."""
     strips = app.screen._compositor.render_strips()
@@ -102,7 +118,7 @@ async def test_each_agent_has_a_pane_with_its_full_streamed_text_and_scrolling_r
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         assert set(app.panes) == {"agent-a", "agent-b"}
         alpha = app.pane("agent-a")
         # Every attempt's streamed text is in the pane whole, in order, under its own header.
@@ -114,15 +130,12 @@ async def test_each_agent_has_a_pane_with_its_full_streamed_text_and_scrolling_r
         assert alpha.text.count("── presentation, attempt 1 ──") == 1
         assert alpha.max_scroll_y > 0  # longer than the pane
         alpha.focus()
-        await pilot.press("home")
-        await pilot.pause()
+        await scroll(pilot, "home")
         assert alpha.scroll_y == 0
         assert "END-OF-ALPHA" not in visible(app, alpha)
-        await pilot.press("pagedown")
-        await pilot.pause()
+        await scroll(pilot, "pagedown")
         assert 0 < alpha.scroll_y < alpha.max_scroll_y
-        await pilot.press("end")
-        await pilot.pause()
+        await scroll(pilot, "end")
         assert alpha.scroll_y == alpha.max_scroll_y
         assert "END-OF-ALPHA" in visible(app, alpha)
         assert "agent1 (agent-a)" in visible(app, alpha)  # its title
@@ -141,7 +154,7 @@ async def test_the_votes_table_shows_who_answered_and_who_voted_for_whom_with_re
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         table = " ".join(rendered(app.query_one("#votes-table").content).replace("│", " ").split())
         assert "agent1 (agent-a) agent1.1 agent1 (agent-a)" in table  # alpha answered agent1.1, voted agent1
         assert "agent2 (agent-b) agent2.1 agent1 (agent-a)" in table
@@ -155,7 +168,7 @@ async def test_tool_calls_and_executions_appear_in_the_tools_pane(recorded):
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         lines = app.query_one("#tools").text.splitlines()
         [done, *_] = of(records, ExecutionCompleted)
         assert done.stdout == "tui-exec-ran\n"
@@ -171,7 +184,7 @@ async def test_stage_progress_shows_each_stage_with_its_seconds(recorded):
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         stages = stage_progress(app.fold.view, time.time())
         assert [(name, state) for name, state, _ in stages] == [
             ("initialisation", "done"), ("coordination", "done"), ("presentation", "done")]
@@ -188,13 +201,12 @@ async def test_the_final_answer_shows_whole_with_its_presenter(recorded):
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         final = app.query_one("#final")
         assert app.query_one("#final-text").content.plain == LONG
-        assert "final answer · completed · presented by agent1" in visible(app, final)
+        assert "final answer · completed · presented by agent1 (agent-a)" in visible(app, final)
         final.focus()
-        await pilot.press("end")
-        await pilot.pause()
+        await scroll(pilot, "end")
         assert "END-OF-ALPHA" in visible(app, final)
 
 
@@ -223,7 +235,7 @@ async def test_records_arriving_one_by_one_update_the_panes_live(recorded):
     async with app.run_test(size=(160, 50)) as pilot:
         for i, r in enumerate(records):
             queue.put_nowait(r)
-            await pilot.pause()
+            await drawn(app, pilot, i + 1)
             if i in checks:
                 checks.pop(i)()
         assert not checks
@@ -238,7 +250,7 @@ async def test_tab_and_arrows_move_between_the_panes(recorded):
     run_id, records = recorded
     app = RunApp.replay(run_id, records)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
+        await drawn(app, pilot, len(records))
         alpha, beta = app.pane("agent-a"), app.pane("agent-b")
         alpha.focus()
         await pilot.press("right")

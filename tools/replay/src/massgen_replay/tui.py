@@ -29,6 +29,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
 from massgen_es import ids
@@ -202,6 +203,7 @@ class RunApp(App[None]):
     #final { height: auto; max-height: 12; border: round $success; }
     #votes:focus, #tools:focus, #final:focus { border: round $accent; }
     """
+    ENABLE_COMMAND_PALETTE = False  # nothing to command: the keys below are all there is
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit (a live run goes on in the stack)"),
         Binding("right", "app.focus_next", "next pane", priority=True),
@@ -215,6 +217,8 @@ class RunApp(App[None]):
         self.fold = Fold(run_id)
         self.panes: dict[str, AgentPane] = {}
         self.tool_lines: list[Text] = []
+        self.drawn = 0
+        """Records folded and drawn so far."""
 
     @classmethod
     def replay(cls, run_id: str, records: Iterable[Record]) -> RunApp:
@@ -261,7 +265,10 @@ class RunApp(App[None]):
                 for e in self.fold.view.timeline[seen:]:
                     if e.kind in TOOL_KINDS:
                         self.tool_lines.append(self._tool_line(e.ts, e.agent_id, e.kind, e.text))
-            await self._show()
+            try:
+                await self._show()
+            except NoMatches:  # the app is closing (q): its widgets are gone
+                return
 
     def _tool_line(self, ts: float, agent_id: str | None, kind: str, text: str) -> Text:
         view = self.fold.view
@@ -282,15 +289,20 @@ class RunApp(App[None]):
         self.query_one("#tools", TextPane).show_text(Text("\n").join(self.tool_lines))
         body = view.final_answer or view.failure
         if body is not None:
-            who = view.agents[view.winner].anon_id if view.winner in view.agents else "-"
+            who = f"{view.agents[view.winner].anon_id} ({view.winner})" if view.winner in view.agents else "-"
             self.query_one("#final").border_title = f"final answer · {view.status} · presented by {who}"
             self.query_one("#final-text", Static).update(Text(body))
         self._show_stages()
+        self.drawn = view.events
 
     def _show_stages(self) -> None:
         running = self.live and "ended" not in self.fold.view.stages
         now = time.time() if running else (self.fold.last_ts or time.time())
-        self.query_one("#stages", Static).update(stages_line(self.fold, now))
+        try:
+            stages = self.query_one("#stages", Static)
+        except NoMatches:  # the timer fired while the app closes
+            return
+        stages.update(stages_line(self.fold, now))
         self.sub_title = self.fold.view.status + (": q quits" if "ended" in self.fold.view.stages else "")
 
 
