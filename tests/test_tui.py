@@ -403,3 +403,14 @@ def test_log_lines_are_held_while_the_app_owns_the_terminal_then_written(capsys)
         assert "held back while the app draws" in capsys.readouterr().err
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def test_the_config_accepts_textual_terminal_and_names_the_allowed_displays_otherwise() -> None:
+    from massgen_es.config import parse_config
+    from massgen_es.errors import ConfigError
+
+    agents = [{"id": "a", "backend": {"type": "local"}}]
+    assert parse_config({"ui": {"display_type": "textual_terminal"}, "agents": agents}).ui.display_type == \
+        "textual_terminal"
+    with pytest.raises(ConfigError, match="allowed: rich_terminal, textual_terminal, simple, silent"):
+        parse_config({"ui": {"display_type": "textual"}, "agents": agents})

@@ -127,7 +127,7 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str], tui: boo
         if not tui:
             await _unless_a_service_stops(follow(), stack.tasks)
             return view
-        from massgen_replay.tui import RunApp, run_live
+        from massgen_replay.tui import RunApp, run_live  # here: Textual is slow to import, and only this needs it
 
         def early_quit() -> None:
             where = "the embedded stack (in this process: Ctrl-C stops it and the run)" if stack.embedded \
@@ -190,7 +190,7 @@ def replay(
         for r in records:
             print(json.dumps(to_builtins(r), ensure_ascii=False))
     elif tui and sys.stdin.isatty() and sys.stdout.isatty():
-        from massgen_replay.tui import RunApp
+        from massgen_replay.tui import RunApp  # here: Textual is slow to import, and only this needs it
 
         RunApp.replay(run_id, records).run()
     else:
