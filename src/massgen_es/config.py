@@ -201,9 +201,10 @@ class TimeoutSettings(_Strict, frozen=True):
 
 
 class UiConfig(_Strict, frozen=True):
-    """The ``ui:`` block. Accepted for MassGen compatibility; ``silent`` turns off the live view."""
+    """The ``ui:`` block. ``silent`` turns off the live view; ``textual_terminal`` (MassGen's current
+    default) is the Textual app on a terminal, the Rich view on a pipe; the others are the Rich view."""
 
-    display_type: Literal["rich_terminal", "simple", "silent"] = "rich_terminal"
+    display_type: Literal["rich_terminal", "textual_terminal", "simple", "silent"] = "rich_terminal"
     logging_enabled: bool = True
 
 

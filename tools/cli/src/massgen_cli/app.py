@@ -63,14 +63,20 @@ def submit(
         ),
     ] = None,
 ) -> None:
-    """Run a question through the team: answers, votes, and the winner's final presentation."""
+    """Run a question through the team: answers, votes, and the winner's final presentation.
+
+    With `ui: {display_type: textual_terminal}` in the config and a terminal on stdin and stdout, the live
+    view is the Textual app (a pane per agent; q closes it and the run goes on in the stack); on a pipe or
+    a plain terminal it is the Rich view.
+    """
     try:
         cfg = config_mod.load_config(config)
         submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from)
     except ConfigError as exc:
         fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
-    report(run(_submit(submitted, quiet, config_mod.secrets(cfg))), as_json)
+    tui = not quiet and cfg.ui.display_type == "textual_terminal" and sys.stdin.isatty() and sys.stdout.isatty()
+    report(run(_submit(submitted, quiet, config_mod.secrets(cfg), tui=tui)), as_json)
 
 
 def report(view: views.RunView, as_json: bool) -> NoReturn:
@@ -89,7 +95,7 @@ def report(view: views.RunView, as_json: bool) -> NoReturn:
     raise typer.Exit(EXIT.get(view.status, 2))
 
 
-async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
+async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str], tui: bool = False) -> Any:
     run_id = new_run_id()
     async with open_stack(services=True) as stack:
         if not quiet:
@@ -103,12 +109,12 @@ async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str]) -> Any:
             [Draft(f"{run_id}:submitted", submitted)],
             origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
         )
-        return await follow_run(stack, run_id, quiet)
+        return await follow_run(stack, run_id, quiet, tui=tui)
 
 
-async def follow_run(stack: Stack, run_id: str, quiet: bool) -> views.RunView:
+async def follow_run(stack: Stack, run_id: str, quiet: bool, tui: bool = False) -> views.RunView:
     """Follow ``run_id`` from its first event to its end on ``stack`` (an open ``stack.open_stack``),
-    with the live view and progress lines unless ``quiet``.
+    with the live view and progress lines unless ``quiet``: the Textual app when ``tui``, else Rich.
 
     Raises:
         MassgenError: an embedded service stopped meanwhile (``_unless_a_service_stops``).
@@ -116,14 +122,18 @@ async def follow_run(stack: Stack, run_id: str, quiet: bool) -> views.RunView:
     log = stack.log
     view = views.RunView(run_id)
     display = (
-        Live(render.live(view), console=err, refresh_per_second=8, transient=False) if not quiet else _Null()
+        Live(render.live(view), console=err, refresh_per_second=8, transient=False)
+        if not quiet and not tui else _Null()
     )
+    feed: asyncio.Queue[Any] = asyncio.Queue()  # the Textual app's records, when it shows the run
 
     async def follow() -> None:
         with display as live:
             async for record in log.follow(run_id):
                 seen = len(view.timeline)
                 view.apply(record)
+                if tui:
+                    feed.put_nowait(record)
                 if live is not None:
                     for entry in view.timeline[seen:]:
                         line = render.progress(view, entry)
@@ -133,7 +143,17 @@ async def follow_run(stack: Stack, run_id: str, quiet: bool) -> views.RunView:
                 if isinstance(record.event, TERMINAL_EVENTS):
                     return
 
-    await _unless_a_service_stops(follow(), stack.tasks)
+    if not tui:
+        await _unless_a_service_stops(follow(), stack.tasks)
+        return view
+    from massgen_replay.tui import RunApp, run_live  # here: Textual is slow to import, and only this needs it
+
+    def early_quit() -> None:
+        where = "the embedded stack (in this process: Ctrl-C stops it and the run)" if stack.embedded \
+            else f"the stack at {stack.url} (Ctrl-C stops waiting, not the run)"
+        err.print(f"view closed; run [bold]{run_id}[/bold] goes on in {where}; waiting for its end")
+
+    await _unless_a_service_stops(run_live(RunApp(run_id, feed, live=True), follow(), early_quit), stack.tasks)
     return view
 
 
@@ -173,6 +193,10 @@ def replay(
     html_file: Annotated[
         str | None, typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML timeline to FILE.")
     ] = None,
+    tui: Annotated[
+        bool, typer.Option("--tui", help="Browse the run in the Textual terminal UI (q quits); with stdout not a "
+                           "terminal (a pipe, a file), the report is printed instead.")
+    ] = False,
 ) -> None:
     """Rebuild a run from its event log, with zero LLM calls."""
 
@@ -187,7 +211,13 @@ def replay(
     if as_json:
         for r in records:
             print(json.dumps(to_builtins(r), ensure_ascii=False))
+    elif tui and sys.stdin.isatty() and sys.stdout.isatty():
+        from massgen_replay.tui import RunApp  # here: Textual is slow to import, and only this needs it
+
+        RunApp.replay(run_id, records).run()
     else:
+        if tui:
+            err.print("--tui needs a terminal on stdin and stdout; printing the report instead")
         render.report(read.project(run_id, records), out)
     if html_file:
         from massgen_replay import html
