@@ -9,7 +9,7 @@ Layout (events through the event stream, work through work queues; docs/architec
 
 - stream ``MASSGEN_EVENTS`` (file storage, limits retention, deny delete and purge, atomic batches):
   ``massgen.run.<run_id>.<writer>`` where ``writer`` (``WRITERS``) is who may write there:
-    - ``cli``: the command line (``run.submitted``);
+    - ``cli``: the command line (``run.submitted``; ``tool.call_requested`` of ``massgen mcp call``);
     - ``orchestrator``: the orchestrator's decisions, appended in atomic batches guarded by
       ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
     - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events);
@@ -23,6 +23,8 @@ Layout (events through the event stream, work through work queues; docs/architec
 - stream ``MASSGEN_EXEC`` (work-queue retention): ``massgen.exec.<run_id>``; command executions for the
   executor, one durable pull consumer ``executor``. Large payloads go to the Object Store bucket
   ``MASSGEN_OBJECTS``.
+- ``massgen.mcp.inspect`` (``MCP_INSPECT_SUBJECT``): request-reply, ``massgen mcp list`` asks an MCP
+  broker about its config's servers (core NATS, no stream).
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 - replies and consumer deliveries arrive on ``_INBOX_<nats user>.…`` (``inbox_prefix``).
 """
@@ -57,6 +59,12 @@ SECRETS_BUCKET = "MASSGEN_SECRETS"
 """Key-value bucket of MCP ``env``/``headers`` values, keyed by digest; never part of the event log."""
 BROKER_CONSUMER: ServiceName = "mcp_broker"
 
+MCP_INSPECT_SUBJECT = "massgen.mcp.inspect"
+"""Request-reply subject of ``massgen mcp list``: the command line sends its config's agents
+(``massgen_es.mcp_inspect.InspectRequest``); one MCP broker replica (queue group ``mcp_broker``) answers
+with each server's state, circuit breaker, catalog version and tools. Nothing is recorded: a listing
+changes no run."""
+
 EVENTS_WILDCARD = "massgen.run.>"
 EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 """JetStream direct-get API of the event stream (reads without a consumer; ADR-31)."""
@@ -79,8 +87,8 @@ class WorkQueue:
 
 WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue(TURNS_STREAM, TURNS_WILDCARD, WORKER_CONSUMER, ("orchestrator",), "agent turns (turn.requested)"),
-    WorkQueue(TOOLS_STREAM, TOOLS_WILDCARD, BROKER_CONSUMER, ("agent_worker",),
-              "tool catalogs, tool calls and workspace snapshots"),
+    WorkQueue(TOOLS_STREAM, TOOLS_WILDCARD, BROKER_CONSUMER, ("agent_worker", "cli"),
+              "tool catalogs, tool calls and workspace snapshots (the command line's: `massgen mcp call`)"),
     WorkQueue(EXEC_STREAM, EXEC_WILDCARD, EXECUTOR_CONSUMER, ("agent_worker",), "command executions"),
 )
 

@@ -23,6 +23,8 @@ Every text that leaves the broker is scrubbed of the secret values its servers w
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import shutil
 import time
@@ -35,7 +37,7 @@ from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, scrub
+from massgen_es import mcp, scrub, subjects
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
@@ -68,6 +70,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
+from massgen_mcp_broker import inspection
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
@@ -101,6 +104,7 @@ class McpBroker:
         idle_s: float = 600.0,
         instance: str | None = None,
     ) -> None:
+        self.nc = nc
         self.log = JetStreamEventLog(nc)
         self.queue = ToolQueue(nc)
         self.secrets = SecretStore(nc)
@@ -120,12 +124,17 @@ class McpBroker:
     async def run(self) -> None:
         """Pull and handle requests until cancelled; sessions are stopped on the way out."""
         reaper = asyncio.create_task(self._reap_idle())
+        # `massgen mcp list` (inspection.py): one replica of the queue group answers each request.
+        listing = await self.nc.subscribe(subjects.MCP_INSPECT_SUBJECT, queue=subjects.BROKER_CONSUMER,
+                                          cb=functools.partial(inspection.serve_request, self))
         try:
             await self.queue.serve(
                 self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
             )
         finally:
             reaper.cancel()
+            with contextlib.suppress(Exception):
+                await listing.unsubscribe()
             await self.pool.close()
 
     async def _reap_idle(self) -> None:
@@ -191,6 +200,14 @@ class McpBroker:
         if start:
             await self._start(run, session, server, cause)
         return session
+
+    async def session_for(self, run: RunContext, grant: AgentGrant, server: str) -> Session:
+        """The pooled session of one of ``grant``'s servers, not started (``massgen mcp list``).
+
+        Raises:
+            ConfigError: a referenced variable or secret is missing.
+        """
+        return await self._session(run, grant, server, "", start=False)
 
     async def _start(self, run: RunContext, session: Session, server: str, cause: str) -> None:
         launch = session.launch

@@ -22,9 +22,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from massgen_cli import replay_show
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
+from massgen_cli.mcp_commands import mcp_app
 from massgen_cli.model_commands import models_app
 from massgen_cli.stack import advertise, open_stack, start_services
 from massgen_es import config as config_mod
@@ -33,7 +35,7 @@ from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ACK_WAIT_S
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
-from massgen_es.events import TERMINAL_EVENTS, Source, to_builtins
+from massgen_es.events import TERMINAL_EVENTS, Source
 from massgen_es.subjects import SERVICE_NAMES, ServiceName
 from massgen_replay import read, render, views
 
@@ -41,6 +43,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Event-source
 app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.add_typer(import_app, name="import")
+app.add_typer(mcp_app, name="mcp")
 
 
 def new_run_id() -> str:
@@ -151,6 +154,13 @@ def replay(
     check: Annotated[
         bool, typer.Option("--check", help="Also re-decide the run through the orchestrator core and compare.")
     ] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Print one JSON object: status, votes, usage, "
+                                          "consensus analytics.")] = False,
+    mcp: Annotated[bool, typer.Option("--mcp", help="Only MCP activity: calls, breakers, restarts, catalogs.")] = False,
+    exec_: Annotated[bool, typer.Option("--exec", help="Only command executions.")] = False,
+    agent: Annotated[list[str] | None, typer.Option("--agent", help="Only this agent's events (repeatable).")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type or prefix, e.g. "
+                                                    "tool.call_completed or tool. (repeatable).")] = None,
 ) -> None:
     """Rebuild a run from its event log, with zero LLM calls."""
 
@@ -162,11 +172,8 @@ def replay(
         records = run(go())
     except ReplayError as exc:  # pragma: no cover - _run maps MassgenError already
         fail(str(exc), 1)
-    if as_json:
-        for r in records:
-            print(json.dumps(to_builtins(r), ensure_ascii=False))
-    else:
-        render.report(read.project(run_id, records), out)
+    replay_show.show(run_id, records, as_json=as_json, summary=summary, mcp=mcp, exec_=exec_, agents=agent or (),
+                     types=type_ or ())
     if check:
         from massgen_orchestrator.decide import verify
 
@@ -178,7 +185,11 @@ def replay(
 
 
 @app.command()
-def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False) -> None:
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Consensus analytics across runs: wins, vote flips, "
+                                        "persuasion, time to consensus, per-agent cost and latency.")] = False,
+) -> None:
     """List runs with status, winner and duration."""
 
     async def go() -> Any:
@@ -186,6 +197,8 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
             return await read.all_runs(stack.log)
 
     all_runs = run(go())
+    if stats:
+        return replay_show.stats(all_runs, as_json)
     if as_json:
         for v in all_runs:
             summary = v.summary()

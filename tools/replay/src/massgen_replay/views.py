@@ -47,6 +47,7 @@ from massgen_es.events import (
     VoteInvalidated,
     WorkspaceSnapshotted,
 )
+from massgen_replay.analytics import RunAnalytics
 
 _TURN_EVENTS = (
     TurnRequested, TurnStarted, TextDelta, UsageRecorded, ProviderRetried, TurnResponded, TurnRejected, TurnFailed,
@@ -122,6 +123,8 @@ class RunView:
     """Unix times of ``submitted``, ``first_answer``, ``consensus``, ``presentation``, ``ended``."""
     events: int = 0
     failure: str | None = None
+    analytics: RunAnalytics = field(default_factory=RunAnalytics)
+    """Vote flips, persuasion, time to consensus, per-agent answers, cost and latency (analytics.py)."""
 
     def _log(self, r: Record, agent_id: str | None, kind: str, text: str) -> None:
         self.timeline.append(Entry(r.ts, agent_id, kind, text))
@@ -129,6 +132,7 @@ class RunView:
     def apply(self, r: Record) -> None:
         """Fold one record into the view."""
         self.events += 1
+        self.analytics.apply(r)
         ev = r.event
         if isinstance(ev, UnknownEvent):
             self._log(r, None, "unknown", f"event type {ev.type!r} (newer or malformed): {preview(str(ev.data))}")
@@ -368,6 +372,7 @@ class RunView:
             "duration_s": round(self.duration_s or 0.0, 3),
             "error": self.failure,
             "agent_failures": self.agent_failures(),
+            "analytics": self.analytics.summary(),
         }
 
     def agent_failures(self) -> dict[str, dict[str, str]]:
