@@ -1,8 +1,9 @@
-"""The request and reply of ``massgen mcp list``: what the command line asks an MCP broker about its
-config's servers, and what the broker answers (request-reply on ``subjects.MCP_INSPECT_SUBJECT``).
+"""The requests and replies of ``massgen mcp list`` and ``massgen mcp call``: what the command line asks an
+MCP broker (request-reply on ``subjects.MCP_INSPECT_SUBJECT`` / ``MCP_CALL_SUBJECT``), and its answers.
 
-A listing changes no run, so nothing of it is recorded in the event log; a tool *call* is, and goes
-through the log like a model's (``RunSettings.mode == "tool_call"``).
+A listing changes no run, so nothing of it is recorded in the event log; a tool *call* is, like a
+model's: the request names a ``tool.call_requested`` already in the log (``RunSettings.mode ==
+"tool_call"``) and the broker records the outcome there.
 """
 
 from __future__ import annotations
@@ -59,4 +60,18 @@ class InspectReply(msgspec.Struct, frozen=True, kw_only=True):
     itself could not be served (malformed, a secret missing from the store)."""
 
     servers: tuple[ServerReport, ...] = ()
+    error: str | None = None
+
+
+class CallRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Make the tool call recorded as event ``request_id`` of run ``run_id`` (written by the command line in
+    a ``tool_call`` run)."""
+
+    run_id: str
+    request_id: str
+
+
+class CallReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The call's outcome is in the log (``error`` is None), or the request was refused (``error``)."""
+
     error: str | None = None

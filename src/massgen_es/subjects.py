@@ -23,8 +23,8 @@ Layout (events through the event stream, work through work queues; docs/architec
 - stream ``MASSGEN_EXEC`` (work-queue retention): ``massgen.exec.<run_id>``; command executions for the
   executor, one durable pull consumer ``executor``. Large payloads go to the Object Store bucket
   ``MASSGEN_OBJECTS``.
-- ``massgen.mcp.inspect`` (``MCP_INSPECT_SUBJECT``): request-reply, ``massgen mcp list`` asks an MCP
-  broker about its config's servers (core NATS, no stream).
+- ``massgen.mcp.inspect`` and ``massgen.mcp.call`` (``MCP_INSPECT_SUBJECT``, ``MCP_CALL_SUBJECT``):
+  request-reply (core NATS, no stream); ``massgen mcp list`` / ``mcp call`` ask an MCP broker.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 - replies and consumer deliveries arrive on ``_INBOX_<nats user>.…`` (``inbox_prefix``).
 """
@@ -61,9 +61,15 @@ BROKER_CONSUMER: ServiceName = "mcp_broker"
 
 MCP_INSPECT_SUBJECT = "massgen.mcp.inspect"
 """Request-reply subject of ``massgen mcp list``: the command line sends its config's agents
-(``massgen_es.mcp_inspect.InspectRequest``); one MCP broker replica (queue group ``mcp_broker``) answers
-with each server's state, circuit breaker, catalog version and tools. Nothing is recorded: a listing
-changes no run."""
+(``massgen_es.mcp_inspect.InspectRequest``); an MCP broker answers with each server's state, circuit
+breaker, catalog version and tools. Nothing is recorded: a listing changes no run."""
+MCP_CALL_SUBJECT = "massgen.mcp.call"
+"""Request-reply subject of ``massgen mcp call``: the command line names a ``tool.call_requested`` it
+appended to a run of mode ``tool_call`` (``massgen_es.mcp_inspect.CallRequest``); an MCP broker makes the
+call as it makes a model's, records the outcome in the log, and answers when it is recorded. The command
+line pushes no work (it may not publish to the work queues)."""
+MCP_REQUESTS = "massgen.mcp.*"
+"""Both request subjects: what the brokers subscribe to, in queue group ``mcp_broker`` (one answers)."""
 
 EVENTS_WILDCARD = "massgen.run.>"
 EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
@@ -87,8 +93,8 @@ class WorkQueue:
 
 WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue(TURNS_STREAM, TURNS_WILDCARD, WORKER_CONSUMER, ("orchestrator",), "agent turns (turn.requested)"),
-    WorkQueue(TOOLS_STREAM, TOOLS_WILDCARD, BROKER_CONSUMER, ("agent_worker", "cli"),
-              "tool catalogs, tool calls and workspace snapshots (the command line's: `massgen mcp call`)"),
+    WorkQueue(TOOLS_STREAM, TOOLS_WILDCARD, BROKER_CONSUMER, ("agent_worker",),
+              "tool catalogs, tool calls and workspace snapshots"),
     WorkQueue(EXEC_STREAM, EXEC_WILDCARD, EXECUTOR_CONSUMER, ("agent_worker",), "command executions"),
 )
 

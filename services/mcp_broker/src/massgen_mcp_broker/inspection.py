@@ -1,4 +1,10 @@
-"""``massgen mcp list`` on the broker's side: each configured server's session as the pool holds it.
+"""``massgen mcp list`` and ``massgen mcp call`` on the broker's side (request-reply, ``massgen.mcp.*``).
+
+``mcp call``: the command line appended a ``tool.call_requested`` to a run of mode ``tool_call``; the
+broker makes it with every check a model's call gets (:meth:`McpBroker.call_once`), records the outcome,
+then answers. Only such runs are served, and only a request the command line wrote.
+
+``mcp list``: each configured server's session as the pool holds it.
 
 The command line sends its config's agents on ``subjects.MCP_INSPECT_SUBJECT``; one replica (queue group
 ``mcp_broker``) starts what is not running, and answers with states, circuit breakers, catalog versions
@@ -17,10 +23,10 @@ from typing import TYPE_CHECKING
 import msgspec
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, scrub
+from massgen_es import mcp, scrub, subjects
 from massgen_es.errors import MassgenError
-from massgen_es.events import RunSettings, RunSubmitted
-from massgen_es.mcp_inspect import InspectReply, InspectRequest, ServerReport, ToolInfo
+from massgen_es.events import RunSettings, RunSubmitted, ToolCallRequested
+from massgen_es.mcp_inspect import CallReply, CallRequest, InspectReply, InspectRequest, ServerReport, ToolInfo
 from massgen_mcp_broker.runs import RunContext
 
 if TYPE_CHECKING:
@@ -68,12 +74,32 @@ async def inspect(broker: McpBroker, request: InspectRequest) -> InspectReply:
     return InspectReply(servers=tuple(reports))
 
 
+async def call(broker: McpBroker, request: CallRequest) -> CallReply:
+    """Make the call ``request`` names (see module docstring); the reply says it is recorded, or why not."""
+    records = await broker.log.read(request.run_id)
+    submitted = next((r.event for r in records if isinstance(r.event, RunSubmitted)), None)
+    if submitted is None or submitted.settings.mode != "tool_call":
+        return CallReply(error=f"run {request.run_id} is not a `massgen mcp call` run (mode tool_call)")
+    record = next((r for r in records if r.id == request.request_id), None)
+    if record is None or not isinstance(record.event, ToolCallRequested) or record.source.service != "cli":
+        return CallReply(error=f"run {request.run_id} has no tool.call_requested {request.request_id!r} by the cli")
+    await broker.call_once(record)
+    return CallReply()
+
+
 async def serve_request(broker: McpBroker, msg: Msg) -> None:
-    """Answer one ``massgen mcp list`` request; a request that cannot be served gets ``error`` (the
-    reply is scrubbed of every secret the broker knows, as events are)."""
+    """Answer one request of ``massgen mcp list`` or ``mcp call`` (by subject); a request that cannot be
+    served gets ``error``. The reply is scrubbed of every secret the broker knows, as events are."""
+    reply: InspectReply | CallReply
+    failed = InspectReply if msg.subject == subjects.MCP_INSPECT_SUBJECT else CallReply
     try:
-        reply = await inspect(broker, msgspec.json.decode(msg.data, type=InspectRequest))
+        if msg.subject == subjects.MCP_INSPECT_SUBJECT:
+            reply = await inspect(broker, msgspec.json.decode(msg.data, type=InspectRequest))
+        elif msg.subject == subjects.MCP_CALL_SUBJECT:
+            reply = await call(broker, msgspec.json.decode(msg.data, type=CallRequest))
+        else:
+            reply = CallReply(error=f"unknown MCP broker request subject {msg.subject!r}")
     except (MassgenError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.warning("mcp list request refused: %s", exc)
-        reply = InspectReply(error=str(exc))
+        log.warning("%s request refused: %s", msg.subject, exc)
+        reply = failed(error=str(exc))
     await msg.respond(scrub.data(msgspec.json.encode(reply)))

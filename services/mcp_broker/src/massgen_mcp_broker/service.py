@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import shutil
 import time
@@ -118,15 +117,17 @@ class McpBroker:
         self.runs: dict[str, RunContext] = {}
         self.listeners: dict[str, set[tuple[str, str, str]]] = {}
         """Per session key: the (run, agent, server) catalogs to re-record on ``list_changed``."""
+        self.requests: set[asyncio.Task[None]] = set()
+        """``massgen mcp list`` / ``mcp call`` requests being answered (inspection.py)."""
 
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
         """Pull and handle requests until cancelled; sessions are stopped on the way out."""
         reaper = asyncio.create_task(self._reap_idle())
-        # `massgen mcp list` (inspection.py): one replica of the queue group answers each request.
-        listing = await self.nc.subscribe(subjects.MCP_INSPECT_SUBJECT, queue=subjects.BROKER_CONSUMER,
-                                          cb=functools.partial(inspection.serve_request, self))
+        # `massgen mcp list` and `mcp call` (inspection.py): one replica of the queue group answers each.
+        listing = await self.nc.subscribe(subjects.MCP_REQUESTS, queue=subjects.BROKER_CONSUMER,
+                                          cb=self._on_request)
         try:
             await self.queue.serve(
                 self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
@@ -135,7 +136,15 @@ class McpBroker:
             reaper.cancel()
             with contextlib.suppress(Exception):
                 await listing.unsubscribe()
+            for task in list(self.requests):
+                task.cancel()
             await self.pool.close()
+
+    async def _on_request(self, msg: Msg) -> None:
+        # A task each: the subscription's callbacks run one at a time, and a call may take its timeout.
+        task = asyncio.create_task(inspection.serve_request(self, msg))
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
 
     async def _reap_idle(self) -> None:
         while True:
@@ -168,6 +177,21 @@ class McpBroker:
         except MassgenError as exc:
             log.error("request %s of run %s failed: %s", record.id, record.run_id, exc)
             await msg.term()
+
+    async def call_once(self, record: Record) -> None:
+        """Make the tool call of ``record`` (a ``tool.call_requested`` already in the log) unless its run
+        ended or it was answered or started before: the work queue's rules without the work queue
+        (``massgen mcp call``, inspection.py).
+
+        Raises:
+            MassgenError: the run has no ``run.submitted``.
+        """
+        assert isinstance(record.event, ToolCallRequested)
+        before = await once.prior(self.log, record.run_id, "mcp_broker", record.id)
+        if before.ended is not None or before.outcome is not None:
+            return
+        run = await self._run_context(record.run_id)
+        await self._call(run, record, record.event, interrupted=before.started is not None)
 
     async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
         await self.log.append(run_id, "mcp_broker", [Draft(i, e, cause) for i, e in drafts], origin=self.source)

@@ -4,9 +4,10 @@
   the config: state, circuit breaker, catalog version, and tools with their input schemas. A listing
   changes no run, so nothing is recorded.
 - ``call`` makes one call as a run of its own (``RunSettings.mode == "tool_call"``): ``run.submitted``
-  with the agent that has the server, then ``tool.call_requested`` pushed to the broker's work queue. The
-  broker checks and makes the call as it does a model's (grant, filters, input schema, filesystem roots,
-  retries, breaker) and the orchestrator ends the run with the outcome, so ``massgen replay RUN`` shows it.
+  with the agent that has the server and ``tool.call_requested``, then a request on
+  ``subjects.MCP_CALL_SUBJECT`` naming it (the command line pushes no work). The broker checks and makes
+  the call as it does a model's (grant, filters, input schema, filesystem roots, retries, breaker), and
+  the orchestrator ends the run with the outcome, so ``massgen replay RUN`` shows it.
 """
 
 from __future__ import annotations
@@ -14,28 +15,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from typing import Annotated, Any
 
 import msgspec
 import typer
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from rich.table import Table
 from rich.text import Text
 
 from massgen_cli.console import err, fail, out, run
-from massgen_cli.stack import open_stack
+from massgen_cli.stack import Stack, open_stack
 from massgen_es import config as config_mod
 from massgen_es import mcp, scrub, subjects
 from massgen_es.bus import Draft
-from massgen_es.bus.jetstream import ToolQueue
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import FILESYSTEM_SERVER, Config
 from massgen_es.errors import ConfigError, MassgenError
-from massgen_es.events import TERMINAL_EVENTS, Record, RunCompleted, Source, ToolCallCompleted, ToolCallFailed
-from massgen_es.events import ToolCallRequested as CallRequest
-from massgen_es.mcp_inspect import InspectReply, InspectRequest
+from massgen_es.events import (
+    TERMINAL_EVENTS,
+    RunCompleted,
+    Source,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+from massgen_es.mcp_inspect import CallReply, CallRequest, InspectReply, InspectRequest
 
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers through the broker: list their tools, call one.")
 
@@ -141,23 +147,31 @@ async def _inspect(cfg: Config, config_path: str | None, agent: str | None) -> I
     agents = tuple(a for a in submitted.agents if agent is None or a.id == agent)
     async with open_stack(services=True, name="massgen-mcp") as stack:
         await SecretStore(stack.nc).put_all(config_mod.secrets(cfg))
-        body = msgspec.json.encode(InspectRequest(agents=agents))
-        waited = 0.0
-        while True:
-            try:
-                msg = await stack.nc.request(subjects.MCP_INSPECT_SUBJECT, body, timeout=LIST_TIMEOUT_S)
-                break
-            except NoRespondersError:
-                # An embedded broker subscribes a moment after the stack is up; an external one may restart.
-                if waited >= BROKER_WAIT_S:
-                    raise MassgenError(f"no MCP broker answers on {stack.url.split('@')[-1]}; start one "
-                                       "(`massgen up`, or `massgen serve mcp_broker`)") from None
-                await asyncio.sleep(0.2)
-                waited += 0.2
-            except NatsTimeout:
-                raise MassgenError(f"the MCP broker did not answer within {LIST_TIMEOUT_S:.0f} s; a server may "
-                                   "hang at start (see MASSGEN_HOME/logs)") from None
+        msg = await _ask(stack, subjects.MCP_INSPECT_SUBJECT, msgspec.json.encode(InspectRequest(agents=agents)),
+                         LIST_TIMEOUT_S)
         return msgspec.json.decode(msg.data, type=InspectReply)
+
+
+async def _ask(stack: Stack, subject: str, body: bytes, timeout_s: float) -> Msg:
+    """One request to an MCP broker, waiting up to :data:`BROKER_WAIT_S` for one to subscribe.
+
+    Raises:
+        MassgenError: no broker answers, or none within ``timeout_s``; naming what to start or look at.
+    """
+    waited = 0.0
+    while True:
+        try:
+            return await stack.nc.request(subject, body, timeout=timeout_s)
+        except NoRespondersError:
+            # An embedded broker subscribes a moment after the stack is up; an external one may restart.
+            if waited >= BROKER_WAIT_S:
+                raise MassgenError(f"no MCP broker answers on {stack.url.split('@')[-1]}; start one "
+                                   "(`massgen up`, or `massgen serve mcp_broker`)") from None
+            await asyncio.sleep(0.2)
+            waited += 0.2
+        except NatsTimeout:
+            raise MassgenError(f"the MCP broker did not answer within {timeout_s:.0f} s; a server may hang "
+                               "(see MASSGEN_HOME/logs)") from None
 
 
 def _print_reports(reply: InspectReply, config: str | None) -> None:
@@ -252,7 +266,7 @@ async def _call(cfg: Config, config_path: str | None, agent_id: str, server: str
     submitted = msgspec.structs.replace(
         submitted, agents=tuple(a for a in submitted.agents if a.id == agent_id),
         settings=msgspec.structs.replace(submitted.settings, mode="tool_call", orchestrator_timeout_s=deadline))
-    request = CallRequest(call_id=f"{run_id}-call", turn_id=f"{run_id}:mcp-call", agent_id=agent_id, attempt=1,
+    request = ToolCallRequested(call_id=f"{run_id}-call", turn_id=f"{run_id}:mcp-call", agent_id=agent_id, attempt=1,
                           kind="coordination", server=server, tool=tool, arguments=json.dumps(arguments))
     origin = Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}")
     async with open_stack(services=True, name="massgen-mcp") as stack:
@@ -261,9 +275,12 @@ async def _call(cfg: Config, config_path: str | None, agent_id: str, server: str
             err.print(f"run [bold]{run_id}[/bold] on {where}: {server}.{tool} as {agent_id}", highlight=False)
         await SecretStore(stack.nc).put_all(config_mod.secrets(cfg))  # before the event that references them
         drafts = [Draft(f"{run_id}:submitted", submitted), Draft(f"{run_id}:mcp-call", request, f"{run_id}:submitted")]
-        seqs = await stack.log.append(run_id, "cli", drafts, origin=origin)
-        await ToolQueue(stack.nc).push(Record(seq=seqs[1], id=drafts[1].id, run_id=run_id, ts=time.time(),
-                                              source=origin, causation_id=drafts[1].causation_id, event=request))
+        await stack.log.append(run_id, "cli", drafts, origin=origin)
+        msg = await _ask(stack, subjects.MCP_CALL_SUBJECT, msgspec.json.encode(
+            CallRequest(run_id=run_id, request_id=drafts[1].id)), deadline)
+        refused = msgspec.json.decode(msg.data, type=CallReply).error
+        if refused:
+            raise MassgenError(f"the MCP broker refused the call: {refused}")
         outcome: ToolCallCompleted | ToolCallFailed | None = None
         async for r in stack.log.follow(run_id):
             if isinstance(r.event, ToolCallCompleted | ToolCallFailed) and r.event.call_id == request.call_id:
