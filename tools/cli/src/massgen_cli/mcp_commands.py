@@ -190,16 +190,14 @@ def _print_reports(reply: InspectReply, config: str | None) -> None:
         if not s.tools or key in seen:  # agents sharing a server and its filters: its tools once
             continue
         seen.add(key)
-        tools = Table(title=f"{s.server} (v{s.catalog_version})", show_edge=False, expand=True)
-        tools.add_column("tool", no_wrap=True)
-        tools.add_column("allowed")
-        tools.add_column("input schema", ratio=3, overflow="fold")  # JSON has no spaces to wrap at
-        tools.add_column("description", ratio=2)
+        # One block per tool, the schema on one soft-wrapped line: a table cell would fold it unreadably.
+        out.print(Text(f"{s.server} (catalog v{s.catalog_version}, {len(s.tools)} tools)", style="bold"))
         for t in s.tools:
-            schema = json.dumps(t.input_schema, separators=(",", ":"), ensure_ascii=False)
-            tools.add_row(t.name, "yes" if t.allowed else Text("no", style="yellow"), Text(schema),
-                          Text(" ".join(t.description.split())[:120]))
-        out.print(tools)
+            head = Text.assemble("  ", (t.name, "bold cyan"), ("" if t.allowed else " (not allowed for this agent)",
+                                                               "yellow"), f"  {' '.join(t.description.split())}")
+            out.print(head, soft_wrap=True)
+            out.print(Text("    " + json.dumps(t.input_schema, separators=(",", ":"), ensure_ascii=False)),
+                      soft_wrap=True)
     cfg = f" --config {config}" if config else ""
     err.print(f"call one: massgen mcp call SERVER TOOL --args '{{...}}'{cfg}", style="dim", highlight=False)
 

@@ -91,11 +91,11 @@ def consensus_section(a: RunAnalytics, console: Console) -> None:
             moves.add_row(f["voter"], f"flip {f['from']} → {f['to']}", "")
         console.print(moves)
     per = Table(title="per agent", show_edge=False)
-    for col in ("agent", "answers", "votes", "flips", "LLM calls", "cost $", "mean call s", "mean TTFT s"):
-        per.add_column(col, justify="left" if col == "agent" else "right")
+    for col in ("agent", "won", "answers", "votes", "flips", "LLM calls", "cost $", "mean call s", "mean TTFT s"):
+        per.add_column(col, justify="left" if col in ("agent", "won") else "right")
     for aid, x in s["per_agent"].items():
         cost = f"{x['cost_usd']:.6f}" + ("+?" if x["unpriced_calls"] else "")
-        per.add_row(aid + (" (winner)" if aid == s["winner"] else ""), str(x["answers"]), str(x["votes"]),
+        per.add_row(aid, "yes" if aid == s["winner"] else "", str(x["answers"]), str(x["votes"]),
                     str(x["flips"]), str(x["llm_calls"]), cost, _secs(x["mean_call_s"]), _secs(x["mean_ttft_s"]))
     console.print(per)
 
