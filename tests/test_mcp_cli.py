@@ -72,6 +72,12 @@ def test_mcp_call_is_recorded_as_a_run_that_replay_shows(home: Path, call_run: d
     only = massgen("replay", run_id, "--json", "--type", "tool.call_completed", MASSGEN_HOME=str(home))
     [line] = only.stdout.splitlines()
     assert json.loads(line)["event"]["content"] == "echo: ping"
+    lines = massgen("replay", run_id, "--json", MASSGEN_HOME=str(home)).stdout.splitlines()
+    types = [json.loads(x)["type"] for x in lines]
+    # No agent turn: the command line's request, the broker's marker and outcome, the orchestrator's end.
+    assert "turn.requested" not in types and types[-1] == "run.completed", types
+    assert types[:2] == ["run.submitted", "tool.call_requested"]
+    assert {"tool.call_started", "tool.call_completed"} <= set(types)
     check = massgen("replay", run_id, "--check", MASSGEN_HOME=str(home))
     assert check.returncode == 0 and "decisions reproduced" in check.stderr
     runs = [json.loads(x) for x in massgen("runs", "--json", MASSGEN_HOME=str(home)).stdout.splitlines()]
