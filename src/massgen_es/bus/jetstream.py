@@ -45,6 +45,9 @@ ACK_WAIT_S = 15.0
 """Default ack wait of every work queue (seconds), for ``massgen serve``, the embedded stack and the
 services alike: an item whose handler neither acks nor sends its in-progress heartbeat (every third of
 it) for this long, say because its service was killed, is redelivered (issue 13 item 3)."""
+LOG_SEQ_HEADER = "Massgen-Log-Seq"
+"""Header of a work-queue item: the event-log sequence of the record it carries, so the pulled
+``Record.seq`` is the log's (``once.prior`` then reads only what came after the request)."""
 _ERR_WRONG_LAST_SEQ = 10071
 _ERR_BATCH_DUPLICATE_ID = 10201
 _READ_STALL_S = 10.0
@@ -432,9 +435,10 @@ class WorkQueue:
             causation_id=record.causation_id,
         )
         subject = self.subject_of(record.run_id)
-        await cluster.retrying(
-            lambda: self.js.publish(subject, data, headers={"Nats-Msg-Id": record.id}), f"push to {subject}"
-        )
+        headers = {"Nats-Msg-Id": record.id}
+        if record.seq:  # where the request sits in the event log: its outcome can only come after it
+            headers[LOG_SEQ_HEADER] = str(record.seq)
+        await cluster.retrying(lambda: self.js.publish(subject, data, headers=headers), f"push to {subject}")
 
     async def consumer(self, ack_wait_s: float, max_deliver: int) -> JetStreamContext.PullSubscription:
         """Bind to the shared durable pull consumer (created on first use).
@@ -506,7 +510,7 @@ class WorkQueue:
 
         async def one(msg: Msg) -> None:
             try:
-                record = decode(msg.data)
+                record = decode(msg.data, _log_seq(msg))
             except EventDecodeError as exc:
                 _log.error("dropping malformed item on %s: %s", self.stream, exc)
                 await msg.term()
@@ -565,6 +569,12 @@ class WorkQueue:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+def _log_seq(msg: Msg) -> int:
+    """The event-log sequence a pushed item carries (:data:`LOG_SEQ_HEADER`), 0 when it has none."""
+    value = (msg.headers or {}).get(LOG_SEQ_HEADER, "0")
+    return int(value) if value.isdigit() else 0
 
 
 async def _heartbeat(msg: Msg, every_s: float) -> None:

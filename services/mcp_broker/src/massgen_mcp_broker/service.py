@@ -153,7 +153,7 @@ class McpBroker:
 
     async def _handle(self, record: Record, msg: Msg) -> None:
         try:
-            before = await once.prior(self.log, record.run_id, "mcp_broker", record.id)
+            before = await once.prior(self.log, record.run_id, "mcp_broker", record.id, record.seq)
             if before.ended is not None:
                 once.log_skipped(log, record, before.ended)
                 await msg.ack()
@@ -187,7 +187,7 @@ class McpBroker:
             MassgenError: the run has no ``run.submitted``.
         """
         assert isinstance(record.event, ToolCallRequested)
-        before = await once.prior(self.log, record.run_id, "mcp_broker", record.id)
+        before = await once.prior(self.log, record.run_id, "mcp_broker", record.id, record.seq)
         if before.ended is not None or before.outcome is not None:
             return
         run = await self._run_context(record.run_id)
