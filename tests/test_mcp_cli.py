@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,15 @@ def test_replay_report_summary_and_runs_stats_show_consensus_analytics(tmp_path:
     assert stats["runs"] == 1 and stats["per_agent"]["beta"]["wins"] == 1 and stats["per_agent"]["alpha"]["wins"] == 0
     table = massgen("runs", "--stats").stdout
     assert "per agent, across runs" in table and "100%" in table
+
+
+def test_mcp_list_names_a_server_that_cannot_start_and_exits_2(tmp_path: Path):
+    cfg = tmp_path / "bad.yaml"
+    broken = {"name": "broken", "type": "stdio", "command": sys.executable, "args": [str(tmp_path / "missing.py")]}
+    cfg.write_text(yaml.safe_dump({"agents": [{"id": "alpha", "backend": {
+        "type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+        "mcp_servers": [broken, tool_server(tmp_path)]}}]}))
+    done = massgen("mcp", "list", "--config", str(cfg))
+    assert done.returncode == 2
+    assert "broken (alpha): MCP server 'broken' failed to start" in done.stdout and "see " in done.stdout
+    assert re.search(r"│ t\s+│ stdio │ started", done.stdout)  # the other server is still listed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from nats.aio.msg import Msg
@@ -48,29 +48,25 @@ async def inspect(broker: McpBroker, request: InspectRequest) -> InspectReply:
     reports: list[ServerReport] = []
     for grant in run.agents.values():
         for name, cfg in grant.servers.items():
-            state = "running"
-            error = None
+            state: Literal["running", "started"] = "running"
             try:
                 session = await broker.session_for(run, grant, name)
                 if not session.alive:
                     state = "started"
                     await session.start()
             except MassgenError as exc:
-                state, error = "failed", str(exc)
-                session = None
-            if session is None:
                 reports.append(ServerReport(agent_id=grant.agent_id, server=name, type=cfg.type, state="failed",
-                                            breaker="closed", failures=0, restarts=0, catalog_version=0, error=error))
+                                            breaker="closed", failures=0, restarts=0, catalog_version=0,
+                                            error=str(exc)))
                 continue
             tools = tuple(ToolInfo(name=t.name, prefixed=mcp.tool_name(name, t.name), description=t.description or "",
                                    input_schema=t.input_schema or {"type": "object"},
                                    allowed=mcp.tool_allowed(cfg, grant.backend, t.name))
                           for t in session.catalog)
             reports.append(ServerReport(
-                agent_id=grant.agent_id, server=name, type=session.launch.type,
-                state="failed" if error else state,  # type: ignore[arg-type]
+                agent_id=grant.agent_id, server=name, type=session.launch.type, state=state,
                 breaker=session.breaker.state(time.monotonic()), failures=session.breaker.failures,
-                restarts=session.restarts, catalog_version=session.catalog_version, tools=tools, error=error))
+                restarts=session.restarts, catalog_version=session.catalog_version, tools=tools))
     return InspectReply(servers=tuple(reports))
 
 

@@ -175,15 +175,17 @@ async def _ask(stack: Stack, subject: str, body: bytes, timeout_s: float) -> Msg
 
 
 def _print_reports(reply: InspectReply, config: str | None) -> None:
-    summary = Table("agent", "server", "type", "state", "breaker", "catalog", "tools", "error", title="MCP servers",
+    summary = Table("agent", "server", "type", "state", "breaker", "catalog", "tools", title="MCP servers",
                     show_edge=False)
     for s in reply.servers:
         style = {"failed": "red", "started": "green"}.get(s.state, "")
         breaker = s.breaker + (f" ({s.failures} failures)" if s.failures else "")
         summary.add_row(s.agent_id, s.server, s.type, Text(s.state, style=style), breaker,
-                        f"v{s.catalog_version}" if s.catalog_version else "-", str(len(s.tools)),
-                        Text(scrub.text(s.error or "-")))
+                        f"v{s.catalog_version}" if s.catalog_version else "-", str(len(s.tools)))
     out.print(summary)
+    for s in reply.servers:  # whole lines: a table cell would squeeze the path of the server's log
+        if s.error:
+            out.print(Text.assemble((f"{s.server} ({s.agent_id}): ", "red"), scrub.text(s.error)), soft_wrap=True)
     seen: set[tuple[str, str]] = set()
     for s in reply.servers:
         key = (s.server, json.dumps([(t.name, t.input_schema, t.allowed) for t in s.tools], sort_keys=True))
