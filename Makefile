@@ -67,6 +67,7 @@ bench: install sandbox compose-fetch
 	$(BIN)/python bench/local_llm_bench.py
 	$(BIN)/python bench/exec_bench.py
 	$(BIN)/python bench/scrub_bench.py
+	$(BIN)/python bench/mcp_bench.py
 	$(BIN)/python bench/cluster_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/scale_bench.py --compose

@@ -120,6 +120,20 @@ async def test_decision_retried_after_it_landed_returns_its_seqs(event_log: Even
     assert await _ids(event_log, run) == [f"{run}:first0"] + [d.id for d in drafts]
 
 
+async def test_one_fenced_event_retried_after_it_landed_returns_its_seq(event_log: EventLog, run: str):
+    # One event with an expectation is a plain publish, not a batch (a broker's started marker and
+    # outcome, a lone decision): its repeat is deduplicated before the expectation is checked.
+    [before] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
+    one = _drafts(run, 1, tag="marker")
+    first = await event_log.append(run, "executor", one, origin=ORIGIN, expect_last_seq=before,
+                                   expect_of="orchestrator")
+    await event_log.append(run, "executor", _drafts(run, 1, tag="next"), origin=ORIGIN)
+    again = await event_log.append(run, "executor", one, origin=ORIGIN, expect_last_seq=before,
+                                   expect_of="orchestrator")
+    assert first == again
+    assert [r.id for r in await event_log.read(run, source="executor")] == [f"{run}:marker0", f"{run}:next0"]
+
+
 async def test_batch_with_correct_expect_last_seq_lands_contiguously(event_log: EventLog, run: str):
     [before] = await event_log.append(run, "orchestrator", _drafts(run, 1, tag="first"), origin=ORIGIN)
     drafts = _drafts(run, 3, tag="batch")

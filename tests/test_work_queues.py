@@ -53,3 +53,36 @@ async def test_an_existing_consumer_takes_the_ack_wait_of_the_replica_that_binds
         assert info.config.ack_wait == 15
     finally:
         await nc.close()
+
+
+async def test_a_pulled_item_carries_its_event_log_sequence(fresh_nats: NatsServer) -> None:
+    """What lets ``once.prior`` read only what came after a request (issue 14 item 1)."""
+    import asyncio
+
+    from massgen_es.bus.jetstream import ToolQueue
+    from massgen_es.events import Record, Source, ToolsListRequested
+
+    nc = await connect(fresh_nats.url, "pytest")
+    try:
+        await ensure_streams(nc.jetstream())
+        queue = ToolQueue(nc)
+        source = Source(service="agent_worker", instance="t")
+        for seq, rid in ((42, "logged"), (0, "unlogged")):
+            await queue.push(Record(seq=seq, id=rid, run_id="r1", ts=1.0, source=source, causation_id=None,
+                                    event=ToolsListRequested(agent_id="a")))
+        got: dict[str, int] = {}
+
+        async def handle(record: Record, msg) -> None:
+            got[record.id] = record.seq
+            await msg.ack()
+
+        serving = asyncio.create_task(queue.serve(handle, concurrency=2, ack_wait_s=15, max_deliver=2))
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.05)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        assert got == {"logged": 42, "unlogged": 0}
+    finally:
+        await nc.close()

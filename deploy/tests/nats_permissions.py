@@ -162,6 +162,8 @@ async def negative_checks(base: str, passwords: dict[str, str]) -> None:
           "cli cannot publish massgen.run.<run>.orchestrator (decide)")
     check(await denied_publish(cli, f"massgen.turns.{run}"), "cli cannot push turns")
     check(await denied_publish(cli, f"massgen.exec.{run}"), "cli cannot push executions")
+    check(await denied_publish(cli, f"massgen.tools.{run}"), "cli cannot push tool calls (mcp call asks a broker)")
+    check(await denied_subscribe(cli, "massgen.mcp.*"), "cli cannot answer MCP broker requests")
     check(await denied_publish(cli, "$JS.API.STREAM.UPDATE.MASSGEN_EVENTS"), "cli cannot update the event stream")
     check(await denied_publish(cli, "$JS.API.STREAM.PURGE.MASSGEN_EVENTS"), "cli cannot purge the event stream")
     check(await denied_publish(cli, "$JS.API.CONSUMER.MSG.NEXT.MASSGEN_TURNS.agent_worker"), "cli cannot pull turns")
@@ -308,6 +310,13 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         rs = subprocess.run([str(BIN / "massgen"), "runs", "--json"], env=cenv, check=False,
                             capture_output=True, text=True, timeout=60)
         check(rs.returncode == 0 and run_id in rs.stdout, "massgen runs lists the run")
+        ml = subprocess.run([str(BIN / "massgen"), "mcp", "list", "--config", str(tmp / "cfg.yaml"), "--json"],
+                            env=cenv, check=False, capture_output=True, text=True, timeout=120)
+        check(ml.returncode == 0 and '"echo"' in ml.stdout, f"massgen mcp list as cli ({ml.stderr.strip()[-300:]})")
+        mc = subprocess.run([str(BIN / "massgen"), "mcp", "call", "t", "echo", "--args", '{"text": "perm"}',
+                             "--config", str(tmp / "cfg.yaml"), "--json"],
+                            env=cenv, check=False, capture_output=True, text=True, timeout=120)
+        check(mc.returncode == 0 and "echo: perm" in mc.stdout, f"massgen mcp call as cli ({mc.stderr.strip()[-300:]})")
         violations = [line for line in log.read_text().splitlines() if "violation" in line.lower()]
         check(not violations, f"no permissions violation in the server log during the run {violations[:5]}")
         n = asyncio.run(long_follow(url_for(base, "cli", passwords)))

@@ -130,6 +130,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_cost_usd: float | None = None
     """Run budget: once the recorded cost reaches it, no new turn starts and the run ends with the best
     answer so far (MassGen users ask for this in its #888)."""
+    mode: Literal["team", "tool_call"] = "team"
+    """``team``: the coordination protocol. ``tool_call``: one MCP tool call made by ``massgen mcp call``
+    (its ``tool.call_requested`` is written by the command line); no agent turn is requested, and the
+    orchestrator ends the run with the call's outcome, so it replays like any run."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -658,7 +662,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     TimerFired: ("timer",),
     ToolsListRequested: ("agent_worker",),
     ToolsListed: ("mcp_broker", "agent_worker"),  # the worker records the command tool and catalog timeouts
-    ToolCallRequested: ("agent_worker",),
+    ToolCallRequested: ("agent_worker", "cli"),  # the command line's for `massgen mcp call`
     ToolCallStarted: ("mcp_broker",),
     ToolCallCompleted: ("mcp_broker",),
     ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time

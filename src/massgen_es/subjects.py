@@ -9,7 +9,7 @@ Layout (events through the event stream, work through work queues; docs/architec
 
 - stream ``MASSGEN_EVENTS`` (file storage, limits retention, deny delete and purge, atomic batches):
   ``massgen.run.<run_id>.<writer>`` where ``writer`` (``WRITERS``) is who may write there:
-    - ``cli``: the command line (``run.submitted``);
+    - ``cli``: the command line (``run.submitted``; ``tool.call_requested`` of ``massgen mcp call``);
     - ``orchestrator``: the orchestrator's decisions, appended in atomic batches guarded by
       ``Nats-Expected-Last-Subject-Sequence`` so two orchestrators can never both decide for one run;
     - ``timer``: deadlines noticed by the orchestrator shell (time enters the core only as events);
@@ -23,6 +23,8 @@ Layout (events through the event stream, work through work queues; docs/architec
 - stream ``MASSGEN_EXEC`` (work-queue retention): ``massgen.exec.<run_id>``; command executions for the
   executor, one durable pull consumer ``executor``. Large payloads go to the Object Store bucket
   ``MASSGEN_OBJECTS``.
+- ``massgen.mcp.inspect`` and ``massgen.mcp.call`` (``MCP_INSPECT_SUBJECT``, ``MCP_CALL_SUBJECT``):
+  request-reply (core NATS, no stream); ``massgen mcp list`` / ``mcp call`` ask an MCP broker.
 - reads of ``MASSGEN_EVENTS`` are batched direct gets on ``$JS.API.DIRECT.GET.MASSGEN_EVENTS``.
 - replies and consumer deliveries arrive on ``_INBOX_<nats user>.…`` (``inbox_prefix``).
 """
@@ -56,6 +58,18 @@ SERVICES_BUCKET = "MASSGEN_SERVICES"
 SECRETS_BUCKET = "MASSGEN_SECRETS"
 """Key-value bucket of MCP ``env``/``headers`` values, keyed by digest; never part of the event log."""
 BROKER_CONSUMER: ServiceName = "mcp_broker"
+
+MCP_INSPECT_SUBJECT = "massgen.mcp.inspect"
+"""Request-reply subject of ``massgen mcp list``: the command line sends its config's agents
+(``massgen_es.mcp_inspect.InspectRequest``); an MCP broker answers with each server's state, circuit
+breaker, catalog version and tools. Nothing is recorded: a listing changes no run."""
+MCP_CALL_SUBJECT = "massgen.mcp.call"
+"""Request-reply subject of ``massgen mcp call``: the command line names a ``tool.call_requested`` it
+appended to a run of mode ``tool_call`` (``massgen_es.mcp_inspect.CallRequest``); an MCP broker makes the
+call as it makes a model's, records the outcome in the log, and answers when it is recorded. The command
+line pushes no work (it may not publish to the work queues)."""
+MCP_REQUESTS = "massgen.mcp.*"
+"""Both request subjects: what the brokers subscribe to, in queue group ``mcp_broker`` (one answers)."""
 
 EVENTS_WILDCARD = "massgen.run.>"
 EVENTS_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"

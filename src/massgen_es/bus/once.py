@@ -70,9 +70,11 @@ async def run_end(log: EventLog, run_id: str) -> Record | None:
     return last if last is not None and isinstance(last.event, TERMINAL_EVENTS) else None
 
 
-async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str) -> Prior:
+async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str, after_seq: int = 0) -> Prior:
     """What the log holds about ``request_id``: the run's end, else its outcome and started marker on
-    ``writer``'s subject of the run.
+    ``writer``'s subject of the run. ``after_seq``: the request's own sequence in the log when known
+    (its marker and outcome come after it), so a long run's earlier events are not read again (issue
+    14 item 1: the read grew with every call of the run).
 
     Raises:
         BusError: the server refused a read.
@@ -80,7 +82,7 @@ async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str) -> 
     ended = await run_end(log, run_id)
     if ended is not None:
         return Prior(ended, None, None)
-    mine = {r.id: r for r in await log.read(run_id, source=writer)}
+    mine = {r.id: r for r in await log.read(run_id, after_seq=after_seq, source=writer)}
     return Prior(None, mine.get(result_id(request_id)), mine.get(started_id(request_id)))
 
 

@@ -23,6 +23,7 @@ Every text that leaves the broker is scrubbed of the secret values its servers w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -35,7 +36,7 @@ from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, scrub
+from massgen_es import mcp, scrub, subjects
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
@@ -68,6 +69,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
+from massgen_mcp_broker import inspection
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
@@ -101,6 +103,7 @@ class McpBroker:
         idle_s: float = 600.0,
         instance: str | None = None,
     ) -> None:
+        self.nc = nc
         self.log = JetStreamEventLog(nc)
         self.queue = ToolQueue(nc)
         self.secrets = SecretStore(nc)
@@ -114,19 +117,34 @@ class McpBroker:
         self.runs: dict[str, RunContext] = {}
         self.listeners: dict[str, set[tuple[str, str, str]]] = {}
         """Per session key: the (run, agent, server) catalogs to re-record on ``list_changed``."""
+        self.requests: set[asyncio.Task[None]] = set()
+        """``massgen mcp list`` / ``mcp call`` requests being answered (inspection.py)."""
 
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
         """Pull and handle requests until cancelled; sessions are stopped on the way out."""
         reaper = asyncio.create_task(self._reap_idle())
+        # `massgen mcp list` and `mcp call` (inspection.py): one replica of the queue group answers each.
+        listing = await self.nc.subscribe(subjects.MCP_REQUESTS, queue=subjects.BROKER_CONSUMER,
+                                          cb=self._on_request)
         try:
             await self.queue.serve(
                 self._handle, concurrency=self.concurrency, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
             )
         finally:
             reaper.cancel()
+            with contextlib.suppress(Exception):
+                await listing.unsubscribe()
+            for task in list(self.requests):
+                task.cancel()
             await self.pool.close()
+
+    async def _on_request(self, msg: Msg) -> None:
+        # A task each: the subscription's callbacks run one at a time, and a call may take its timeout.
+        task = asyncio.create_task(inspection.serve_request(self, msg))
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
 
     async def _reap_idle(self) -> None:
         while True:
@@ -135,7 +153,7 @@ class McpBroker:
 
     async def _handle(self, record: Record, msg: Msg) -> None:
         try:
-            before = await once.prior(self.log, record.run_id, "mcp_broker", record.id)
+            before = await once.prior(self.log, record.run_id, "mcp_broker", record.id, record.seq)
             if before.ended is not None:
                 once.log_skipped(log, record, before.ended)
                 await msg.ack()
@@ -159,6 +177,21 @@ class McpBroker:
         except MassgenError as exc:
             log.error("request %s of run %s failed: %s", record.id, record.run_id, exc)
             await msg.term()
+
+    async def call_once(self, record: Record) -> None:
+        """Make the tool call of ``record`` (a ``tool.call_requested`` already in the log) unless its run
+        ended or it was answered or started before: the work queue's rules without the work queue
+        (``massgen mcp call``, inspection.py).
+
+        Raises:
+            MassgenError: the run has no ``run.submitted``.
+        """
+        assert isinstance(record.event, ToolCallRequested)
+        before = await once.prior(self.log, record.run_id, "mcp_broker", record.id, record.seq)
+        if before.ended is not None or before.outcome is not None:
+            return
+        run = await self._run_context(record.run_id)
+        await self._call(run, record, record.event, interrupted=before.started is not None)
 
     async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
         await self.log.append(run_id, "mcp_broker", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
@@ -191,6 +224,14 @@ class McpBroker:
         if start:
             await self._start(run, session, server, cause)
         return session
+
+    async def session_for(self, run: RunContext, grant: AgentGrant, server: str) -> Session:
+        """The pooled session of one of ``grant``'s servers, not started (``massgen mcp list``).
+
+        Raises:
+            ConfigError: a referenced variable or secret is missing.
+        """
+        return await self._session(run, grant, server, "", start=False)
 
     async def _start(self, run: RunContext, session: Session, server: str, cause: str) -> None:
         launch = session.launch

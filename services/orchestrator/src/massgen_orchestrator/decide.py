@@ -51,6 +51,8 @@ from massgen_es.events import (
     Source,
     TimerFired,
     ToolCall,
+    ToolCallCompleted,
+    ToolCallFailed,
     ToolSpec,
     TurnFailed,
     TurnRejected,
@@ -166,6 +168,9 @@ class _Decider:
         st, ev = self.state, self.cause.event
         if st.submitted is None or st.phase == "done":
             return
+        if self.settings.mode == "tool_call":
+            self.on_tool_call_run(ev)
+            return
         match ev:
             case RunSubmitted():
                 self.on_submitted()
@@ -185,6 +190,21 @@ class _Decider:
             self.start_idle()
         if st.budget_exceeded and st.phase == "coordinating" and not st.in_flight:
             self.end_on_budget()
+
+    def on_tool_call_run(self, ev: Event | UnknownEvent) -> None:
+        """A run of one MCP tool call (``massgen mcp call``, ``RunSettings.mode``): no agent turn; the run
+        ends with the call's outcome: completed with its result, failed with its error, or timed out."""
+        match ev:
+            case ToolCallCompleted(is_error=False):
+                self.emit(RunCompleted(winner_id=ev.agent_id, final_answer=ev.content))
+            case ToolCallCompleted():
+                self.emit(RunFailed(reason=f"{ev.server}.{ev.tool} answered with an error: {ev.content}"))
+            case ToolCallFailed():
+                self.emit(RunFailed(reason=f"{ev.server}.{ev.tool} failed: {ev.failure.message}", failure=ev.failure))
+            case TimerFired(name="run_deadline"):
+                self.emit(RunTimedOut())
+            case _:
+                pass
 
     def on_submitted(self) -> None:
         """Every agent starts on the task at once (a repeated submission starts nothing)."""

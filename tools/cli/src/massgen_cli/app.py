@@ -23,10 +23,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from massgen_cli import replay_show
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.fork_commands import fork
+from massgen_cli.mcp_commands import mcp_app
 from massgen_cli.model_commands import models_app
 from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
 from massgen_es import config as config_mod
@@ -35,7 +37,7 @@ from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ACK_WAIT_S
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
-from massgen_es.events import TERMINAL_EVENTS, Source, to_builtins
+from massgen_es.events import TERMINAL_EVENTS, Source
 from massgen_es.subjects import SERVICE_NAMES, ServiceName
 from massgen_replay import read, render, views
 
@@ -44,6 +46,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.add_typer(import_app, name="import")
 app.command()(fork)
+app.add_typer(mcp_app, name="mcp")
 
 
 def new_run_id() -> str:
@@ -197,6 +200,13 @@ def replay(
         bool, typer.Option("--tui", help="Browse the run in the Textual terminal UI (q quits); with stdout not a "
                            "terminal (a pipe, a file), the report is printed instead.")
     ] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Print one JSON object: status, votes, usage, "
+                                          "consensus analytics.")] = False,
+    mcp: Annotated[bool, typer.Option("--mcp", help="Only MCP activity: calls, breakers, restarts, catalogs.")] = False,
+    exec_: Annotated[bool, typer.Option("--exec", help="Only command executions.")] = False,
+    agent: Annotated[list[str] | None, typer.Option("--agent", help="Only this agent's events (repeatable).")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type or prefix, e.g. "
+                                                    "tool.call_completed or tool. (repeatable).")] = None,
 ) -> None:
     """Rebuild a run from its event log, with zero LLM calls."""
 
@@ -208,22 +218,21 @@ def replay(
         records = run(go())
     except ReplayError as exc:  # pragma: no cover - _run maps MassgenError already
         fail(str(exc), 1)
-    if as_json:
-        for r in records:
-            print(json.dumps(to_builtins(r), ensure_ascii=False))
-    elif tui and sys.stdin.isatty() and sys.stdout.isatty():
+    filters = {"mcp": mcp, "exec_": exec_, "agents": agent or (), "types": type_ or ()}
+    if tui and sys.stdin.isatty() and sys.stdout.isatty():
         from massgen_replay.tui import RunApp  # here: Textual is slow to import, and only this needs it
 
-        RunApp.replay(run_id, records).run()
+        RunApp.replay(run_id, replay_show.choose(run_id, records, **filters)[0]).run()
     else:
         if tui:
             err.print("--tui needs a terminal on stdin and stdout; printing the report instead")
-        render.report(read.project(run_id, records), out)
+        replay_show.show(run_id, records, as_json=as_json, summary=summary, **filters)
     if html_file:
         from massgen_replay import html
 
         try:
-            Path(html_file).write_text(html.render(run_id, records), encoding="utf-8")
+            Path(html_file).write_text(html.render(run_id, replay_show.choose(run_id, records, **filters)[0]),
+                                       encoding="utf-8")
         except OSError as exc:
             fail(f"cannot write the HTML timeline to {html_file}: {exc.strerror}; pick a writable path", 1)
         err.print(f"HTML timeline written to {html_file}")
@@ -238,7 +247,11 @@ def replay(
 
 
 @app.command()
-def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False) -> None:
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Consensus analytics across runs: wins, vote flips, "
+                                        "persuasion, time to consensus, per-agent cost and latency.")] = False,
+) -> None:
     """List runs with status, winner and duration."""
 
     async def go() -> Any:
@@ -246,6 +259,8 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
             return await read.all_runs(stack.log)
 
     all_runs = run(go())
+    if stats:
+        return replay_show.stats(all_runs, as_json)
     if as_json:
         for v in all_runs:
             summary = v.summary()

@@ -107,6 +107,13 @@ def messaging_md() -> str:
     for q in subjects.WORK_QUEUES:
         out.append(f"| `{q.stream}` | `{q.subjects}` | {', '.join(f'`{p}`' for p in q.pushed_by)} | "
                    f"`{q.consumer}` | {q.items} |")
+    out += ["", "## Requests\n", "Core NATS request-reply, no stream; one replica of the answering service's queue "
+            "group answers.\n", "| subject | asked by | answered by | what |", "|---|---|---|---|",
+            f"| `{subjects.MCP_INSPECT_SUBJECT}` | `cli` | `{subjects.BROKER_CONSUMER}` | `massgen mcp list`: each "
+            "server's state, circuit breaker, catalog version and tools; nothing is recorded |",
+            f"| `{subjects.MCP_CALL_SUBJECT}` | `cli` | `{subjects.BROKER_CONSUMER}` | `massgen mcp call`: make the "
+            "`tool.call_requested` the command line appended to a run of mode `tool_call`; the outcome is "
+            "recorded like a model's call |"]
     out += ["", "## Buckets\n", "| bucket | kind | holds |", "|---|---|---|",
             f"| `{subjects.OBJECTS_BUCKET}` | Object Store | large payloads by digest (full command output, "
             "produced files) |",

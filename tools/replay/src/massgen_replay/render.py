@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from massgen_replay import sections
 from massgen_replay.views import Entry, RunView, preview
 
 _KIND_STYLE = {
@@ -122,6 +123,8 @@ def report(view: RunView, console: Console) -> None:
                   f"{u['cost_usd']:.6f}" + ("+?" if u["unpriced_calls"] else ""), "",
                   str(u["tool_calls"]), "")
     console.print(usage)
+    if any(a.answers or a.votes for a in view.analytics.agents.values()):
+        sections.consensus_section(view.analytics, console)
 
     body = view.final_answer or view.failure or "(no final answer)"
     console.print(Panel(Text(body), title="final answer" if view.final_answer else view.status))

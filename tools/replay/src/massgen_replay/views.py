@@ -48,6 +48,7 @@ from massgen_es.events import (
     VoteInvalidated,
     WorkspaceSnapshotted,
 )
+from massgen_replay.analytics import RunAnalytics
 
 _TURN_EVENTS = (
     TurnRequested, TurnStarted, TextDelta, UsageRecorded, ProviderRetried, TurnResponded, TurnRejected, TurnFailed,
@@ -125,6 +126,8 @@ class RunView:
     failure: str | None = None
     forked_from: tuple[str, int] | None = None
     """``(parent run, parent seq)`` of a fork (``massgen fork``): its events up to ``run.forked`` are copies."""
+    analytics: RunAnalytics = field(default_factory=RunAnalytics)
+    """Vote flips, persuasion, time to consensus, per-agent answers, cost and latency (analytics.py)."""
 
     def _log(self, r: Record, agent_id: str | None, kind: str, text: str) -> None:
         self.timeline.append(Entry(r.ts, agent_id, kind, text))
@@ -132,6 +135,7 @@ class RunView:
     def apply(self, r: Record) -> None:
         """Fold one record into the view."""
         self.events += 1
+        self.analytics.apply(r)
         ev = r.event
         if isinstance(ev, UnknownEvent):
             self._log(r, None, "unknown", f"event type {ev.type!r} (newer or malformed): {preview(str(ev.data))}")
@@ -377,6 +381,7 @@ class RunView:
             "error": self.failure,
             "agent_failures": self.agent_failures(),
             "forked_from": {"run_id": self.forked_from[0], "seq": self.forked_from[1]} if self.forked_from else None,
+            "analytics": self.analytics.summary(),
         }
 
     def agent_failures(self) -> dict[str, dict[str, str]]:
