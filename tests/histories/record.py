@@ -113,6 +113,29 @@ async def crash(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace)
     return await _done(s, run_id, 90)
 
 
+async def crash_worker(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
+    """Two agents; the agent worker (a `massgen serve agent_worker` process) is SIGKILLed while agent-a's
+    first LLM call (a slow one) is under way; a new worker gets the turn redelivered (``delivery`` 2) and the run
+    completes with each answer once."""
+    cfg, (ma, mb) = team(fake, 2)
+    fake.script(ma, Reply(text="", tool_calls=(("new_answer", {"content": "Paris"}),), delay_s=4))
+    fake.default(ma, team_member("Paris", vote_for="agent1"))
+    fake.default(mb, team_member("Paris, France", vote_for="agent1"))
+    s.orchestrator()
+    doomed = s.process("agent_worker", "--ack-wait", f"{ACK_WAIT_S:g}")
+    run_id = await s.submit(cfg)
+
+    async def slow_call_running() -> bool:
+        return len(fake.requests()) >= 2  # both agents' first calls are out; agent-a's takes 4 s
+
+    await eventually(slow_call_running, 60, "the first calls")
+    await asyncio.sleep(0.5)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(5)
+    s.process("agent_worker", "--ack-wait", f"{ACK_WAIT_S:g}")
+    return await _done(s, run_id, 90)
+
+
 async def timeout(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
     """agent-b never answers within the run's 2 s: the deadline fires and agent-a, the only one with an
     answer, presents (``run.timed_out``)."""
@@ -149,7 +172,7 @@ async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Name
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "mcp-exec": mcp_exec, "crash": crash, "timeout": timeout, "budget": budget, "local-model": local_model,
+    "mcp-exec": mcp_exec, "crash": crash, "crash-worker": crash_worker, "timeout": timeout, "budget": budget, "local-model": local_model,
 }
 
 

@@ -137,7 +137,15 @@ async def _batch(nc: Client, messages: list[tuple[str, str, bytes]], batch_id: s
             await nc.publish(subject, payload, headers=headers)
             continue
         headers["Nats-Batch-Commit"] = "1"
-        reply = await nc.request(subject, payload, headers=headers, timeout=10)
+        try:
+            reply = await nc.request(subject, payload, headers=headers, timeout=10)
+        except TimeoutError:
+            # A publish the user may not make is dropped by the server with no reply to the batch.
+            raise BusError(
+                f"writing {len(messages)} events to {subject}: no confirmation from the server in 10 s. Is this "
+                "NATS user allowed to publish on every writer's subject (massgen.run.*.>)? The compose stack's "
+                "`cli` user is not: import with a user that is, or into the embedded stack"
+            ) from None
         err = json.loads(reply.data).get("error")
         if err:
             why = ("an event id of this batch is already stored in the stream (a fork or a second import "
