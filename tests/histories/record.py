@@ -172,7 +172,8 @@ async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Name
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "mcp-exec": mcp_exec, "crash": crash, "crash-worker": crash_worker, "timeout": timeout, "budget": budget, "local-model": local_model,
+    "mcp-exec": mcp_exec, "crash": crash, "crash-worker": crash_worker, "timeout": timeout, "budget": budget,
+    "local-model": local_model,
 }
 
 
