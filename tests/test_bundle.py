@@ -254,3 +254,12 @@ async def _has_heartbeat(nc) -> bool:
 
     return bool((await status(nc))["services"])
 
+
+
+def test_import_into_the_embedded_stack_then_runs_lists_it(exported, tmp_path):
+    run_id, path, source_views, _ = exported
+    home = {"MASSGEN_HOME": str(tmp_path / "elsewhere")}
+    imported = massgen("import", "bundle", str(path), **home)
+    assert imported.returncode == 0, imported.stderr
+    assert views(run_id, **home) == source_views
+    assert run_id in massgen("runs", **home).stdout
