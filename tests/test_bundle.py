@@ -263,3 +263,18 @@ def test_import_into_the_embedded_stack_then_runs_lists_it(exported, tmp_path):
     assert imported.returncode == 0, imported.stderr
     assert views(run_id, **home) == source_views
     assert run_id in massgen("runs", **home).stdout
+
+
+def test_an_event_of_a_tag_this_version_does_not_know_survives_the_bundle(tmp_path):
+    from massgen_es.bus.history import envelope
+    from massgen_es.events import UnknownEvent, decode
+
+    history = _history("future", 2)
+    future = UnknownEvent(type="future.thing", data={"type": "future.thing", "x": 1})
+    history.append(Record(seq=3, id="future:f", run_id="future", ts=9.0, source=WORKER, causation_id=None,
+                          event=future))
+    bundles.save(bundles.Bundle(run_id="future", records=history), tmp_path / "f.tar.gz")
+    loaded = bundles.load(tmp_path / "f.tar.gz").records
+    assert loaded == history
+    assert decode(envelope(loaded[-1], "renamed"), 3) == Record(
+        seq=3, id="future:f", run_id="renamed", ts=9.0, source=WORKER, causation_id=None, event=future)
