@@ -161,8 +161,10 @@ async def budget(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace
 
 
 async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
-    """The default team (three agents) on a real local model (``--model``), the demo's question."""
+    """The default team (three agents; ``--agents N`` keeps the first N) on a real local model
+    (``--model``), the demo's question."""
     cfg = yaml.safe_load(DEFAULT_CONFIG_YAML)
+    cfg["agents"] = cfg["agents"][: args.agents]
     if args.model:
         for agent in cfg["agents"]:
             agent["backend"]["model"] = args.model
@@ -239,6 +241,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="record every run")
     parser.add_argument("--list", action="store_true", help="name the runs and what each is")
     parser.add_argument("--model", help="local-model: the local model to ask (`massgen models`)")
+    parser.add_argument("--agents", type=int, default=3, help="local-model: how many of the default team's agents")
     parser.add_argument("--decisions", metavar="FILE", help="print the decisions of a bundle")
     args = parser.parse_args()
     if args.list:
