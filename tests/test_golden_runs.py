@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from massgen_es.errors import NondeterminismError
-from massgen_es.events import Record, VoteCast
+from massgen_es.events import Record, RunSubmitted, VoteCast
 from massgen_orchestrator.decide import step, verify
 from massgen_orchestrator.state import RunState, logical_order
 from massgen_replay import bundle as bundles
@@ -85,6 +85,9 @@ def test_the_golden_runs_cover_tools_a_crash_a_timeout_a_budget_stop_and_the_loc
     assert any("execution.failed" in k or "tool.call_failed" in k for k in kinds.values())  # Interrupted
     assert any("run.timed_out" in k for k in kinds.values())
     assert any("budget.exceeded" in k for k in kinds.values())
+    local = [p for p in GOLDEN if any(a.backend.get("type") == "local" for r in bundles.load(p).records
+                                      if isinstance(r.event, RunSubmitted) for a in r.event.agents)]
+    assert local, "no golden run of the real local model"
     for p in GOLDEN:
         assert p.stat().st_size < 1_000_000, f"{p.name} is {p.stat().st_size} bytes; keep golden runs small"
 
