@@ -249,6 +249,32 @@ async def test_import_is_refused_while_an_orchestrator_runs_there(exported, fres
         await nc.close()
 
 
+async def test_an_orchestrator_appends_nothing_to_a_finished_run_written_into_its_log(fresh_nats):
+    """A live orchestrator that sees a finished history arrive (the golden budget stop, whose deadline
+    is long past) records nothing after the run's end: no decision, no ``timer.fired``."""
+    from massgen_es.bus.jetstream import TurnQueue
+    from massgen_orchestrator.service import OrchestratorService
+
+    history = bundles.load(Path(__file__).parent / "histories" / "budget.tar.gz").records
+    run_id = history[0].run_id
+    nc = await connect(fresh_nats.url, "pytest")
+    log = JetStreamEventLog(nc)
+    try:
+        await ensure_streams(nc.jetstream())
+        orchestrator = OrchestratorService(log, TurnQueue(nc))
+        task = asyncio.create_task(orchestrator.run())
+        await asyncio.wait_for(orchestrator.ready.wait(), 10)
+        await write_history(nc, run_id, history)
+        await asyncio.sleep(3)  # a deadline already past fires at once; a decision takes milliseconds
+        stored = await log.read(run_id)
+        assert [r.id for r in stored] == [r.id for r in history]
+        assert run_id not in orchestrator.runs
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await nc.close()
+
+
 async def _has_heartbeat(nc) -> bool:
     from massgen_es.ops import status
 

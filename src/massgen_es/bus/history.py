@@ -9,10 +9,9 @@ all, and a longer one that was cut short is completed by writing it again (:func
 compares with what is stored and writes only the rest).
 
 Write a history while no orchestrator runs on the stack: one that follows the log takes the history's
-``run.submitted`` for a new submission. Even for a finished run it then arms the run's deadline and
-appends a ``timer.fired`` after the run's end (seen with the orchestrator as of issue 14); a longer
-history would be decided on while it is half written. An orchestrator that starts afterwards rebuilds
-from the log and leaves finished runs alone.
+``run.submitted`` for a new submission, and a history longer than one batch would be decided on while it
+is half written. An orchestrator that starts afterwards rebuilds from the log and leaves finished runs
+alone.
 """
 
 from __future__ import annotations

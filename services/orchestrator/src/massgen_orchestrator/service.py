@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from massgen_es import ids
-from massgen_es.bus import Draft, EventLog
+from massgen_es.bus import Draft, EventLog, once
 from massgen_es.bus.jetstream import WorkQueue
 from massgen_es.errors import BusError
 from massgen_es.events import (
@@ -168,6 +168,8 @@ class OrchestratorService:
         if record.seq <= run.seen_seq:
             return
         await self._decide(run, record)
+        if self.runs.get(record.run_id) is not run:
+            return  # deciding ended in a rebuild (a conflict): the rebuilt run armed its own timers, if any
         if run.state.phase == "done":
             for t in run.timers.values():
                 t.cancel()
@@ -239,11 +241,10 @@ class OrchestratorService:
                 run.timers[name] = loop.call_later(delay, self._fire, st.run_id, name)
 
     def _fire(self, run_id: str, name: TimerName) -> None:
+        # Fenced like every other late writer: a deadline that fires as the run ends records nothing.
         task = asyncio.ensure_future(
-            self.log.append(
-                run_id,
-                "timer",
-                [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],
+            once.append_unless_ended(
+                self.log, run_id, "timer", [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],
                 origin=self.timer_source,
             )
         )
