@@ -13,7 +13,7 @@ import pytest
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from massgen_es import subjects
+from massgen_es import models, subjects
 from massgen_es.bus.jetstream import connect, ensure_streams
 from massgen_es.bus.server import NatsServer
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply, team_member
@@ -95,6 +95,8 @@ def test_submit_on_the_real_local_model_answers_right_then_replays_without_calli
     lines = [json.loads(line) for line in massgen("replay", out["run_id"], "--json").stdout.splitlines()]
     types = {e["type"] for e in lines}
     assert {"answer.posted", "vote.cast", "presentation.completed"} <= types
+    # The model server answers under the model's name (usage, traces and metrics carry it).
+    assert {e["event"]["model"] for e in lines if e["type"] == "usage.recorded"} == {models.DEFAULT_MODEL}
     before = len(lines)
     check = massgen("replay", out["run_id"], "--check")
     assert check.returncode == 0 and "decisions reproduced" in check.stderr

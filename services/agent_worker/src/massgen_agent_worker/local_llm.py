@@ -56,7 +56,7 @@ def serve(
         raise LocalModelError("xllamacpp is not installed; run `make install`") from None
     params = xlc.CommonParams()
     params.model.path = str(path)
-    params.model_alias = name
+    params.model_alias = {name}  # a set of names in xllamacpp: a bare str would become its letters
     params.hostnames = [host]
     params.port = port
     params.use_jinja = True
