@@ -84,7 +84,7 @@ def submitted(stack: ComposeStack, question: str, *args: str) -> dict:
 
 def test_images_run_as_non_root_and_carry_only_their_service(stack: ComposeStack) -> None:
     modules = ("massgen_orchestrator", "massgen_agent_worker", "massgen_mcp_broker", "massgen_executor",
-               "openai", "anthropic", "google", "docker")
+               "openai", "anthropic", "google.genai", "docker")  # google.genai: `google` alone is also protobuf's
     probe = ("import importlib.util as u, json; "
              f"print(json.dumps({{m: bool(u.find_spec(m)) for m in {modules}}}))")
     has = {}
@@ -96,7 +96,7 @@ def test_images_run_as_non_root_and_carry_only_their_service(stack: ComposeStack
                           "-c", probe])
         has[image] = {m for m, present in json.loads(out).items() if present}
     assert has["orchestrator"] == {"massgen_orchestrator"}
-    assert has["agent-worker"] == {"massgen_agent_worker", "openai", "anthropic", "google"}
+    assert has["agent-worker"] == {"massgen_agent_worker", "openai", "anthropic", "google.genai"}
     assert has["mcp-broker"] == {"massgen_mcp_broker"}
     assert has["executor"] == {"massgen_executor", "docker"}
 

@@ -74,9 +74,11 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str, 
     return run_id, page, replayed.stderr, env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright, shared by the session (launching costs about a second)."""
+    """Debian's Chromium driven by Playwright, shared by this module's tests (launching costs about a
+    second). Not by the session: Playwright's sync API keeps its event loop running while it is open,
+    and every later asyncio test would then fail with "cannot be called from a running event loop"."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/browser.sh` (as root; `make test` does it)")
     with sync_playwright() as p:

@@ -62,6 +62,11 @@ class BusUnavailable(BusError):
     """No NATS server answers at the configured URL."""
 
 
+class HistoryConflict(BusError):
+    """A recorded history cannot be written under a run id that already holds other events
+    (``massgen_es.bus.history``, ``massgen import bundle``)."""
+
+
 class ConcurrencyConflict(BusError):
     """An append with ``Nats-Expected-Last-Subject-Sequence`` lost the race (JetStream err_code 10071)."""
 
@@ -232,6 +237,15 @@ class Interrupted(MassgenError):
 
 class ReplayError(MassgenError):
     """A run cannot be rebuilt from its event log."""
+
+
+class BundleError(MassgenError):
+    """A bundle cannot be written, read or imported; the message names the file, what is wrong and the fix
+    (``massgen_replay.bundle``)."""
+
+
+class ExportFailed(MassgenError):
+    """The OTLP backend did not take a run's spans (unreachable, or it refused them; ``massgen export otel``)."""
 
 
 class NondeterminismError(ReplayError):

@@ -26,7 +26,7 @@ from nats.aio.client import Client
 
 from massgen_es import scrub, subjects
 from massgen_es.bus.jetstream import JetStreamEventLog
-from massgen_es.errors import BusError
+from massgen_es.errors import BusError, HistoryConflict
 from massgen_es.events import SCHEMA_VERSION, Envelope, Record, UnknownEvent, encode
 from massgen_es.subjects import WRITERS, Writer
 
@@ -35,8 +35,6 @@ MAX_BATCH = 1000
 _ERR_BATCH_DUPLICATE_ID = 10201
 
 
-class HistoryConflict(BusError):
-    """The run id already holds events that are not the start of the history being written."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from massgen_es.errors import MassgenError
+from massgen_es.errors import ExportFailed
 from massgen_es.events import Record
 from massgen_replay.traces import SpanPlan, run_spans
 
@@ -39,8 +39,6 @@ _BATCH = 512
 """Spans per OTLP request."""
 
 
-class ExportFailed(MassgenError):
-    """The OTLP backend did not take the spans (unreachable, or it refused them)."""
 
 
 def traces_url(endpoint: str | None) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from massgen_es import scrub
-from massgen_es.errors import EventDecodeError, MassgenError
+from massgen_es.errors import BundleError, EventDecodeError
 from massgen_es.events import (
     SCHEMA_VERSION,
     TERMINAL_EVENTS,
@@ -54,8 +54,6 @@ MAX_MEMBER_BYTES = 512 * 1024 * 1024
 _STATUS = {"run.completed": "completed", "run.timed_out": "timed_out", "run.failed": "failed"}
 
 
-class BundleError(MassgenError):
-    """A bundle cannot be written, read or imported; the message names the file, what is wrong and the fix."""
 
 
 @dataclass(frozen=True)

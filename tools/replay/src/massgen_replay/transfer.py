@@ -15,10 +15,10 @@ from nats.aio.client import Client
 from massgen_es.bus.history import Written, stored_prefix, write_history, writer_of
 from massgen_es.bus.jetstream import JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
-from massgen_es.errors import BusError
+from massgen_es.errors import BundleError, BusError
 from massgen_es.events import RunSubmitted
 from massgen_es.ops import status
-from massgen_replay.bundle import Bundle, BundleError, referenced_objects, run_config
+from massgen_replay.bundle import Bundle, referenced_objects, run_config
 from massgen_replay.read import run_records
 
 
