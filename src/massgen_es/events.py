@@ -66,6 +66,10 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
     details: dict[str, Any] = {}
     cause: Failure | None = None
 
+    def text(self) -> str:
+        """``"<type>: <message>"``: the one-line form every view and the decision core print."""
+        return f"{self.type}: {self.message}"
+
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     """A tool call made by a model, in the neutral (OpenAI-like) shape."""

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from massgen_es import ids
 from massgen_es.bus import Draft, EventLog
-from massgen_es.events import Record, Source, UnknownEvent
-from massgen_es.subjects import WRITERS, Writer
+from massgen_es.bus.history import writer_of
+from massgen_es.events import Record, UnknownEvent
 
 BATCH = 100
 """Events per append: consecutive events of one writer go in one atomic batch, at most this many."""
@@ -40,7 +40,7 @@ async def copy_records(log: EventLog, run_id: str, records: Sequence[Record]) ->
         log: the event log to append to (it may be the one the records come from).
         run_id: the target run; it should have no events yet.
         records: the events to copy, in stream order, each of a known type (``UnknownEvent`` records,
-            written by a newer version or malformed, cannot be re-encoded) from one of ``WRITERS``.
+            written by a newer version or malformed, cannot be re-encoded) from one of ``subjects.WRITERS``.
 
     Returns:
         ``{original id: sequence of its copy}``.
@@ -50,9 +50,9 @@ async def copy_records(log: EventLog, run_id: str, records: Sequence[Record]) ->
         BusError: an append failed (what was appended before stays; the target run is then incomplete).
     """
     for r in records:
-        if isinstance(r.event, UnknownEvent) or r.source.service not in WRITERS:
-            raise ValueError(f"cannot copy event {r.id} (seq {r.seq}, {r.type} by {r.source.service}): "
-                             "unknown to this version or to its writers")
+        writer_of(r)  # a writer's subject to go back to, else ValueError naming the event
+        if isinstance(r.event, UnknownEvent):
+            raise ValueError(f"cannot copy event {r.id} (seq {r.seq}, {r.type}): unknown to this version")
     new_seq: dict[str, int] = {}
     new_id: dict[str, str] = {}
     per_cause: dict[str, int] = {}
@@ -76,11 +76,7 @@ async def copy_records(log: EventLog, run_id: str, records: Sequence[Record]) ->
                 new_id[r.id] = copied_id(run_id, r.id)
             assert not isinstance(r.event, UnknownEvent)
             drafts.append(Draft(new_id[r.id], r.event, cause, r.ts))
-        writer: Writer = _writer(group[0].source)
-        seqs = await log.append(run_id, writer, drafts, origin=group[0].source)
+        seqs = await log.append(run_id, writer_of(group[0]), drafts, origin=group[0].source)
         new_seq.update({r.id: s for r, s in zip(group, seqs, strict=True)})
     return new_seq
 
-
-def _writer(source: Source) -> Writer:
-    return next(w for w in WRITERS if w == source.service)

@@ -320,7 +320,7 @@ class _Decider:
     def on_failed_turn(self, agent: AgentState, failure: Failure | None) -> None:
         st = self.state
         if agent.consecutive_failures >= self.settings.max_failed_turns:
-            why = f"{failure.type}: {failure.message}" if failure else "could not produce a valid workflow decision"
+            why = failure.text() if failure else "could not produce a valid workflow decision"
             self.emit(
                 AgentDropped(
                     agent_id=agent.id,

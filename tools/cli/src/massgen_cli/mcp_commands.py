@@ -238,7 +238,7 @@ def call(
                    "attempts": done.attempts, "error": done.content if done.is_error else None}
     elif isinstance(done, ToolCallFailed):
         result |= {"result": None, "is_error": True, "duration_s": done.duration_s, "attempts": done.attempts,
-                   "error": f"{done.failure.type}: {done.failure.message}"}
+                   "error": done.failure.text()}
     else:
         result |= {"result": None, "is_error": True, "error": f"no outcome recorded (run {status})"}
     if as_json:

@@ -81,7 +81,7 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
                         "replayed_from": c.replayed_from}
             elif done is not None and isinstance(done.event, ToolCallFailed):
                 f = done.event
-                row |= {"duration_s": f.duration_s, "error": f"{f.failure.type}: {f.failure.message}",
+                row |= {"duration_s": f.duration_s, "error": f.failure.text(),
                         "attempts": f.attempts}
             rows.append(row)
         elif isinstance(ev, McpServerStateChanged):
@@ -92,7 +92,7 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
         elif isinstance(ev, ToolsListed):
             rows.append({"kind": "catalog", "ts": r.ts, "agent": ev.agent_id, "server": ev.server,
                          "version": ev.version, "tools": len(ev.tools),
-                         "error": f"{ev.failure.type}: {ev.failure.message}" if ev.failure else None})
+                         "error": ev.failure.text() if ev.failure else None})
     return rows
 
 
@@ -125,7 +125,7 @@ def exec_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
                         "stored_bytes": sum(o.size for o in c.objects),
                         "error": "timed out" if c.timed_out else None}
             elif done is not None and isinstance(done.event, ExecutionFailed):
-                row["error"] = f"{done.event.failure.type}: {done.event.failure.message}"
+                row["error"] = done.event.failure.text()
             rows.append(row)
         elif isinstance(ev, SandboxChanged):
             rows.append({"kind": "sandbox", "ts": r.ts, "agent": ev.agent_id, "container": ev.container,

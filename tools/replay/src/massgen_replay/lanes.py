@@ -104,7 +104,7 @@ class Stage:
 
 
 def _failure(f: Failure) -> str:
-    out = f"{f.type}: {f.message}" + (" (retryable)" if f.retryable else "")
+    out = f.text() + (" (retryable)" if f.retryable else "")
     if f.details:
         out += "\n" + json.dumps(f.details, indent=2, ensure_ascii=False, default=str)
     return out + (f"\ncaused by {_failure(f.cause)}" if f.cause else "")

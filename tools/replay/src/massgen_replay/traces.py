@@ -31,7 +31,6 @@ from massgen_es.events import (
     ExecutionFailed,
     ExecutionRequested,
     ExecutionStarted,
-    Failure,
     PresentationStarted,
     ProviderRetried,
     Record,
@@ -104,10 +103,6 @@ class SpanPlan:
 def clip(text: str, n: int = TEXT_LIMIT) -> str:
     """``text`` cut to ``n`` characters (with an ellipsis when cut)."""
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _failed(failure: Failure) -> str:
-    return f"{failure.type}: {failure.message}"
 
 
 class _Builder:
@@ -197,7 +192,7 @@ class _Builder:
                 self._end("run", ts)
             case RunFailed():
                 a["massgen.run.status"] = "failed"
-                self._end("run", ts, _failed(ev.failure) if ev.failure else f"RunFailed: {ev.reason}")
+                self._end("run", ts, ev.failure.text() if ev.failure else f"RunFailed: {ev.reason}")
 
     def _run_event(self, ts: float, ev: object) -> None:
         """Decisions and incidents of the run as events on the root span."""
@@ -250,7 +245,7 @@ class _Builder:
                 if chat is not None and ev.finish_reason:  # the attempt's last LLM call gave the response
                     chat.attributes["gen_ai.response.finish_reasons"] = [ev.finish_reason]
             case TurnFailed():
-                if self._end(key, ts, _failed(ev.failure)) is None:  # failed by enforcement, not in an attempt
+                if self._end(key, ts, ev.failure.text()) is None:  # failed by enforcement, not in an attempt
                     self.root.events.append(SpanEvent("massgen.turn_failed", ts, {
                         "gen_ai.agent.id": ev.agent_id, "massgen.turn.id": ev.turn_id,
                         "error.type": ev.failure.type, "massgen.reason": clip(ev.failure.message)}))
@@ -318,7 +313,7 @@ class _Builder:
                     span.attributes["massgen.tool.replayed_from"] = ev.replayed_from
                 self._end(span.key, ts, "ToolError: the tool returned isError" if ev.is_error else None)
             case ToolCallFailed():
-                self._end(span.key, ts, _failed(ev.failure))
+                self._end(span.key, ts, ev.failure.text())
 
     def _execution(self, ts: float, ev: ExecutionRequested | ExecutionStarted | ExecutionCompleted
                    | ExecutionFailed) -> None:
@@ -341,7 +336,7 @@ class _Builder:
                          else f"CommandFailed: exit code {ev.exit_code}" if ev.exit_code != 0 else None)
                 self._end(span.key, ts, error)
             case ExecutionFailed():
-                self._end(span.key, ts, _failed(ev.failure))
+                self._end(span.key, ts, ev.failure.text())
 
     def result(self) -> list[SpanPlan]:
         """The spans, root first; a span never ended (a run still going) ends at the last event."""
