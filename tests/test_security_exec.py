@@ -275,7 +275,13 @@ def test_a_crashed_executor_child_ends_submit_at_once(tmp_path, fake):
         assert child is not None, "submit started no executor child"
         os.kill(child, signal.SIGKILL)
         killed = time.monotonic()
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # show where submit is stuck: its threads' stacks (SIGUSR1)
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            pytest.fail(f"submit did not end after its executor was killed; its stderr:\n{proc.communicate()[1]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -160,6 +162,10 @@ async def follow_run(stack: Stack, run_id: str, quiet: bool, tui: bool = False) 
     return view
 
 
+_STOP_S = 10.0
+"""Seconds a cancelled part of a command may take to stop before the command goes on without it."""
+
+
 async def _unless_a_service_stops(work: Coroutine[Any, Any, None], services: list[asyncio.Task[None]]) -> None:
     """Run ``work``; an embedded service that stops (a crash) ends it at once with that service's error,
     instead of a run waiting out its timeout for a service that is gone.
@@ -172,7 +178,7 @@ async def _unless_a_service_stops(work: Coroutine[Any, Any, None], services: lis
     if job in done:
         return job.result()
     job.cancel()
-    await asyncio.gather(job, return_exceptions=True)
+    await asyncio.wait([job], timeout=_STOP_S)  # bounded: the crash is reported even if the view is stuck
     stopped = next(iter(done))
     why = stopped.exception() if not stopped.cancelled() else None
     raise MassgenError(f"service {stopped.get_name()} {'crashed: ' + str(why) if why else 'stopped'}")
@@ -447,6 +453,7 @@ def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     scrub.guard_logging()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where a stuck command is
     app()
 
 

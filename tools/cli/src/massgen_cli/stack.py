@@ -96,12 +96,18 @@ async def open_stack(*, services: bool, name: str = "massgen-cli", cluster: int 
     finally:
         for t in stack.tasks:
             t.cancel()
-        await asyncio.gather(*stack.tasks, return_exceptions=True)
+        if stack.tasks:  # bounded: a service stuck in its shutdown must not keep the command from ending
+            _, stuck = await asyncio.wait(stack.tasks, timeout=_STOP_S)
+            for t in stuck:
+                log.warning("service %s did not stop within %g s of its cancellation", t.get_name(), _STOP_S)
         with contextlib.suppress(Exception):
             await nc.close()
         if server is not None:
             await asyncio.to_thread(server.stop)
 
+
+_STOP_S = 15.0
+"""Seconds the services get to stop (the executor child: 10 s SIGTERM grace, then SIGKILL)."""
 
 CHILD_SERVICES = ("executor",)
 """Services the embedded stack runs as child processes with a clean environment (issue 13 item 2):
