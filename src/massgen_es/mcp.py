@@ -13,6 +13,7 @@ network I/O (URL checks look at literal hosts only).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -383,6 +384,20 @@ def _reject_constant(name: str) -> Any:
     raise ToolArgumentError(f"tool arguments contain {name}, which is not JSON")
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """The checked validator of a tool's input schema (given as canonical JSON: a tool's schema is the
+    same on every call, and checking a schema costs ten times validating against it), None when the
+    schema itself is invalid."""
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError:
+        return None
+    return cls(schema)
+
+
 def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     """Parse a model's raw tool arguments and validate them against the tool's input schema.
 
@@ -413,12 +428,12 @@ def check_arguments(arguments_json: str, schema: Mapping[str, Any]) -> dict[str,
         raise ToolArgumentError(f"tool arguments must be a JSON object, not {type(args).__name__}")
     if _too_deep(args, MAX_ARGUMENT_DEPTH):
         raise ToolArgumentError(f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if validator is None:
+        return args
     try:
-        cls = jsonschema.validators.validator_for(schema)
-        # The stub asks for a dict; check_schema only reads the schema, as the validator below does.
-        cls.check_schema(cast("dict[str, Any]", schema))
-        error = _best_match(cls(schema).iter_errors(args))
-    except (jsonschema.exceptions.SchemaError, Unresolvable):
+        error = _best_match(validator.iter_errors(args))
+    except Unresolvable:
         return args
     if error is not None:
         message = error.message if len(error.message) <= 500 else error.message[:497] + "..."

@@ -16,13 +16,16 @@ The marker and the outcome go through :func:`append_unless_ended`: appended only
 ``orchestrator`` subject still ends where the check saw it, so a run that ends between the check and the
 append gets nothing after its end.
 
-The check costs two small reads, never a whole run: the last event of the run's ``orchestrator``
-subject (the orchestrator decides nothing after a terminal event, so on an ended run that is the
-terminal event) and the service's own subject of the run.
+The check costs two small reads, made at once, never a whole run: the last event of the run's
+``orchestrator`` subject (the orchestrator decides nothing after a terminal event, so on an ended run
+that is the terminal event) and the service's own subject of the run. The first read is also the
+:class:`Fence` the appends then expect: they read the orchestrator's subject again only when it moved
+(issue 14 item 1: a tool call's log work is three round trips, not six).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -33,19 +36,31 @@ from massgen_es.events import TERMINAL_EVENTS, Record, Source
 from massgen_es.subjects import Writer
 
 
+class Fence:
+    """The sequence the run's ``orchestrator`` subject was last seen to end at (0: no event yet), which
+    :func:`append_unless_ended` expects; it moves when an append finds the subject moved on."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int | None = None) -> None:
+        self.seq = seq
+
+
 class Prior(NamedTuple):
     """What the log holds about one request before it runs.
 
     Attributes:
         ended: the run's terminal record, if the run has ended (then ``outcome`` and ``started`` are
-            not looked up: nothing is to be done either way).
+            None: nothing is to be done either way).
         outcome: the request's ``<request id>:result`` record.
         started: the request's ``<request id>:started`` marker.
+        fence: where the run's ``orchestrator`` subject ended at the check, for the appends that follow.
     """
 
     ended: Record | None
     outcome: Record | None
     started: Record | None
+    fence: Fence
 
 
 def started_id(request_id: str) -> str:
@@ -79,19 +94,26 @@ async def prior(log: EventLog, run_id: str, writer: Writer, request_id: str, aft
     Raises:
         BusError: the server refused a read.
     """
-    ended = await run_end(log, run_id)
-    if ended is not None:
-        return Prior(ended, None, None)
-    mine = {r.id: r for r in await log.read(run_id, after_seq=after_seq, source=writer)}
-    return Prior(None, mine.get(result_id(request_id)), mine.get(started_id(request_id)))
+    last, records = await asyncio.gather(log.last(run_id, "orchestrator"),
+                                         log.read(run_id, after_seq=after_seq, source=writer))
+    fence = Fence(last.seq if last is not None else 0)
+    if last is not None and isinstance(last.event, TERMINAL_EVENTS):
+        return Prior(last, None, None, fence)
+    mine = {r.id: r for r in records}
+    return Prior(None, mine.get(result_id(request_id)), mine.get(started_id(request_id)), fence)
 
 
 async def append_unless_ended(
-    log: EventLog, run_id: str, writer: Writer, drafts: Sequence[Draft], *, origin: Source
+    log: EventLog, run_id: str, writer: Writer, drafts: Sequence[Draft], *, origin: Source,
+    fence: Fence | None = None,
 ) -> Record | None:
     """Append ``drafts`` on ``writer``'s subject of the run unless the run has ended, atomically: the append
-    expects the run's ``orchestrator`` subject to end where it was just read (the orchestrator writes
+    expects the run's ``orchestrator`` subject to end where it was last seen (the orchestrator writes
     the terminal event there), and looks again when the orchestrator wrote meanwhile.
+
+    ``fence``: where that subject was last seen to end (:attr:`Prior.fence`); the first try expects it
+    without reading, and the fence follows the subject when it moved. Without one, the subject is read
+    first.
 
     Returns:
         None when appended; the run's terminal record when it had ended (nothing appended).
@@ -99,16 +121,19 @@ async def append_unless_ended(
     Raises:
         BusError: the server refused a read or the append.
     """
+    fence = fence if fence is not None else Fence()
     while True:
-        last = await log.last(run_id, "orchestrator")
-        if last is not None and isinstance(last.event, TERMINAL_EVENTS):
-            return last
+        if fence.seq is None:
+            last = await log.last(run_id, "orchestrator")
+            if last is not None and isinstance(last.event, TERMINAL_EVENTS):
+                return last
+            fence.seq = last.seq if last is not None else 0
         try:
-            await log.append(run_id, writer, drafts, origin=origin, expect_last_seq=last.seq if last else 0,
+            await log.append(run_id, writer, drafts, origin=origin, expect_last_seq=fence.seq,
                              expect_of="orchestrator")
             return None
         except ConcurrencyConflict:
-            continue  # the orchestrator decided something meanwhile: look again
+            fence.seq = None  # the orchestrator decided something meanwhile: look again
 
 
 def log_skipped(logger: logging.Logger, request: Record, ended: Record, what: str = "not run") -> None:
@@ -120,4 +145,4 @@ def log_skipped(logger: logging.Logger, request: Record, ended: Record, what: st
     )
 
 
-__all__ = ["Prior", "append_unless_ended", "log_skipped", "prior", "result_id", "run_end", "started_id"]
+__all__ = ["Fence", "Prior", "append_unless_ended", "log_skipped", "prior", "result_id", "run_end", "started_id"]

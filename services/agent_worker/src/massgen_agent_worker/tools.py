@@ -111,13 +111,21 @@ class ToolClient:
         self.source = source
 
     async def _request(self, run_id: str, cause: str, drafts: list[Draft], queue: WorkQueue | None = None) -> int:
-        seqs = await self.log.append(run_id, "agent_worker", drafts, origin=self.source)
+        seqs = await self._append_requests(run_id, drafts)
+        await self._push(run_id, cause, drafts, seqs, queue)
+        return min(seqs)
+
+    async def _append_requests(self, run_id: str, drafts: list[Draft]) -> list[int]:
+        return await self.log.append(run_id, "agent_worker", drafts, origin=self.source)
+
+    async def _push(
+        self, run_id: str, cause: str, drafts: list[Draft], seqs: list[int], queue: WorkQueue | None
+    ) -> None:
         for d, seq in zip(drafts, seqs, strict=True):
             await (queue or self.queue).push(
                 Record(seq=seq, id=d.id, run_id=run_id, ts=time.time(), source=self.source,
                        causation_id=cause, event=d.event)
             )
-        return min(seqs)
 
     async def _follow_until(
         self, run_id: str, after_seq: int, source: Writer, accept: Callable[[Record], bool],
@@ -243,8 +251,16 @@ class ToolClient:
         await self.log.append(run_id, "agent_worker", [draft], origin=self.source)
 
     async def _outcomes(self, run_id, cause, drafts, wait, source, queue, late) -> dict[str, str]:
-        seq = await self._request(run_id, cause, drafts, queue)
-        results = await self._await(run_id, seq - 1, {f"{d.id}:result" for d in drafts}, wait, source)
+        seqs = await self._append_requests(run_id, drafts)
+        # Following the outcomes starts (a consumer is created) while the requests are pushed, not after.
+        waiting = asyncio.ensure_future(
+            self._await(run_id, min(seqs) - 1, {f"{d.id}:result" for d in drafts}, wait, source))
+        try:
+            await self._push(run_id, cause, drafts, seqs, queue)
+        except BaseException:
+            waiting.cancel()
+            raise
+        results = await waiting
         out: dict[str, str] = {}
         for d in drafts:
             r = results.get(f"{d.id}:result")

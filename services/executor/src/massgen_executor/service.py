@@ -191,7 +191,7 @@ class Executor:
             log.error("dropping executor request of type %s", record.type)
             await msg.term()
             return
-        before = await once.prior(self.log, record.run_id, "executor", record.id)
+        before = await once.prior(self.log, record.run_id, "executor", record.id, record.seq)
         if before.ended is not None:
             once.log_skipped(log, record, before.ended)
             await msg.ack()
@@ -208,7 +208,7 @@ class Executor:
                     "have had effects")))
         else:
             try:
-                outcome = await self._execute(record.run_id, record.id, req)
+                outcome = await self._execute(record.run_id, record.id, req, before.fence)
             except Exception as exc:  # the model gets an answer either way; a bug is logged, not silent
                 if not isinstance(exc, MassgenError):
                     log.exception("run %s: executing %s failed", record.run_id, record.id)
@@ -216,12 +216,12 @@ class Executor:
                                           failure=failure_of(exc))
         ended = await once.append_unless_ended(
             self.log, record.run_id, "executor", [Draft(once.result_id(record.id), outcome, record.id)],
-            origin=self.source)
+            origin=self.source, fence=before.fence)
         if ended is not None:  # the run ended while the command ran
             once.log_skipped(log, record, ended, "its outcome is dropped")
         await msg.ack()
 
-    async def _execute(self, run_id: str, request_id: str, req: ExecutionRequested) -> Event:
+    async def _execute(self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence) -> Event:
         submitted = await self._submitted(run_id)
         b = self._backend(submitted, req.agent_id)
         if not b.enable_mcp_command_line:
@@ -244,7 +244,7 @@ class Executor:
                                           mode=b.command_line_execution_mode, sandbox=sandbox)
         if await once.append_unless_ended(self.log, run_id, "executor",
                                           [Draft(once.started_id(request_id), started_marker, request_id)],
-                                          origin=self.source) is not None:
+                                          origin=self.source, fence=fence) is not None:
             raise ExecutionError("the run ended before the command started; it was not run")
         if sandbox is not None:
             # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.

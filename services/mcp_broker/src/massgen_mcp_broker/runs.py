@@ -50,16 +50,21 @@ class AgentGrant:
     servers: dict[str, McpServerConfig]
     """Servers this agent may use by name, the ``filesystem`` server included when ``cwd`` is set."""
     workspace: Path | None
+    _roots: dict[bool, list[mcp.Root]] = field(default_factory=dict, repr=False)
 
     def roots(self, run: RunContext, kind: str) -> list[mcp.Root]:
         """Directories the filesystem server may reach for this agent: its workspace (read-write), the
         other agents' shared snapshots (read-only), and the context paths, writable only for a ``write``
-        path during the final presentation (MassGen spec §3.5)."""
+        path during the final presentation (MassGen spec §3.5). Resolved once per run and kind: a
+        tool call checks its paths against them, and resolving costs a system call per level."""
         assert self.workspace is not None
-        roots = [mcp.Root(self.workspace.resolve(), True), mcp.Root(run.snapshots.resolve(), False)]
-        for cp in self.backend.context_paths:
-            roots.append(mcp.Root(Path(cp.path).resolve(), cp.permission == "write" and kind == "presentation"))
-        return roots
+        presenting = kind == "presentation"
+        if presenting not in self._roots:
+            roots = [mcp.Root(self.workspace.resolve(), True), mcp.Root(run.snapshots.resolve(), False)]
+            for cp in self.backend.context_paths:
+                roots.append(mcp.Root(Path(cp.path).resolve(), cp.permission == "write" and presenting))
+            self._roots[presenting] = roots
+        return self._roots[presenting]
 
 
 @dataclass
@@ -71,6 +76,8 @@ class RunContext:
     agents: dict[str, AgentGrant]
     replay_from: str | None = None
     recorded: dict[tuple[str, str, str, str], list[ToolCallCompleted]] = field(default_factory=dict)
+    launches: dict[tuple[str, str], tuple[Launch, list[str]]] = field(default_factory=dict, repr=False)
+    """``(agent id, server name)``: :func:`resolve_launch`'s answer, which stays the same for the run."""
 
     @property
     def snapshots(self) -> Path:

@@ -166,7 +166,7 @@ class McpBroker:
                 case ToolsListRequested() as req:
                     await self._list(run, record, req)
                 case ToolCallRequested() as req:
-                    await self._call(run, record, req, interrupted=before.started is not None)
+                    await self._call(run, record, req, before)
                 case WorkspaceSnapshotRequested() as req:
                     await self._snapshot(run, record, req)
                 case _:
@@ -191,7 +191,7 @@ class McpBroker:
         if before.ended is not None or before.outcome is not None:
             return
         run = await self._run_context(record.run_id)
-        await self._call(run, record, record.event, interrupted=before.started is not None)
+        await self._call(run, record, record.event, before)
 
     async def _emit(self, run_id: str, cause: str, drafts: list[tuple[str, Event]]) -> None:
         await self.log.append(run_id, "mcp_broker", [Draft(i, e, cause) for i, e in drafts], origin=self.source)
@@ -217,7 +217,10 @@ class McpBroker:
     ) -> Session:
         """The pooled session for one of ``grant``'s servers, started unless ``start`` is False."""
         cfg = grant.servers[server]
-        launch, hidden = await resolve_launch(grant, cfg, run, self.secrets)
+        key = (grant.agent_id, server)
+        if key not in run.launches:
+            run.launches[key] = await resolve_launch(grant, cfg, run, self.secrets)
+        launch, hidden = run.launches[key]
         breaker = Breaker(cfg.circuit_breaker.max_failures, cfg.circuit_breaker.reset_time_seconds)
         session = self.pool.get(launch, breaker)
         scrub.remember(hidden)  # its env and header values: scrubbed from every event and log line
@@ -294,7 +297,7 @@ class McpBroker:
 
     # ------------------------------------------------------------------ calls
 
-    async def _call(self, run: RunContext, record: Record, req: ToolCallRequested, interrupted: bool) -> None:
+    async def _call(self, run: RunContext, record: Record, req: ToolCallRequested, before: once.Prior) -> None:
         result_id = once.result_id(record.id)
         started = time.monotonic()
 
@@ -310,26 +313,29 @@ class McpBroker:
                 _replayed(hit, req, run.replay_from) if hit is not None else failed(NoRecordedResult(
                     f"no recorded result for {req.tool} with these arguments in run {run.replay_from}"))
             )
-            await self._finish(run, record, [(result_id, outcome)])
+            await self._finish(run, record, [(result_id, outcome)], before.fence)
             return
-        if interrupted:
+        if before.started is not None:
             log.warning("run %s: tool call %s was started by a broker that stopped; answered Interrupted, not "
                         "called again", run.run_id, record.id)
             await self._finish(run, record, [(result_id, failed(Interrupted(
                 f"the MCP broker stopped while {req.tool} on {req.server!r} ran; it is not called again because "
-                "it may already have had effects")))])
+                "it may already have had effects")))], before.fence)
             return
-        outcome, extra = await self._execute(run, record, req, failed, started)
-        await self._finish(run, record, [*extra, (result_id, outcome)])
+        outcome, extra = await self._execute(run, record, req, failed, started, before.fence)
+        await self._finish(run, record, [*extra, (result_id, outcome)], before.fence)
 
-    async def _finish(self, run: RunContext, record: Record, drafts: list[tuple[str, Event]]) -> None:
+    async def _finish(
+        self, run: RunContext, record: Record, drafts: list[tuple[str, Event]], fence: once.Fence
+    ) -> None:
         """Append a call's outcome unless its run has ended meanwhile (then say so in the log)."""
         ended = await once.append_unless_ended(self.log, run.run_id, "mcp_broker",
-                                               [Draft(i, e, record.id) for i, e in drafts], origin=self.source)
+                                               [Draft(i, e, record.id) for i, e in drafts], origin=self.source,
+                                               fence=fence)
         if ended is not None:
             once.log_skipped(log, record, ended, "its outcome is dropped")
 
-    async def _mark_started(self, run: RunContext, record: Record, req: ToolCallRequested) -> None:
+    async def _mark_started(self, run: RunContext, record: Record, req: ToolCallRequested, fence: once.Fence) -> None:
         """Record ``tool.call_started``: from here on the call may have effects, and a redelivery must not
         make it again (``massgen_es.bus.once``).
 
@@ -340,10 +346,10 @@ class McpBroker:
                                  tool=req.tool)
         if await once.append_unless_ended(self.log, run.run_id, "mcp_broker",
                                           [Draft(once.started_id(record.id), marker, record.id)],
-                                          origin=self.source) is not None:
+                                          origin=self.source, fence=fence) is not None:
             raise ToolError("the run ended before the call started; it was not made")
 
-    async def _execute(self, run, record, req, failed, started) -> tuple[Event, list[tuple[str, Event]]]:
+    async def _execute(self, run, record, req, failed, started, fence) -> tuple[Event, list[tuple[str, Event]]]:
         grant = run.agents.get(req.agent_id)
         if grant is None or req.server not in grant.servers:
             return failed(ToolPermissionError(f"MCP server {req.server!r} is not granted to this agent")), []
@@ -365,7 +371,7 @@ class McpBroker:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
             if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
                 arguments = mcp.confine_paths(req.tool, arguments, grant.roots(run, req.kind))
-            await self._mark_started(run, record, req)
+            await self._mark_started(run, record, req, fence)
         except ToolError as exc:
             return failed(exc), []
         attempts = 0
