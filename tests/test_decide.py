@@ -27,6 +27,8 @@ from massgen_es.events import (
     PresentationCompleted,
     PresentationStarted,
     Record,
+    RunCancelled,
+    RunCancelRequested,
     RunCompleted,
     RunFailed,
     RunTimedOut,
@@ -543,6 +545,22 @@ def test_run_deadline_presents_plurality_winner():
         winner_id=B, final_answer="Paris (final)"
     )
     assert run.state.status == "timed_out"
+
+
+@pytest.mark.parametrize("when", ["coordinating", "presenting"])
+def test_a_cancel_request_ends_the_run_and_nothing_is_decided_after_it(when):
+    run = Run(2)
+    if when == "presenting":
+        to_presentation(run)
+    else:
+        run.respond(A, answer("Paris, said A"))
+    out = run.feed(RunCancelRequested(reason="wrong question", by="massgen cancel by ana@box"), "cli")
+    assert out == [RunCancelled(reason="wrong question", by="massgen cancel by ana@box")]
+    assert (run.state.phase, run.state.status) == ("done", "cancelled")
+    late = run.turns[A] if when == "presenting" else run.turns[B]
+    assert run.respond(late.agent_id, answer("late"), turn=late) == []  # a late result changes nothing
+    assert run.timer("run_deadline") == [] and run.feed(RunCancelRequested(), "cli") == []
+    assert verify(RUN, run.log) == run.inputs  # and replay reproduces it
 
 
 def test_run_deadline_without_votes_presents_first_answer_in_config_order():

@@ -386,6 +386,34 @@ class RunFailed(Event, frozen=True, tag="run.failed"):
     failure: Failure | None = None
 
 
+class RunCancelRequested(Event, frozen=True, tag="run.cancel_requested"):
+    """Someone asked to stop the run: Ctrl-C in ``massgen submit`` or ``massgen cancel`` (issue 15 item
+    6). An input to the decision core, which ends a run still going with ``run.cancelled``; an
+    orchestrator that starts later decides it too, so a cancelled run is never resumed."""
+
+    reason: str = ""
+    by: str = ""
+    """Who asked: the command, user and host (``massgen cancel by ana@laptop``)."""
+
+
+class RunCancelled(Event, frozen=True, tag="run.cancelled"):
+    """The run was stopped on request (``run.cancel_requested``): no new turns; turns, tool calls and
+    commands in flight are abandoned, and their late results are not recorded (nothing follows a run's
+    end)."""
+
+    reason: str = ""
+    by: str = ""
+
+
+class RunResumeRequested(Event, frozen=True, tag="run.resume_requested"):
+    """``massgen resume``: continue an interrupted run on purpose (one whose stack went away before it
+    ended; a stack started for one ``massgen submit`` takes on no other run by itself). The
+    orchestrator that sees it takes the run on: it re-queues the turns still open and re-arms the
+    deadlines, which do not count the time the run was interrupted."""
+
+    by: str = ""
+
+
 class BudgetExceeded(Event, frozen=True, tag="budget.exceeded"):
     """The run's recorded cost reached ``max_cost_usd``: coordination stops here."""
 
@@ -620,6 +648,9 @@ EventType = (
     | RunCompleted
     | RunTimedOut
     | RunFailed
+    | RunCancelRequested
+    | RunCancelled
+    | RunResumeRequested
     | TimerFired
     | BudgetExceeded
     | ToolsListRequested
@@ -638,7 +669,7 @@ EventType = (
     | SandboxChanged
 )
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
-TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed)
+TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed, RunCancelled)
 
 WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     RunSubmitted: ("cli",),
@@ -662,6 +693,9 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     RunCompleted: ("orchestrator",),
     RunTimedOut: ("orchestrator",),
     RunFailed: ("orchestrator",),
+    RunCancelRequested: ("cli",),
+    RunCancelled: ("orchestrator",),
+    RunResumeRequested: ("cli",),
     BudgetExceeded: ("orchestrator",),
     TimerFired: ("timer",),
     ToolsListRequested: ("agent_worker",),

@@ -6,10 +6,16 @@ Any number of worker processes share the durable consumer. For each ``turn.reque
 in-progress heartbeats so JetStream does not redeliver live work; a worker killed mid-turn stops
 heartbeating, the turn is redelivered, and the response's deterministic ``Nats-Msg-Id`` (plus the
 core ignoring answers to settled attempts) keeps the answer from being written twice.
+
+A turn of a run that has ended (completed, timed out, failed, cancelled) is acknowledged and not run.
+While a turn runs, the worker follows the run's ``orchestrator`` subject: when the run ends (a
+``run.cancelled`` above all), the turn is abandoned at once (its LLM call and tool calls cancelled),
+and every event of the turn is appended fenced on that subject, so none lands after the run's end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,10 +26,11 @@ from nats.aio.msg import Msg
 from massgen_agent_worker import providers
 from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.tools import ToolClient
-from massgen_es.bus import Draft
+from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, TurnQueue, delivery_count
 from massgen_es.errors import MassgenError, ProviderError
 from massgen_es.events import (
+    TERMINAL_EVENTS,
     Event,
     Record,
     Source,
@@ -68,6 +75,14 @@ class Coalescer:
             await self._flush(text)  # type: ignore[misc]
 
 
+class _RunEnded(Exception):
+    """The run ended (completed, timed out, failed, cancelled) while one of its turns ran."""
+
+    def __init__(self, ended: Record) -> None:
+        super().__init__(ended.type)
+        self.ended = ended
+
+
 class AgentWorker:
     """Executes agent turns.
 
@@ -105,20 +120,56 @@ class AgentWorker:
         finally:
             providers.shutdown()  # model servers this process started (the local backend's)
 
-    async def _publish(self, run_id: str, cause: str, key: str, event: Event) -> None:
-        await self.log.append(run_id, "agent_worker", [Draft(key, event, cause)], origin=self.source)
-
     async def _handle(self, record: Record, msg: Msg) -> None:
         req = record.event
         if not isinstance(req, TurnRequested):
             log.error("dropping work item of type %s: expected turn.requested", record.type)
             await msg.term()
             return
-        delivery = delivery_count(msg)
+        last = await self.log.last(record.run_id, "orchestrator")
+        if last is not None and isinstance(last.event, TERMINAL_EVENTS):  # a cancelled or ended run's turn
+            once.log_skipped(log, record, last)
+            await msg.ack()
+            return
+        fence = once.Fence(last.seq if last is not None else 0)
+        turn = asyncio.ensure_future(self._turn(record, req, delivery_count(msg), fence))
+        watch = asyncio.ensure_future(self._run_end(record.run_id, fence.seq or 0))
+        try:
+            await asyncio.wait({turn, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (turn, watch):
+                task.cancel()
+            await asyncio.gather(turn, watch, return_exceptions=True)
+        failure = None if turn.cancelled() else turn.exception()
+        ended = watch.result() if watch.done() and not watch.cancelled() else getattr(failure, "ended", None)
+        if ended is not None:  # issue 15 item 6: a cancelled run's turn is abandoned, not finished
+            once.log_skipped(log, record, ended, "abandoned; its late results are not recorded")
+        elif failure is not None:
+            raise failure
+        await msg.ack()
+        self.handled += 1
+
+    async def _run_end(self, run_id: str, after_seq: int) -> Record:
+        """The run's terminal record, once the orchestrator writes one after ``after_seq``."""
+        async for r in self.log.follow(run_id, after_seq, source="orchestrator"):
+            if isinstance(r.event, TERMINAL_EVENTS):
+                return r
+        raise AssertionError("the log's follow never ends")
+
+    async def _turn(self, record: Record, req: TurnRequested, delivery: int, fence: once.Fence) -> None:
+        """One attempt of a turn, every event appended only while the run goes on (``once.Fence``).
+
+        Raises:
+            _RunEnded: the run ended meanwhile; what the turn still had to record is dropped.
+        """
         key = f"{record.run_id}:w:{req.turn_id}:{req.attempt}"
 
         async def emit(suffix: str, event: Event) -> None:
-            await self._publish(record.run_id, record.id, f"{key}:{suffix}", event)
+            ended = await once.append_unless_ended(
+                self.log, record.run_id, "agent_worker", [Draft(f"{key}:{suffix}", event, record.id)],
+                origin=self.source, fence=fence)
+            if ended is not None:
+                raise _RunEnded(ended)
 
         await emit(
             f"started:{delivery}",
@@ -169,5 +220,4 @@ class AgentWorker:
                     finish_reason=result.finish_reason,
                 ),
             )
-        await msg.ack()
-        self.handled += 1
+

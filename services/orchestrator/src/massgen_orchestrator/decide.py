@@ -42,6 +42,8 @@ from massgen_es.events import (
     PresentationCompleted,
     PresentationStarted,
     Record,
+    RunCancelled,
+    RunCancelRequested,
     RunCompleted,
     RunFailed,
     RunForked,
@@ -167,6 +169,9 @@ class _Decider:
     def react(self, turn: Turn | None) -> None:
         st, ev = self.state, self.cause.event
         if st.submitted is None or st.phase == "done":
+            return
+        if isinstance(ev, RunCancelRequested):  # issue 15 item 6: in any phase and mode, nothing after it
+            self.emit(RunCancelled(reason=ev.reason, by=ev.by))
             return
         if self.settings.mode == "tool_call":
             self.on_tool_call_run(ev)

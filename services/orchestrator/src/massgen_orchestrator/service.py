@@ -2,7 +2,12 @@
 
 On start it reads the whole event log, rebuilds every unfinished run (``logical_order`` + fold),
 decides whatever inputs arrived after its last decision, re-queues turns still outstanding, re-arms
-deadlines, then follows the log. Decisions are appended per input as one atomic batch guarded by the
+deadlines, then follows the log. A service built with ``adopt=False`` (the stack ``massgen submit``
+starts for one run) takes on at start only the runs submitted since it was built (its command's), the
+runs it is given, and the unfinished runs with an undecided cancel request (to end them); it takes on
+another run when its ``run.resume_requested`` arrives (issue 15 item 6).
+
+Decisions are appended per input as one atomic batch guarded by the
 run's last orchestrator sequence, so a second orchestrator can never decide for the same run; on a
 conflict (or any append failure) the run is rebuilt from the log.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,10 +26,13 @@ from massgen_es.bus import Draft, EventLog, once
 from massgen_es.bus.jetstream import WorkQueue
 from massgen_es.errors import BusError
 from massgen_es.events import (
+    TERMINAL_EVENTS,
     PresentationStarted,
     Record,
+    RunCancelRequested,
     RunFailed,
     RunForked,
+    RunResumeRequested,
     RunSubmitted,
     Source,
     TimerFired,
@@ -58,10 +67,21 @@ class OrchestratorService:
         log: the event log (JetStream in production).
         queue: the agent-turn work queue that ``turn.requested`` decisions are pushed to.
         instance: this replica's name, recorded as the ``source.instance`` of its events.
+        adopt: take on at start every unfinished run in the log (a long-lived stack: compose, ``massgen
+            up``, where a restarted orchestrator carries on); False for a stack started for one command,
+            which must not spend tokens on runs it was not asked about (see the module docstring).
+        runs: runs to take on at start even when ``adopt`` is False: the one the command is about
+            (``massgen resume RUN``, the run ``massgen fork`` just wrote).
     """
 
-    def __init__(self, log: EventLog, queue: WorkQueue, instance: str | None = None) -> None:
+    def __init__(
+        self, log: EventLog, queue: WorkQueue, instance: str | None = None, *, adopt: bool = True,
+        runs: Collection[str] = (),
+    ) -> None:
         self.log = log
+        self.adopt = adopt
+        self.adopt_runs = frozenset(runs)
+        self.created = time.time()
         self.queue = queue
         name = instance or Source.instance_id()
         self.source = Source(service="orchestrator", instance=name)
@@ -80,7 +100,8 @@ class OrchestratorService:
         for r in records:
             by_run.setdefault(r.run_id, []).append(r)
         for run_id, recs in by_run.items():
-            await self._rebuild(run_id, recs)
+            if self.adopt or run_id in self.adopt_runs or _cancel_pending(recs) or self._new(recs):
+                await self._rebuild(run_id, recs)
         log.info("orchestrator ready: %d events read, %d unfinished runs", len(records), len(self.runs))
         self.ready.set()
         try:
@@ -94,6 +115,12 @@ class OrchestratorService:
                 task.cancel()
 
     # ------------------------------------------------------------ rebuild
+
+    def _new(self, records: list[Record]) -> bool:
+        """Whether the run was submitted after this service was built: the command that built it
+        submitted it while the service was starting, so its first read already holds it."""
+        return any(isinstance(r.event, RunSubmitted) and not r.event.forked_from and r.ts >= self.created
+                   for r in records)
 
     async def _rebuild(self, run_id: str, records: list[Record]) -> None:
         old = self.runs.pop(run_id, None)
@@ -160,6 +187,9 @@ class OrchestratorService:
             return
         run = self.runs.get(record.run_id)
         if run is None:
+            if isinstance(record.event, RunResumeRequested):
+                await self._resync(record.run_id)  # an interrupted run taken on by request
+                return
             if isinstance(record.event, RunSubmitted) and record.event.forked_from:
                 return  # the first event of a fork's copy: wait for its run.forked
             if not isinstance(record.event, RunSubmitted):
@@ -252,16 +282,31 @@ class OrchestratorService:
         task.add_done_callback(self._tasks.discard)
 
 
+def _cancel_pending(records: list[Record]) -> bool:
+    """Whether the run has a ``run.cancel_requested`` and has not ended (an orchestrator that adopts no
+    run still decides it: a cancelled run must end, not wait for the next stack that adopts)."""
+    return any(isinstance(r.event, RunCancelRequested) for r in records) and not any(
+        isinstance(r.event, TERMINAL_EVENTS) for r in records)
+
+
 def _deadline_bases(run: _Run, records: list[Record]) -> None:
-    """When the run's deadlines count from: its submission and its presentation's start. A fork's
-    copied events (those before its last ``run.forked``; a fork of a fork copies its parent's) keep the
-    parent's timestamps, so there they are moved by the time between the fork point and that
-    ``run.forked``: a fork has the time its parent had left at the fork point."""
-    cut = max((i for i, r in enumerate(records) if isinstance(r.event, RunForked)), default=0)
-    shift = records[cut].ts - max(r.ts for r in records[:cut]) if cut else 0.0
-    for i, r in enumerate(records):
-        moved = r.ts + shift if i < cut else r.ts
+    """When the run's deadlines count from: its submission and its presentation's start, not counting
+    the pauses before each ``run.forked`` and ``run.resume_requested``. A pause is the time between
+    such an event and the last event before it: a fork's copied events keep the parent's timestamps
+    (a fork has the time its parent had left at the fork point), and an interrupted run had its time
+    left when its stack went away. Events before a pause are moved forward by it."""
+    latest = 0.0
+    before: list[float] = []  # the latest timestamp up to each record
+    for r in records:
+        latest = max(latest, r.ts)
+        before.append(latest)
+    shift = 0.0
+    for i in range(len(records) - 1, -1, -1):
+        r = records[i]
+        moved = r.ts + shift
         if isinstance(r.event, RunSubmitted):
             run.submitted_ts = moved
         elif isinstance(r.event, PresentationStarted):
             run.presentation_ts = moved
+        if i and isinstance(r.event, RunForked | RunResumeRequested):
+            shift += max(0.0, r.ts - before[i - 1])

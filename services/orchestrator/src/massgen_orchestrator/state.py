@@ -23,6 +23,7 @@ from massgen_es.events import (
     PresentationCompleted,
     PresentationStarted,
     Record,
+    RunCancelled,
     RunCompleted,
     RunFailed,
     RunForked,
@@ -116,7 +117,7 @@ class RunState:
     presenter: str | None = None
     presentation_turn: Turn | None = None
     status: str | None = None
-    """Terminal status once done: ``completed``, ``timed_out`` or ``failed``."""
+    """Terminal status once done: ``completed``, ``timed_out``, ``failed`` or ``cancelled``."""
     final_answer: str | None = None
     last_decided_seq: int = 0
     """Stream sequence of the latest input that produced decisions (for resuming after a crash)."""
@@ -267,10 +268,11 @@ def _run_progress(state: RunState, ev: Event | UnknownEvent) -> None:
                 state.timed_out = True
         case PresentationCompleted():
             state.final_answer = ev.content
-        case RunCompleted() | RunTimedOut() | RunFailed():
+        case RunCompleted() | RunTimedOut() | RunFailed() | RunCancelled():
             state.phase = "done"
-            state.status = {RunCompleted: "completed", RunTimedOut: "timed_out", RunFailed: "failed"}[type(ev)]
-            if not isinstance(ev, RunFailed):
+            state.status = {RunCompleted: "completed", RunTimedOut: "timed_out", RunFailed: "failed",
+                            RunCancelled: "cancelled"}[type(ev)]
+            if isinstance(ev, RunCompleted | RunTimedOut):
                 state.final_answer = ev.final_answer
         case TimerFired(name="run_deadline") if state.phase == "coordinating":
             state.timed_out = True

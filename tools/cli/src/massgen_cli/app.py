@@ -32,6 +32,7 @@ from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.fork_commands import fork
 from massgen_cli.mcp_commands import mcp_app
 from massgen_cli.model_commands import models_app
+from massgen_cli.run_control import cancel, cancel_on_interrupt, interrupted, resume
 from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
 from massgen_es import config as config_mod
 from massgen_es import scrub
@@ -48,6 +49,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.add_typer(import_app, name="import")
 app.command()(fork)
+app.command()(cancel)
+app.command()(resume)
 app.add_typer(mcp_app, name="mcp")
 
 
@@ -67,12 +70,14 @@ def submit(
             "--replay-tools-from", help="Serve MCP tool results recorded in this run instead of calling servers."
         ),
     ] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Submit to the running stack and return at once, "
+                                         "printing the run id; `massgen replay`/`cancel` take it from there.")] = False,
 ) -> None:
     """Run a question through the team: answers, votes, and the winner's final presentation.
 
     With `ui: {display_type: textual_terminal}` in the config and a terminal on stdin and stdout, the live
     view is the Textual app (a pane per agent; q closes it and the run goes on in the stack); on a pipe or
-    a plain terminal it is the Rich view.
+    a plain terminal it is the Rich view. Ctrl-C cancels the run (`run.cancelled`) and exits 4.
     """
     try:
         cfg = config_mod.load_config(config)
@@ -81,6 +86,10 @@ def submit(
         fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
     tui = not quiet and cfg.ui.display_type == "textual_terminal" and sys.stdin.isatty() and sys.stdout.isatty()
+    if detach:
+        run_id = run(_submit_detached(submitted, config_mod.secrets(cfg)))
+        print(json.dumps({"run_id": run_id, "status": "running"}) if as_json else run_id)
+        return
     report(run(_submit(submitted, quiet, config_mod.secrets(cfg), tui=tui)), as_json)
 
 
@@ -100,21 +109,45 @@ def report(view: views.RunView, as_json: bool) -> NoReturn:
     raise typer.Exit(EXIT.get(view.status, 2))
 
 
+async def _append_submitted(stack: Stack, run_id: str, submitted: Any, secrets: dict[str, str]) -> None:
+    await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
+    await stack.log.append(
+        run_id,
+        "cli",
+        [Draft(f"{run_id}:submitted", submitted)],
+        origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
+    )
+
+
 async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str], tui: bool = False) -> Any:
     run_id = new_run_id()
     async with open_stack(services=True) as stack:
         if not quiet:
             where = "embedded stack" if stack.embedded else stack.url
             err.print(f"run [bold]{run_id}[/bold] on {where}")
-        log = stack.log
-        await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
-        await log.append(
-            run_id,
-            "cli",
-            [Draft(f"{run_id}:submitted", submitted)],
-            origin=Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}"),
-        )
+        await _append_submitted(stack, run_id, submitted, secrets)
+        return await follow_or_cancel(stack, run_id, quiet, tui=tui)
+
+
+async def _submit_detached(submitted: Any, secrets: dict[str, str]) -> str:
+    async with open_stack(services=False) as stack:
+        if stack.embedded:
+            raise ConfigError("--detach needs a running stack to leave the run to: start `massgen up` (or set "
+                              "MASSGEN_NATS_URL to the stack's NATS); a stack started by this command stops with it")
+        run_id = new_run_id()
+        await _append_submitted(stack, run_id, submitted, secrets)
+        return run_id
+
+
+async def follow_or_cancel(stack: Stack, run_id: str, quiet: bool, tui: bool = False) -> views.RunView:
+    """:func:`follow_run`, and on Ctrl-C (the command's task cancelled) cancel the run before exiting
+    (``run_control.cancel_on_interrupt``; issue 15 item 6): a run left ``running`` would be resumed by
+    the next stack that takes on unfinished runs, and spend tokens nobody waits for."""
+    try:
         return await follow_run(stack, run_id, quiet, tui=tui)
+    except asyncio.CancelledError:
+        await asyncio.shield(cancel_on_interrupt(stack, run_id))
+        raise
 
 
 async def follow_run(stack: Stack, run_id: str, quiet: bool, tui: bool = False) -> views.RunView:
@@ -258,19 +291,23 @@ def runs(
     stats: Annotated[bool, typer.Option("--stats", help="Consensus analytics across runs: wins, vote flips, "
                                         "persuasion, time to consensus, per-agent cost and latency.")] = False,
 ) -> None:
-    """List runs with status, winner and duration."""
+    """List runs with status, winner and duration. Status: completed, failed, timed_out, cancelled,
+    running (a stack drives it), cancelling (cancel requested, not yet recorded), or interrupted (its
+    stack went away before it ended: `massgen resume RUN` continues it, `massgen cancel RUN` ends it)."""
 
     async def go() -> Any:
         async with open_stack(services=False) as stack:
-            return await read.all_runs(stack.log)
+            found = await read.all_runs(stack.log)
+            return found, {v.run_id: interrupted(v, stack) for v in found}
 
-    all_runs = run(go())
+    all_runs, statuses = run(go())
     if stats:
         return replay_show.stats(all_runs, as_json)
     if as_json:
         for v in all_runs:
             summary = v.summary()
             row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s", "forked_from")}
+            row["status"] = statuses[v.run_id]
             print(json.dumps(row | {"question": v.question}))
         return
     table = Table(show_edge=False)
@@ -278,7 +315,8 @@ def runs(
         table.add_column(col)
     for v in all_runs:
         parent = f" (fork of {v.forked_from[0]} at {v.forked_from[1]})" if v.forked_from else ""
-        table.add_row(v.run_id + parent, v.status, v.winner or "-", f"{v.duration_s or 0:.1f}", v.question[:60])
+        table.add_row(v.run_id + parent, statuses[v.run_id], v.winner or "-", f"{v.duration_s or 0:.1f}",
+                      v.question[:60])
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
 
 

@@ -17,7 +17,7 @@ from massgen_es.errors import ConfigError, MassgenError
 out = Console()
 err = Console(stderr=True)
 
-EXIT = {"completed": 0, "failed": 2, "timed_out": 3}
+EXIT = {"completed": 0, "failed": 2, "timed_out": 3, "cancelled": 4}
 """Exit code per terminal run status."""
 
 

@@ -59,7 +59,7 @@ def fork(
 
 
 async def _fork(parent: str, at: int, sets: list[str], config: str | None, quiet: bool) -> Any:
-    from massgen_cli.app import follow_run, new_run_id
+    from massgen_cli.app import follow_or_cancel, new_run_id
 
     # Services start only once the fork is written: a bad input then leaves nothing running to stop.
     async with open_stack(services=False) as stack:
@@ -86,8 +86,8 @@ async def _fork(parent: str, at: int, sets: list[str], config: str | None, quiet
         cli = Source(service="cli", instance=f"{os.uname().nodename}-{os.getpid()}")
         await log.append(run_id, "cli", [Draft(f"{run_id}:forked", forked)], origin=cli)
         if stack.embedded:
-            stack.tasks = start_services(stack)
-        return await follow_run(stack, run_id, quiet)
+            stack.tasks = start_services(stack, adopt=False, runs=(run_id,))
+        return await follow_or_cancel(stack, run_id, quiet)
 
 
 def _forked_event(

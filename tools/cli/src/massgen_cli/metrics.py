@@ -35,6 +35,7 @@ from massgen_es.events import (
     Failure,
     ProviderRetried,
     Record,
+    RunCancelled,
     RunCompleted,
     RunFailed,
     RunTimedOut,
@@ -194,6 +195,8 @@ class EventMetrics:
             self.runs.labels(svc, "completed").inc()
         elif isinstance(e, RunTimedOut):
             self.runs.labels(svc, "timed_out").inc()
+        elif isinstance(e, RunCancelled):
+            self.runs.labels(svc, "cancelled").inc()
         elif isinstance(e, RunFailed):
             self.runs.labels(svc, "failed").inc()
             self._failed(svc, "run.failed", e.failure)

@@ -42,6 +42,12 @@ class ServiceOptions:
 
     concurrency: int | None = None
     ack_wait_s: float | None = None
+    adopt: bool = True
+    """orchestrator: take on every unfinished run in the log at start (compose, ``massgen up``); False
+    for the stack one ``massgen submit`` starts (issue 15 item 6: an interrupted run continues only by
+    ``massgen resume``)."""
+    runs: tuple[str, ...] = ()
+    """orchestrator: runs to take on at start even without ``adopt`` (the run of ``resume``/``fork``)."""
 
     def kwargs(self) -> ServiceKwargs:
         """The options that are set, as keyword arguments of a service constructor."""
@@ -57,7 +63,7 @@ def _orchestrator(nc: Client, o: ServiceOptions) -> Service:
     from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue
     from massgen_orchestrator.service import OrchestratorService
 
-    return OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc))
+    return OrchestratorService(JetStreamEventLog(nc), TurnQueue(nc), adopt=o.adopt, runs=o.runs)
 
 
 def _agent_worker(nc: Client, o: ServiceOptions) -> Service:

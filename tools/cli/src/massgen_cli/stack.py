@@ -91,7 +91,7 @@ async def open_stack(*, services: bool, name: str = "massgen-cli", cluster: int 
     try:
         await ensure_streams(nc.jetstream())
         if server is not None and services:
-            stack.tasks = start_services(stack)
+            stack.tasks = start_services(stack, adopt=False)  # this command's run only
         yield stack
     finally:
         for t in stack.tasks:
@@ -114,17 +114,22 @@ CHILD_SERVICES = ("executor",)
 the executor runs agents' commands, so it must hold no provider key or MCP secret."""
 
 
-def start_services(stack: Stack, metrics_port: int | None = None) -> list[asyncio.Task]:
+def start_services(
+    stack: Stack, metrics_port: int | None = None, *, adopt: bool = True, runs: tuple[str, ...] = ()
+) -> list[asyncio.Task]:
     """Run every service for the embedded ``stack``: :data:`CHILD_SERVICES` as child processes
     (``massgen serve``, log in ``<MASSGEN_HOME>/logs/<name>.log``), the others in this process. Each is
     a task named after its service; a child that exits ends its task with a :class:`MassgenError`,
     as a crashed in-process service does. With ``metrics_port``, the child serves its metrics and
     health there (``massgen serve --metrics-port``; one child service at most then); without, none.
+    ``adopt``, ``runs``: which of the log's unfinished runs the orchestrator takes on at start
+    (``ServiceOptions``).
 
     Raises:
         MassgenError: a service's package is not installed.
     """
-    tasks = registry.start(stack.nc, [n for n in SERVICE_NAMES if n not in CHILD_SERVICES])
+    tasks = registry.start(stack.nc, [n for n in SERVICE_NAMES if n not in CHILD_SERVICES],
+                           registry.ServiceOptions(adopt=adopt, runs=runs))
     for name in CHILD_SERVICES:
         child = run_child(name, stack.url, home() / "logs" / f"{name}.log", metrics_port=metrics_port)
         tasks.append(asyncio.create_task(child, name=name))

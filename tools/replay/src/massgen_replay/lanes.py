@@ -31,6 +31,7 @@ from massgen_es.events import (
     PresentationStarted,
     ProviderRetried,
     Record,
+    RunCancelled,
     RunCompleted,
     RunFailed,
     RunSubmitted,
@@ -219,6 +220,11 @@ def _run_failed(ev: RunFailed) -> tuple[str, str, str, list[str]]:
     return "failure", f"run failed: {preview(ev.reason)}", body, ["failure"]
 
 
+def _cancelled(ev: RunCancelled) -> tuple[str, str, str, list[str]]:
+    text = f"run cancelled by {ev.by or 'request'}" + (f": {ev.reason}" if ev.reason else "")
+    return "failure", preview(text), text, ["failure"]
+
+
 def _budget(ev: BudgetExceeded) -> tuple[str, str, str, list[str]]:
     text = f"cost ${ev.cost_usd:.6f} reached the budget ${ev.max_cost_usd:g}"
     return "failure", text, text, ["failure"]
@@ -292,7 +298,8 @@ RULES: dict[type, Rule] = {
     ProviderRetried: _retried, TurnResponded: _responded, TurnRejected: _rejected, TurnFailed: _turn_failed,
     AnswerPosted: _answer, VoteCast: _vote, VoteInvalidated: _invalidated, AgentDropped: _dropped,
     ConsensusReached: _consensus, PresentationStarted: _presenting, PresentationCompleted: _presented,
-    RunCompleted: _ended, RunTimedOut: _ended, RunFailed: _run_failed, BudgetExceeded: _budget,
+    RunCompleted: _ended, RunTimedOut: _ended, RunFailed: _run_failed,
+    RunCancelled: _cancelled, BudgetExceeded: _budget,
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,
     ToolCallCompleted: _tool_done, ToolCallFailed: _tool_failed, ExecutionRequested: _exec,
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,

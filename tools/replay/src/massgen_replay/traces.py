@@ -34,6 +34,7 @@ from massgen_es.events import (
     PresentationStarted,
     ProviderRetried,
     Record,
+    RunCancelled,
     RunCompleted,
     RunFailed,
     RunSubmitted,
@@ -153,7 +154,7 @@ class _Builder:
         self.last_ts = max(self.last_ts, r.ts)
         ev = r.event
         match ev:
-            case RunSubmitted() | RunCompleted() | RunTimedOut() | RunFailed():
+            case RunSubmitted() | RunCompleted() | RunTimedOut() | RunFailed() | RunCancelled():
                 self._run(r.ts, ev)
             case TurnRequested() | TurnStarted() | TurnResponded() | TurnFailed() | TurnRejected() | ProviderRetried():
                 self._turn(r.ts, ev)
@@ -174,7 +175,7 @@ class _Builder:
             case _:
                 self._run_event(r.ts, ev)
 
-    def _run(self, ts: float, ev: RunSubmitted | RunCompleted | RunTimedOut | RunFailed) -> None:
+    def _run(self, ts: float, ev: RunSubmitted | RunCompleted | RunTimedOut | RunFailed | RunCancelled) -> None:
         a = self.root.attributes
         match ev:
             case RunSubmitted():
@@ -193,6 +194,9 @@ class _Builder:
             case RunFailed():
                 a["massgen.run.status"] = "failed"
                 self._end("run", ts, ev.failure.text() if ev.failure else f"RunFailed: {ev.reason}")
+            case RunCancelled():
+                a["massgen.run.status"] = "cancelled"
+                self._end("run", ts, f"RunCancelled: {ev.by}" + (f": {ev.reason}" if ev.reason else ""))
 
     def _run_event(self, ts: float, ev: object) -> None:
         """Decisions and incidents of the run as events on the root span."""

@@ -24,9 +24,12 @@ from massgen_es.events import (
     PresentationStarted,
     ProviderRetried,
     Record,
+    RunCancelled,
+    RunCancelRequested,
     RunCompleted,
     RunFailed,
     RunForked,
+    RunResumeRequested,
     RunSubmitted,
     RunTimedOut,
     SandboxChanged,
@@ -175,6 +178,17 @@ class RunView:
             case RunFailed():
                 self.status, self.failure = "failed", ev.reason
                 self._end(r)
+            case RunCancelRequested():
+                self.status = "cancelling" if self.phase != "done" else self.status
+                why = f": {ev.reason}" if ev.reason else ""
+                self._log(r, None, "cancel", f"requested by {ev.by or 'someone'}{why}")
+            case RunCancelled():
+                why = f": {ev.reason}" if ev.reason else ""
+                self.status, self.failure = "cancelled", f"cancelled by {ev.by or 'request'}{why}"
+                self._end(r)
+            case RunResumeRequested():
+                self.status = "running" if self.phase != "done" else self.status
+                self._log(r, None, "resume", f"requested by {ev.by or 'someone'}")
             case McpServerStateChanged():
                 reason = f" ({preview(ev.reason)})" if ev.reason else ""
                 self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + reason)
