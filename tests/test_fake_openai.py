@@ -6,6 +6,8 @@ import asyncio
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -13,10 +15,10 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 try:
-    from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply
 except ImportError:  # package not installed into the venv: import from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply
 
 MSGS: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "be brief"},
@@ -159,3 +161,56 @@ def test_requests_recorded_and_wait_timeout(fake, client):
     assert fake.wait_for_requests("a", 1, timeout_s=0.1)[0]["messages"] == MSGS
     with pytest.raises(TimeoutError, match=r"2 requests for model 'a', got 1"):
         fake.wait_for_requests("a", 2, timeout_s=0.2)
+
+
+# -- the Azure route ------------------------------------------------------------------------------
+
+
+def test_azure_route_streams_the_same_chunks_as_the_openai_route(fake, client):
+    text = "The same reply on both routes."
+    fake.script("dep", Reply(text=text, prompt_tokens=7, completion_tokens=6))
+    fake.script("dep", Reply(text=text, prompt_tokens=7, completion_tokens=6))
+    azure = openai.AzureOpenAI(
+        azure_endpoint=fake.azure_endpoint, api_key=AZURE_API_KEY, api_version="2024-10-21", max_retries=0, timeout=5
+    )
+
+    def chunks(sdk: openai.OpenAI) -> list[tuple]:
+        stream = sdk.chat.completions.create(
+            model="dep", messages=MSGS, stream=True, stream_options={"include_usage": True}
+        )
+        return [
+            ([(c.delta.content, c.finish_reason) for c in chunk.choices], chunk.usage and chunk.usage.total_tokens)
+            for chunk in stream
+        ]
+
+    via_azure = chunks(azure)
+    assert via_azure == chunks(client)
+    assert "".join(content for choices, _ in via_azure for content, _ in choices if content) == text
+    azure_req, openai_req = fake.received()
+    assert azure_req.path == "/openai/deployments/dep/chat/completions" and openai_req.path == "/v1/chat/completions"
+    assert azure_req.query == {"api-version": "2024-10-21"} and azure_req.headers["api-key"] == AZURE_API_KEY
+
+
+def test_azure_route_refuses_a_wrong_key_no_api_version_and_an_unknown_deployment(fake):
+    fake.script("dep", Reply(text="unused"))
+    route = "/openai/deployments/dep/chat/completions"
+
+    def post(path: str, key: str) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            fake.azure_endpoint + path, data=json.dumps({"messages": MSGS}).encode(),
+            headers={"api-key": key, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = post(f"{route}?api-version=2024-10-21", "wrong-key")
+    assert status == 401 and body["error"]["code"] == "401" and "Access denied" in body["error"]["message"]
+    assert post(route, AZURE_API_KEY) == (404, {"error": {"code": "404", "message": "Resource not found"}})
+    status, body = post("/openai/deployments/nope/chat/completions?api-version=2024-10-21", AZURE_API_KEY)
+    assert status == 404 and body["error"]["code"] == "DeploymentNotFound"
+    assert len(fake.received()) == 3
+    status, body = post(f"{route}?api-version=2024-10-21", AZURE_API_KEY)  # the scripted reply is still there
+    assert status == 200 and body["choices"][0]["message"]["content"] == "unused"

@@ -1,8 +1,10 @@
 """The ``claude`` adapter, driven through the real ``anthropic`` SDK over loopback HTTP.
 
 Most tests talk to ``llmock`` (its Anthropic endpoint, scripted replies, faults and request journal).
-Usage with cache and thinking counts, and ``error`` events inside a stream, which llmock does not
-produce, come from a minimal SSE server of this file on 127.0.0.1.
+Usage with cache and thinking counts, ``error`` events inside a stream, and ``thinking`` /
+``redacted_thinking`` blocks with their signatures, which llmock does not produce, come from a minimal
+SSE server of this file on 127.0.0.1 (one scripted reply per request), which also drives a whole run
+through the services on a real nats-server to check the worker's tool rounds keep thinking on.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -20,6 +24,7 @@ from llmock.scenarios import Reply
 from llmock.scenarios import ToolCall as MockToolCall
 
 import provider_kit
+from harness import Stack, of
 from massgen_agent_worker.providers import claude
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
@@ -30,10 +35,20 @@ from massgen_es.errors import (
     ProviderRateLimited,
     ProviderServerError,
 )
-from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import (
+    Message,
+    ProviderBlock,
+    RunCompleted,
+    ToolCall,
+    ToolCallCompleted,
+    ToolSpec,
+    TurnRequested,
+    Usage,
+)
 from provider_kit import Recorder
 
 KEY_ENV = "MASSGEN_TEST_CLAUDE_KEY"
+TOOL_SERVER = str(Path(__file__).parent / "mcp_servers" / "tool_server.py")
 MODEL = "claude-sonnet-4-6"
 
 NEW_ANSWER = ToolSpec(
@@ -72,21 +87,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+Events = list[tuple[str, dict[str, Any]]]
+"""A streamed reply: ``(event name, data)`` pairs."""
+
+
 @asynccontextmanager
 async def sse_server(
-    events: list[tuple[str, dict[str, Any]]], seen: list[dict[str, Any]] | None = None
+    *replies: Events | Callable[[dict[str, Any]], Events], seen: list[dict[str, Any]] | None = None
 ) -> AsyncIterator[str]:
-    """A one-shot Anthropic-shaped SSE endpoint on loopback; yields its base URL. Each request's
-    lower-cased headers and JSON body are appended to ``seen``."""
+    """An Anthropic-shaped SSE endpoint on loopback; yields its base URL. Request ``n`` is answered with
+    ``replies[n]`` (the last one once they run out), or with what a callable reply returns for the
+    request's JSON body. Each request's lower-cased headers and JSON body are appended to ``seen``."""
+    served = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
         head = await reader.readuntil(b"\r\n\r\n")
         headers = dict(
             line.decode("latin-1").lower().split(": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
         )
         raw = await reader.readexactly(int(headers.get("content-length", "0")))
+        request = json.loads(raw)
         if seen is not None:
-            seen.append({"headers": headers, "body": json.loads(raw)})
+            seen.append({"headers": headers, "body": request})
+        reply = replies[min(served, len(replies) - 1)]
+        served += 1
+        events = reply(request) if callable(reply) else reply
         body = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
@@ -118,6 +144,46 @@ def text_block(index: int, *pieces: str) -> list[tuple[str, dict[str, Any]]]:
         *(("content_block_delta", {"type": "content_block_delta", "index": index,
                                    "delta": {"type": "text_delta", "text": p}}) for p in pieces),
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def thinking_block(index: int, *pieces: str, signature: str) -> Events:
+    """A ``thinking`` block as the API streams it: empty start, ``thinking_delta``s, one ``signature_delta``."""
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index,
+                                 "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                   "delta": {"type": "thinking_delta", "thinking": p}}) for p in pieces),
+        ("content_block_delta", {"type": "content_block_delta", "index": index,
+                                 "delta": {"type": "signature_delta", "signature": signature}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def redacted_thinking_block(index: int, data: str) -> Events:
+    """A ``redacted_thinking`` block: all of it in its start event, no deltas."""
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index,
+                                 "content_block": {"type": "redacted_thinking", "data": data}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def tool_use_block(index: int, call_id: str, name: str, *json_pieces: str) -> Events:
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
+            "type": "tool_use", "id": call_id, "name": name, "input": {}}}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                   "delta": {"type": "input_json_delta", "partial_json": p}}) for p in json_pieces),
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def stop(reason: str, output_tokens: int = 10) -> Events:
+    return [
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
+                           "usage": {"output_tokens": output_tokens}}),
+        ("message_stop", {"type": "message_stop"}),
     ]
 
 
@@ -255,7 +321,7 @@ async def test_code_execution_needs_no_beta_header(monkeypatch):
               ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
                                  "usage": {"output_tokens": 1}}),
               ("message_stop", {"type": "message_stop"})]
-    async with sse_server(events, seen) as url:
+    async with sse_server(events, seen=seen) as url:
         await claude.complete(backend(url, monkeypatch, enable_code_execution=True), turn(), Recorder())
     assert seen[0]["body"]["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
     assert seen[0]["headers"]["authorization"].endswith("sk-ant-test"), "the key comes from api_key_env"
@@ -270,7 +336,7 @@ async def test_thinking_budget_not_below_max_tokens_is_a_config_error(llmock, mo
     assert llmock.requests == []
 
 
-def test_thinking_is_left_out_when_continuing_a_tool_loop(monkeypatch):
+def test_thinking_is_left_out_when_continuing_a_tool_loop_without_its_thinking_blocks(monkeypatch):
     cfg = backend("http://127.0.0.1:9", monkeypatch, thinking={"type": "enabled", "budget_tokens": 1024})
     history = PROMPT + (
         Message(role="assistant", tool_calls=(ToolCall(id="t1", name="mcp__fs__read_file", arguments="{}"),)),
@@ -285,6 +351,164 @@ async def test_missing_api_key_is_a_config_error(llmock, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ConfigError, match=KEY_ENV):
         await claude.complete(cfg, turn(), Recorder())
+
+
+# -- thinking in tool loops -----------------------------------------------------------------------
+
+SIGNATURE = "EqQBCkgIARABGAIiQHc0nGnpVEr8ZUr9Xm3ZxQ2cvDzJbWm0lq+signed/by=="
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+async def tool_loop(first: Events, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Recorder, list[dict[str, Any]]]:
+    """A tool loop of two calls with thinking on: ``first`` is streamed for the first call; its reply
+    goes back with the tool result, as the worker's tool rounds send it. Returns the first completion,
+    its ``on_text`` and the two requests the server received."""
+    second = [message_start(input_tokens=40), *text_block(0, "The file says hello."), *stop("end_turn")]
+    seen: list[dict[str, Any]] = []
+    on_text = Recorder()
+    async with sse_server(first, second, seen=seen) as url:
+        cfg = backend(url, monkeypatch, max_tokens=2048, thinking=THINKING)
+        done = await claude.complete(cfg, turn(tools=(NEW_ANSWER, READ_FILE)), on_text)
+        history = PROMPT + (
+            Message(role="assistant", content=done.content, tool_calls=done.tool_calls,
+                    provider_blocks=done.provider_blocks),
+            *(Message(role="tool", tool_call_id=c.id, content="hello") for c in done.tool_calls),
+        )
+        final = await claude.complete(cfg, turn(history, (NEW_ANSWER, READ_FILE)), Recorder())
+    assert final.content == "The file says hello." and final.provider_blocks == ()
+    return done, on_text, seen
+
+
+async def test_signed_thinking_goes_back_first_in_the_assistant_message_and_thinking_stays_on(monkeypatch):
+    first = [
+        message_start(input_tokens=20),
+        *thinking_block(0, "The user wants ", "the file read.", signature=SIGNATURE),
+        *tool_use_block(1, "toolu_01", "mcp__fs__read_file", '{"path": ', '"a.txt"}'),
+        *stop("tool_use"),
+    ]
+    done, on_text, seen = await tool_loop(first, monkeypatch)
+    thought = {"type": "thinking", "thinking": "The user wants the file read.", "signature": SIGNATURE}
+    assert done.provider_blocks == (ProviderBlock(provider="anthropic", data=thought),)
+    assert done.tool_calls == (ToolCall(id="toolu_01", name="mcp__fs__read_file", arguments='{"path": "a.txt"}'),)
+    assert done.content == "" and on_text.text == [], "thinking text is never answer text"
+    assert seen[0]["body"]["thinking"] == THINKING
+    again = seen[1]["body"]
+    assert again["thinking"] == THINKING, "thinking stays on for the call after the tool result"
+    assert again["messages"][1:] == [
+        {"role": "assistant", "content": [
+            thought,
+            {"type": "tool_use", "id": "toolu_01", "name": "mcp__fs__read_file", "input": {"path": "a.txt"}},
+        ]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "hello"}]},
+    ]
+
+
+async def test_redacted_thinking_goes_back_unchanged_and_in_order(monkeypatch):
+    redacted = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB9URj"
+    first = [
+        message_start(input_tokens=20),
+        *thinking_block(0, "Part of this is fine.", signature=SIGNATURE),
+        *redacted_thinking_block(1, redacted),
+        *text_block(2, "Reading it."),
+        *tool_use_block(3, "toolu_02", "mcp__fs__read_file", '{"path": "b.txt"}'),
+        *stop("tool_use"),
+    ]
+    done, on_text, seen = await tool_loop(first, monkeypatch)
+    thought = {"type": "thinking", "thinking": "Part of this is fine.", "signature": SIGNATURE}
+    hidden = {"type": "redacted_thinking", "data": redacted}
+    assert [b.data for b in done.provider_blocks] == [thought, hidden]
+    assert done.content == "Reading it." and on_text.text == ["Reading it."]
+    again = seen[1]["body"]
+    assert again["thinking"] == THINKING
+    assert again["messages"][1]["content"] == [
+        thought, hidden,
+        {"type": "text", "text": "Reading it."},
+        {"type": "tool_use", "id": "toolu_02", "name": "mcp__fs__read_file", "input": {"path": "b.txt"}},
+    ]
+
+
+def test_thinking_stays_on_in_later_rounds_whose_replies_have_no_thinking(monkeypatch):
+    """Without interleaved thinking, only the first reply of a tool loop thinks: the turn opens with it."""
+    cfg = backend("http://127.0.0.1:9", monkeypatch, thinking=THINKING)
+    thought = ProviderBlock(provider="anthropic", data={"type": "thinking", "thinking": "t", "signature": "s"})
+    history = PROMPT + (
+        Message(role="assistant", tool_calls=(ToolCall(id="t1", name="mcp__fs__read_file", arguments="{}"),),
+                provider_blocks=(thought,)),
+        Message(role="tool", tool_call_id="t1", content="data"),
+        Message(role="assistant", tool_calls=(ToolCall(id="t2", name="mcp__fs__read_file", arguments="{}"),)),
+        Message(role="tool", tool_call_id="t2", content="more"),
+    )
+    assert claude.request_params(cfg, turn(history))["thinking"] == THINKING
+
+
+def test_blocks_of_another_provider_are_not_sent_and_other_adapters_ignore_anthropic_blocks(monkeypatch):
+    from massgen_agent_worker.providers import chatcompletion, gemini
+    from massgen_agent_worker.providers import openai as responses
+
+    call = ToolCall(id="t1", name="mcp__fs__read_file", arguments="{}")
+    thought = ProviderBlock(provider="anthropic", data={"type": "thinking", "thinking": "t", "signature": "s"})
+    foreign = ProviderBlock(provider="gemini", data={"thought_signature": "c2ln"})
+    plain = PROMPT + (Message(role="assistant", content="Reading.", tool_calls=(call,)),
+                      Message(role="tool", tool_call_id="t1", content="data"))
+    kept = PROMPT + (Message(role="assistant", content="Reading.", tool_calls=(call,), provider_blocks=(thought,)),
+                     plain[-1])
+    mixed = PROMPT + (Message(role="assistant", content="Reading.", tool_calls=(call,),
+                              provider_blocks=(foreign, thought)), plain[-1])
+    assert claude.convert_messages(mixed) == claude.convert_messages(kept)
+    assert claude.convert_messages(kept)[1][1]["content"][0] == thought.data
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for kind, params in (("chatcompletion", chatcompletion.request_params), ("openai", responses.request_params)):
+        cfg = msgspec.convert({"type": kind, "model": "m", "base_url": "http://127.0.0.1:9/v1"}, BackendConfig)
+        assert params(cfg, turn(kept)) == params(cfg, turn(plain)), kind
+    assert gemini.native_contents(kept) == gemini.native_contents(plain)
+
+
+async def test_a_worker_tool_round_keeps_thinking_on_and_thinking_out_of_the_log(
+    fresh_nats, massgen_home, monkeypatch
+):
+    """The whole system: an MCP tool round of the agent worker sends the signed thinking back, and no
+    thinking text reaches an answer or any event."""
+    monkeypatch.setenv(KEY_ENV, "sk-ant-test")
+
+    def model(body: dict[str, Any]) -> Events:
+        names = [t["name"] for t in body.get("tools", [])]
+        last = body["messages"][-1]["content"]
+        if "new_answer" not in names:  # the final presentation (MCP tools only)
+            return [message_start(input_tokens=30), *thinking_block(0, "Present it.", signature=SIGNATURE),
+                    *text_block(1, "FINAL: ", "the answer"), *stop("end_turn")]
+        if "vote" in names:
+            call = tool_use_block(1, "toolu_v", "vote", '{"agent_id": "agent1", "reason": "only answer"}')
+            return [message_start(input_tokens=30), *thinking_block(0, "Vote.", signature=SIGNATURE),
+                    *call, *stop("tool_use")]
+        if any(b["type"] == "tool_result" for b in last):  # the tool round's second call: no new thinking
+            call = tool_use_block(0, "toolu_n", "new_answer", '{"content": "the answer"}')
+            return [message_start(input_tokens=30), *call, *stop("tool_use")]
+        call = tool_use_block(1, "toolu_e", "mcp__t__echo", '{"text": "hi"}')
+        return [message_start(input_tokens=30), *thinking_block(0, "Echo first, privately.", signature=SIGNATURE),
+                *call, *stop("tool_use")]
+
+    seen: list[dict[str, Any]] = []
+    async with sse_server(model, seen=seen) as url:
+        cfg = {"agents": [{"id": "solo", "backend": {
+            "type": "claude", "model": MODEL, "base_url": url, "api_key_env": KEY_ENV, "max_tokens": 2048,
+            "thinking": THINKING, "mcp_servers": [{"name": "t", "command": sys.executable, "args": [TOOL_SERVER]}],
+        }}]}
+        async with Stack(fresh_nats.url) as stack:
+            stack.orchestrator()
+            stack.worker()
+            stack.broker(massgen_home)
+            records = await stack.wait_done(await stack.submit(cfg), 60)
+    [completed] = of(records, RunCompleted)
+    assert completed.final_answer == "FINAL: the answer"
+    [echoed] = of(records, ToolCallCompleted)
+    assert echoed.content == "echo: hi"
+    after_tool = [r["body"] for r in seen if r["body"]["messages"][-1]["content"][0]["type"] == "tool_result"]
+    assert after_tool and all(b["thinking"] == THINKING for b in after_tool)
+    assert after_tool[0]["messages"][-2]["content"][0] == {
+        "type": "thinking", "thinking": "Echo first, privately.", "signature": SIGNATURE,
+    }
+    assert all(b.get("thinking") == THINKING for b in (r["body"] for r in seen))
+    assert not [r for r in records if "privately" in json.dumps(msgspec.to_builtins(r.event))]
 
 
 # -- usage ----------------------------------------------------------------------------------------

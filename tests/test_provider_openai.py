@@ -3,8 +3,10 @@ loopback HTTP against llmock (the ``llmock`` fixture; its request journal shows 
 
 llmock limits (0.2.2): it reports ``cached_tokens`` and ``reasoning_tokens`` as 0 and never emits
 ``response.failed``/``error`` stream events, so those mappings are checked on the SDK's own types
-without HTTP; it serves no Azure ``/openai/deployments/...`` route, so the Azure tests cover the URL,
-body and error path of a call, not a streamed Azure reply.
+without HTTP. Streamed Azure replies (text, a native tool call, usage) and Azure's own refusals (wrong
+``api-key``, unknown deployment) come from the Azure route of ``massgen_es.testing.fake_openai`` (the
+``fake`` fixture), reached by ``AsyncAzureOpenAI``, which also records the ``api-version`` query and
+the ``api-key`` header it received; llmock's Azure path still serves the rate-limit and fallback tests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from massgen_es.errors import (
     ProviderServerError,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested
+from massgen_es.testing.fake_openai import AZURE_API_KEY, Reply
 
 NEW_ANSWER = ToolSpec(
     name="new_answer",
@@ -359,6 +362,69 @@ async def test_azure_missing_key_is_a_config_error(llmock, monkeypatch):
     monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="AZURE_OPENAI_API_KEY"):
         await azure_openai.complete(azure_backend(llmock), turn(), Sink())
+
+
+DEPLOYMENT = "my-gpt4o-deployment"
+AZURE_API_VERSION = "2024-10-21"
+
+
+def azure_fake_backend(fake: Any, **extra: Any) -> BackendConfig:
+    """An ``azure_openai`` backend on the fake's Azure route, deployment :data:`DEPLOYMENT`."""
+    return msgspec.convert(
+        {"type": "azure_openai", "model": DEPLOYMENT, "azure_endpoint": fake.azure_endpoint,
+         "api_version": AZURE_API_VERSION, **extra},
+        BackendConfig,
+    )
+
+
+async def test_azure_streams_text_and_usage_from_the_deployment_route(fake, monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_API_KEY)
+    answer = "Two plus two is four, and that is all."
+    fake.script(DEPLOYMENT, Reply(text=answer, prompt_tokens=12, completion_tokens=8))
+    sink = Sink()
+    result = await azure_openai.complete(azure_fake_backend(fake), turn(), sink)
+    assert result.content == sink.text == answer
+    assert len([c for c in sink.calls if c]) > 1, "the reply should arrive as several deltas"
+    assert (result.finish_reason, result.tool_calls) == ("stop", ())
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (12, 8)
+    [got] = fake.received()
+    assert got.path == f"/openai/deployments/{DEPLOYMENT}/chat/completions"
+    assert got.query == {"api-version": AZURE_API_VERSION}
+    assert got.headers["api-key"] == AZURE_API_KEY and "authorization" not in got.headers
+    assert got.body["stream"] is True and got.body["stream_options"] == {"include_usage": True}
+
+
+async def test_azure_streams_a_native_tool_call(fake, monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_API_KEY)
+    fake.script(DEPLOYMENT, Reply(tool_calls=(("new_answer", {"content": "The answer is 4."}),)))
+    sink = Sink()
+    result = await azure_openai.complete(azure_fake_backend(fake), turn(tools=(NEW_ANSWER, READ_FILE)), sink)
+    [call] = result.tool_calls
+    assert call.name == "new_answer" and call.id.startswith("call_")
+    assert json.loads(call.arguments) == {"content": "The answer is 4."}
+    assert (result.finish_reason, result.content) == ("tool_calls", "")
+    assert sink.text == "", "a tool call is not content"
+    [got] = fake.received()
+    assert [t["function"]["name"] for t in got.body["tools"]] == ["new_answer", "mcp__fs__read_file"]
+    assert got.query == {"api-version": AZURE_API_VERSION}
+
+
+async def test_azure_wrong_key_and_unknown_deployment_fail_as_azure_answers(fake, monkeypatch):
+    fake.script(DEPLOYMENT, Reply(text="still here"))
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "not-the-key")
+    with pytest.raises(ProviderAuthError) as denied:
+        await azure_openai.complete(azure_fake_backend(fake), turn(), Sink())
+    assert denied.value.status == 401 and not denied.value.retryable
+    assert "Access denied" in str(denied.value)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_API_KEY)
+    with pytest.raises(ProviderBadRequest) as missing:
+        await azure_openai.complete(azure_fake_backend(fake, model="no-such-deployment"), turn(), Sink())
+    assert missing.value.status == 404 and not missing.value.retryable
+    assert "deployment for this resource does not exist" in str(missing.value)
+    # Neither refusal used the deployment's scripted reply.
+    result = await azure_openai.complete(azure_fake_backend(fake), turn(), Sink())
+    assert result.content == "still here"
+    assert [r.path.split("/")[3] for r in fake.received()] == [DEPLOYMENT, "no-such-deployment", DEPLOYMENT]
 
 
 async def test_backend_type_openai_dispatches_to_the_responses_adapter(llmock):

@@ -80,6 +80,19 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     """The arguments as the model wrote them: a JSON string, possibly invalid."""
 
 
+class ProviderBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """A block of a provider's reply that the neutral shape cannot express and that must go back to that
+    provider unchanged, such as Anthropic's signed ``thinking`` block.
+
+    ``data`` is the block exactly as the provider's API wrote it (a JSON object); nothing reads or
+    edits it but the adapter that made it.
+    """
+
+    provider: str
+    """The API whose adapter made the block and alone sends it back, e.g. ``anthropic``."""
+    data: dict[str, Any]
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One chat message in the neutral shape every provider adapter translates."""
 
@@ -88,6 +101,10 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     """For ``role == "tool"``: the call this message answers."""
+    provider_blocks: tuple[ProviderBlock, ...] = ()
+    """For ``role == "assistant"``: the reply's opaque blocks, in the order they came (the Claude
+    adapter puts its ``thinking`` / ``redacted_thinking`` blocks first in the assistant message, as the
+    Messages API wants them back in a tool loop). An adapter ignores blocks of another ``provider``."""
 
 
 class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,16 +3,28 @@
 The real ``openai`` SDK (sync or async) talks to it over loopback HTTP, so tests
 exercise the same request/stream parsing code paths as production. Stdlib only.
 
+Two routes serve one scripted reply mechanism (same JSON bodies, same SSE chunks):
+
+- OpenAI: ``POST /v1/chat/completions``; the reply is the one scripted for the body's ``model``;
+- Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` with an
+  ``api-key`` header (what ``openai.AzureOpenAI(azure_endpoint=fake.azure_endpoint)`` sends); the reply
+  is the one scripted for ``deployment``. Refused as Azure refuses it: a wrong or missing key is a 401,
+  no ``api-version`` a 404, a deployment with nothing (left) scripted a 404 ``DeploymentNotFound``
+  (Azure's ``{"error": {"code", "message"}}`` bodies).
+
 Example:
     with FakeOpenAI() as fake:
         fake.script("gpt-test", Reply(text="hello"))
         client = openai.OpenAI(base_url=fake.base_url, api_key="x")
+        azure = openai.AzureOpenAI(azure_endpoint=fake.azure_endpoint, api_key=AZURE_API_KEY,
+                                   api_version="2024-10-21")  # model="gpt-test" is the deployment
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
@@ -20,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,35 @@ class Reply:
 Handler = Callable[[dict], Reply]
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+AZURE_API_KEY = "fake-azure-key"
+"""The ``api-key`` the Azure route accepts unless ``FakeOpenAI(azure_api_key=...)`` names another."""
+_AZURE_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
+# Azure OpenAI's own error bodies for a refused key, an unknown deployment and a missing api-version.
+_AZURE_DENIED = {"error": {"code": "401", "message": (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for "
+    "an active subscription and use a correct regional API endpoint for your resource.")}}
+_AZURE_NO_DEPLOYMENT = {"error": {"code": "DeploymentNotFound", "message": (
+    "The API deployment for this resource does not exist. If you created the deployment within the last "
+    "5 minutes, please wait a moment and try again.")}}
+_AZURE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the fake received it.
+
+    Attributes:
+        path: The URL path, without the query.
+        query: The query parameters (``{"api-version": ...}`` on the Azure route).
+        headers: The headers, names lower-cased.
+        body: The JSON body.
+    """
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict
 
 
 def team_member(text: str, *, vote_for: str = "agent1", final: str | None = None) -> Handler:
@@ -94,12 +136,14 @@ class FakeOpenAI:
     queue is empty. Every request body is recorded before the reply is produced.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, azure_api_key: str = AZURE_API_KEY) -> None:
+        self.azure_api_key = azure_api_key
+        """The only ``api-key`` the Azure route accepts."""
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queues: dict[str, deque[Reply | Handler]] = defaultdict(deque)
         self._defaults: dict[str, Handler] = {}
-        self._requests: list[dict] = []
+        self._requests: list[Received] = []
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -144,9 +188,15 @@ class FakeOpenAI:
             raise RuntimeError("FakeOpenAI is not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
+    @property
+    def azure_endpoint(self) -> str:
+        """The resource endpoint for ``openai.AzureOpenAI(azure_endpoint=...)``, e.g. ``http://127.0.0.1:PORT``."""
+        return self.base_url.removesuffix("/v1")
+
     # -- scripting -------------------------------------------------------------------
     def script(self, model: str, *replies: Reply | Handler) -> None:
-        """Append replies (or handlers returning a Reply) to ``model``'s FIFO queue."""
+        """Append replies (or handlers returning a Reply) to ``model``'s FIFO queue; on the Azure route
+        ``model`` is the deployment name."""
         with self._lock:
             self._queues[model].extend(replies)
 
@@ -157,8 +207,13 @@ class FakeOpenAI:
 
     def requests(self, model: str | None = None) -> list[dict]:
         """Return request bodies received so far (optionally only for ``model``), in arrival order."""
+        return [r.body for r in self.received(model)]
+
+    def received(self, model: str | None = None) -> list[Received]:
+        """Requests received so far with their path, query and headers (optionally only those whose
+        body names ``model``), in arrival order."""
         with self._lock:
-            return [r for r in self._requests if model is None or r.get("model") == model]
+            return [r for r in self._requests if model is None or r.body.get("model") == model]
 
     def wait_for_requests(self, model: str, n: int, timeout_s: float = 10.0) -> list[dict]:
         """Block until at least ``n`` requests for ``model`` arrived.
@@ -169,7 +224,7 @@ class FakeOpenAI:
         deadline = time.monotonic() + timeout_s
         with self._arrived:
             while True:
-                got = [r for r in self._requests if r.get("model") == model]
+                got = [r.body for r in self._requests if r.body.get("model") == model]
                 remaining = deadline - time.monotonic()
                 if len(got) >= n or remaining <= 0:
                     break
@@ -179,10 +234,9 @@ class FakeOpenAI:
         return got
 
     # -- internals used by the request handler ------------------------------------------
-    def _record_and_pick(self, body: dict) -> Reply | Handler | None:
-        model = body.get("model")
+    def _record_and_pick(self, received: Received, model: Any) -> Reply | Handler | None:
         with self._arrived:
-            self._requests.append(body)
+            self._requests.append(received)
             self._arrived.notify_all()
             if not isinstance(model, str):  # no reply is scripted for a request without a model name
                 return None
@@ -190,6 +244,10 @@ class FakeOpenAI:
             if queue:
                 return queue.popleft()
             return self._defaults.get(model)
+
+    def _scripted(self, model: str) -> bool:
+        with self._lock:
+            return bool(self._queues.get(model)) or model in self._defaults
 
     def _model_names(self) -> list[str]:
         with self._lock:
@@ -227,7 +285,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
 
     def do_POST(self) -> None:
-        if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
+        url = urlsplit(self.path)
+        path, query = url.path.rstrip("/"), dict(parse_qsl(url.query))
+        azure = _AZURE_ROUTE.fullmatch(path)
+        if path != "/v1/chat/completions" and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
         try:
@@ -235,8 +296,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as e:
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
             return
+        headers = {k.lower(): v for k, v in self.headers.items()}
         model = body.get("model")
-        entry = self.owner._record_and_pick(body)
+        if azure is not None:
+            model = azure["deployment"]
+            refusal = self._azure_refusal(headers, query, model)
+            if refusal is not None:
+                self.owner._record_and_pick(Received(path, query, headers, body), None)
+                self._send_json(*refusal)
+                return
+        entry = self.owner._record_and_pick(Received(path, query, headers, body), model)
         if entry is None:
             self._send_json(500, _error_body(500, f"no scripted reply for model {model!r}"))
             return
@@ -257,6 +326,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self._complete(body, reply)
         except (BrokenPipeError, ConnectionResetError):  # client went away mid-reply
             pass
+
+    def _azure_refusal(
+        self, headers: dict[str, str], query: dict[str, str], deployment: str
+    ) -> tuple[int, dict] | None:
+        """Azure's status and error body for a request it would refuse, checked in its order: the key,
+        the API version, then the deployment (one with nothing left scripted does not exist)."""
+        if headers.get("api-key") != self.owner.azure_api_key:
+            return 401, _AZURE_DENIED
+        if "api-version" not in query:
+            return 404, _AZURE_NOT_FOUND
+        if not self.owner._scripted(deployment):
+            return 404, _AZURE_NO_DEPLOYMENT
+        return None
 
     def _build(self, body: dict, reply: Reply) -> tuple[list[dict], dict]:
         calls = [

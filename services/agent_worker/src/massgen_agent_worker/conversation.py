@@ -3,7 +3,9 @@
 - **Tool rounds** (MassGen spec §2.6, bounded): MCP calls go to the broker and their results back to
   the model until it answers or takes a workflow decision. Workflow calls (``new_answer``, ``vote``)
   end the loop and go to the orchestrator; MCP calls in the same batch are then not executed, as in
-  MassGen. After ``max_tool_rounds`` rounds only the workflow tools are offered.
+  MassGen. After ``max_tool_rounds`` rounds only the workflow tools are offered. Each assistant message
+  of a round keeps the reply's ``provider_blocks`` (Claude's signed thinking), which the provider
+  wants back unchanged with the tool results.
 - **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
   ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
@@ -86,7 +88,10 @@ class Conversation:
             answers = await self.run_tools(calls, f"r{round_}")
             unknown = [c for c in result.tool_calls if c.name not in offered]
             answers.update({c.id: f"Error: unknown tool {c.name!r}" for c in unknown})
-            messages.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
+            messages.append(Message(
+                role="assistant", content=result.content, tool_calls=result.tool_calls,
+                provider_blocks=result.provider_blocks,  # Claude's signed thinking, wanted back as it came
+            ))
             messages.extend(Message(role="tool", content=answers[c.id], tool_call_id=c.id) for c in result.tool_calls)
         if backend.cwd is not None and any(c.name == "new_answer" for c in result.tool_calls):
             await self.tools.snapshot(req, self.record.run_id, self.record.id)

@@ -22,7 +22,7 @@ import msgspec
 from massgen_es import backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ConfigError
-from massgen_es.events import ToolCall, TurnRequested, Usage
+from massgen_es.events import ProviderBlock, ToolCall, TurnRequested, Usage
 
 OnText = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
@@ -52,6 +52,9 @@ class Completion:
     time_to_first_token_s: float | None = None
     cost_usd: float | None = None
     """Set only when the provider reports the cost itself (Claude Code); else the price table decides."""
+    provider_blocks: tuple[ProviderBlock, ...] = ()
+    """Blocks of the reply the provider wants back unchanged with it (Claude's signed thinking): the
+    tool loop keeps them on the assistant message (``Message.provider_blocks``)."""
 
 
 class Adapter(Protocol):

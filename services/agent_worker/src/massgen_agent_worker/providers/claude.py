@@ -11,7 +11,16 @@ One streamed ``POST /v1/messages`` per call (``messages.create(stream=True)``, r
   (``enable_code_execution``; generally available in SDK 2.12, so no beta header). Server tools run at
   Anthropic and never come back as tool calls (spec §2.6);
 - ``thinking`` becomes ``{"type": "enabled", "budget_tokens": n}``; thinking text is streamed as
-  progress only (``on_text("")``), never returned as content;
+  progress only (``on_text("")``), never returned as content. The reply's ``thinking`` (text and
+  ``signature``) and ``redacted_thinking`` (``data``) blocks come back as ``Completion.provider_blocks``
+  (provider ``anthropic``), and an assistant message's blocks are sent first in its content, unchanged
+  and in order: with thinking on, the API wants a tool loop's assistant turn to open with its thinking
+  blocks exactly as they came (Anthropic docs, "Building with extended thinking": "Extended thinking
+  with tool use" and "Preserving thinking blocks"; the SDK's ``ThinkingBlockParam`` says the same), and
+  a tool loop keeps one thinking setting throughout. So thinking stays on across the tool rounds of a
+  worker's turn; a request continuing a tool loop whose turn has no thinking blocks (the orchestrator's
+  enforcement retry, whose assistant message comes from ``turn.responded``, which does not keep them)
+  runs without thinking rather than being refused;
 - usage follows the other adapters: ``input_tokens`` is the whole prompt (Anthropic's uncached
   ``input_tokens`` plus cache reads and cache writes), ``cached_tokens`` the cache reads, and
   ``reasoning_tokens`` the thinking tokens when the API reports them (spec §2.7).
@@ -43,10 +52,14 @@ from massgen_es.errors import (
     ProviderTimeout,
     provider_error_for_status,
 )
-from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.events import Message, ProviderBlock, ToolCall, ToolSpec, TurnRequested, Usage
 
 DEFAULT_MAX_TOKENS = 4096
 """MassGen's ``max_tokens`` for Claude when the config sets none (spec §2.1)."""
+
+PROVIDER = "anthropic"
+"""``ProviderBlock.provider`` of the blocks this adapter keeps, and the only ones it sends back."""
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
 
 WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
 CODE_EXECUTION_TOOL = {"type": "code_execution_20250825", "name": "code_execution"}
@@ -127,9 +140,10 @@ def convert_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str,
     """Neutral messages → ``(system, messages)`` of the Messages API (spec §2.5).
 
     ``system`` joins the system messages (blank line between them; "" when none). Every message gets
-    a list of content blocks: ``text`` (empty text is dropped, the API refuses it), ``tool_use``
-    (``input`` = the parsed ``ToolCall.arguments``; ``{}`` plus a text note if unparseable) and
-    ``tool_result`` (in a ``user`` message). Consecutive messages of one role are merged, and in a user
+    a list of content blocks: first an assistant message's ``provider_blocks`` (the ``anthropic`` ones,
+    as they came: its signed thinking), then ``text`` (empty text is dropped, the API refuses it),
+    ``tool_use`` (``input`` = the parsed ``ToolCall.arguments``; ``{}`` plus a text note if
+    unparseable) and ``tool_result`` (in a ``user`` message). Consecutive messages of one role are merged, and in a user
     message the ``tool_result`` blocks come first, as the API requires. Messages left without blocks
     are dropped.
     """
@@ -153,7 +167,8 @@ def convert_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str,
                 if note:
                     texts.append(note)
                 uses.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
-            blocks = [{"type": "text", "text": t} for t in texts] + uses
+            kept = [dict(b.data) for b in m.provider_blocks if m.role == "assistant" and b.provider == PROVIDER]
+            blocks = kept + [{"type": "text", "text": t} for t in texts] + uses
         if not blocks:
             continue
         if out and out[-1]["role"] == role:
@@ -185,12 +200,25 @@ def _continues_tool_loop(messages: list[dict[str, Any]]) -> bool:
     )
 
 
+def _turn_opens_with_thinking(messages: list[dict[str, Any]]) -> bool:
+    """The assistant turn that ``messages`` end in (its messages after the last user message without a
+    ``tool_result``) starts with a thinking block."""
+    first: dict[str, Any] | None = None
+    for msg in reversed(messages):
+        if msg["role"] == "assistant":
+            first = msg
+        elif not any(b["type"] == "tool_result" for b in msg["content"]):
+            break
+    return first is not None and first["content"][0]["type"] in THINKING_BLOCKS
+
+
 def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]:
     """The ``messages.create`` keyword arguments for ``request`` (without ``stream``).
 
-    Extended thinking is sent unless the request continues a tool loop: the API then wants the
-    previous assistant turn to start with its signed thinking block, which neutral messages do not
-    keep, so such a call runs without thinking rather than being refused.
+    Extended thinking is sent, including on the calls that continue a tool loop whose assistant turn
+    opens with the thinking blocks of its first reply (the worker's tool rounds keep them). A call that
+    continues a tool loop without them runs without thinking: the API refuses thinking there ("a final
+    assistant message must start with a thinking block"; docs, "Preserving thinking blocks").
 
     Raises:
         ConfigError: no ``backend.model``, or ``backend.thinking.budget_tokens`` is not below
@@ -213,7 +241,7 @@ def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]
                 f"backend.thinking.budget_tokens ({thinking.budget_tokens}) must be below backend.max_tokens "
                 f"({max_tokens}); Anthropic counts thinking inside max_tokens. Raise max_tokens or lower the budget"
             )
-        if not _continues_tool_loop(messages):
+        if not _continues_tool_loop(messages) or _turn_opens_with_thinking(messages):
             params["thinking"] = {"type": "enabled", "budget_tokens": thinking.budget_tokens}
     body = {k: getattr(cfg, k) for k in ("temperature", "top_p") if getattr(cfg, k) is not None}
     body.update(cfg.extra_body)
@@ -222,14 +250,43 @@ def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]
     return params
 
 
+class _ThinkingBlocks:
+    """A reply's ``thinking`` / ``redacted_thinking`` blocks while they stream, by block index."""
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, dict[str, Any]] = {}
+
+    def start(self, index: int, block: Any) -> None:
+        """Keep a starting content block if it is a thinking one, with only the fields the API sent."""
+        if block.type in THINKING_BLOCKS:
+            self.by_index[index] = block.to_dict()
+
+    def delta(self, index: int, delta: Any) -> None:
+        """Apply a content delta to a kept block: ``thinking_delta`` texts are joined, a
+        ``signature_delta`` sets the signature (as the SDK's own stream accumulator does)."""
+        block = self.by_index.get(index)
+        if block is None:
+            return
+        if delta.type == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + delta.thinking
+        elif delta.type == "signature_delta":
+            block["signature"] = delta.signature
+
+    def blocks(self) -> tuple[ProviderBlock, ...]:
+        """The kept blocks in stream order, as ``anthropic`` provider blocks."""
+        return tuple(ProviderBlock(provider=PROVIDER, data=self.by_index[i]) for i in sorted(self.by_index))
+
+
 async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
     """One streamed Messages API call for ``request``: text deltas go to ``on_text``, every other
     content delta (tool input JSON, thinking, signature, citations) to ``on_text("")``.
 
     Returns the joined text, the ``tool_use`` blocks as neutral ``ToolCall(id, name, arguments)``
     (arguments: the streamed JSON exactly as written, ``"{}"`` when empty), ``finish_reason`` = the
-    ``stop_reason`` (``end_turn``, ``tool_use``, ``max_tokens``, ``pause_turn``...), usage, model and
-    the time to the first content delta.
+    ``stop_reason`` (``end_turn``, ``tool_use``, ``max_tokens``, ``pause_turn``...), usage, model,
+    the time to the first content delta, and the ``thinking`` / ``redacted_thinking`` blocks in stream
+    order as ``provider_blocks`` (``thinking_delta`` texts joined, the ``signature_delta`` set, as the
+    SDK's own accumulator does; never part of the text).
 
     Raises:
         ProviderError: a subclass per failure kind (:func:`map_anthropic_error`); also
@@ -246,6 +303,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
     finish: str | None = None
     model = params["model"]
     stopped = False
+    thinking = _ThinkingBlocks()
     opening = client.messages.create(stream=True, **params)
     async with reply.stream(opening, partial(map_anthropic_error, label=label), _STREAM_ERRORS) as events:
         async for event in events:
@@ -260,6 +318,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
                 block = event.content_block
                 if block.type == "tool_use":
                     reply.tool_call_delta(event.index, id=block.id, name=block.name)
+                thinking.start(event.index, block)
             elif kind == "content_block_delta":
                 reply.first_output()  # any content counts, not only text
                 delta = event.delta
@@ -268,6 +327,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
                     continue
                 if delta.type == "input_json_delta" and event.index in reply.calls:  # not server tools'
                     reply.tool_call_delta(event.index, arguments=delta.partial_json)
+                thinking.delta(event.index, delta)
                 await reply.progress()
             elif kind == "message_delta":
                 finish = event.delta.stop_reason or finish
@@ -289,7 +349,10 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
         cached_tokens=usage_in.get("cache_read_input_tokens", 0),
         reasoning_tokens=thinking_tokens,
     )
-    return Completion(reply.content, reply.tool_calls(empty_arguments="{}"), finish, usage, model, reply.ttft)
+    return Completion(
+        reply.content, reply.tool_calls(empty_arguments="{}"), finish, usage, model, reply.ttft,
+        provider_blocks=thinking.blocks(),
+    )
 
 
 adapter = FunctionAdapter(complete)
