@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types
+import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from test_mcp_broker import mcp_team, of, run, script
 
+from massgen_es.config import WORKSPACE_TOOLS_SERVER, parse_config, run_submitted, server_names
+from massgen_es.errors import ConfigError
+from massgen_es.events import ToolCallCompleted, ToolCallFailed, ToolsListed
+from massgen_mcp_broker.runs import RunContext, resolve_launch
+from massgen_mcp_broker.sessions import Session
 from massgen_mcp_broker.tracking import KNOWN_PATHS_META
 
 MASSGEN_FORM = {
@@ -188,3 +195,87 @@ async def test_compare_directories_lists_the_differences(tmp_path):
     assert (out["different"], out["identical"]) == (["changed.txt"], ["same.txt"])
     assert "-a" in out["content_diffs"]["changed.txt"] and "+b" in out["content_diffs"]["changed.txt"]
     assert deleted["files"] == 1 and not (ws / "sub").exists()
+
+
+# ---------------------------------------------------------------- through the broker
+
+
+async def test_through_the_broker_roots_read_before_delete_from_the_log_and_protected_paths(
+    fresh_nats, fake, tmp_path, massgen_home
+):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "notes.txt").write_text("old notes")
+    (ctx / "keep.yaml").write_text("keep: true")
+    wt = "mcp__workspace_tools__"
+    coordination = (
+        ((wt + "copy_file", {"source_path": str(ctx / "notes.txt"), "destination_path": "copy.txt"}),),
+        ((wt + "delete_file", {"path": str(ctx / "notes.txt")}),),  # context paths: read-only until presenting
+        ((wt + "delete_file", {"path": "copy.txt"}),),  # created by the agent's copy
+    )
+    presentation = (
+        ((wt + "delete_file", {"path": str(ctx / "notes.txt")}),),  # writable now, but never read
+        (("mcp__filesystem__read_text_file", {"path": str(ctx / "notes.txt")}),),
+        ((wt + "delete_file", {"path": str(ctx / "notes.txt")}),),  # the read is in the log: allowed
+        ((wt + "delete_file", {"path": str(ctx / "keep.yaml")}),),
+    )
+    cfg = mcp_team(fake, 1, [script(*coordination, present=presentation)], cwd="ws",
+                   context_paths=[{"path": str(ctx), "permission": "write", "protected_paths": ["keep.yaml"]}])
+    run_id, records = await run(fresh_nats, massgen_home, cfg)
+    listed = {e.server: e for e in of(records, ToolsListed)}
+    assert {t.name for t in listed[WORKSPACE_TOOLS_SERVER].tools} == {
+        wt + t for t in ("copy_file", "copy_files_batch", "delete_file", "delete_files_batch",
+                         "compare_directories", "compare_files")}
+    outcomes = [e for e in (r.event for r in records) if isinstance(e, ToolCallCompleted | ToolCallFailed)]
+    shown = [(e.tool, e.failure.type if isinstance(e, ToolCallFailed) else "error" if e.is_error else "ok")
+             for e in outcomes]
+    assert shown == [
+        ("copy_file", "ok"), ("delete_file", "ToolPermissionError"), ("delete_file", "ok"),
+        ("delete_file", "error"), ("read_text_file", "ok"), ("delete_file", "ok"),
+        ("delete_file", "ToolPermissionError"),
+    ], outcomes
+    assert "read-only" in outcomes[1].failure.message
+    assert "notes.txt was neither created nor read by you in this run" in outcomes[3].content
+    assert "protected" in outcomes[6].failure.message
+    workspace = massgen_home / "runs" / run_id / "workspaces" / cfg["agents"][0]["id"]
+    assert not (workspace / "copy.txt").exists() and not (ctx / "notes.txt").exists()
+    assert (ctx / "keep.yaml").read_text() == "keep: true"
+
+
+# ---------------------------------------------------------------- configs
+
+
+def massgen_team(tmp_path: Path, server_entry: dict, **backend) -> dict:
+    return {"agents": [{"id": "a", "backend": {"type": "chatcompletion", "model": "m",
+                                               "base_url": "http://127.0.0.1:9/v1", "mcp_servers": [server_entry],
+                                               **backend}}]}
+
+
+async def test_the_massgen_form_of_the_server_maps_to_ours(tmp_path, massgen_home):
+    cfg = parse_config(massgen_team(tmp_path, MASSGEN_FORM, cwd="ws"))
+    assert server_names(cfg.team[0].backend) == ["workspace_tools", "filesystem"]
+    context = RunContext.build("run-x", run_submitted("q", cfg), massgen_home)
+    grant = context.agents["a"]
+    assert WORKSPACE_TOOLS_SERVER in grant.builtin
+    launch, _ = await resolve_launch(grant, grant.servers[WORKSPACE_TOOLS_SERVER], context, None)  # type: ignore[arg-type]
+    assert (launch.command, launch.args[:4]) == (
+        sys.executable, ("-m", "massgen_mcp_broker.workspace_tools", "--allowed-paths", str(grant.workspace.resolve())))
+    session = Session(launch, tmp_path / "logs")  # what the broker starts: ours, not `fastmcp run`
+    try:
+        await session.start()
+        assert {t.name for t in session.catalog} >= {"copy_file", "delete_file", "compare_directories"}
+    finally:
+        await session.close()
+
+
+def test_the_massgen_form_without_a_workspace_names_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"agents\[0\]\.backend\.mcp_servers\[0\]` is MassGen's workspace_tools"
+                                          r".*set `agents\[0\]\.backend\.cwd`"):
+        parse_config(massgen_team(tmp_path, MASSGEN_FORM))
+
+
+def test_a_server_of_your_own_named_workspace_tools_replaces_ours(tmp_path, massgen_home):
+    own = {"name": "workspace_tools", "command": "npx", "args": ["-y", "my-workspace-tools"]}
+    cfg = parse_config(massgen_team(tmp_path, own, cwd="ws"))
+    grant = RunContext.build("run-y", run_submitted("q", cfg), massgen_home).agents["a"]
+    assert grant.builtin == {"filesystem"} and grant.servers[WORKSPACE_TOOLS_SERVER].command == "npx"

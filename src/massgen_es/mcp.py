@@ -608,3 +608,29 @@ def check_not_protected(path: Path, protected: Sequence[Path], *, deleting: bool
                 f"path {str(path)!r} is protected ({p} is listed in a context path's protected_paths): it can "
                 "never be deleted or overwritten; leave it as it is, or write to another path"
             )
+
+
+def check_protected_writes(
+    filesystem: bool, tool: str, arguments: Mapping[str, Any], protected: Sequence[Path]
+) -> None:
+    """Refuse a call that would overwrite or delete a protected path (:func:`check_not_protected`):
+    the write paths of a ``server-filesystem`` call (``filesystem``) or of a ``workspace_tools`` call,
+    both already resolved (:func:`confine_paths`, :func:`confine_workspace_paths`). ``move_file``'s
+    source and ``delete_file``'s path may not contain one either; ``delete_files_batch`` is left to the
+    server, which skips protected files and deletes the rest (MassGen spec §3.5).
+
+    Raises:
+        ToolPermissionError: as :func:`check_not_protected`.
+    """
+    if not protected:
+        return
+    if filesystem:
+        if tool in FILESYSTEM_READ_TOOLS:
+            return
+        writes = [(k, arguments[k]) for k in _PATH_KEYS if k in arguments]
+        writes += [("paths", p) for p in arguments.get("paths") or ()]
+    else:
+        writes = [(k, arguments[k]) for k, write in WORKSPACE_TOOLS_PATHS.get(tool, ()) if write and k in arguments]
+    for key, value in writes:
+        deleting = (tool, key) in (("move_file", "source"), ("delete_file", "path"))
+        check_not_protected(Path(value), protected, deleting=deleting)

@@ -73,7 +73,7 @@ def result_paths(content: str) -> list[str]:
         return []
     if not isinstance(data, dict):
         return []
-    paths = [*data.get("read", ()), *data.get("created", ())]  # pyright: ignore[reportUnknownMemberType]
+    paths = [*data.get("read", ()), *data.get("created", ())]
     return [p for p in paths if isinstance(p, str)]
 
 
@@ -84,7 +84,7 @@ def _filesystem_paths(tool: str, arguments: str, roots: Sequence[mcp.Root]) -> l
         return []
     if not isinstance(args, dict):
         return []
-    raws = [args.get("path"), *(args.get("paths") or ())]  # pyright: ignore[reportUnknownMemberType]
+    raws = [args.get("path"), *(args.get("paths") or ())]
     out = []
     for raw in raws:
         if isinstance(raw, str):
