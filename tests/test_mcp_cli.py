@@ -52,7 +52,7 @@ def test_mcp_list_shows_each_servers_state_catalog_version_and_input_schemas(hom
     done = massgen("mcp", "list", "--config", str(config), "--json", MASSGEN_HOME=str(home))
     assert done.returncode == 0, done.stderr
     servers = {s["server"]: s for s in json.loads(done.stdout)}
-    assert set(servers) == {"t", "filesystem"}
+    assert set(servers) == {"t", "filesystem", "workspace_tools"}  # `cwd` adds the last two
     t = servers["t"]
     assert (t["state"] in ("started", "running"), t["breaker"], t["catalog_version"], t["error"]) == (
         True, "closed", 1, None)
@@ -60,6 +60,7 @@ def test_mcp_list_shows_each_servers_state_catalog_version_and_input_schemas(hom
     assert tools["echo"]["input_schema"]["required"] == ["text"] and tools["echo"]["prefixed"] == "mcp__t__echo"
     assert tools["echo"]["allowed"] and not tools["crash"]["allowed"]  # exclude_tools, as the agent sees it
     assert any(x["name"] == "read_text_file" for x in servers["filesystem"]["tools"])
+    assert any(x["name"] == "copy_file" for x in servers["workspace_tools"]["tools"])
     table = massgen("mcp", "list", "--config", str(config), MASSGEN_HOME=str(home))
     assert table.returncode == 0 and "echo" in table.stdout and '"required":["text"]' in table.stdout
 
@@ -97,7 +98,7 @@ def test_mcp_call_errors_name_the_problem_and_the_fix(home: Path, config: Path):
     unknown_server = massgen("mcp", "call", "weather", "x", "--config", str(config), MASSGEN_HOME=str(home))
     assert unknown_server.returncode == 1
     assert "no agent of" in unknown_server.stderr and "named 'weather'" in unknown_server.stderr
-    assert "configured: filesystem, t" in unknown_server.stderr
+    assert "configured: filesystem, t, workspace_tools" in unknown_server.stderr
     bad_json = massgen("mcp", "call", "t", "echo", "--args", "{text", "--config", str(config), MASSGEN_HOME=str(home))
     assert bad_json.returncode == 1 and "--args is not valid JSON" in bad_json.stderr
     unknown_tool = massgen("mcp", "call", "t", "nope", "--config", str(config), MASSGEN_HOME=str(home))

@@ -41,6 +41,10 @@ Sensitivity = Literal["lenient", "balanced", "strict"]
 
 FILESYSTEM_SERVER = "filesystem"
 """Name of the MCP filesystem server that ``backend.cwd`` adds (MassGen spec §3.5)."""
+WORKSPACE_TOOLS_SERVER = "workspace_tools"
+"""Name of MassGen's copy/delete/compare server that ``backend.cwd`` adds too (MassGen spec §3.5); ours is
+``massgen_mcp_broker.workspace_tools``."""
+_MASSGEN_WORKSPACE_TOOLS = "filesystem_manager._workspace_tools_server"
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -55,6 +59,8 @@ class ContextPath(_Strict, frozen=True):
 
     path: str
     permission: Literal["read", "write"] = "read"
+    protected_paths: tuple[str, ...] = ()
+    """Paths relative to ``path`` that are never deleted or overwritten, even when ``path`` is writable."""
 
 
 class ReasoningConfig(_Strict, frozen=True):
@@ -433,6 +439,31 @@ def _check_call_limits(b: BackendConfig, where: str, origin: str) -> None:
         raise ConfigError(f"{origin}: `{where}.max_tool_rounds` must be >= 1")
 
 
+def is_massgen_workspace_tools(server: McpServerConfig) -> bool:
+    """Whether ``server`` is MassGen's own ``workspace_tools`` server, declared the MassGen way
+    (``command: fastmcp``, ``args: [run, massgen.filesystem_manager._workspace_tools_server:create_server,
+    --, --allowed-paths, .]``, or the ``massgen/filesystem_manager/…py`` file form). Such an entry
+    means ours (MassGen spec §3.5): MassGen's module is not installed here, and its ``.`` would be the
+    broker's directory, not the agent's workspace."""
+    if server.name != WORKSPACE_TOOLS_SERVER or server.type != "stdio":
+        return False
+    try:
+        executable, args = mcp.executable_and_args(server)
+    except ValueError:
+        return False
+    return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in (executable, *args))
+
+
+def server_names(b: BackendConfig) -> list[str]:
+    """Names of the MCP servers an agent uses, in config order: its ``mcp_servers``, then ``filesystem``
+    and ``workspace_tools`` when ``cwd`` is set (MassGen spec §3.5; a user server named
+    ``workspace_tools`` replaces ours unless it is MassGen's own, see :func:`is_massgen_workspace_tools`)."""
+    names = [s.name for s in b.mcp_servers]
+    if b.cwd is not None:
+        names += [n for n in (FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER) if n not in names]
+    return names
+
+
 def _check_mcp_servers(b: BackendConfig, where: str, origin: str) -> None:
     """Every MCP server is valid and has a unique name (``filesystem`` is taken when ``cwd`` is set)."""
     names: set[str] = set()
@@ -441,6 +472,12 @@ def _check_mcp_servers(b: BackendConfig, where: str, origin: str) -> None:
             mcp.validate_server(server, f"{where}.mcp_servers[{i}]")
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
+        if b.cwd is None and is_massgen_workspace_tools(server):
+            raise ConfigError(
+                f"{origin}: `{where}.mcp_servers[{i}]` is MassGen's workspace_tools server, which is built in "
+                f"here and works in the agent's workspace: set `{where}.cwd` (e.g. `cwd: workspace`) and remove "
+                "this entry, or keep it (it then means the built-in one)"
+            )
         if server.name in names or (b.cwd is not None and server.name == FILESYSTEM_SERVER):
             raise ConfigError(
                 f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`"
@@ -471,6 +508,12 @@ def _check_context_path(cp: ContextPath, where: str, origin: str) -> None:
     # MassGen refuses to start when a context path is missing (spec §3.5).
     if not Path(cp.path).expanduser().exists():
         raise ConfigError(f"{origin}: `{where}.path` {cp.path!r} does not exist; create it or fix the path")
+    for j, rel in enumerate(cp.protected_paths):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip():
+            raise ConfigError(
+                f"{origin}: `{where}.protected_paths[{j}]` {rel!r} must be a path relative to `{where}.path` "
+                "without `..` (e.g. `config/settings.yaml`)"
+            )
 
 
 def _check_seconds(value: float, key: str, origin: str) -> None:

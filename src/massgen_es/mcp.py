@@ -558,3 +558,79 @@ def confine_paths(tool: str, arguments: Mapping[str, Any], roots: Sequence[Root]
     if "paths" in out:
         out["paths"] = [str(resolve_in_roots(p, roots, write=write[p])) for p in out["paths"]]
     return out
+
+
+# fmt: off
+WORKSPACE_TOOLS_PATHS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "copy_file": (("source_path", False), ("destination_path", True)),
+    "copy_files_batch": (("source_base_path", False), ("destination_base_path", True)),
+    "delete_file": (("path", True),),
+    "delete_files_batch": (("base_path", True),),
+    "compare_directories": (("dir1", False), ("dir2", False)),
+    "compare_files": (("file1", False), ("file2", False)),
+}
+# fmt: on
+"""Path arguments of each ``workspace_tools`` tool (MassGen's names, spec §3.5) and whether each needs write."""
+
+WORKSPACE_DELETE_TOOLS = frozenset({"delete_file", "delete_files_batch"})
+"""``workspace_tools`` tools that delete: read-before-delete applies (MassGen spec §3.5)."""
+
+
+def confine_workspace_paths(tool: str, arguments: Mapping[str, Any], roots: Sequence[Root]) -> dict[str, Any]:
+    """:func:`confine_paths` for a ``workspace_tools`` call: each path argument of
+    :data:`WORKSPACE_TOOLS_PATHS` checked against ``roots`` and replaced by its resolved form (an empty
+    destination means the workspace, the first root, as in MassGen).
+
+    Raises:
+        ToolArgumentError: a path argument is not a string.
+        ToolPermissionError: as :func:`resolve_in_roots`.
+    """
+    out = dict(arguments)
+    for key, write in WORKSPACE_TOOLS_PATHS.get(tool, ()):
+        if key in out:
+            if not isinstance(out[key], str):
+                raise ToolArgumentError(f"invalid arguments for tool: `{key}` must be a string")
+            out[key] = str(resolve_in_roots(out[key], roots, write=write))
+    return out
+
+
+def check_not_protected(path: Path, protected: Sequence[Path], *, deleting: bool) -> None:
+    """Refuse to change a protected path (a context path's ``protected_paths``, MassGen spec §3.5: never
+    deleted or overwritten): ``path`` (resolved) may not be one or lie inside one, and, when
+    ``deleting``, may not contain one.
+
+    Raises:
+        ToolPermissionError: naming the protected path and what to do instead.
+    """
+    for p in protected:
+        if path.is_relative_to(p) or (deleting and p.is_relative_to(path)):
+            raise ToolPermissionError(
+                f"path {str(path)!r} is protected ({p} is listed in a context path's protected_paths): it can "
+                "never be deleted or overwritten; leave it as it is, or write to another path"
+            )
+
+
+def check_protected_writes(
+    filesystem: bool, tool: str, arguments: Mapping[str, Any], protected: Sequence[Path]
+) -> None:
+    """Refuse a call that would overwrite or delete a protected path (:func:`check_not_protected`):
+    the write paths of a ``server-filesystem`` call (``filesystem``) or of a ``workspace_tools`` call,
+    both already resolved (:func:`confine_paths`, :func:`confine_workspace_paths`). ``move_file``'s
+    source and ``delete_file``'s path may not contain one either; ``delete_files_batch`` is left to the
+    server, which skips protected files and deletes the rest (MassGen spec §3.5).
+
+    Raises:
+        ToolPermissionError: as :func:`check_not_protected`.
+    """
+    if not protected:
+        return
+    if filesystem:
+        if tool in FILESYSTEM_READ_TOOLS:
+            return
+        writes = [(k, arguments[k]) for k in _PATH_KEYS if k in arguments]
+        writes += [("paths", p) for p in arguments.get("paths") or ()]
+    else:
+        writes = [(k, arguments[k]) for k, write in WORKSPACE_TOOLS_PATHS.get(tool, ()) if write and k in arguments]
+    for key, value in writes:
+        deleting = (tool, key) in (("move_file", "source"), ("delete_file", "path"))
+        check_not_protected(Path(value), protected, deleting=deleting)

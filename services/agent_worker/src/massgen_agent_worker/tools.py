@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from massgen_es import mcp
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
-from massgen_es.config import FILESYSTEM_SERVER, BackendConfig
+from massgen_es.config import BackendConfig, server_names
 from massgen_es.errors import ToolArgumentError, ToolTimeout
 from massgen_es.events import (
     ExecutionCompleted,
@@ -65,9 +65,9 @@ DISCOVERY_TIMEOUT_S = 90.0
 
 
 def expected_servers(backend: BackendConfig) -> list[str]:
-    """Names of the MCP servers an agent uses: its ``mcp_servers`` plus ``filesystem`` when ``cwd`` is set."""
-    names = [s.name for s in backend.mcp_servers]
-    return names + [FILESYSTEM_SERVER] if backend.cwd is not None else names
+    """Names of the MCP servers an agent uses: its ``mcp_servers`` plus ``filesystem`` and
+    ``workspace_tools`` when ``cwd`` is set (``massgen_es.config.server_names``)."""
+    return server_names(backend)
 
 
 class Catalog:

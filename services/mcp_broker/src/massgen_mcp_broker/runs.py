@@ -15,7 +15,13 @@ import msgspec
 
 from massgen_es import ids, mcp, workspaces
 from massgen_es.bus.secrets import SecretStore
-from massgen_es.config import FILESYSTEM_SERVER, BackendConfig, McpServerConfig
+from massgen_es.config import (
+    FILESYSTEM_SERVER,
+    WORKSPACE_TOOLS_SERVER,
+    BackendConfig,
+    McpServerConfig,
+    is_massgen_workspace_tools,
+)
 from massgen_es.errors import ConfigError
 from massgen_es.events import Record, RunSubmitted, ToolCallCompleted, ToolCallRequested
 from massgen_mcp_broker.sessions import Launch
@@ -40,6 +46,22 @@ def filesystem_server_command() -> str:
     return path
 
 
+def workspace_tools_args(grant: AgentGrant, run: RunContext) -> tuple[str, ...]:
+    """The command line of our ``workspace_tools`` server for ``grant`` (``python -m`` it): like the
+    filesystem server's roots, the workspace and the ``write`` context paths writable (the broker keeps the
+    latter read-only until the presentation, :meth:`AgentGrant.roots`), the other agents' snapshots and
+    the ``read`` context paths read-only, and the protected paths (MassGen spec §3.5)."""
+    assert grant.workspace is not None
+    writable = [str(grant.workspace.resolve())]
+    read_only = [str(run.snapshots.resolve())]
+    for cp in grant.backend.context_paths:
+        (writable if cp.permission == "write" else read_only).append(str(Path(cp.path).resolve()))
+    args = ["-m", "massgen_mcp_broker.workspace_tools", "--allowed-paths", *writable, "--read-only", *read_only]
+    if grant.protected:
+        args += ["--protected", *map(str, grant.protected)]
+    return tuple(args)
+
+
 @dataclass
 class AgentGrant:
     """One agent of a run, as the broker sees it."""
@@ -48,9 +70,18 @@ class AgentGrant:
     anon_id: str
     backend: BackendConfig
     servers: dict[str, McpServerConfig]
-    """Servers this agent may use by name, the ``filesystem`` server included when ``cwd`` is set."""
+    """Servers this agent may use by name, ``filesystem`` and ``workspace_tools`` included when ``cwd`` is set."""
     workspace: Path | None
+    builtin: frozenset[str] = frozenset()
+    """Names in :attr:`servers` that are ours (``filesystem``, ``workspace_tools``): :func:`resolve_launch`
+    starts them with this agent's roots, whatever command the config gave."""
     _roots: dict[bool, list[mcp.Root]] = field(default_factory=dict, repr=False)
+
+    @property
+    def protected(self) -> list[Path]:
+        """The context paths' ``protected_paths``, resolved: never deleted or overwritten (MassGen spec §3.5)."""
+        return [Path(os.path.realpath(Path(cp.path) / rel)) for cp in self.backend.context_paths
+                for rel in cp.protected_paths]
 
     def roots(self, run: RunContext, kind: str) -> list[mcp.Root]:
         """Directories the filesystem server may reach for this agent: its workspace (read-write), the
@@ -97,11 +128,20 @@ class RunContext:
             backend = msgspec.convert(spec.backend, BackendConfig)
             servers = {s.name: s for s in backend.mcp_servers}
             workspace = None
+            builtin: set[str] = set()
             if backend.cwd is not None:
                 workspace = workspaces.workspace(home, run_id, spec.id)
-                # Placeholder config: resolve_launch() builds the real command and its roots.
+                # Placeholder configs: resolve_launch() builds the real commands and their roots.
                 servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
-            agents[spec.id] = AgentGrant(spec.id, ids.anon_id(i), backend, servers, workspace)
+                builtin.add(FILESYSTEM_SERVER)
+                own = servers.get(WORKSPACE_TOOLS_SERVER)
+                # MassGen's own entry means ours (keeping its timeout and tool filters); another one replaces
+                # ours, as a user server of the same name suppresses MassGen's injection (spec §3.5).
+                if own is None or is_massgen_workspace_tools(own):
+                    servers[WORKSPACE_TOOLS_SERVER] = own or McpServerConfig(name=WORKSPACE_TOOLS_SERVER,
+                                                                             command="python")
+                    builtin.add(WORKSPACE_TOOLS_SERVER)
+            agents[spec.id] = AgentGrant(spec.id, ids.anon_id(i), backend, servers, workspace, frozenset(builtin))
         workspaces.snapshots(home, run_id)
         return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from)
 
@@ -137,9 +177,11 @@ async def resolve_launch(
     Raises:
         ConfigError: a referenced variable or secret is missing.
     """
-    if server.name == FILESYSTEM_SERVER and grant.workspace is not None:  # the server `cwd` adds
+    if server.name == FILESYSTEM_SERVER and server.name in grant.builtin:  # the server `cwd` adds
         roots = [str(r.path) for r in grant.roots(run, "coordination")]
         return Launch(name=server.name, type="stdio", command=filesystem_server_command(), args=tuple(roots)), []
+    if server.name == WORKSPACE_TOOLS_SERVER and server.name in grant.builtin:
+        return Launch(name=server.name, type="stdio", command=sys.executable, args=workspace_tools_args(grant, run)), []
     env_values = {k: await secrets.resolve(v) for k, v in server.env.items()}
     header_values = {k: await secrets.resolve(v) for k, v in server.headers.items()}
     env = {k: mcp.substitute(v, os.environ) for k, v in env_values.items()}

@@ -28,6 +28,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types
@@ -40,7 +41,7 @@ from massgen_es import mcp, scrub, subjects
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
-from massgen_es.config import FILESYSTEM_SERVER
+from massgen_es.config import FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER
 from massgen_es.errors import (
     CircuitOpen,
     Interrupted,
@@ -69,7 +70,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
-from massgen_mcp_broker import inspection
+from massgen_mcp_broker import inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
@@ -369,8 +370,9 @@ class McpBroker:
             return failed(UnknownTool(f"MCP server {req.server!r} has no tool {req.tool!r}")), []
         try:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
-            if req.server == FILESYSTEM_SERVER and grant.workspace is not None:
-                arguments = mcp.confine_paths(req.tool, arguments, grant.roots(run, req.kind))
+            meta = None
+            if req.server in grant.builtin:  # ours: `filesystem` and `workspace_tools` of a workspace
+                arguments, meta = await self._confine(run, grant, req, arguments)
             await self._mark_started(run, record, req, fence)
         except ToolError as exc:
             return failed(exc), []
@@ -386,7 +388,7 @@ class McpBroker:
             n, attempts = attempts, attempts + 1
             try:
                 await self._start(run, session, req.server, f"{record.id}:a{n}")
-                result = await session.call(req.tool, arguments, cfg.timeout)
+                result = await session.call(req.tool, arguments, cfg.timeout, meta=meta)
             except (MCPError, *_TRANSIENT) as exc:
                 if isinstance(exc, ServerUnavailable):
                     extra.append((f"{record.id}:crashed:{n}", McpServerStateChanged(
@@ -419,6 +421,29 @@ class McpBroker:
             return failed(ServerUnavailable(why) if isinstance(last, _TRANSIENT) else ToolCallError(why),
                           attempts), extra
         return outcome, extra
+
+    async def _confine(
+        self, run: RunContext, grant: AgentGrant, req: ToolCallRequested, arguments: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The arguments of a call to one of our workspace servers with every path checked against the
+        agent's roots and protected paths and resolved, and the request ``_meta`` to send: for a
+        ``workspace_tools`` delete, the paths the agent read or created in this run, folded from the log
+        (read-before-delete, MassGen spec §3.5; see ``tracking.py``).
+
+        Raises:
+            ToolArgumentError, ToolPermissionError: a path is malformed, outside the roots, read-only or
+                protected.
+        """
+        roots = grant.roots(run, req.kind)
+        filesystem = req.server == FILESYSTEM_SERVER
+        confine = mcp.confine_paths if filesystem else mcp.confine_workspace_paths
+        arguments = confine(req.tool, arguments, roots)
+        mcp.check_protected_writes(filesystem, req.tool, arguments, grant.protected)
+        if filesystem or req.tool not in mcp.WORKSPACE_DELETE_TOOLS:
+            return arguments, None
+        known = tracking.known_paths(await self.log.read(run.run_id), grant.agent_id, roots, FILESYSTEM_SERVER,
+                                     WORKSPACE_TOOLS_SERVER)
+        return arguments, {tracking.KNOWN_PATHS_META: sorted(known)}
 
     # ------------------------------------------------------------------ snapshots
 

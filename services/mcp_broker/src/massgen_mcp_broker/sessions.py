@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx2
 import mcp_types
@@ -206,8 +206,10 @@ class Session:
         if self.on_tools_changed is not None:
             await self.on_tools_changed(self)
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> mcp_types.CallToolResult:
-        """One ``tools/call``.
+    async def call(
+        self, tool: str, arguments: dict[str, Any], timeout_s: float, meta: dict[str, Any] | None = None
+    ) -> mcp_types.CallToolResult:
+        """One ``tools/call`` (``meta``: the request's ``_meta``).
 
         Raises:
             ServerUnavailable: the session is not alive.
@@ -219,7 +221,9 @@ class Session:
             raise ServerUnavailable(f"MCP server {self.launch.name!r} is not running")
         self.last_used = time.monotonic()
         try:
-            result = await asyncio.wait_for(client.call_tool(tool, arguments), timeout_s)
+            # RequestParamsMeta is an open TypedDict: any key may go with the SDK's reserved ones.
+            request_meta = cast(mcp_types.RequestParamsMeta, dict(meta)) if meta else None
+            result = await asyncio.wait_for(client.call_tool(tool, arguments, meta=request_meta), timeout_s)
             if self._relisting is not None:
                 # A server that changed its tools during the call notified us before answering: let the
                 # new catalog be recorded before the result, so the model's next round is offered it.

@@ -31,7 +31,7 @@ from massgen_es import config as config_mod
 from massgen_es import mcp, scrub, subjects
 from massgen_es.bus import Draft
 from massgen_es.bus.secrets import SecretStore
-from massgen_es.config import FILESYSTEM_SERVER, Config
+from massgen_es.config import Config, server_names
 from massgen_es.errors import ConfigError, MassgenError
 from massgen_es.events import (
     TERMINAL_EVENTS,
@@ -66,9 +66,9 @@ _HINTS = {
 
 
 def servers_of(cfg: Config) -> dict[str, list[str]]:
-    """Agent id -> the MCP server names it may use (``filesystem`` when it has a ``cwd``), config order."""
-    return {a.id: [s.name for s in a.backend.mcp_servers] + ([FILESYSTEM_SERVER] if a.backend.cwd else [])
-            for a in cfg.team}
+    """Agent id -> the MCP server names it may use (``filesystem`` and ``workspace_tools`` when it has a
+    ``cwd``), config order."""
+    return {a.id: server_names(a.backend) for a in cfg.team}
 
 
 def agent_for(cfg: Config, server: str, agent: str | None, where: str) -> str:
