@@ -28,8 +28,9 @@ import yaml
 
 from massgen_es import backends, mcp, models
 from massgen_es.errors import ConfigError
-from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted
+from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
+from massgen_es.tool_safety import ToolSafetyConfig
 
 BackendType = Literal[
     "chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code",
@@ -180,6 +181,16 @@ class AgentConfig(_Strict, frozen=True):
     system_message: str = ""
 
 
+class CoordinationConfig(_Strict, frozen=True):
+    """The ``orchestrator.coordination:`` block (MassGen spec §5.2)."""
+
+    enable_planning_mode: bool = False
+    """During coordination irreversible tools are not executed; the winner runs them while presenting
+    (MassGen spec §1.14; which tools: ``massgen_es.tool_safety``)."""
+    planning_mode_instruction: str | None = None
+    """The text added to coordination prompts in planning mode (default: MassGen's)."""
+
+
 class OrchestratorConfig(_Strict, frozen=True):
     """The ``orchestrator:`` block (MassGen spec §5.2, protocol subset)."""
 
@@ -197,6 +208,7 @@ class OrchestratorConfig(_Strict, frozen=True):
     """Accepted for MassGen compatibility; snapshots always live under the run's data directory."""
     agent_temporary_workspace: str | None = None
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
+    coordination: CoordinationConfig = CoordinationConfig()
 
 
 class TimeoutSettings(_Strict, frozen=True):
@@ -222,6 +234,9 @@ class Config(_Strict, frozen=True):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     timeout_settings: TimeoutSettings = TimeoutSettings()
     ui: UiConfig = UiConfig()
+    tool_safety: ToolSafetyConfig = ToolSafetyConfig()
+    """Ours, not MassGen's: which tools need a person's approval or are refused, and which planning mode
+    holds back (``massgen_es.tool_safety``)."""
 
     @property
     def team(self) -> tuple[AgentConfig, ...]:
@@ -541,7 +556,8 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def run_submitted(
-    question: str, cfg: Config, config_path: str | None = None, *, replay_tools_from: str | None = None
+    question: str, cfg: Config, config_path: str | None = None, *, replay_tools_from: str | None = None,
+    overrides: tuple[ToolRule, ...] = (),
 ) -> RunSubmitted:
     """Build the ``run.submitted`` event for a question and a validated config.
 
@@ -549,7 +565,8 @@ def run_submitted(
     and every MCP ``env``/``headers`` value replaced by a ``${secret:<digest>}`` reference: the values
     go to the secret store (:func:`secrets`), never to the event log (docs/architecture principle 7).
     ``replay_tools_from`` names a run whose recorded tool results the MCP broker serves instead of
-    calling the servers again.
+    calling the servers again. ``overrides``: the tool rules of the override files
+    (``tool_safety.override_rules``), recorded after the config's.
     """
     if not question.strip():
         raise ConfigError("the question is empty; pass the question to answer as the first argument")
@@ -574,6 +591,10 @@ def run_submitted(
             presentation_timeout_s=t.presentation_timeout_seconds,
             replay_tools_from=replay_tools_from,
             max_cost_usd=o.max_cost_usd,
+            planning_mode=o.coordination.enable_planning_mode,
+            planning_mode_instruction=o.coordination.planning_mode_instruction,
+            tool_rules=(*cfg.tool_safety.rules, *overrides),
+            approval_timeout_s=cfg.tool_safety.approval_timeout_seconds,
         ),
         config_path=config_path,
     )

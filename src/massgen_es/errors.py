@@ -178,6 +178,15 @@ class ToolPermissionError(ToolError):
     """A tool call reaches outside what the agent may use (server, tool or path)."""
 
 
+class PlanningModeBlocked(ToolError):
+    """Planning mode holds the call back: an irreversible tool during coordination (MassGen spec §1.14);
+    the agent describes what it would do, and the winner runs it while presenting."""
+
+
+class ApprovalDenied(ToolError):
+    """A call marked ``ask`` was denied by a person, or nobody answered in time (issue 15 item 3)."""
+
+
 class UnknownTool(ToolError):
     """The MCP server has no tool of that name."""
 

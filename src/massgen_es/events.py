@@ -133,6 +133,23 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     system_message: str = ""
 
 
+class ToolRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A person's decision about tools (issue 15 items 2-3), from the config's ``tool_safety.rules`` or
+    an override file (``massgen_es.tool_safety``); the first rule whose ``tool`` matches decides.
+
+    Attributes:
+        tool: ``server.tool`` with shell wildcards (``github.*``, ``*.delete_*``), or ``execute_command``.
+        policy: ``allow`` runs the call, ``ask`` waits for a person's approval, ``deny`` refuses it.
+        safety: ``reversible`` or ``irreversible``: what planning mode blocks during coordination.
+        rationale: why, in a few words.
+    """
+
+    tool: str
+    policy: Literal["allow", "ask", "deny"] | None = None
+    safety: Literal["reversible", "irreversible"] | None = None
+    rationale: str = ""
+
+
 class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Protocol settings of a run (MassGen spec §1.10, §5.2)."""
 
@@ -155,6 +172,15 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``team``: the coordination protocol. ``tool_call``: one MCP tool call made by ``massgen mcp call``
     (its ``tool.call_requested`` is written by the command line); no agent turn is requested, and the
     orchestrator ends the run with the call's outcome, so it replays like any run."""
+    planning_mode: bool = False
+    """MassGen's ``enable_planning_mode`` (spec §1.14): during coordination irreversible tools are not
+    executed, agents describe what they would do; the presenter runs them."""
+    planning_mode_instruction: str | None = None
+    """Replaces the planning-mode text added to coordination prompts (MassGen's key of that name)."""
+    tool_rules: tuple[ToolRule, ...] = ()
+    """The run's tool rules: the config's, then the workspace's and the user's override files."""
+    approval_timeout_s: float = 300.0
+    """How long a call marked ``ask`` waits for a person before it is denied."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,6 +247,9 @@ class TurnRequested(Event, frozen=True, tag="turn.requested"):
     anon_id: str | None = None
     """The agent's anonymous id (``agentN``, its config position): what a backend may key per-agent
     state on (the local model's cache slot), never shown to other agents' prompts."""
+    planning_mode: bool = False
+    """Planning mode holds for this turn (a coordination turn of a run with ``planning_mode``): the
+    worker refuses ``execute_command`` and the broker refuses irreversible MCP tools."""
 
 
 class TurnStarted(Event, frozen=True, tag="turn.started"):
@@ -484,6 +513,37 @@ class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
     """The arguments as the model wrote them (JSON string, validated by the broker)."""
 
 
+class ApprovalRequested(Event, frozen=True, tag="approval.requested"):
+    """A tool call marked ``ask`` (a ``ToolRule``) waits for a person: ``massgen approve``/``deny`` or
+    the live view's prompt answers with ``approval.decided``; without an answer within ``timeout_s`` the
+    broker denies it. The rest of the run goes on meanwhile (issue 15 item 3)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    server: str
+    tool: str
+    arguments: str
+    """The arguments as the model wrote them (scrubbed like every event)."""
+    timeout_s: float
+    rationale: str = ""
+    """The rule's reason for asking."""
+
+
+class ApprovalDecided(Event, frozen=True, tag="approval.decided"):
+    """The answer to an ``approval.requested`` (event id ``<request id>:decided``: the first answer is
+    the only one, any later one is a duplicate that JetStream drops)."""
+
+    call_id: str
+    agent_id: str
+    server: str
+    tool: str
+    approved: bool
+    by: str
+    """Who decided: ``massgen approve by ana@laptop``, or ``timeout after 300 s``."""
+    reason: str = ""
+
+
 class ToolCallStarted(Event, frozen=True, tag="tool.call_started"):
     """The broker is about to call the server (the call has passed its checks): from here on the call may
     have effects. A redelivered request that finds this marker (id ``<request id>:started``) and no
@@ -673,6 +733,8 @@ EventType = (
     | ToolsListRequested
     | ToolsListed
     | ToolCallRequested
+    | ApprovalRequested
+    | ApprovalDecided
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
@@ -718,6 +780,8 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ToolsListRequested: ("agent_worker",),
     ToolsListed: ("mcp_broker", "agent_worker"),  # the worker records the command tool and catalog timeouts
     ToolCallRequested: ("agent_worker", "cli"),  # the command line's for `massgen mcp call`
+    ApprovalRequested: ("mcp_broker",),
+    ApprovalDecided: ("cli", "mcp_broker"),  # a person's answer; the broker's denial on timeout
     ToolCallStarted: ("mcp_broker",),
     ToolCallCompleted: ("mcp_broker",),
     ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time

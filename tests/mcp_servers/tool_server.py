@@ -1,6 +1,7 @@
 """A small stdio MCP server for the broker tests, built on the official SDK's ``MCPServer``.
 
-Tools: ``echo``, ``slow`` (sleeps), ``env`` (prints an env var), ``environ`` (the whole environment, also
+Tools: ``echo``, ``send_message`` (its name says irreversible),
+``slow`` (sleeps), ``env`` (prints an env var), ``environ`` (the whole environment, also
 printed on stderr), ``crash`` (kills the process),
 ``grow`` (registers a new tool and sends ``notifications/tools/list_changed``).
 Each start appends the pid to ``$TOOL_SERVER_STARTS`` and each call's name to ``$TOOL_SERVER_CALLS``,
@@ -28,6 +29,13 @@ def echo(text: str) -> str:
     """Echo the text back."""
     _note("TOOL_SERVER_CALLS", "echo")
     return f"echo: {text}"
+
+
+@server.tool()
+def send_message(text: str) -> str:
+    """Send a message (the world sees it: an irreversible effect, noted with its text)."""
+    _note("TOOL_SERVER_CALLS", f"send_message:{text}")
+    return f"sent: {text}"
 
 
 @server.tool()

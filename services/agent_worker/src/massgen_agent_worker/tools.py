@@ -13,14 +13,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 
 from massgen_es import mcp
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
 from massgen_es.config import BackendConfig, server_names
-from massgen_es.errors import ToolArgumentError, ToolTimeout
+from massgen_es.errors import PlanningModeBlocked, ToolArgumentError, ToolTimeout
 from massgen_es.events import (
+    ApprovalRequested,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
@@ -132,20 +134,22 @@ class ToolClient:
         enough: Callable[[list[Record]], bool], timeout_s: float,
     ) -> tuple[list[Record], bool]:
         """Follow the run's ``source`` subject, keeping the records ``accept`` takes, until ``enough`` says
-        so or ``timeout_s`` passes; returns the records and whether it was enough."""
+        so or ``timeout_s`` passes; returns the records and whether it was enough. An
+        ``approval.requested`` for one of the requests gives that much more time from its arrival: the
+        call waits for a person (issue 15 item 3)."""
         got: list[Record] = []
         stream = self.log.follow(run_id, after_seq, source=source)
-
-        async def collect() -> None:
-            async for r in stream:
-                if accept(r):
-                    got.append(r)
-                    if enough(got):
-                        return
-
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(collect(), timeout_s)
-            return got, True
+            async with asyncio.timeout(timeout_s) as deadline:
+                async for r in stream:
+                    if isinstance(r.event, ApprovalRequested) and accept(_outcome_of(r)):
+                        deadline.reschedule(max(deadline.when() or 0.0, loop.time() + r.event.timeout_s + timeout_s))
+                    elif accept(r):
+                        got.append(r)
+                        if enough(got):
+                            return got, True
+            return got, False
         except TimeoutError:
             return got, False
         finally:
@@ -229,8 +233,12 @@ class ToolClient:
         refused: dict[str, str] = {}
         for i, call in calls:
             try:
+                if req.planning_mode:  # a command may change anything: held back like irreversible tools
+                    raise PlanningModeBlocked(
+                        "execute_command is not run during coordination (planning mode): describe the command "
+                        "and what it would do; the winner runs it while presenting")
                 args = mcp.check_arguments(call.arguments, EXECUTE_COMMAND.parameters)
-            except ToolArgumentError as exc:  # recorded here: nothing to send to the executor
+            except (ToolArgumentError, PlanningModeBlocked) as exc:  # recorded here: nothing to send
                 bad = ExecutionFailed(call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id,
                                       failure=failure_of(exc))
                 await self._record(run_id, Draft(f"{key}:c{i}:result", bad, cause))
@@ -279,6 +287,13 @@ class ToolClient:
         got = await self._await(run_id, seq - 1, {f"{request_id}:done"}, 120.0)
         r = got.get(f"{request_id}:done")
         return r.event if r is not None and isinstance(r.event, WorkspaceSnapshotted) else None
+
+
+def _outcome_of(request: Record) -> Record:
+    """A stand-in record with the id of the outcome of the call an ``approval.requested`` waits on
+    (``<call request id>:result``), for the ``accept`` test of :meth:`ToolClient._follow_until`."""
+    assert request.causation_id is not None
+    return msgspec.structs.replace(request, id=f"{request.causation_id}:result")
 
 
 def _late_tool_call(ev: ToolCallRequested, why: Failure) -> ToolCallFailed:

@@ -23,7 +23,7 @@ from massgen_es.config import (
     is_massgen_workspace_tools,
 )
 from massgen_es.errors import ConfigError
-from massgen_es.events import Record, RunSubmitted, ToolCallCompleted, ToolCallRequested
+from massgen_es.events import Record, RunSettings, RunSubmitted, ToolCallCompleted, ToolCallRequested
 from massgen_mcp_broker.sessions import Launch
 
 FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem"
@@ -109,6 +109,8 @@ class RunContext:
     recorded: dict[tuple[str, str, str, str], list[ToolCallCompleted]] = field(default_factory=dict)
     launches: dict[tuple[str, str], tuple[Launch, list[str]]] = field(default_factory=dict, repr=False)
     """``(agent id, server name)``: :func:`resolve_launch`'s answer, which stays the same for the run."""
+    settings: RunSettings = field(default_factory=RunSettings)
+    """The run's protocol settings: its tool rules and planning mode (``massgen_es.tool_safety``)."""
 
     @property
     def snapshots(self) -> Path:
@@ -143,7 +145,7 @@ class RunContext:
                     builtin.add(WORKSPACE_TOOLS_SERVER)
             agents[spec.id] = AgentGrant(spec.id, ids.anon_id(i), backend, servers, workspace, frozenset(builtin))
         workspaces.snapshots(home, run_id)
-        return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from)
+        return cls(run_id, run_dir, agents, submitted.settings.replay_tools_from, settings=submitted.settings)
 
     def load_recording(self, records: list[Record]) -> None:
         """Index a recorded run's completed tool calls by (agent, server, tool, arguments), in order."""

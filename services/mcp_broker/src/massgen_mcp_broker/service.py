@@ -70,7 +70,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
-from massgen_mcp_broker import inspection, tracking
+from massgen_mcp_broker import approvals, inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
 
@@ -373,6 +373,7 @@ class McpBroker:
             meta = None
             if req.server in grant.builtin:  # ours: `filesystem` and `workspace_tools` of a workspace
                 arguments, meta = await self._confine(run, grant, req, arguments)
+            await approvals.check(self.log, self.source, run, record, req, fence)  # planning mode, rules, a person
             await self._mark_started(run, record, req, fence)
         except ToolError as exc:
             return failed(exc), []

@@ -239,6 +239,7 @@ class _Decider:
                         backend=agent.backend,
                         answers_version=turn.answers_version,
                         anon_id=agent.anon_id,
+                        planning_mode=self.settings.planning_mode and turn.kind != "presentation",
                     )
                 )
 
@@ -504,25 +505,29 @@ class _Decider:
             return  # over budget: no new LLM call (end_on_budget ends the run when nothing is in flight)
         assert st.submitted is not None
         s = self.settings
+        messages = prompts.coordination_messages(
+            agent.system_message,
+            s.voting_sensitivity,
+            s.answer_novelty_requirement,
+            st.submitted.question,
+            st.current_answers(),
+            _style(agent),
+            (agent.anon_id, agent.latest.content) if agent.latest else None,
+        )
+        if s.planning_mode:  # MassGen spec §1.14: agents describe what they would do
+            messages = prompts.with_planning(messages, s.planning_mode_instruction)
         self.emit(
             TurnRequested(
                 turn_id=ids.turn_id(agent.id, agent.turns_started + 1),
                 agent_id=agent.id,
                 attempt=1,
                 kind="coordination",
-                messages=prompts.coordination_messages(
-                    agent.system_message,
-                    s.voting_sensitivity,
-                    s.answer_novelty_requirement,
-                    st.submitted.question,
-                    st.current_answers(),
-                    _style(agent),
-                    (agent.anon_id, agent.latest.content) if agent.latest else None,
-                ),
+                messages=messages,
                 tools=self.tools_for(agent),
                 backend=agent.backend,
                 answers_version=st.version,
                 anon_id=agent.anon_id,
+                planning_mode=s.planning_mode,
             )
         )
 
@@ -572,6 +577,7 @@ class _Decider:
                 backend=agent.backend,
                 answers_version=st.version,
                 anon_id=agent.anon_id,
+                planning_mode=self.settings.planning_mode,
             )
         )
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import msgspec
+
 from massgen_es.events import Message, ToolSpec
 
 Style = Literal["massgen", "compact"]
@@ -151,6 +153,23 @@ def coordination_messages(
         Message(role="system", content=coordination_system(system_message, sensitivity, novelty)),
         Message(role="user", content=coordination_user(question, answers)),
     )
+
+
+PLANNING_MODE_INSTRUCTION = (
+    "During coordination, describe what you would do without actually executing actions. Only provide concrete "
+    "implementation details without calling external APIs or tools."
+)
+"""MassGen's default ``planning_mode_instruction`` (spec §1.6, system-message section 10)."""
+
+
+def with_planning(messages: tuple[Message, ...], instruction: str | None) -> tuple[Message, ...]:
+    """``messages`` with planning mode's instruction (``instruction``, else
+    :data:`PLANNING_MODE_INSTRUCTION`) closing the system message, as MassGen adds it (spec §1.14)."""
+    text = instruction or PLANNING_MODE_INSTRUCTION
+    first = messages[0]
+    if first.role == "system":
+        return (msgspec.structs.replace(first, content=f"{first.content}\n\n{text}"), *messages[1:])
+    return (Message(role="system", content=text), *messages)
 
 
 _COMPACT_SENSITIVITY = {

@@ -32,15 +32,25 @@ from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.fork_commands import fork
 from massgen_cli.mcp_commands import mcp_app
 from massgen_cli.model_commands import models_app
-from massgen_cli.run_control import cancel, cancel_on_interrupt, interrupted, resume
+from massgen_cli.run_control import (
+    approve,
+    cancel,
+    cancel_on_interrupt,
+    decide_approval,
+    deny,
+    interrupted,
+    resume,
+    who,
+)
 from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
 from massgen_es import config as config_mod
-from massgen_es import scrub
+from massgen_es import scrub, tool_safety
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ACK_WAIT_S
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
-from massgen_es.events import TERMINAL_EVENTS, Source
+from massgen_es.events import TERMINAL_EVENTS, ApprovalRequested, Record, Source
+from massgen_es.ops import home
 from massgen_es.subjects import SERVICE_NAMES, ServiceName
 from massgen_replay import read, render, views
 
@@ -51,6 +61,8 @@ app.add_typer(import_app, name="import")
 app.command()(fork)
 app.command()(cancel)
 app.command()(resume)
+app.command()(approve)
+app.command()(deny)
 app.add_typer(mcp_app, name="mcp")
 
 
@@ -81,7 +93,8 @@ def submit(
     """
     try:
         cfg = config_mod.load_config(config)
-        submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from)
+        submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from,
+                                             overrides=tool_safety.override_rules(home(), Path.cwd()))
     except ConfigError as exc:
         fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
@@ -164,10 +177,13 @@ async def follow_run(stack: Stack, run_id: str, quiet: bool, tui: bool = False) 
         if not quiet and not tui else _Null()
     )
     feed: asyncio.Queue[Any] = asyncio.Queue()  # the Textual app's records, when it shows the run
+    asks = not quiet and not tui and sys.stdin.isatty()  # a tool call marked `ask` is answered inline
 
     async def follow() -> None:
         with display as live:
             async for record in log.follow(run_id):
+                if asks and isinstance(record.event, ApprovalRequested):
+                    await _ask(stack, record, live)
                 seen = len(view.timeline)
                 view.apply(record)
                 if tui:
@@ -197,6 +213,29 @@ async def follow_run(stack: Stack, run_id: str, quiet: bool, tui: bool = False) 
 
 _STOP_S = 10.0
 """Seconds a cancelled part of a command may take to stop before the command goes on without it."""
+
+
+async def _ask(stack: Stack, asked: Record, live: Live | None) -> None:
+    """Ask the person at the terminal about a tool call marked ``ask`` (issue 15 item 3), unless it was
+    decided already (from another terminal: ``massgen approve``). The view pauses meanwhile; the run
+    goes on."""
+    from rich.prompt import Confirm, Prompt
+
+    if any(r.id == f"{asked.id}:decided" for r in await stack.log.read(asked.run_id, after_seq=asked.seq)):
+        return
+    ev = asked.event
+    assert isinstance(ev, ApprovalRequested)
+    if live is not None:
+        live.stop()
+    try:
+        err.print(f"[bold yellow]approval needed[/bold yellow]: {ev.agent_id} calls {ev.server}.{ev.tool} "
+                  f"{ev.arguments[:500]}" + (f" ({ev.rationale})" if ev.rationale else ""), highlight=False)
+        ok = await asyncio.to_thread(Confirm.ask, "run it?", console=err, default=False)
+        reason = "" if ok else await asyncio.to_thread(Prompt.ask, "why not (optional)", console=err, default="")
+        await decide_approval(stack.log, asked, ok, who("the live view of massgen submit"), reason)
+    finally:
+        if live is not None:
+            live.start()
 
 
 async def _unless_a_service_stops(work: Coroutine[Any, Any, None], services: list[asyncio.Task[None]]) -> None:

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
 
 from massgen_es import config as config_mod
+from massgen_es import tool_safety
 from massgen_es.errors import ConfigError
 from massgen_es.events import TERMINAL_EVENTS, AgentSpec, Record, RunSettings, RunSubmitted
+from massgen_es.ops import home
 
 _FIXED_BACKEND_KEYS = ("mcp_servers", "cwd", "context_paths", "enable_mcp_command_line", "command_line_")
 """Backend keys the broker and the executor read from the run's submission, which a fork keeps."""
@@ -151,7 +154,8 @@ def forked_settings(
     Raises:
         ConfigError: the agents' ids or order differ from the parent's, or a key a fork keeps changed.
     """
-    new = config_mod.run_submitted(submitted.question, cfg, replay_tools_from=submitted.settings.replay_tools_from)
+    new = config_mod.run_submitted(submitted.question, cfg, replay_tools_from=submitted.settings.replay_tools_from,
+                                   overrides=tool_safety.override_rules(home(), Path.cwd()))
     old_ids, new_ids = [a.id for a in submitted.agents], [a.id for a in new.agents]
     if old_ids != new_ids:
         raise ConfigError(f"{origin}: a fork keeps the parent's agents {old_ids} (ids and order: the copied "

@@ -24,7 +24,15 @@ from massgen_cli.console import err, run
 from massgen_cli.stack import Stack, open_stack, start_services
 from massgen_es.bus import Draft, EventLog
 from massgen_es.errors import ConfigError
-from massgen_es.events import TERMINAL_EVENTS, Record, RunCancelRequested, RunResumeRequested, Source
+from massgen_es.events import (
+    TERMINAL_EVENTS,
+    ApprovalDecided,
+    ApprovalRequested,
+    Record,
+    RunCancelRequested,
+    RunResumeRequested,
+    Source,
+)
 from massgen_replay import read, views
 
 END_WAIT_S = 15.0
@@ -155,5 +163,71 @@ def interrupted(view: views.RunView, stack: Stack) -> str:
     return view.status
 
 
-__all__ = ["END_WAIT_S", "cancel", "cancel_on_interrupt", "interrupted", "request_cancel", "resume", "run_end",
-           "who"]
+
+
+# ---------------------------------------------------------------- approvals (issue 15 item 3)
+
+
+def pending_approvals(records: list[Record]) -> list[tuple[Record, ApprovalRequested]]:
+    """The run's ``approval.requested`` records that have no ``approval.decided`` yet, in order."""
+    decided = {r.id for r in records if isinstance(r.event, ApprovalDecided)}
+    return [(r, r.event) for r in records
+            if isinstance(r.event, ApprovalRequested) and f"{r.id}:decided" not in decided]
+
+
+async def decide_approval(log: EventLog, asked: Record, approved: bool, by: str, reason: str = "") -> None:
+    """Record a person's answer to ``asked`` (an ``approval.requested`` record) under the one decision id
+    the broker waits on (``<request id>:decided``; a second answer is a duplicate JetStream drops)."""
+    ev = asked.event
+    assert isinstance(ev, ApprovalRequested)
+    decided = ApprovalDecided(call_id=ev.call_id, agent_id=ev.agent_id, server=ev.server, tool=ev.tool,
+                              approved=approved, by=by, reason=reason)
+    await log.append(asked.run_id, "cli", [Draft(f"{asked.id}:decided", decided, asked.id)], origin=_cli_source())
+
+
+def _decide(run_id: str, call: str | None, approved: bool, reason: str) -> None:
+    command = "massgen approve" if approved else "massgen deny"
+
+    async def go() -> str:
+        async with open_stack(services=False, name="massgen-approval") as stack:
+            records = await read.run_records(stack.log, run_id)
+            waiting = pending_approvals(records)
+            if call is None:
+                if not waiting:
+                    return f"run {run_id}: no tool call is waiting for approval"
+                return "\n".join(f"{ev.call_id}  {ev.agent_id}  {ev.server}.{ev.tool}  {ev.arguments[:200]}"
+                                 for _, ev in waiting)
+            asked = [(r, ev) for r, ev in waiting if ev.call_id == call]
+            if not asked:
+                if any(isinstance(r.event, ApprovalRequested) and r.event.call_id == call for r in records):
+                    raise ConfigError(f"tool call {call} of run {run_id} has already been decided: "
+                                      f"`massgen replay {run_id}` shows by whom")
+                ids = ", ".join(ev.call_id for _, ev in waiting) or "none"
+                raise ConfigError(f"run {run_id} has no tool call {call} waiting for approval; waiting: {ids}")
+            record, ev = asked[0]
+            await decide_approval(stack.log, record, approved, who(command), reason)
+            return f"run {run_id}: {ev.server}.{ev.tool} ({call}) {'approved' if approved else 'denied'}"
+
+    out_text = run(go())
+    print(out_text)
+
+
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run whose tool call waits.")],
+    call: Annotated[str | None, typer.Argument(help="The tool call id; omit it to list the calls waiting.")] = None,
+) -> None:
+    """Approve a tool call that waits for a person (a tool marked `ask`); without CALL, list them."""
+    _decide(run_id, call, True, "")
+
+
+def deny(
+    run_id: Annotated[str, typer.Argument(help="The run whose tool call waits.")],
+    call: Annotated[str, typer.Argument(help="The tool call id (`massgen approve RUN` lists them).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; the agent reads it.")] = "",
+) -> None:
+    """Deny a tool call that waits for a person; the agent is told, with the reason."""
+    _decide(run_id, call, False, reason)
+
+
+__all__ = ["END_WAIT_S", "approve", "cancel", "cancel_on_interrupt", "decide_approval", "deny", "interrupted",
+           "pending_approvals", "request_cancel", "resume", "run_end", "who"]

@@ -12,6 +12,8 @@ from typing import Any
 
 from massgen_es import scrub
 from massgen_es.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionRequested,
@@ -55,7 +57,8 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
       "is_error", "error", "attempts", "replayed_from"}``: a tool call and its outcome (``error`` is
       ``"<Failure type>: <message>"`` for a failed call, ``"isError"`` for a server's error result,
       ``"no outcome recorded"`` when none was; ``duration_s`` in seconds, ``result_chars`` the length
-      of the result text);
+      of the result text; ``approval``: None, ``waiting``, or ``approved by …``/``denied by …: reason``
+      for a call that asked a person);
     - ``{"kind": "server", "ts", "server", "state", "change", "reason", "failures"}``: ``change`` is
       ``breaker`` (circuit breaker open / half_open / closed), ``restart`` (started again after an
       exit), ``start`` or ``crash``;
@@ -64,6 +67,8 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
     """
     outcomes = {r.causation_id: r for r in records
                 if isinstance(r.event, ToolCallCompleted | ToolCallFailed) and r.causation_id}
+    asked = {r.causation_id: r.id for r in records if isinstance(r.event, ApprovalRequested)}
+    decided = {r.causation_id: r.event for r in records if isinstance(r.event, ApprovalDecided)}
     rows: list[dict[str, Any]] = []
     for r in records:
         ev = r.event
@@ -72,6 +77,7 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
                 "kind": "call", "ts": r.ts, "agent": ev.agent_id, "server": ev.server, "tool": ev.tool,
                 "arguments": redact_arguments(ev.arguments), "duration_s": None, "result_chars": None,
                 "is_error": True, "error": "no outcome recorded", "attempts": 0, "replayed_from": None,
+                "approval": _approval(asked.get(r.id), decided),
             }
             done = outcomes.get(r.id)
             if done is not None and isinstance(done.event, ToolCallCompleted):
@@ -94,6 +100,15 @@ def mcp_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
                          "version": ev.version, "tools": len(ev.tools),
                          "error": ev.failure.text() if ev.failure else None})
     return rows
+
+
+def _approval(asked: str | None, decided: dict[str | None, Any]) -> str | None:
+    if asked is None:
+        return None
+    d = decided.get(asked)
+    if not isinstance(d, ApprovalDecided):
+        return "waiting"
+    return f"{'approved' if d.approved else 'denied'} by {d.by}" + (f": {d.reason}" if d.reason else "")
 
 
 def exec_rows(records: Sequence[Record]) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ STAGES = ("initialisation", "coordination", "presentation")
 """MassGen's stages of a run (spec §6.2: the orchestrator status footer), in order."""
 
 TOOL_KINDS = frozenset({
-    "tools", "tool_call", "tool_result", "tool_failed", "exec", "exec_result", "exec_failed", "snapshot",
+    "tools", "tool_call", "tool_result", "tool_failed", "exec", "exec_result", "exec_failed", "snapshot", "approval",
     "mcp_server", "sandbox",
 })
 """Timeline entries (``RunView.timeline`` kinds) shown in the tools pane."""

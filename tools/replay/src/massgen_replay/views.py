@@ -13,6 +13,8 @@ from massgen_es import ids
 from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
+    ApprovalDecided,
+    ApprovalRequested,
     BudgetExceeded,
     ConsensusReached,
     Event,
@@ -60,7 +62,7 @@ _TURN_EVENTS = (
 """Events of an agent's turns: shown only for an agent of the run."""
 _TOOL_EVENTS = (
     ToolsListed, ToolCallRequested, ToolCallCompleted, ToolCallFailed, ExecutionRequested, ExecutionCompleted,
-    ExecutionFailed, WorkspaceSnapshotted,
+    ExecutionFailed, WorkspaceSnapshotted, ApprovalRequested, ApprovalDecided,
 )
 """Events of an agent's tools and commands: shown only for an agent of the run."""
 _DECISION_EVENTS = (VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted)
@@ -289,6 +291,16 @@ class RunView:
                 what = f"unavailable: {preview(ev.failure.message)}" if ev.failure else (
                     f"{len(ev.tools)} tools (v{ev.version}): {preview(', '.join(t.name for t in ev.tools), 120)}")
                 self._log(r, ev.agent_id, "tools", f"{ev.server}: {what}")
+            case ApprovalRequested():
+                agent.status = f"waiting for approval of {ev.server}.{ev.tool}"
+                why = f" ({ev.rationale})" if ev.rationale else ""
+                self._log(r, ev.agent_id, "approval", f"asks a person: {ev.server}.{ev.tool}"
+                          f"({preview(ev.arguments, 80)}), call {ev.call_id}, {ev.timeout_s:g} s{why}")
+            case ApprovalDecided():
+                agent.status = f"calling {ev.server}.{ev.tool}" if ev.approved else "denied a tool"
+                why = f": {ev.reason}" if ev.reason else ""
+                self._log(r, ev.agent_id, "approval", f"{ev.server}.{ev.tool} "
+                          f"{'approved' if ev.approved else 'denied'} by {ev.by}{why}")
             case ToolCallRequested():
                 agent.status = f"calling {ev.server}.{ev.tool}"
                 self._log(r, ev.agent_id, "tool_call", f"{ev.server}.{ev.tool}({preview(ev.arguments, 80)})")

@@ -1,0 +1,209 @@
+"""Planning mode, tool rules and human approval (issue 15 items 1-3): the rules of
+``massgen_es.tool_safety``, then whole runs on a real nats-server with the services in-process, the
+SDK-built MCP test server over stdio, scripted models through the real ``openai`` SDK, and ``massgen
+approve``/``deny`` run as a second process while the run waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_mcp_broker import lines, mcp_team, script, tool_server
+
+from harness import Stack, of, tool_names
+from massgen_es import tool_safety
+from massgen_es.errors import ConfigError
+from massgen_es.events import (
+    AnswerPosted,
+    ApprovalDecided,
+    ApprovalRequested,
+    ExecutionFailed,
+    RunCompleted,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolRule,
+    TurnRequested,
+)
+from massgen_es.testing import eventually
+from massgen_es.testing.fake_openai import Reply
+from massgen_orchestrator.prompts import PLANNING_MODE_INSTRUCTION
+
+MASSGEN = str(Path(sys.executable).parent / "massgen")
+
+# ---------------------------------------------------------------- the rules
+
+
+def test_the_first_matching_rule_decides_and_names_say_the_rest():
+    rules = (ToolRule(tool="github.*", policy="ask", rationale="pushes code"),
+             ToolRule(tool="*.delete_*", safety="reversible", rationale="a trash bin"),
+             ToolRule(tool="github.create_issue", policy="deny"))
+    assert tool_safety.policy(rules, "github", "create_issue") == ("ask", "pushes code")
+    assert tool_safety.policy(rules, "slack", "post") == ("allow", "")
+    assert tool_safety.classify(rules, "drive", "delete_file") == ("reversible", "a trash bin")
+    assert tool_safety.classify((), "slack", "send_message")[0] == "irreversible"
+    assert tool_safety.classify((), "search", "list_items")[0] == "reversible"
+    assert tool_safety.classify((), "filesystem", "write_file")[0] == "reversible"  # the agent's own workspace
+
+
+def test_override_files_come_workspace_first_then_user_and_a_bad_one_names_itself(tmp_path):
+    home, work = tmp_path / "home", tmp_path / "work"
+    (work / ".massgen").mkdir(parents=True)
+    home.mkdir()
+    (work / ".massgen" / "tool_safety.yaml").write_text("rules: [{tool: 'a.*', policy: deny}]")
+    (home / "tool_safety.yaml").write_text("rules: [{tool: 'a.*', policy: allow}, {tool: 'b.x', policy: ask}]")
+    rules = tool_safety.override_rules(home, work)
+    assert [r.tool for r in rules] == ["a.*", "a.*", "b.x"]
+    assert tool_safety.policy(rules, "a", "y")[0] == "deny"
+    (home / "tool_safety.yaml").write_text("rules: [{tool: 'a.*', policy: maybe}]")
+    with pytest.raises(ConfigError, match="tool_safety.yaml"):
+        tool_safety.override_rules(home, work)
+
+
+# ---------------------------------------------------------------- planning mode
+
+
+async def test_planning_mode_runs_no_irreversible_call_before_the_presentation(fresh_nats, fake, tmp_path,
+                                                                             massgen_home):
+    send = lambda text: (("mcp__t__send_message", {"text": text}),)  # noqa: E731
+    handlers = [script(send("coordinating"), present=(send("presented"),)), script()]  # different answers
+    cfg = mcp_team(fake, 2, handlers, mcp_servers=[tool_server(tmp_path)])
+    cfg["orchestrator"] = {"coordination": {"enable_planning_mode": True}}
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        run_id = await stack.submit(cfg)
+        records = await stack.wait_done(run_id, 60)
+    assert of(records, RunCompleted)
+    assert lines(tmp_path / "calls") == ["send_message:presented"]  # the world saw only the winner's call
+    blocked = of(records, ToolCallFailed)
+    assert len(blocked) == 1 and blocked[0].failure.type == "PlanningModeBlocked"
+    assert "blocked during coordination (planning mode active" in blocked[0].failure.message
+    [ran] = of(records, ToolCallCompleted)
+    requested = {r.id: r.event for r in records if r.type == "tool.call_requested"}
+    by_call = {e.call_id: e for e in requested.values()}
+    assert by_call[ran.call_id].kind == "presentation"
+    turns = of(records, TurnRequested)
+    assert all(t.planning_mode and PLANNING_MODE_INSTRUCTION in t.messages[0].content
+               for t in turns if t.kind == "coordination")
+    assert not any(t.planning_mode for t in turns if t.kind == "presentation")
+
+
+async def test_planning_mode_holds_back_commands_during_coordination(fresh_nats, fake, tmp_path, massgen_home):
+    def handle(body: dict) -> Reply:
+        tools = tool_names(body)
+        results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
+        if "vote" in tools:
+            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "r"}),))
+        if "new_answer" in tools and not results:
+            return Reply(tool_calls=(("mcp__command_line__execute_command", {"command": "touch made-it"}),))
+        if "new_answer" in tools:
+            return Reply(tool_calls=(("new_answer", {"content": "plan: " + results[-1]}),))
+        return Reply(text="FINAL")
+
+    cfg = mcp_team(fake, 1, [handle], cwd="ws", enable_mcp_command_line=True,
+                   command_line_execution_mode="local_unisolated")
+    cfg["orchestrator"] = {"coordination": {"enable_planning_mode": True}}
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        stack.executor(massgen_home)
+        run_id = await stack.submit(cfg)
+        records = await stack.wait_done(run_id, 60)
+    [refused] = of(records, ExecutionFailed)
+    assert refused.failure.type == "PlanningModeBlocked"
+    assert not list(massgen_home.rglob("made-it"))
+    assert "execute_command is not run during coordination" in of(records, AnswerPosted)[0].content
+
+
+# ---------------------------------------------------------------- approval
+
+
+def _ask_team(fake, tmp_path: Path, **safety) -> dict:
+    """Agent a calls t.send_message (marked ask) while agent b answers at once; b's answer wins."""
+    handlers = [script((("mcp__t__send_message", {"text": "hello"}),)), script()]
+    cfg = mcp_team(fake, 2, handlers, mcp_servers=[tool_server(tmp_path)])
+    cfg["tool_safety"] = {"rules": [{"tool": "t.send_message", "policy": "ask", "rationale": "posts publicly"}],
+                          **safety}
+    return cfg
+
+
+async def _waiting(stack: Stack, run_id: str) -> ApprovalRequested:
+    found: list[ApprovalRequested] = []
+
+    async def asked() -> bool:
+        found[:] = of(await stack.log.read(run_id), ApprovalRequested)
+        return bool(found)
+
+    await eventually(asked, 60, "an approval request")
+    return found[0]
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MASSGEN_NATS_URL": stack.url, "COLUMNS": "400"}  # the report's lines unwrapped
+    return subprocess.run([MASSGEN, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+async def test_a_call_marked_ask_runs_once_a_second_process_approves_it(fresh_nats, fake, tmp_path, massgen_home):
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        run_id = await stack.submit(_ask_team(fake, tmp_path))
+        asked = await _waiting(stack, run_id)
+        assert asked.rationale == "posts publicly" and json.loads(asked.arguments) == {"text": "hello"}
+        await eventually(lambda: _answered(stack, run_id), 60, "the other agent's answer while one waits")
+        assert lines(tmp_path / "calls") == []  # nothing sent before the decision
+        listed = await asyncio.to_thread(_cli, stack, "approve", run_id)
+        assert asked.call_id in listed.stdout and "t.send_message" in listed.stdout
+        done = await asyncio.to_thread(_cli, stack, "approve", run_id, asked.call_id)
+        assert done.returncode == 0, done.stderr
+        records = await stack.wait_done(run_id, 60)
+    [decided] = of(records, ApprovalDecided)
+    assert decided.approved and decided.by.startswith("massgen approve by ")
+    assert lines(tmp_path / "calls") == ["send_message:hello"]
+    assert of(records, ToolCallCompleted) and of(records, RunCompleted)
+    again = await asyncio.to_thread(_cli, stack, "deny", run_id, asked.call_id)
+    assert again.returncode == 1 and "already been decided" in again.stderr
+    shown = await asyncio.to_thread(_cli, stack, "replay", run_id)
+    assert "approved by massgen approve by" in shown.stdout, shown.stdout
+
+
+async def _answered(stack: Stack, run_id: str) -> bool:
+    return bool(of(await stack.log.read(run_id), AnswerPosted))
+
+
+async def test_a_denied_call_is_not_made_and_the_agent_reads_the_reason(fresh_nats, fake, tmp_path, massgen_home):
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        run_id = await stack.submit(_ask_team(fake, tmp_path))
+        asked = await _waiting(stack, run_id)
+        denied = await asyncio.to_thread(_cli, stack, "deny", run_id, asked.call_id, "--reason", "not in public")
+        assert denied.returncode == 0, denied.stderr
+        records = await stack.wait_done(run_id, 60)
+    [failed] = of(records, ToolCallFailed)
+    assert failed.failure.type == "ApprovalDenied" and "not in public" in failed.failure.message
+    assert lines(tmp_path / "calls") == []
+    assert any("not in public" in a.content for a in of(records, AnswerPosted))
+
+
+async def test_nobody_answering_in_time_denies_the_call(fresh_nats, fake, tmp_path, massgen_home):
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        stack.broker(massgen_home)
+        run_id = await stack.submit(_ask_team(fake, tmp_path, approval_timeout_seconds=1))
+        records = await stack.wait_done(run_id, 60)
+    [decided] = of(records, ApprovalDecided)
+    assert not decided.approved and decided.by == "timeout after 1 s"
+    assert of(records, ToolCallFailed)[0].failure.type == "ApprovalDenied"
+    assert lines(tmp_path / "calls") == []
