@@ -207,3 +207,33 @@ async def test_nobody_answering_in_time_denies_the_call(fresh_nats, fake, tmp_pa
     assert not decided.approved and decided.by == "timeout after 1 s"
     assert of(records, ToolCallFailed)[0].failure.type == "ApprovalDenied"
     assert lines(tmp_path / "calls") == []
+
+
+# ---------------------------------------------------------------- review
+
+
+def test_review_lists_each_tool_and_a_decision_set_is_stored_and_reused(tmp_path, massgen_home):
+    cfg = tmp_path / "team.yaml"
+    cfg.write_text(json.dumps({"agents": [{"id": "a", "backend": {
+        "type": "chatcompletion", "model": "m", "base_url": "http://127.0.0.1:9/v1", "enable_mcp_command_line": True,
+        "cwd": "ws", "mcp_servers": [tool_server(tmp_path)]}}]}))
+    env = {**os.environ, "COLUMNS": "400"}
+    stored = subprocess.run([MASSGEN, "tools", "set", "t.echo", "--safety", "irreversible", "--policy", "ask",
+                             "--rationale", "echoes to a channel"], capture_output=True, text=True, timeout=60, env=env)
+    assert stored.returncode == 0, stored.stderr
+    assert (massgen_home / "tool_safety.yaml").exists()
+    shown = subprocess.run([MASSGEN, "tools", "review", "--config", str(cfg), "--json"], capture_output=True,
+                           text=True, timeout=180, env=env)
+    assert shown.returncode == 0, shown.stderr
+    rows = {r["tool"]: r for r in map(json.loads, shown.stdout.splitlines())}
+    assert rows["t.echo"] == {"tool": "t.echo", "safety": "irreversible", "rationale": "echoes to a channel",
+                              "source": "rule", "policy": "ask"}
+    assert (rows["t.send_message"]["safety"], rows["t.send_message"]["source"]) == ("irreversible", "name")
+    assert rows["filesystem.write_file"]["safety"] == "reversible"
+    assert rows["execute_command"]["safety"] == "irreversible"
+    # The stored decision is what the next run records, after the config's own rules.
+    from massgen_es.config import parse_config, run_submitted
+
+    submitted = run_submitted("q", parse_config(json.loads(cfg.read_text())),
+                              overrides=tool_safety.override_rules(massgen_home, tmp_path))
+    assert tool_safety.policy(submitted.settings.tool_rules, "t", "echo") == ("ask", "echoes to a channel")

@@ -84,6 +84,29 @@ def classify(rules: tuple[ToolRule, ...], server: str, tool: str) -> tuple[Safet
     return "reversible", "its name says it reads, searches or lists"
 
 
+def review(rules: tuple[ToolRule, ...], server: str, tool: str) -> dict[str, str]:
+    """What ``massgen tools review`` shows of one tool: ``{"tool", "safety", "rationale", "source",
+    "policy"}``; ``source`` is ``rule`` when a rule classifies it, ``name`` when the name rule does."""
+    safety, why = classify(rules, server, tool)
+    by_rule = any(r.safety is not None for r in _match(rules, server, tool))
+    return {"tool": name_of(server, tool), "safety": safety, "rationale": why,
+            "source": "rule" if by_rule else "name", "policy": policy(rules, server, tool)[0]}
+
+
+def save_rule(path: Path, rule: ToolRule) -> None:
+    """Store ``rule`` in the override file ``path`` (created if missing), replacing a rule for the same
+    ``tool`` pattern: a person's decision, reused by every later run that reads the file.
+
+    Raises:
+        ConfigError: the file exists but is not a valid override file.
+    """
+    kept = [r for r in _load(path) if r.tool != rule.tool]
+    rules = [{k: v for k, v in msgspec.to_builtins(r).items() if v not in (None, "")} for r in (rule, *kept)]
+    data = {"rules": rules}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
 def _load(path: Path) -> tuple[ToolRule, ...]:
     try:
         data: object = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -108,5 +131,5 @@ def override_rules(home: Path, workdir: Path) -> tuple[ToolRule, ...]:
     return (*_load(workdir / ".massgen" / OVERRIDE_FILE), *_load(home / OVERRIDE_FILE))
 
 
-__all__ = ["OVERRIDE_FILE", "Policy", "Safety", "ToolSafetyConfig", "classify", "name_of", "override_rules",
-           "policy"]
+__all__ = ["OVERRIDE_FILE", "Policy", "Safety", "ToolSafetyConfig", "classify", "name_of", "override_rules", "policy",
+           "review", "save_rule"]

@@ -43,6 +43,7 @@ from massgen_cli.run_control import (
     who,
 )
 from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
+from massgen_cli.tool_commands import tools_app
 from massgen_es import config as config_mod
 from massgen_es import scrub, tool_safety
 from massgen_es.bus import Draft
@@ -64,6 +65,7 @@ app.command()(resume)
 app.command()(approve)
 app.command()(deny)
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(tools_app, name="tools")
 
 
 def new_run_id() -> str:

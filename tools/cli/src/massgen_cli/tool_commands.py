@@ -1,0 +1,83 @@
+"""``massgen tools review`` and ``massgen tools set``: how each tool of a config is classified and which
+need a person, and a person's decisions, stored in an override file (``massgen_es.tool_safety``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from massgen_cli.console import fail, out, run
+from massgen_cli.mcp_commands import ConfigOpt, _inspect, _load, servers_of
+from massgen_es import tool_safety
+from massgen_es.errors import ConfigError
+from massgen_es.events import ToolRule
+from massgen_es.ops import home
+
+tools_app = typer.Typer(no_args_is_help=True, help="Tool safety: how each tool is classified, and which need "
+                        "a person's approval (review, then confirm or override).")
+
+
+@tools_app.command("review")
+def review(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per tool.")] = False,
+) -> None:
+    """Every tool of the config's MCP servers (and execute_command) with its classification (reversible or
+    irreversible), why, where that comes from (a rule, or the name rule), and its policy (allow, ask,
+    deny), as a run submitted from here would record them. `massgen tools set` confirms or overrides."""
+    cfg, where = _load(config)
+    try:
+        rules = (*cfg.tool_safety.rules, *tool_safety.override_rules(home(), Path.cwd()))
+    except ConfigError as exc:
+        fail(str(exc), 1)
+    tools: set[tuple[str, str]] = set()
+    if any(servers_of(cfg).values()):
+        reply = run(_inspect(cfg, config, None))
+        if reply.error:
+            fail(f"the MCP broker could not list the servers: {reply.error}", 2)
+        tools = {(s.server, t.name.split("__", 2)[-1]) for s in reply.servers for t in s.tools}
+    if any(a.backend.enable_mcp_command_line for a in cfg.team):
+        tools.add(("", "execute_command"))
+    if not tools:
+        fail(f"{where} gives its agents no tool; add agents[].backend.mcp_servers (or cwd, or "
+             "enable_mcp_command_line)", 1)
+    rows = [tool_safety.review(rules, server, tool) for server, tool in sorted(tools)]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table("tool", "safety", "policy", "source", "rationale", title="tool safety", show_edge=False)
+    for row in rows:
+        style = "red" if row["safety"] == "irreversible" else "green"
+        table.add_row(row["tool"], f"[{style}]{row['safety']}[/{style}]", row["policy"], row["source"],
+                      row["rationale"])
+    out.print(table)
+    out.print("confirm or override one: massgen tools set TOOL --safety irreversible --policy ask "
+              "[--workspace]", style="dim", highlight=False)
+
+
+@tools_app.command("set")
+def set_rule(
+    tool: Annotated[str, typer.Argument(help="server.tool (shell wildcards allowed: github.*), or "
+                                        "execute_command.")],
+    safety: Annotated[Literal["reversible", "irreversible"] | None,
+                      typer.Option("--safety", help="What planning mode holds back.")] = None,
+    policy: Annotated[Literal["allow", "ask", "deny"] | None,
+                      typer.Option("--policy", help="allow, ask (a person approves each call) or deny.")] = None,
+    rationale: Annotated[str, typer.Option("--rationale", help="Why, in a few words.")] = "",
+    workspace: Annotated[bool, typer.Option("--workspace", help="Store it for this directory "
+                                            "(./.massgen/tool_safety.yaml), not for you (MASSGEN_HOME).")] = False,
+) -> None:
+    """Store a person's decision about a tool; every later run reads it (after the config's own rules)."""
+    if safety is None and policy is None:
+        fail("give --safety, --policy or both", 1)
+    path = (Path.cwd() / ".massgen" if workspace else home()) / tool_safety.OVERRIDE_FILE
+    try:
+        tool_safety.save_rule(path, ToolRule(tool=tool, safety=safety, policy=policy, rationale=rationale))
+    except ConfigError as exc:
+        fail(str(exc), 1)
+    out.print(f"{tool}: stored in {path}", highlight=False)
