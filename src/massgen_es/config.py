@@ -180,6 +180,13 @@ class AgentConfig(_Strict, frozen=True):
     system_message: str = ""
 
 
+class CoordinationConfig(_Strict, frozen=True):
+    """The ``orchestrator.coordination:`` block (MassGen spec §5.2): the keys supported so far."""
+
+    max_orchestration_restarts: int = 0
+    """Restarts the winner's post-evaluation may ask for (MassGen spec §1.12); 0: no post-evaluation."""
+
+
 class OrchestratorConfig(_Strict, frozen=True):
     """The ``orchestrator:`` block (MassGen spec §5.2, protocol subset)."""
 
@@ -197,6 +204,9 @@ class OrchestratorConfig(_Strict, frozen=True):
     """Accepted for MassGen compatibility; snapshots always live under the run's data directory."""
     agent_temporary_workspace: str | None = None
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
+    coordination: CoordinationConfig = CoordinationConfig()
+    debug_final_answer: str | None = None
+    """MassGen's debug aid: attempt 1's final answer is this text (to test restarts, spec §1.12)."""
 
 
 class TimeoutSettings(_Strict, frozen=True):
@@ -353,6 +363,8 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.max_cost_usd` must be a positive number of dollars")
     if o.max_failed_turns < 1:
         raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
+    if o.coordination.max_orchestration_restarts < 0:
+        raise ConfigError(f"{origin}: `orchestrator.coordination.max_orchestration_restarts` must be >= 0")
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
         _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
@@ -574,6 +586,8 @@ def run_submitted(
             presentation_timeout_s=t.presentation_timeout_seconds,
             replay_tools_from=replay_tools_from,
             max_cost_usd=o.max_cost_usd,
+            max_orchestration_restarts=o.coordination.max_orchestration_restarts,
+            debug_final_answer=o.debug_final_answer,
         ),
         config_path=config_path,
     )
