@@ -9,7 +9,7 @@ import signal
 import uuid
 from collections import Counter
 
-from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, vote
+from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, tool_names, vote
 from massgen_es.bus import Draft
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import (
@@ -17,10 +17,12 @@ from massgen_es.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    PostEvaluationSubmitted,
     PresentationCompleted,
     ProviderRetried,
     RunCompleted,
     RunFailed,
+    RunRestarted,
     RunTimedOut,
     Source,
     TurnFailed,
@@ -331,3 +333,48 @@ def _dump(records: list) -> str:
         f"{getattr(r.event, 'failure', '')}"
         for r in records
     )
+
+
+async def test_post_evaluation_restarts_once_with_its_reasons_and_the_run_completes(fresh_nats, fake: FakeOpenAI):
+    """MassGen spec §1.12 through the stack: the winner's evaluation of attempt 1 asks for a restart;
+    attempt 2's prompts carry the reasons; its evaluation submits."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 2}})
+    reason, instructions = "It does not name the river.", "Say which river Paris is on."
+
+    def script(own: str):
+        def handle(body: dict) -> Reply:
+            prompt = json.dumps(body["messages"])
+            again = "PREVIOUS ATTEMPT FEEDBACK" in prompt or "Seine" in prompt  # a restarted attempt
+            text = f"{own}, on the Seine." if again else f"{own}."
+            tools = tool_names(body)
+            if "submit" in tools:
+                if "Seine" in body["messages"][-1]["content"]:
+                    return Reply(tool_calls=(("submit", {"confirmed": True}),))
+                return Reply(tool_calls=(("restart_orchestration", {"reason": reason, "instructions": instructions}),))
+            if not tools:
+                return Reply(text=f"FINAL: {text}")
+            if "vote" in tools:
+                return vote("agent1", "agent1 is right")
+            return answer(text)
+
+        return handle
+
+    fake.default(ma, script("Paris"))
+    fake.default(mb, script("It is Paris"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = await s.submit(cfg)
+        records = await s.wait_done(run_id)
+    (restarted,) = of(records, RunRestarted)
+    assert (restarted.attempt, restarted.reason, restarted.instructions) == (2, reason, instructions)
+    assert restarted.previous_answer == "FINAL: Paris."
+    second = [b for b in fake.requests(mb) if "PREVIOUS ATTEMPT FEEDBACK" in json.dumps(b["messages"])]
+    assert second and all(reason in json.dumps(b["messages"]) for b in second)
+    assert [e.auto for e in of(records, PostEvaluationSubmitted)] == [""]
+    evaluations = [e for e in of(records, TurnRequested) if e.kind == "post_evaluation"]
+    assert [(e.agent_id, e.turn_id) for e in evaluations] == [("agent-a", "agent-a.evaluate"),
+                                                              ("agent-a", "agent-a.a2.evaluate")]
+    assert of(records, RunCompleted)[0].final_answer == "FINAL: Paris, on the Seine."
+    assert sorted(e.label for e in of(records, AnswerPosted)) == ["agent1.1", "agent1.2", "agent2.1", "agent2.2"]
+    assert_no_duplicates(run_id, records)  # turn ids and answer labels unique across attempts

@@ -12,6 +12,7 @@ from massgen_es import ids
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.errors import ConfigError
 from massgen_es.events import (
+    AnswerPosted,
     Event,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
@@ -112,6 +113,8 @@ def test_restart_starts_a_new_attempt_with_the_feedback_in_every_prompt():
     assert all(r.messages[-1].content.count("<PREVIOUS ATTEMPT FEEDBACK>") == 1 for r in run.requests()
                if r.kind == "coordination" and r.turn_id not in before and r.attempt == 1)
     assert run.turns[A].turn_id == ids.presentation_turn_id(A, 2) == f"{A}.a2.present"
+    labels = [e.label for e in of([r.event for r in run.log], AnswerPosted)]
+    assert labels == ["agent1.1", "agent2.1", "agent1.2", "agent2.2"]  # unique across attempts
     verify(RUN, run.log)
 
 

@@ -310,7 +310,7 @@ class _Decider:
             )
             self.check_consensus()
         elif verdict.kind == "answer":
-            label = f"{agent.anon_id}.{len(agent.answers) + 1}"
+            label = f"{agent.anon_id}.{agent.answers_posted + 1}"
             self.emit(
                 AnswerPosted(
                     agent_id=agent.id,

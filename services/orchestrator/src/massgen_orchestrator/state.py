@@ -96,6 +96,8 @@ class AgentState:
     vote: Vote | None = None
     turn: Turn | None = None
     turns_started: int = 0
+    answers_posted: int = 0
+    """Answers accepted in the whole run: numbers the labels (``agentN.M``), unique across attempts."""
     consecutive_failures: int = 0
     dropped: bool = False
 
@@ -186,6 +188,7 @@ def evolve(state: RunState, record: Record) -> RunState:
             answer = Answer(ev.agent_id, ev.anon_id, ev.label, ev.content, ev.version)
             agent.answers.append(answer)
             state.answers.append(answer)
+            agent.answers_posted += 1
             _end_turn(agent)
         case VoteCast():
             agent = state.agents[ev.voter_id]
@@ -304,7 +307,8 @@ def _run_progress(state: RunState, ev: Event | UnknownEvent) -> None:
 def _restarted(state: RunState, ev: RunRestarted) -> None:
     """A new attempt (spec §1.12, MassGen's ``handle_restart``): every agent's answers, vote and turn
     reset, back to coordinating. Kept: dropped agents stay dropped (a restart is no retry of a failing
-    backend, MassGen #654) and ``turns_started`` counts on, so turn ids stay unique in the run."""
+    backend, MassGen #654); ``turns_started`` and ``answers_posted`` count on, so turn ids and answer
+    labels stay unique in the run."""
     state.attempt = ev.attempt
     state.restart = ev
     state.answers = []
