@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_decide import COMPACT, IDS, QUESTION, RUN, A, B, Run, answer, at, of, texts, to_presentation
+from test_decide import COMPACT, IDS, QUESTION, RUN, A, B, Run, answer, at, both_answer, of, texts, to_presentation
 
 from massgen_es import ids
 from massgen_es.config import parse_config, run_submitted
@@ -27,6 +27,8 @@ from massgen_es.events import (
     TurnRequested,
 )
 from massgen_orchestrator.decide import verify
+from massgen_replay import lanes, traces
+from massgen_replay.views import RunView
 
 PRESENTED = "Paris is the capital of France."
 REASON = "The answer does not say which river Paris is on."
@@ -217,3 +219,26 @@ def test_massgen_coordination_key_parses():
     assert run_submitted("q", cfg).settings.max_orchestration_restarts == 2
     with pytest.raises(ConfigError, match="max_orchestration_restarts"):
         parse_config({"agents": [{"id": "a", "backend": {"type": "local"}}], "orchestrator": restarts(-1)})
+
+
+def test_replay_shows_the_evaluation_and_the_restart_and_the_last_attempts_outcome():
+    run = Run(2, **restarts(1))
+    present(run, "Paris.")
+    run.respond(A, restart())
+    both_answer(run)
+    run.vote_now(A, "agent2", "B names the river")
+    run.vote_now(B, "agent2", "mine names the river")
+    run.respond(B, content=PRESENTED)
+    view = RunView(RUN)
+    for r in run.log:
+        view.apply(r)
+    kinds = [(e.kind, e.text) for e in view.timeline]
+    assert ("evaluating", "post-evaluation of attempt 1") in kinds
+    assert ("restarted", f"attempt 2: {REASON}; instructions: {INSTRUCTIONS}") in kinds
+    assert (view.attempt, view.status, view.winner, view.final_answer) == (2, "completed", B, PRESENTED)
+    assert view.tally == {"agent2": 2}
+    restart_item = next(i for i in lanes.items(run.log) if i.type == "run.restarted")
+    assert restart_item.lane == A and REASON in restart_item.summary and INSTRUCTIONS in restart_item.body
+    root = traces.run_spans(RUN, run.log)[0]
+    (event,) = [e for e in root.events if e.name == "massgen.restart"]
+    assert event.attributes["massgen.restart.reason"] == REASON
