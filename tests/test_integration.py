@@ -9,7 +9,19 @@ import signal
 import uuid
 from collections import Counter
 
-from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, tool_names, vote
+from harness import (
+    RESTART_INSTRUCTIONS,
+    RESTART_REASON,
+    Stack,
+    agent_script,
+    answer,
+    assert_no_duplicates,
+    of,
+    restarting_script,
+    team,
+    tool_names,
+    vote,
+)
 from massgen_es.bus import Draft
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import (
@@ -25,6 +37,7 @@ from massgen_es.events import (
     RunRestarted,
     RunTimedOut,
     Source,
+    TimerFired,
     TurnFailed,
     TurnRejected,
     TurnRequested,
@@ -339,28 +352,9 @@ async def test_post_evaluation_restarts_once_with_its_reasons_and_the_run_comple
     """MassGen spec §1.12 through the stack: the winner's evaluation of attempt 1 asks for a restart;
     attempt 2's prompts carry the reasons; its evaluation submits."""
     cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 2}})
-    reason, instructions = "It does not name the river.", "Say which river Paris is on."
-
-    def script(own: str):
-        def handle(body: dict) -> Reply:
-            prompt = json.dumps(body["messages"])
-            again = "PREVIOUS ATTEMPT FEEDBACK" in prompt or "Seine" in prompt  # a restarted attempt
-            text = f"{own}, on the Seine." if again else f"{own}."
-            tools = tool_names(body)
-            if "submit" in tools:
-                if "Seine" in body["messages"][-1]["content"]:
-                    return Reply(tool_calls=(("submit", {"confirmed": True}),))
-                return Reply(tool_calls=(("restart_orchestration", {"reason": reason, "instructions": instructions}),))
-            if not tools:
-                return Reply(text=f"FINAL: {text}")
-            if "vote" in tools:
-                return vote("agent1", "agent1 is right")
-            return answer(text)
-
-        return handle
-
-    fake.default(ma, script("Paris"))
-    fake.default(mb, script("It is Paris"))
+    reason, instructions = RESTART_REASON, RESTART_INSTRUCTIONS
+    fake.default(ma, restarting_script("Paris"))
+    fake.default(mb, restarting_script("It is Paris"))
     async with Stack(fresh_nats.url) as s:
         s.orchestrator()
         s.worker()
@@ -378,3 +372,23 @@ async def test_post_evaluation_restarts_once_with_its_reasons_and_the_run_comple
     assert of(records, RunCompleted)[0].final_answer == "FINAL: Paris, on the Seine."
     assert sorted(e.label for e in of(records, AnswerPosted)) == ["agent1.1", "agent1.2", "agent2.1", "agent2.2"]
     assert_no_duplicates(run_id, records)  # turn ids and answer labels unique across attempts
+
+
+async def test_a_post_evaluation_that_runs_out_of_time_submits(fresh_nats, fake: FakeOpenAI) -> None:
+    """The shell arms the evaluation turn's own deadline (presentation_timeout_seconds, counted from its
+    start); when it fires, the presented answer is submitted (MassGen: on expiry auto-submit)."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 1}})
+    cfg["timeout_settings"]["presentation_timeout_seconds"] = 1.5
+    script = agent_script("Paris", "agent1", final="The capital of France is Paris.")
+    fake.default(ma, lambda body: Reply(text="thinking", delay_s=5) if "submit" in tool_names(body) else script(body))
+    fake.default(mb, agent_script("Paris, France.", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = await s.submit(cfg)
+        records = await s.wait_done(run_id)
+    (submitted,) = of(records, PostEvaluationSubmitted)
+    assert "deadline" in submitted.auto
+    assert [(t.name, t.turn_id) for t in of(records, TimerFired)] == [("presentation_deadline", "agent-a.evaluate")]
+    assert of(records, RunCompleted)[0].final_answer == "The capital of France is Paris."
+    assert_no_duplicates(run_id, records)
