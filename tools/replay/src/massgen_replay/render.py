@@ -27,6 +27,9 @@ _KIND_STYLE = {
     "consensus": "bold blue",
     "presenting": "blue",
     "presented": "blue",
+    "evaluating": "blue",
+    "evaluated": "blue",
+    "restarted": "bold magenta",
     "completed": "bold green",
     "timed_out": "bold yellow",
     "failed_run": "bold red",
@@ -50,7 +53,8 @@ def live(view: RunView) -> Panel:
 
 PROGRESS_KINDS = frozenset({
     "started", "new_answer", "vote", "rejected", "update", "invalidated", "retry", "failed", "dropped", "consensus",
-    "presenting", "tool_call", "exec", "budget", "forked", "approval", "cancel", "resume",
+    "presenting", "tool_call", "exec", "budget", "forked", "approval", "cancel", "resume", "evaluating",
+    "evaluated", "restarted",
 })
 """Timeline entries that ``massgen submit`` prints as they land (the live table shows the rest)."""
 
