@@ -510,7 +510,7 @@ class _Decider:
                 agent_id=agent.id,
                 attempt=1,
                 kind="coordination",
-                messages=prompts.coordination_messages(
+                messages=prompts.with_history(prompts.coordination_messages(
                     agent.system_message,
                     s.voting_sensitivity,
                     s.answer_novelty_requirement,
@@ -518,7 +518,7 @@ class _Decider:
                     st.current_answers(),
                     _style(agent),
                     (agent.anon_id, agent.latest.content) if agent.latest else None,
-                ),
+                ), _history(st.submitted), _style(agent)),
                 tools=self.tools_for(agent),
                 backend=agent.backend,
                 answers_version=st.version,
@@ -637,7 +637,7 @@ class _Decider:
                 agent_id=winner.id,
                 attempt=1,
                 kind="presentation",
-                messages=prompts.presentation_messages(
+                messages=prompts.with_history(prompts.presentation_messages(
                     winner.system_message,
                     st.submitted.question,
                     reasons,
@@ -645,7 +645,7 @@ class _Decider:
                     st.current_answers(),
                     winner.anon_id,
                     _style(winner),
-                ),
+                ), _history(st.submitted), _style(winner)),
                 tools=(),
                 backend=winner.backend,
                 answers_version=st.version,
@@ -667,6 +667,11 @@ class _Decider:
             self.emit(RunTimedOut(winner_id=presenter.id, final_answer=content))
         else:
             self.emit(RunCompleted(winner_id=presenter.id, final_answer=content))
+
+
+def _history(submitted: RunSubmitted) -> list[tuple[str, str]]:
+    """A session turn's earlier ``(question, final answer)`` pairs, oldest first (MassGen spec §1.13)."""
+    return [(t.question, t.answer) for t in submitted.previous_turns]
 
 
 def _style(agent: AgentState) -> prompts.Style:

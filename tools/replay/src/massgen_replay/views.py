@@ -129,6 +129,8 @@ class RunView:
     failure: str | None = None
     forked_from: tuple[str, int] | None = None
     """``(parent run, parent seq)`` of a fork (``massgen fork``): its events up to ``run.forked`` are copies."""
+    session_id: str | None = None
+    """The multi-turn session this run is a turn of (``massgen chat``, ``submit --session``)."""
     analytics: RunAnalytics = field(default_factory=RunAnalytics)
     """Vote flips, persuasion, time to consensus, per-agent answers, cost and latency (analytics.py)."""
 
@@ -160,6 +162,7 @@ class RunView:
         match ev:
             case RunSubmitted():
                 self.question = ev.question
+                self.session_id = ev.session_id
                 self.stages["submitted"] = r.ts
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
@@ -395,6 +398,7 @@ class RunView:
             "error": self.failure,
             "agent_failures": self.agent_failures(),
             "forked_from": {"run_id": self.forked_from[0], "seq": self.forked_from[1]} if self.forked_from else None,
+            "session_id": self.session_id,
             "analytics": self.analytics.summary(),
         }
 
