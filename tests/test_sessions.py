@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from massgen_cli.sessions import next_turn
-from massgen_es.events import Message, RunSubmitted, RunSettings
+from massgen_es.events import Message, RunSettings, RunSubmitted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply, team_member
 from massgen_orchestrator import prompts
 from massgen_replay.views import RunView
