@@ -98,6 +98,12 @@ def test_a_two_turn_session_whose_second_answer_uses_a_file_the_first_turn_wrote
     assert text.index("turn 1") < text.index("Write the plan") < text.index("FINAL I wrote plan.txt") \
         < text.index("turn 2") < text.index("What does the plan say?") < text.index("FINAL The plan says: boil water")
     assert f"run {one['run_id']}" in text and "winner agent1 (solo)" in text
+    single = " ".join(massgen("replay", two["run_id"]).stdout.split())
+    assert "session kitchen (`massgen replay --session kitchen` shows every turn)" in single
+    events = [json.loads(line) for line in massgen("replay", two["run_id"], "--json").stdout.splitlines()]
+    submitted = events[0]["event"]
+    assert submitted["session_id"] == "kitchen" and submitted["workspace_from"] == one["run_id"]
+    assert [t["question"] for t in submitted["previous_turns"]] == ["Write the plan"]
     # A turn replays from its own events: the orchestrator core re-decides it with its history.
     check = massgen("replay", two["run_id"], "--check")
     assert check.returncode == 0 and "decisions reproduced" in check.stderr

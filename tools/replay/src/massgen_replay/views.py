@@ -166,7 +166,12 @@ class RunView:
                 self.stages["submitted"] = r.ts
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
-                self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
+                turn = ""
+                if ev.session_id:
+                    turn = f"; session {ev.session_id}, after {len(ev.previous_turns)} answered turn(s)"
+                    turn += f", workspace from {ev.workspace_from}" if ev.workspace_from else ""
+                self._log(r, None, "submitted",
+                          f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}{turn}")
             case RunForked():
                 self.forked_from = (ev.parent_run_id, ev.parent_seq)
                 changes = "; ".join(ev.changes) or "no config change"
