@@ -61,7 +61,12 @@ def _planner(body: dict) -> Reply:
         return Reply(tool_calls=(("new_answer", {"content": "I wrote plan.txt"}),))
     if not results:
         return Reply(tool_calls=(("mcp__filesystem__read_text_file", {"path": "plan.txt"}),))
-    return Reply(tool_calls=(("new_answer", {"content": f"The plan says: {results[-1]}"}),))
+    if len(results) == 1:  # the previous turn's own workspace is a read-only context path
+        previous = re.search(r"Context path: (\S+)", body["messages"][0]["content"])
+        assert previous, body["messages"][0]["content"]
+        return Reply(tool_calls=(("mcp__filesystem__write_file", {"path": f"{previous.group(1)}/plan.txt",
+                                                                   "content": "overwritten"}),))
+    return Reply(tool_calls=(("new_answer", {"content": f"The plan says: {results[0]}"}),))
 
 
 def test_a_two_turn_session_whose_second_answer_uses_a_file_the_first_turn_wrote(tmp_path, fake, massgen_home):
@@ -85,6 +90,9 @@ def test_a_two_turn_session_whose_second_answer_uses_a_file_the_first_turn_wrote
     # The previous winner's workspace: copied into the new one, and read-only at its own path.
     assert f"runs/{one['run_id']}/workspaces/solo" in turn2["messages"][0]["content"]
     assert (massgen_home / "runs" / two["run_id"] / "workspaces" / "solo" / "plan.txt").read_text() == "boil water"
+    refused = next(_tool_results(r)[1] for r in fake.requests()[asked_before:] if len(_tool_results(r)) == 2)
+    assert refused.startswith("Error:") and "read-only" in refused, refused
+    assert (massgen_home / "runs" / one["run_id"] / "workspaces" / "solo" / "plan.txt").read_text() == "boil water"
 
     listed = massgen("runs", "--session", "kitchen", "--json")
     assert listed.returncode == 0, listed.stderr
