@@ -210,8 +210,26 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event; concrete classes set an explicit ``tag``."""
 
 
+class PreviousTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """One earlier turn of a session (MassGen spec §1.13): its run, the user's question and the final
+    answer the team gave. ``winner`` is the real agent id that presented it (never put in a prompt)."""
+
+    run_id: str
+    question: str
+    answer: str
+    winner: str | None = None
+
+
 class RunSubmitted(Event, frozen=True, tag="run.submitted"):
-    """A user submitted a question to a team of agents."""
+    """A user submitted a question to a team of agents.
+
+    A turn of a multi-turn session (``massgen chat``, ``massgen submit --session ID``; MassGen spec
+    §1.13) carries its ``session_id``, the session's earlier turns that ended with an answer
+    (``previous_turns``, oldest first: the agents see them as the conversation history) and
+    ``workspace_from``, the earlier run whose winner's workspace this turn's agents start from (a
+    writable copy in each workspace, the original as a read-only context path;
+    ``massgen_es.workspaces.previous_workspace``). So a turn replays from its own events alone.
+    """
 
     question: str
     agents: tuple[AgentSpec, ...]
@@ -220,6 +238,10 @@ class RunSubmitted(Event, frozen=True, tag="run.submitted"):
     forked_from: str | None = None
     """Set on the copy of a run's submission that begins a fork (``massgen fork``): the parent run. The
     orchestrator leaves such a run alone until its ``run.forked`` event says the copy is complete."""
+    session_id: str | None = None
+    previous_turns: tuple[PreviousTurn, ...] = ()
+    workspace_from: str | None = None
+    """The run among ``previous_turns`` whose winner's workspace carries forward (the latest with a winner)."""
 
 
 class RunForked(Event, frozen=True, tag="run.forked"):

@@ -540,6 +540,7 @@ class _Decider:
             _style(agent),
             (agent.anon_id, agent.latest.content) if agent.latest else None,
         )
+        messages = prompts.with_history(messages, _history(st.submitted), _style(agent))  # a session's turns
         if st.restart is not None:  # every turn of a restarted attempt starts with the feedback (spec §1.12)
             r = st.restart
             context = prompts.restart_context(r.reason, r.instructions, r.previous_answer, _style(agent))
@@ -673,7 +674,7 @@ class _Decider:
                 agent_id=winner.id,
                 attempt=1,
                 kind="presentation",
-                messages=prompts.presentation_messages(
+                messages=prompts.with_history(prompts.presentation_messages(
                     winner.system_message,
                     st.submitted.question,
                     reasons,
@@ -681,7 +682,7 @@ class _Decider:
                     st.current_answers(),
                     winner.anon_id,
                     _style(winner),
-                ),
+                ), _history(st.submitted), _style(winner)),
                 tools=(),
                 backend=winner.backend,
                 answers_version=st.version,
@@ -714,6 +715,11 @@ def _bounds(ev: TimerFired, turn: Turn | None) -> bool:
     """Whether deadline ``ev`` is the one of ``turn`` (a deadline recorded before deadlines named their
     turn is the current one's)."""
     return ev.turn_id is None or (turn is not None and ev.turn_id == turn.id)
+
+
+def _history(submitted: RunSubmitted) -> list[tuple[str, str]]:
+    """A session turn's earlier ``(question, final answer)`` pairs, oldest first (MassGen spec §1.13)."""
+    return [(t.question, t.answer) for t in submitted.previous_turns]
 
 
 def _style(agent: AgentState) -> prompts.Style:

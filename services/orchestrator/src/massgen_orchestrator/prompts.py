@@ -18,6 +18,11 @@ Two styles, chosen per agent by its tool mode (``massgen_es.backends.tool_mode``
   later turns share with its earlier ones is what llama.cpp's prompt cache serves from the agent's
   slot, so a vote or presentation turn processes little more than the other agents' answers.
   (MassGen restarts every turn from scratch and does not tell an agent which answer is its own.)
+
+A turn of a multi-turn session carries the earlier turns (:func:`with_history`, MassGen spec §1.13):
+``<CONVERSATION_HISTORY>`` before the ORIGINAL MESSAGE and a multi-turn note in the system prompt in the
+``massgen`` style; in the ``compact`` style the earlier questions and answers as the conversation's
+first user/assistant messages, which a chat model reads as the history it is.
 """
 
 from __future__ import annotations
@@ -396,3 +401,40 @@ def with_restart_context(messages: Sequence[Message], context: str) -> tuple[Mes
     i = next(i for i, m in enumerate(out) if m.role == "user")
     out[i] = Message(role="user", content=f"{context}\n\n{out[i].content}")
     return tuple(out)
+
+
+MULTI_TURN_NOTE = (
+    "This is a multi-turn conversation. The CONVERSATION_HISTORY holds the user's earlier messages and "
+    "the final answers given to them; the ORIGINAL MESSAGE is the user's latest message, to be answered "
+    "in that context. Your workspace starts as a copy of the files the previous turn's final answer left, "
+    "which are also available read-only as a context path."
+)
+"""The multi-turn note of the system prompt (MassGen spec §1.13; MassGen's wording is not recorded)."""
+
+
+def history_block(history: Sequence[tuple[str, str]]) -> str:
+    """``<CONVERSATION_HISTORY>`` of ``(question, final answer)`` pairs, oldest first (spec §1.6)."""
+    lines = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
+    return f"<CONVERSATION_HISTORY>\n{lines}\n<END OF CONVERSATION_HISTORY>"
+
+
+def with_history(
+    messages: tuple[Message, ...], history: Sequence[tuple[str, str]], style: Style = "massgen"
+) -> tuple[Message, ...]:
+    """A turn's first messages (coordination or presentation) with the session's earlier turns, ``history``
+    as ``(question, final answer)`` pairs oldest first (MassGen spec §1.13); unchanged when it is empty."""
+    if not history:
+        return messages
+    first_user = next(i for i, m in enumerate(messages) if m.role == "user")
+    head, rest = list(messages[:first_user]), list(messages[first_user:])
+    if style == "compact":
+        earlier = [m for q, a in history
+                   for m in (Message(role="user", content=q), Message(role="assistant", content=a))]
+        return (*head, *earlier, *rest)
+    note = _section("multi_turn", "high", MULTI_TURN_NOTE)
+    if head and head[0].role == "system":
+        head[0] = Message(role="system", content=f"{head[0].content}\n{note}")
+    else:
+        head.insert(0, Message(role="system", content=note))
+    rest[0] = Message(role="user", content=f"{history_block(history)}\n{rest[0].content}")
+    return (*head, *rest)

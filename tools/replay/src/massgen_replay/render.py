@@ -83,6 +83,9 @@ def report(view: RunView, console: Console) -> None:
     if view.forked_from:
         console.print(f"[bold]fork of[/bold] {view.forked_from[0]} at seq {view.forked_from[1]} (events before "
                       "`forked` are copies of the parent's, with their original times)")
+    if view.session_id:
+        console.print(f"[bold]session[/bold] {view.session_id} (`massgen replay --session {view.session_id}` "
+                      "shows every turn)", highlight=False)
     if view.winner:
         anon = view.agents[view.winner].anon_id if view.winner in view.agents else "?"
         console.print(f"[bold]winner:[/bold] {anon} ({view.winner})")

@@ -140,6 +140,8 @@ class RunView:
     attempt: int = 1
     """The run's coordination attempt (MassGen spec §1.12): each ``run.restarted`` starts the next, and
     the winner, votes and tally shown are the last attempt's."""
+    session_id: str | None = None
+    """The multi-turn session this run is a turn of (``massgen chat``, ``submit --session``)."""
     analytics: RunAnalytics = field(default_factory=RunAnalytics)
     """Vote flips, persuasion, time to consensus, per-agent answers, cost and latency (analytics.py)."""
 
@@ -171,10 +173,16 @@ class RunView:
         match ev:
             case RunSubmitted():
                 self.question = ev.question
+                self.session_id = ev.session_id
                 self.stages["submitted"] = r.ts
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
-                self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
+                turn = ""
+                if ev.session_id:
+                    turn = f"; session {ev.session_id}, after {len(ev.previous_turns)} answered turn(s)"
+                    turn += f", workspace from {ev.workspace_from}" if ev.workspace_from else ""
+                self._log(r, None, "submitted",
+                          f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}{turn}")
             case RunForked():
                 self.forked_from = (ev.parent_run_id, ev.parent_seq)
                 changes = "; ".join(ev.changes) or "no config change"
@@ -437,6 +445,7 @@ class RunView:
             "error": self.failure,
             "agent_failures": self.agent_failures(),
             "forked_from": {"run_id": self.forked_from[0], "seq": self.forked_from[1]} if self.forked_from else None,
+            "session_id": self.session_id,
             "analytics": self.analytics.summary(),
         }
 
