@@ -4,6 +4,7 @@ nats-server, and log assertions."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,34 @@ def agent_script(text: str, vote_for: str, final: str | None = None):
             return Reply(text=final or f"FINAL: {text}")
         if "vote" in tools:
             return vote(vote_for, f"{vote_for} is right")
+        return answer(text)
+
+    return handle
+
+
+RESTART_REASON = "It does not name the river."
+RESTART_INSTRUCTIONS = "Say which river Paris is on."
+
+
+def restarting_script(own: str):
+    """Like :func:`agent_script`, for post-evaluation (MassGen spec §1.12): answers ``own`` + ``.``, and,
+    in an attempt that was restarted (its prompts carry the feedback or the river), ``own`` + ``, on the
+    Seine.``; votes agent1; as the evaluator, restarts on an answer without the river and submits one
+    with it."""
+
+    def handle(body: dict) -> Reply:
+        prompt = json.dumps(body["messages"])
+        text = f"{own}, on the Seine." if "PREVIOUS ATTEMPT FEEDBACK" in prompt or "Seine" in prompt else f"{own}."
+        tools = tool_names(body)
+        if "submit" in tools:
+            if "Seine" in body["messages"][-1]["content"]:
+                return Reply(tool_calls=(("submit", {"confirmed": True}),))
+            args = {"reason": RESTART_REASON, "instructions": RESTART_INSTRUCTIONS}
+            return Reply(tool_calls=(("restart_orchestration", args),))
+        if not tools:
+            return Reply(text=f"FINAL: {text}")
+        if "vote" in tools:
+            return vote("agent1", "agent1 is right")
         return answer(text)
 
     return handle

@@ -9,7 +9,19 @@ import signal
 import uuid
 from collections import Counter
 
-from harness import Stack, agent_script, answer, assert_no_duplicates, of, team, vote
+from harness import (
+    RESTART_INSTRUCTIONS,
+    RESTART_REASON,
+    Stack,
+    agent_script,
+    answer,
+    assert_no_duplicates,
+    of,
+    restarting_script,
+    team,
+    tool_names,
+    vote,
+)
 from massgen_es.bus import Draft
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.events import (
@@ -17,12 +29,15 @@ from massgen_es.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    PostEvaluationSubmitted,
     PresentationCompleted,
     ProviderRetried,
     RunCompleted,
     RunFailed,
+    RunRestarted,
     RunTimedOut,
     Source,
+    TimerFired,
     TurnFailed,
     TurnRejected,
     TurnRequested,
@@ -331,3 +346,49 @@ def _dump(records: list) -> str:
         f"{getattr(r.event, 'failure', '')}"
         for r in records
     )
+
+
+async def test_post_evaluation_restarts_once_with_its_reasons_and_the_run_completes(fresh_nats, fake: FakeOpenAI):
+    """MassGen spec §1.12 through the stack: the winner's evaluation of attempt 1 asks for a restart;
+    attempt 2's prompts carry the reasons; its evaluation submits."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 2}})
+    reason, instructions = RESTART_REASON, RESTART_INSTRUCTIONS
+    fake.default(ma, restarting_script("Paris"))
+    fake.default(mb, restarting_script("It is Paris"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = await s.submit(cfg)
+        records = await s.wait_done(run_id)
+    (restarted,) = of(records, RunRestarted)
+    assert (restarted.attempt, restarted.reason, restarted.instructions) == (2, reason, instructions)
+    assert restarted.previous_answer == "FINAL: Paris."
+    second = [b for b in fake.requests(mb) if "PREVIOUS ATTEMPT FEEDBACK" in json.dumps(b["messages"])]
+    assert second and all(reason in json.dumps(b["messages"]) for b in second)
+    assert [e.auto for e in of(records, PostEvaluationSubmitted)] == [""]
+    evaluations = [e for e in of(records, TurnRequested) if e.kind == "post_evaluation"]
+    assert [(e.agent_id, e.turn_id) for e in evaluations] == [("agent-a", "agent-a.evaluate"),
+                                                              ("agent-a", "agent-a.a2.evaluate")]
+    assert of(records, RunCompleted)[0].final_answer == "FINAL: Paris, on the Seine."
+    assert sorted(e.label for e in of(records, AnswerPosted)) == ["agent1.1", "agent1.2", "agent2.1", "agent2.2"]
+    assert_no_duplicates(run_id, records)  # turn ids and answer labels unique across attempts
+
+
+async def test_a_post_evaluation_that_runs_out_of_time_submits(fresh_nats, fake: FakeOpenAI) -> None:
+    """The shell arms the evaluation turn's own deadline (presentation_timeout_seconds, counted from its
+    start); when it fires, the presented answer is submitted (MassGen: on expiry auto-submit)."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 1}})
+    cfg["timeout_settings"]["presentation_timeout_seconds"] = 1.5
+    script = agent_script("Paris", "agent1", final="The capital of France is Paris.")
+    fake.default(ma, lambda body: Reply(text="thinking", delay_s=5) if "submit" in tool_names(body) else script(body))
+    fake.default(mb, agent_script("Paris, France.", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = await s.submit(cfg)
+        records = await s.wait_done(run_id)
+    (submitted,) = of(records, PostEvaluationSubmitted)
+    assert "deadline" in submitted.auto
+    assert [(t.name, t.turn_id) for t in of(records, TimerFired)] == [("presentation_deadline", "agent-a.evaluate")]
+    assert of(records, RunCompleted)[0].final_answer == "The capital of France is Paris."
+    assert_no_duplicates(run_id, records)

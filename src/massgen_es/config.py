@@ -182,13 +182,15 @@ class AgentConfig(_Strict, frozen=True):
 
 
 class CoordinationConfig(_Strict, frozen=True):
-    """The ``orchestrator.coordination:`` block (MassGen spec §5.2)."""
+    """The ``orchestrator.coordination:`` block (MassGen spec §5.2): the keys supported so far."""
 
     enable_planning_mode: bool = False
     """During coordination irreversible tools are not executed; the winner runs them while presenting
     (MassGen spec §1.14; which tools: ``massgen_es.tool_safety``)."""
     planning_mode_instruction: str | None = None
     """The text added to coordination prompts in planning mode (default: MassGen's)."""
+    max_orchestration_restarts: int = 0
+    """Restarts the winner's post-evaluation may ask for (MassGen spec §1.12); 0: no post-evaluation."""
 
 
 class OrchestratorConfig(_Strict, frozen=True):
@@ -209,6 +211,8 @@ class OrchestratorConfig(_Strict, frozen=True):
     agent_temporary_workspace: str | None = None
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
     coordination: CoordinationConfig = CoordinationConfig()
+    debug_final_answer: str | None = None
+    """MassGen's debug aid: attempt 1's final answer is this text (to test restarts, spec §1.12)."""
 
 
 class TimeoutSettings(_Strict, frozen=True):
@@ -368,6 +372,8 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.max_cost_usd` must be a positive number of dollars")
     if o.max_failed_turns < 1:
         raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
+    if o.coordination.max_orchestration_restarts < 0:
+        raise ConfigError(f"{origin}: `orchestrator.coordination.max_orchestration_restarts` must be >= 0")
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
         _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
@@ -595,6 +601,8 @@ def run_submitted(
             planning_mode_instruction=o.coordination.planning_mode_instruction,
             tool_rules=(*cfg.tool_safety.rules, *overrides),
             approval_timeout_s=cfg.tool_safety.approval_timeout_seconds,
+            max_orchestration_restarts=o.coordination.max_orchestration_restarts,
+            debug_final_answer=o.debug_final_answer,
         ),
         config_path=config_path,
     )

@@ -168,6 +168,12 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_cost_usd: float | None = None
     """Run budget: once the recorded cost reaches it, no new turn starts and the run ends with the best
     answer so far (MassGen users ask for this in its #888)."""
+    max_orchestration_restarts: int = 0
+    """How many times the winner's post-evaluation may restart coordination (MassGen spec §1.12): a run
+    has up to ``1 + max_orchestration_restarts`` attempts; 0 turns post-evaluation off."""
+    debug_final_answer: str | None = None
+    """MassGen's debug aid (spec §1.12, §5.2): the final answer of attempt 1 is this text instead of the
+    presentation, so that the post-evaluation has something to restart on."""
     mode: Literal["team", "tool_call"] = "team"
     """``team``: the coordination protocol. ``tool_call``: one MCP tool call made by ``massgen mcp call``
     (its ``tool.call_requested`` is written by the command line); no agent turn is requested, and the
@@ -181,6 +187,11 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The run's tool rules: the config's, then the workspace's and the user's override files."""
     approval_timeout_s: float = 300.0
     """How long a call marked ``ask`` waits for a person before it is denied."""
+
+
+TurnKind = Literal["coordination", "presentation", "post_evaluation"]
+"""What a turn is for: coordination (``new_answer``/``vote``), the winner's final presentation (no
+workflow tools), or the winner's post-evaluation of it (``submit``/``restart_orchestration``, spec §1.12)."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,8 +210,26 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event; concrete classes set an explicit ``tag``."""
 
 
+class PreviousTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """One earlier turn of a session (MassGen spec §1.13): its run, the user's question and the final
+    answer the team gave. ``winner`` is the real agent id that presented it (never put in a prompt)."""
+
+    run_id: str
+    question: str
+    answer: str
+    winner: str | None = None
+
+
 class RunSubmitted(Event, frozen=True, tag="run.submitted"):
-    """A user submitted a question to a team of agents."""
+    """A user submitted a question to a team of agents.
+
+    A turn of a multi-turn session (``massgen chat``, ``massgen submit --session ID``; MassGen spec
+    §1.13) carries its ``session_id``, the session's earlier turns that ended with an answer
+    (``previous_turns``, oldest first: the agents see them as the conversation history) and
+    ``workspace_from``, the earlier run whose winner's workspace this turn's agents start from (a
+    writable copy in each workspace, the original as a read-only context path;
+    ``massgen_es.workspaces.previous_workspace``). So a turn replays from its own events alone.
+    """
 
     question: str
     agents: tuple[AgentSpec, ...]
@@ -209,6 +238,10 @@ class RunSubmitted(Event, frozen=True, tag="run.submitted"):
     forked_from: str | None = None
     """Set on the copy of a run's submission that begins a fork (``massgen fork``): the parent run. The
     orchestrator leaves such a run alone until its ``run.forked`` event says the copy is complete."""
+    session_id: str | None = None
+    previous_turns: tuple[PreviousTurn, ...] = ()
+    workspace_from: str | None = None
+    """The run among ``previous_turns`` whose winner's workspace carries forward (the latest with a winner)."""
 
 
 class RunForked(Event, frozen=True, tag="run.forked"):
@@ -237,7 +270,7 @@ class TurnRequested(Event, frozen=True, tag="turn.requested"):
     agent_id: str
     attempt: int
     """1-based LLM call number within the turn."""
-    kind: Literal["coordination", "presentation"]
+    kind: TurnKind
     messages: tuple[Message, ...]
     """Exactly what the model is sent, anonymised (real agent ids never appear)."""
     tools: tuple[ToolSpec, ...]
@@ -411,6 +444,41 @@ class PresentationCompleted(Event, frozen=True, tag="presentation.completed"):
     used_stored_answer: bool = False
 
 
+class PostEvaluationStarted(Event, frozen=True, tag="evaluation.started"):
+    """The winner was asked to evaluate the presented final answer (MassGen spec §1.12): only when
+    ``max_orchestration_restarts > 0`` and the attempt is not the run's last."""
+
+    evaluator_id: str
+    turn_id: str
+    attempt: int
+    """The run's attempt being evaluated (1-based; ``run.restarted`` starts the next)."""
+
+
+class PostEvaluationSubmitted(Event, frozen=True, tag="evaluation.submitted"):
+    """The evaluated answer stands: the evaluator called ``submit``, or the evaluation ended without a
+    decision, which MassGen counts as a submit (no tool call, a failed turn, its deadline)."""
+
+    evaluator_id: str
+    turn_id: str
+    auto: str = ""
+    """Empty when the evaluator called ``submit``; otherwise why it counts as submitted."""
+
+
+class RunRestarted(Event, frozen=True, tag="run.restarted"):
+    """The evaluator called ``restart_orchestration``: a new attempt starts from scratch (every agent's
+    answers and votes reset), and every coordination turn of it begins with this feedback (MassGen's
+    ``<PREVIOUS ATTEMPT FEEDBACK>``, spec §1.6, §1.12)."""
+
+    attempt: int
+    """The attempt that starts (2 for the first restart)."""
+    evaluator_id: str
+    reason: str
+    instructions: str
+    previous_winner_id: str
+    previous_answer: str
+    """The final answer of the attempt that was restarted (shown to the agents for reference)."""
+
+
 class RunCompleted(Event, frozen=True, tag="run.completed"):
     """The run ended with a final answer after consensus."""
 
@@ -471,6 +539,10 @@ class TimerFired(Event, frozen=True, tag="timer.fired"):
     """A deadline passed. Time enters the decision core only through this event."""
 
     name: Literal["run_deadline", "presentation_deadline"]
+    turn_id: str | None = None
+    """For ``presentation_deadline``: the presentation or post-evaluation turn it bounds, so a deadline
+    armed for one attempt is not taken for a later one's. None in runs recorded before post-evaluation
+    (the current presentation)."""
 
 
 # ---------------------------------------------------------------- MCP tools (issue 3)
@@ -505,7 +577,7 @@ class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
     turn_id: str
     agent_id: str
     attempt: int
-    kind: Literal["coordination", "presentation"]
+    kind: TurnKind
     server: str
     tool: str
     """Bare tool name, as the server knows it."""
@@ -722,6 +794,9 @@ EventType = (
     | ConsensusReached
     | PresentationStarted
     | PresentationCompleted
+    | PostEvaluationStarted
+    | PostEvaluationSubmitted
+    | RunRestarted
     | RunCompleted
     | RunTimedOut
     | RunFailed
@@ -769,6 +844,9 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ConsensusReached: ("orchestrator",),
     PresentationStarted: ("orchestrator",),
     PresentationCompleted: ("orchestrator",),
+    PostEvaluationStarted: ("orchestrator",),
+    PostEvaluationSubmitted: ("orchestrator",),
+    RunRestarted: ("orchestrator",),
     RunCompleted: ("orchestrator",),
     RunTimedOut: ("orchestrator",),
     RunFailed: ("orchestrator",),

@@ -2,8 +2,10 @@
 
 - anonymous agent ids: ``agentN`` is the N-th agent in config order (1-based), in every prompt, vote
   enum, update, error text, shared-workspace folder and view (one numbering; MassGen uses three);
-- turn ids: ``<agent id>.<n>`` for an agent's n-th coordination turn, ``<agent id>.present`` for the
-  winner's presentation;
+- turn ids: ``<agent id>.<n>`` for an agent's n-th turn of the run (n counts on across the run's
+  attempts), ``<agent id>.present`` for the winner's presentation and ``<agent id>.evaluate`` for its
+  post-evaluation; in attempt k > 1 of a run (after ``run.restarted``) these two are
+  ``<agent id>.a<k>.present`` and ``<agent id>.a<k>.evaluate``, so every turn id of a run is unique;
 - decision ids: ``<run id>:o<cause seq>:<i>``, the i-th event the orchestrator decided on the input at
   stream sequence ``cause seq``; deterministic, so a redecided input dedupes by ``Nats-Msg-Id``, and
   readable back, so a restarted orchestrator knows where it stopped.
@@ -18,6 +20,7 @@ import re
 _ANON = re.compile(r"^agent([1-9][0-9]*)$")
 _DECISION = re.compile(r"^(?P<run>.+):o(?P<seq>[0-9]+):(?P<i>[0-9]+)$")
 PRESENTATION = "present"
+POST_EVALUATION = "evaluate"
 
 
 def anon_id(index: int) -> str:
@@ -44,9 +47,24 @@ def turn_id(agent_id: str, n: int) -> str:
     return f"{agent_id}.{n}"
 
 
-def presentation_turn_id(agent_id: str) -> str:
-    """Id of the presentation turn of winner ``agent_id``."""
-    return f"{agent_id}.{PRESENTATION}"
+def presentation_turn_id(agent_id: str, attempt: int = 1) -> str:
+    """Id of the presentation turn of winner ``agent_id`` in the run's ``attempt``-th attempt."""
+    return f"{_attempt_prefix(agent_id, attempt)}.{PRESENTATION}"
+
+
+def post_evaluation_turn_id(agent_id: str, attempt: int = 1) -> str:
+    """Id of winner ``agent_id``'s post-evaluation turn in the run's ``attempt``-th attempt."""
+    return f"{_attempt_prefix(agent_id, attempt)}.{POST_EVALUATION}"
+
+
+def is_post_evaluation(turn: str) -> bool:
+    """Whether ``turn`` is a post-evaluation turn id."""
+    return turn.endswith(f".{POST_EVALUATION}")
+
+
+def _attempt_prefix(agent_id: str, attempt: int) -> str:
+    # Attempt 1 keeps the ids of runs recorded before restarts existed.
+    return agent_id if attempt == 1 else f"{agent_id}.a{attempt}"
 
 
 def is_presentation(turn: str) -> bool:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))  # the test helpers (harness, scripted mode
 from test_executor import EXEC, results  # noqa: E402
 from test_mcp_broker import mcp_results, tool_server  # noqa: E402
 
-from harness import Stack, answer, team, tool_names, vote  # noqa: E402
+from harness import Stack, answer, restarting_script, team, tool_names, vote  # noqa: E402
 from massgen_es.bus.server import NatsServer  # noqa: E402
 from massgen_es.config import DEFAULT_CONFIG_YAML  # noqa: E402
 from massgen_es.events import ExecutionStarted, Record  # noqa: E402
@@ -160,6 +160,18 @@ async def budget(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace
     return await _done(s, await s.submit(cfg))
 
 
+async def restart(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
+    """Two agents, ``max_orchestration_restarts: 2``: the winner's post-evaluation of attempt 1 restarts
+    the run with its reasons (``run.restarted``); attempt 2's answers follow them and its evaluation
+    submits (MassGen spec §1.12)."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"max_orchestration_restarts": 2}})
+    fake.default(ma, restarting_script("Paris"))
+    fake.default(mb, restarting_script("It is Paris"))
+    s.orchestrator()
+    s.worker()
+    return await _done(s, await s.submit(cfg))
+
+
 async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
     """The default team (three agents; ``--agents N`` keeps the first N) on a real local model
     (``--model``), the demo's question."""
@@ -175,7 +187,7 @@ async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Name
 
 SCENARIOS: dict[str, Scenario] = {
     "mcp-exec": mcp_exec, "crash": crash, "crash-worker": crash_worker, "timeout": timeout, "budget": budget,
-    "local-model": local_model,
+    "local-model": local_model, "restart": restart,
 }
 
 

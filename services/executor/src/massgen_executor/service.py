@@ -120,7 +120,13 @@ class Executor:
 
     def _backend(self, submitted: RunSubmitted, agent_id: str) -> BackendConfig:
         spec = next(a for a in submitted.agents if a.id == agent_id)
-        return msgspec.convert(spec.backend, BackendConfig)
+        return workspaces.session_backend(self.home, submitted, msgspec.convert(spec.backend, BackendConfig))
+
+    def _workspace(self, run_id: str, agent_id: str) -> Path:
+        """The agent's workspace; a session turn's starts as a copy of the previous turn's (spec §1.13)."""
+        submitted = self.runs.get(run_id)
+        seed = workspaces.previous_workspace(self.home, submitted) if submitted is not None else None
+        return workspaces.workspace(self.home, run_id, agent_id, seed)
 
     async def _watch(self, after_seq: int) -> None:
         """Warm sandboxes for new runs, remove them when runs end."""
@@ -146,7 +152,7 @@ class Executor:
         return [Path(cp.path) for cp in b.context_paths] + [workspaces.snapshots(self.home, run_id)]
 
     async def _sandbox(self, run_id: str, agent_id: str, b: BackendConfig, reason: str = "") -> str:
-        workspace = workspaces.workspace(self.home, run_id, agent_id)
+        workspace = self._workspace(run_id, agent_id)
         read_only = self._read_only(run_id, b)
         spec = SandboxSpec.of(b)
         name, created = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only)
@@ -226,7 +232,7 @@ class Executor:
         b = self._backend(submitted, req.agent_id)
         if not b.enable_mcp_command_line:
             raise CommandRefused("command execution is not enabled for this agent (enable_mcp_command_line)")
-        workspace = workspaces.workspace(self.home, run_id, req.agent_id)
+        workspace = self._workspace(run_id, req.agent_id)
         work_dir = mcp.resolve_in_roots(req.work_dir or ".", [mcp.Root(workspace, True)], write=False)
         docker_mode = b.command_line_execution_mode == "docker"
         check_command(

@@ -125,14 +125,15 @@ class RunContext:
             ConfigError: a backend block does not validate (it did when submitted; a newer schema may differ).
         """
         run_dir = workspaces.run_dir(home, run_id)
+        seed = workspaces.previous_workspace(home, submitted)  # a session turn's (MassGen spec §1.13)
         agents = {}
         for i, spec in enumerate(submitted.agents):
-            backend = msgspec.convert(spec.backend, BackendConfig)
+            backend = workspaces.session_backend(home, submitted, msgspec.convert(spec.backend, BackendConfig))
             servers = {s.name: s for s in backend.mcp_servers}
             workspace = None
             builtin: set[str] = set()
             if backend.cwd is not None:
-                workspace = workspaces.workspace(home, run_id, spec.id)
+                workspace = workspaces.workspace(home, run_id, spec.id, seed)
                 # Placeholder configs: resolve_launch() builds the real commands and their roots.
                 servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
                 builtin.add(FILESYSTEM_SERVER)

@@ -18,6 +18,8 @@ Rules, each named after a test in ``tests/test_decide.py``:
 - the winner presents with every answer and the vote reasons; an empty or failed presentation falls
   back to the stored answer;
 - ``run_deadline``: the best available answer is presented and the run ends timed out;
+- with ``max_orchestration_restarts > 0`` the winner post-evaluates the presented answer and may
+  restart the run, a bounded number of times (``massgen_orchestrator.post_evaluation``, spec §1.12);
 - an agent failing ``max_failed_turns`` turns in a row is dropped; with no agent left the run fails.
 """
 
@@ -68,7 +70,7 @@ from massgen_es.events import (
     VoteRecord,
 )
 from massgen_es.failures import failure_of
-from massgen_orchestrator import prompts
+from massgen_orchestrator import post_evaluation, prompts
 from massgen_orchestrator.junk import strip_echoed_label, why_junk
 from massgen_orchestrator.state import AgentState, RunState, Turn, current_turn, evolve, logical_order
 
@@ -187,8 +189,16 @@ class _Decider:
                 self.on_deadline()
             case UsageRecorded() if st.phase == "coordinating" and not st.budget_exceeded:
                 self.on_usage()
-            case TimerFired(name="presentation_deadline") if st.phase == "presenting":
+            case TimerFired(name="presentation_deadline") if st.phase == "presenting" and _bounds(
+                ev, st.presentation_turn
+            ):
                 self.finish(None)
+            case TimerFired(name="presentation_deadline") if st.phase == "evaluating" and _bounds(
+                ev, st.evaluation_turn
+            ):
+                self.on_evaluated(None)
+            case TimerFired(name="run_deadline") if st.phase == "evaluating":
+                self.on_evaluated(None)  # MassGen: the orchestrator timeout bounds post-evaluation too
             case _:
                 pass
         if st.phase == "coordinating":
@@ -226,6 +236,8 @@ class _Decider:
         waiting = [(a, a.turn) for a in st.live if a.turn is not None and st.phase == "coordinating"]
         if st.presentation_turn is not None and st.presenter is not None and st.phase == "presenting":
             waiting.append((st.agents[st.presenter], st.presentation_turn))
+        if st.evaluation_turn is not None and st.presenter is not None and st.phase == "evaluating":
+            waiting.append((st.agents[st.presenter], st.evaluation_turn))
         for agent, turn in waiting:
             if turn.response is None and not turn.failed and turn.backend != agent.backend:
                 self.emit(
@@ -233,20 +245,23 @@ class _Decider:
                         turn_id=turn.id,
                         agent_id=agent.id,
                         attempt=turn.attempt + 1,
-                        kind="presentation" if turn.kind == "presentation" else "coordination",
+                        kind=turn.kind,
                         messages=turn.messages,
                         tools=turn.tools,
                         backend=agent.backend,
                         answers_version=turn.answers_version,
                         anon_id=agent.anon_id,
-                        planning_mode=self.settings.planning_mode and turn.kind != "presentation",
+                        planning_mode=self.settings.planning_mode and turn.kind == "coordination",
                     )
                 )
 
     def on_turn_result(self, turn: Turn, ev: TurnResponded | TurnFailed) -> None:
         """The current attempt of ``turn`` was answered or failed."""
         st = self.state
-        if turn.kind == "presentation":
+        if turn.kind == "post_evaluation":
+            if st.phase == "evaluating":
+                self.on_evaluated(ev)
+        elif turn.kind == "presentation":
             if st.phase == "presenting":
                 if isinstance(ev, TurnResponded):
                     presented = strip_echoed_label(ev.content)
@@ -258,6 +273,17 @@ class _Decider:
                 self.on_response(st.agents[ev.agent_id], turn, ev)
             else:
                 self.on_failed_turn(st.agents[ev.agent_id], ev.failure)
+
+    def on_evaluated(self, ev: TurnResponded | TurnFailed | None) -> None:
+        """The post-evaluation replied, failed, or ran out of time (``ev`` None): submit, or restart the
+        run with every live agent on the task again, the feedback in their prompts (spec §1.12)."""
+        st = self.state
+        assert st.evaluation_turn is not None
+        for event in post_evaluation.outcome(st, st.evaluation_turn, post_evaluation.verdict(ev)):
+            self.emit(event)
+        if st.phase == "coordinating":
+            for agent in st.live:
+                self.start_turn(agent)
 
     def on_usage(self) -> None:
         """Once the recorded cost reaches the run's budget, record that coordination stops here."""
@@ -285,7 +311,7 @@ class _Decider:
             )
             self.check_consensus()
         elif verdict.kind == "answer":
-            label = f"{agent.anon_id}.{len(agent.answers) + 1}"
+            label = f"{agent.anon_id}.{agent.answers_posted + 1}"
             self.emit(
                 AnswerPosted(
                     agent_id=agent.id,
@@ -514,6 +540,11 @@ class _Decider:
             _style(agent),
             (agent.anon_id, agent.latest.content) if agent.latest else None,
         )
+        messages = prompts.with_history(messages, _history(st.submitted), _style(agent))  # a session's turns
+        if st.restart is not None:  # every turn of a restarted attempt starts with the feedback (spec §1.12)
+            r = st.restart
+            context = prompts.restart_context(r.reason, r.instructions, r.previous_answer, _style(agent))
+            messages = prompts.with_restart_context(messages, context)
         if s.planning_mode:  # MassGen spec §1.14: agents describe what they would do
             messages = prompts.with_planning(messages, s.planning_mode_instruction)
         self.emit(
@@ -630,7 +661,7 @@ class _Decider:
             self.end_on_budget(winner)
             return
         assert st.submitted is not None
-        turn_id = ids.presentation_turn_id(winner.id)
+        turn_id = ids.presentation_turn_id(winner.id, st.attempt)
         reasons = [
             a.vote.reason
             for a in st.live
@@ -643,7 +674,7 @@ class _Decider:
                 agent_id=winner.id,
                 attempt=1,
                 kind="presentation",
-                messages=prompts.presentation_messages(
+                messages=prompts.with_history(prompts.presentation_messages(
                     winner.system_message,
                     st.submitted.question,
                     reasons,
@@ -651,7 +682,7 @@ class _Decider:
                     st.current_answers(),
                     winner.anon_id,
                     _style(winner),
-                ),
+                ), _history(st.submitted), _style(winner)),
                 tools=(),
                 backend=winner.backend,
                 answers_version=st.version,
@@ -666,13 +697,29 @@ class _Decider:
         stored = presenter.latest.content if presenter and presenter.latest else ""
         content = presented or stored
         assert presenter is not None
+        if st.attempt == 1 and self.settings.debug_final_answer:
+            content = self.settings.debug_final_answer  # MassGen's debug aid to test restarts (spec §1.12)
         self.emit(
             PresentationCompleted(presenter_id=presenter.id, content=content, used_stored_answer=presented is None)
         )
         if st.timed_out:
             self.emit(RunTimedOut(winner_id=presenter.id, final_answer=content))
+        elif post_evaluation.enabled(st):
+            for event in post_evaluation.start(st, presenter, content, _style(presenter)):
+                self.emit(event)
         else:
             self.emit(RunCompleted(winner_id=presenter.id, final_answer=content))
+
+
+def _bounds(ev: TimerFired, turn: Turn | None) -> bool:
+    """Whether deadline ``ev`` is the one of ``turn`` (a deadline recorded before deadlines named their
+    turn is the current one's)."""
+    return ev.turn_id is None or (turn is not None and ev.turn_id == turn.id)
+
+
+def _history(submitted: RunSubmitted) -> list[tuple[str, str]]:
+    """A session turn's earlier ``(question, final answer)`` pairs, oldest first (MassGen spec §1.13)."""
+    return [(t.question, t.answer) for t in submitted.previous_turns]
 
 
 def _style(agent: AgentState) -> prompts.Style:

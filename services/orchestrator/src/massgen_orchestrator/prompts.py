@@ -18,6 +18,11 @@ Two styles, chosen per agent by its tool mode (``massgen_es.backends.tool_mode``
   later turns share with its earlier ones is what llama.cpp's prompt cache serves from the agent's
   slot, so a vote or presentation turn processes little more than the other agents' answers.
   (MassGen restarts every turn from scratch and does not tell an agent which answer is its own.)
+
+A turn of a multi-turn session carries the earlier turns (:func:`with_history`, MassGen spec §1.13):
+``<CONVERSATION_HISTORY>`` before the ORIGINAL MESSAGE and a multi-turn note in the system prompt in the
+``massgen`` style; in the ``compact`` style the earlier questions and answers as the conversation's
+first user/assistant messages, which a chat model reads as the history it is.
 """
 
 from __future__ import annotations
@@ -282,3 +287,154 @@ def _compact_presentation(
     # question asked again: a small model asked to "present" its answer describes it (drops the code).
     closing = f"Answer the question once more, as your final answer (complete, with any code it needs):\n\n{question}"
     return _compact_conversation(system_message, question, answers, own, closing)
+
+
+# ---------------------------------------------------------------- post-evaluation (spec §1.5, §1.6, §1.12)
+
+
+def submit_tool() -> ToolSpec:
+    """MassGen's post-evaluation ``submit`` tool (spec §1.5, ``post_evaluation.py``)."""
+    return ToolSpec(
+        name="submit",
+        description="Submit the final answer. Call this when the final answer fully addresses the original task "
+        "and needs no further coordination.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "confirmed": {
+                    "type": "boolean",
+                    "enum": [True],
+                    "description": "Confirm that the final answer fully addresses the original task and is ready "
+                    "to be submitted",
+                }
+            },
+            "required": ["confirmed"],
+        },
+    )
+
+
+def restart_tool() -> ToolSpec:
+    """MassGen's post-evaluation ``restart_orchestration`` tool (spec §1.5), with its worked example."""
+    return ToolSpec(
+        name="restart_orchestration",
+        description="Restart the coordination with specific instructions, when the final answer does not fully "
+        "address the original task. All agents start over and see your reason and instructions.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "description": "Why the final answer is insufficient. Example: 'The task asked for two "
+                    "Beatles members, but the answer only describes John Lennon.'",
+                },
+                "instructions": {
+                    "type": "string",
+                    "description": "What the next attempt must do differently. Example: 'Describe both John "
+                    "Lennon and Paul McCartney, with birth year, role in the band and notable contributions.'",
+                },
+            },
+            "required": ["reason", "instructions"],
+        },
+    )
+
+
+def post_evaluation_messages(
+    system_message: str, question: str, final_answer: str, style: Style = "massgen"
+) -> tuple[Message, ...]:
+    """The winner's post-evaluation prompt (spec §1.6 "Post-evaluation"): identity + the evaluation
+    section; the original message, ``FINAL ANSWER TO EVALUATE:`` and what to do."""
+    system = (Message(role="system", content=system_message.strip()),) if system_message.strip() else ()
+    if style == "compact":
+        user = (
+            f"Question: {question}\n\nThe team's final answer:\n\n{final_answer}\n\n"
+            "Check whether this final answer fully and correctly answers the question. If it does, choose "
+            "submit. If it does not, choose restart_orchestration, with the reason and what the next "
+            "attempt must do."
+        )
+        return (*system, Message(role="user", content=user))
+    section = _section(
+        "post_evaluation",
+        "critical",
+        "You have just presented the final answer of a coordination process. Evaluate whether this answer fully "
+        "addresses the original task: is it complete, correct and does it do everything that was asked? If the "
+        "answer claims that files were created or changed, verify that they exist.\n"
+        "Then call ONE of these tools:\n"
+        "- `submit(confirmed=True)` if the answer fully addresses the original task;\n"
+        "- `restart_orchestration(reason, instructions)` if it does not: say why, and what the next attempt "
+        "must do differently. All agents will start over with your feedback.",
+    )
+    parts = [_section("agent_identity", "critical", system_message.strip())] if system_message.strip() else []
+    user = (
+        f"<ORIGINAL MESSAGE> {question} <END OF ORIGINAL MESSAGE>\n"
+        f"FINAL ANSWER TO EVALUATE:\n{final_answer}\n"
+        "Evaluate whether this final answer fully addresses the original message, then call `submit` or "
+        "`restart_orchestration`."
+    )
+    return (
+        Message(role="system", content="<system_prompt>\n" + "\n".join([*parts, section]) + "\n</system_prompt>"),
+        Message(role="user", content=user),
+    )
+
+
+def restart_context(reason: str, instructions: str, previous_answer: str, style: Style = "massgen") -> str:
+    """MassGen's ``format_restart_context`` (spec §1.6): the prefix of every coordination turn's user
+    message in an attempt after a restart."""
+    if style == "compact":
+        return (
+            f"A previous attempt at this question was restarted because: {reason}\n"
+            f"Instructions for this attempt: {instructions}\n"
+            f"The previous attempt's answer, for reference:\n{previous_answer}"
+        )
+    return (
+        "<PREVIOUS ATTEMPT FEEDBACK>\n"
+        f"The previous orchestration attempt was restarted because: {reason}\n\n"
+        f"**Instructions for this attempt:** {instructions}\n\n"
+        f"**Previous attempt's winning answer (for reference):**\n{previous_answer}\n\n"
+        "Please address these specific issues in your coordination and final answer.\n"
+        "<END OF PREVIOUS ATTEMPT FEEDBACK>"
+    )
+
+
+def with_restart_context(messages: Sequence[Message], context: str) -> tuple[Message, ...]:
+    """``messages`` with ``context`` before the first user message (the question)."""
+    out = list(messages)
+    i = next(i for i, m in enumerate(out) if m.role == "user")
+    out[i] = Message(role="user", content=f"{context}\n\n{out[i].content}")
+    return tuple(out)
+
+
+MULTI_TURN_NOTE = (
+    "This is a multi-turn conversation. The CONVERSATION_HISTORY holds the user's earlier messages and "
+    "the final answers given to them; the ORIGINAL MESSAGE is the user's latest message, to be answered "
+    "in that context. Your workspace starts as a copy of the files the previous turn's final answer left, "
+    "which are also available read-only as a context path."
+)
+"""The multi-turn note of the system prompt (MassGen spec §1.13; MassGen's wording is not recorded)."""
+
+
+def history_block(history: Sequence[tuple[str, str]]) -> str:
+    """``<CONVERSATION_HISTORY>`` of ``(question, final answer)`` pairs, oldest first (spec §1.6)."""
+    lines = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
+    return f"<CONVERSATION_HISTORY>\n{lines}\n<END OF CONVERSATION_HISTORY>"
+
+
+def with_history(
+    messages: tuple[Message, ...], history: Sequence[tuple[str, str]], style: Style = "massgen"
+) -> tuple[Message, ...]:
+    """A turn's first messages (coordination or presentation) with the session's earlier turns, ``history``
+    as ``(question, final answer)`` pairs oldest first (MassGen spec §1.13); unchanged when it is empty."""
+    if not history:
+        return messages
+    first_user = next(i for i, m in enumerate(messages) if m.role == "user")
+    head, rest = list(messages[:first_user]), list(messages[first_user:])
+    if style == "compact":
+        earlier = [m for q, a in history
+                   for m in (Message(role="user", content=q), Message(role="assistant", content=a))]
+        return (*head, *earlier, *rest)
+    note = _section("multi_turn", "high", MULTI_TURN_NOTE)
+    if head and head[0].role == "system":
+        head[0] = Message(role="system", content=f"{head[0].content}\n{note}")
+    else:
+        head.insert(0, Message(role="system", content=note))
+    rest[0] = Message(role="user", content=f"{history_block(history)}\n{rest[0].content}")
+    return (*head, *rest)

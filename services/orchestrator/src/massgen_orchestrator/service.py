@@ -27,6 +27,7 @@ from massgen_es.bus.jetstream import WorkQueue
 from massgen_es.errors import BusError
 from massgen_es.events import (
     TERMINAL_EVENTS,
+    PostEvaluationStarted,
     PresentationStarted,
     Record,
     RunCancelRequested,
@@ -57,7 +58,9 @@ class _Run:
     """Highest stream sequence already folded (events up to here are skipped when followed)."""
     submitted_ts: float = 0.0
     presentation_ts: float | None = None
+    """When the current presentation or post-evaluation started (its deadline counts from there)."""
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    """Armed deadlines by key: ``run_deadline``, or ``presentation_deadline:<turn id>``."""
 
 
 class OrchestratorService:
@@ -166,7 +169,7 @@ class OrchestratorService:
     async def _requeue_outstanding(self, run: _Run, records: list[Record]) -> None:
         """Push again every turn still waiting for a worker; ``Nats-Msg-Id`` drops the ones already queued."""
         st = run.state
-        turns = [*(a.turn for a in st.agents.values()), st.presentation_turn]
+        turns = [*(a.turn for a in st.agents.values()), st.presentation_turn, st.evaluation_turn]
         open_turns = {(t.id, t.attempt) for t in turns if t and t.response is None and not t.failed}
         for r in records:
             if isinstance(r.event, TurnRequested) and (r.event.turn_id, r.event.attempt) in open_turns:
@@ -231,7 +234,7 @@ class OrchestratorService:
         self._own_ids.update(d.id for d in drafts)
         now = time.time()
         for d in drafts:
-            if isinstance(d.event, PresentationStarted):
+            if isinstance(d.event, PresentationStarted | PostEvaluationStarted):
                 run.presentation_ts = now
         await self._push_turns(record.run_id, drafts, now)
 
@@ -256,25 +259,35 @@ class OrchestratorService:
     # ------------------------------------------------------------ deadlines
 
     def _arm_timers(self, run: _Run) -> None:
+        """Arm the deadlines of the run's phase, once each: the run deadline (from the submission, for
+        every attempt: ``massgen_orchestrator.post_evaluation``) while coordinating or evaluating, and
+        the deadline of the current presentation or post-evaluation turn, named after it."""
         st = run.state
         assert st.submitted is not None
-        due: dict[TimerName, float] = {}
-        if st.phase == "coordinating":
-            due["run_deadline"] = run.submitted_ts + st.submitted.settings.orchestrator_timeout_s
-        if st.phase == "presenting":
+        due: dict[tuple[TimerName, str | None], float] = {}
+        if st.phase in ("coordinating", "evaluating"):
+            due["run_deadline", None] = run.submitted_ts + st.submitted.settings.orchestrator_timeout_s
+        turn = {"presenting": st.presentation_turn, "evaluating": st.evaluation_turn}.get(st.phase)
+        if turn is not None:
             base = run.presentation_ts or time.time()
-            due["presentation_deadline"] = base + st.submitted.settings.presentation_timeout_s
+            due["presentation_deadline", turn.id] = base + st.submitted.settings.presentation_timeout_s
+        keys = {name if turn_id is None else f"{name}:{turn_id}" for name, turn_id in due}
+        for key in [k for k in run.timers if k.startswith("presentation_deadline") and k not in keys]:
+            run.timers.pop(key).cancel()  # an earlier turn's deadline: its turn is over
         loop = asyncio.get_running_loop()
-        for name, at in due.items():
-            if name not in run.timers:
+        for (name, turn_id), at in due.items():
+            key = name if turn_id is None else f"{name}:{turn_id}"
+            if key not in run.timers:
                 delay = max(0.0, at - time.time())
-                run.timers[name] = loop.call_later(delay, self._fire, st.run_id, name)
+                run.timers[key] = loop.call_later(delay, self._fire, st.run_id, name, turn_id)
 
-    def _fire(self, run_id: str, name: TimerName) -> None:
+    def _fire(self, run_id: str, name: TimerName, turn_id: str | None = None) -> None:
         # Fenced like every other late writer: a deadline that fires as the run ends records nothing.
+        # A turn's deadline has an id of its own: the same id would be dropped as a duplicate.
+        msg_id = f"{run_id}:timer:{name}" + (f":{turn_id}" if turn_id else "")
         task = asyncio.ensure_future(
             once.append_unless_ended(
-                self.log, run_id, "timer", [Draft(f"{run_id}:timer:{name}", TimerFired(name=name))],
+                self.log, run_id, "timer", [Draft(msg_id, TimerFired(name=name, turn_id=turn_id))],
                 origin=self.timer_source,
             )
         )
@@ -306,7 +319,7 @@ def _deadline_bases(run: _Run, records: list[Record]) -> None:
         moved = r.ts + shift
         if isinstance(r.event, RunSubmitted):
             run.submitted_ts = moved
-        elif isinstance(r.event, PresentationStarted):
-            run.presentation_ts = moved
+        elif isinstance(r.event, PresentationStarted | PostEvaluationStarted) and run.presentation_ts is None:
+            run.presentation_ts = moved  # the latest one (records are walked backwards)
         if i and isinstance(r.event, RunForked | RunResumeRequested):
             shift += max(0.0, r.ts - before[i - 1])

@@ -20,6 +20,7 @@ from massgen_es.events import (
     ConsensusReached,
     Event,
     Message,
+    PostEvaluationStarted,
     PresentationCompleted,
     PresentationStarted,
     Record,
@@ -27,11 +28,13 @@ from massgen_es.events import (
     RunCompleted,
     RunFailed,
     RunForked,
+    RunRestarted,
     RunSubmitted,
     RunTimedOut,
     TimerFired,
     ToolSpec,
     TurnFailed,
+    TurnKind,
     TurnRejected,
     TurnRequested,
     TurnResponded,
@@ -47,7 +50,7 @@ class Turn:
     """An agent's active turn: one or more LLM calls (attempts) ending in a vote, an answer or a failure."""
 
     id: str
-    kind: str
+    kind: TurnKind
     attempt: int
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...]
@@ -93,6 +96,8 @@ class AgentState:
     vote: Vote | None = None
     turn: Turn | None = None
     turns_started: int = 0
+    answers_posted: int = 0
+    """Answers accepted in the whole run: numbers the labels (``agentN.M``), unique across attempts."""
     consecutive_failures: int = 0
     dropped: bool = False
 
@@ -112,10 +117,19 @@ class RunState:
     """In config order: the order of anonymous ids and of tie-breaks."""
     answers: list[Answer] = field(default_factory=list[Answer])
     phase: str = "new"
-    """``new`` -> ``coordinating`` -> ``presenting`` -> ``done``."""
+    """``new`` -> ``coordinating`` -> ``presenting`` [-> ``evaluating`` [-> ``coordinating`` ...]] -> ``done``."""
     timed_out: bool = False
+    """This attempt's coordination ended on the run deadline (its presentation ends the run timed out)."""
+    deadline_passed: bool = False
+    """The run deadline fired (in any phase): no post-evaluation, so no restart, after it."""
     presenter: str | None = None
     presentation_turn: Turn | None = None
+    evaluation_turn: Turn | None = None
+    """The winner's post-evaluation turn (spec §1.12), while ``evaluating``."""
+    attempt: int = 1
+    """The run's coordination attempt, 1-based; each ``run.restarted`` starts the next."""
+    restart: RunRestarted | None = None
+    """The latest restart: its feedback prefixes every coordination turn of this attempt."""
     status: str | None = None
     """Terminal status once done: ``completed``, ``timed_out``, ``failed`` or ``cancelled``."""
     final_answer: str | None = None
@@ -174,6 +188,7 @@ def evolve(state: RunState, record: Record) -> RunState:
             answer = Answer(ev.agent_id, ev.anon_id, ev.label, ev.content, ev.version)
             agent.answers.append(answer)
             state.answers.append(answer)
+            agent.answers_posted += 1
             _end_turn(agent)
         case VoteCast():
             agent = state.agents[ev.voter_id]
@@ -217,13 +232,16 @@ def _turn_requested(state: RunState, ev: TurnRequested) -> None:
     """A turn's attempt becomes the agent's (or the presentation's) current turn."""
     agent = state.agents[ev.agent_id]
     turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version, backend=ev.backend)
-    previous = agent.turn if ev.kind == "coordination" else state.presentation_turn
+    previous = {"coordination": agent.turn, "presentation": state.presentation_turn,
+                "post_evaluation": state.evaluation_turn}[ev.kind]
     if previous is not None and previous.id == ev.turn_id:
         turn.rejections = previous.rejections
     else:
         agent.turns_started += 1
     if ev.kind == "presentation":
         state.presentation_turn = turn
+    elif ev.kind == "post_evaluation":
+        state.evaluation_turn = turn
     else:
         agent.turn = turn
 
@@ -268,16 +286,43 @@ def _run_progress(state: RunState, ev: Event | UnknownEvent) -> None:
                 state.timed_out = True
         case PresentationCompleted():
             state.final_answer = ev.content
+        case PostEvaluationStarted():
+            state.phase = "evaluating"
+        case RunRestarted():
+            _restarted(state, ev)
         case RunCompleted() | RunTimedOut() | RunFailed() | RunCancelled():
             state.phase = "done"
             state.status = {RunCompleted: "completed", RunTimedOut: "timed_out", RunFailed: "failed",
                             RunCancelled: "cancelled"}[type(ev)]
             if isinstance(ev, RunCompleted | RunTimedOut):
                 state.final_answer = ev.final_answer
-        case TimerFired(name="run_deadline") if state.phase == "coordinating":
-            state.timed_out = True
+        case TimerFired(name="run_deadline"):
+            state.deadline_passed = True
+            if state.phase == "coordinating":
+                state.timed_out = True
         case _:
             pass
+
+
+def _restarted(state: RunState, ev: RunRestarted) -> None:
+    """A new attempt (spec §1.12, MassGen's ``handle_restart``): every agent's answers, vote and turn
+    reset, back to coordinating. Kept: dropped agents stay dropped (a restart is no retry of a failing
+    backend, MassGen #654); ``turns_started`` and ``answers_posted`` count on, so turn ids and answer
+    labels stay unique in the run."""
+    state.attempt = ev.attempt
+    state.restart = ev
+    state.answers = []
+    state.phase = "coordinating"
+    state.presenter = None
+    state.presentation_turn = None
+    state.evaluation_turn = None
+    state.final_answer = None
+    state.timed_out = False
+    for agent in state.agents.values():
+        agent.answers = []
+        agent.vote = None
+        agent.turn = None
+        agent.consecutive_failures = 0
 
 
 def current_turn(
@@ -287,7 +332,7 @@ def current_turn(
     agent = state.agents.get(agent_id)
     if agent is None or state.phase == "done":
         return None
-    for turn in (agent.turn, state.presentation_turn):
+    for turn in (agent.turn, state.presentation_turn, state.evaluation_turn):
         if (
             turn is not None
             and turn.id == turn_id

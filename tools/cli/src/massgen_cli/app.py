@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from massgen_cli import replay_show
+from massgen_cli import replay_show, sessions
 from massgen_cli import services as registry
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
@@ -64,6 +64,7 @@ app.command()(cancel)
 app.command()(resume)
 app.command()(approve)
 app.command()(deny)
+app.command()(sessions.chat)
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(tools_app, name="tools")
 
@@ -86,26 +87,38 @@ def submit(
     ] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Submit to the running stack and return at once, "
                                          "printing the run id; `massgen replay`/`cancel` take it from there.")] = False,
+    session: Annotated[str | None, typer.Option("--session", help="Ask this as the next turn of session ID (a new "
+                                                "session if it has no runs yet): the agents see its earlier "
+                                                "questions and answers and start from its last winner's "
+                                                "workspace.")] = None,
 ) -> None:
     """Run a question through the team: answers, votes, and the winner's final presentation.
 
     With `ui: {display_type: textual_terminal}` in the config and a terminal on stdin and stdout, the live
     view is the Textual app (a pane per agent; q closes it and the run goes on in the stack); on a pipe or
     a plain terminal it is the Rich view. Ctrl-C cancels the run (`run.cancelled`) and exits 4.
+    With `--session ID` the run is a turn of that session (MassGen spec §1.13; see `massgen chat`).
     """
     try:
         cfg = config_mod.load_config(config)
         submitted = config_mod.run_submitted(question, cfg, config, replay_tools_from=replay_tools_from,
                                              overrides=tool_safety.override_rules(home(), Path.cwd()))
+        if session is not None:
+            sessions.check_session_id(session)
     except ConfigError as exc:
         fail(str(exc), 1)
     quiet = as_json or cfg.ui.display_type == "silent"
     tui = not quiet and cfg.ui.display_type == "textual_terminal" and sys.stdin.isatty() and sys.stdout.isatty()
     if detach:
-        run_id = run(_submit_detached(submitted, config_mod.secrets(cfg)))
-        print(json.dumps({"run_id": run_id, "status": "running"}) if as_json else run_id)
+        run_id = run(_submit_detached(submitted, config_mod.secrets(cfg), session))
+        print(json.dumps({"run_id": run_id, "status": "running"} | ({"session_id": session} if session else {}))
+              if as_json else run_id)
         return
-    report(run(_submit(submitted, quiet, config_mod.secrets(cfg), tui=tui)), as_json)
+    view = run(submit_run(submitted, quiet, config_mod.secrets(cfg), tui=tui, session=session))
+    if session is not None and not as_json:
+        err.print(f"session [bold]{session}[/bold]: continue it with `massgen submit --session {session} \"…\"` "
+                  f"or `massgen chat --session {session}`")
+    report(view, as_json)
 
 
 def report(view: views.RunView, as_json: bool) -> NoReturn:
@@ -134,21 +147,35 @@ async def _append_submitted(stack: Stack, run_id: str, submitted: Any, secrets: 
     )
 
 
-async def _submit(submitted: Any, quiet: bool, secrets: dict[str, str], tui: bool = False) -> Any:
+async def submit_run(
+    submitted: Any, quiet: bool, secrets: dict[str, str], tui: bool = False, session: str | None = None
+) -> views.RunView:
+    """Submit ``submitted`` as a new run (as the next turn of ``session`` when given,
+    ``sessions.continued``) and follow it to its end (:func:`follow_or_cancel`): ``submit`` and each
+    ``chat`` turn.
+
+    Raises:
+        MassgenError: NATS unreachable, an embedded service stopped.
+    """
     run_id = new_run_id()
     async with open_stack(services=True) as stack:
+        if session is not None:
+            submitted = await sessions.continued(stack.log, submitted, session)
         if not quiet:
             where = "embedded stack" if stack.embedded else stack.url
-            err.print(f"run [bold]{run_id}[/bold] on {where}")
+            turn = f" (session {session}, turn {len(submitted.previous_turns) + 1})" if session is not None else ""
+            err.print(f"run [bold]{run_id}[/bold] on {where}{turn}")
         await _append_submitted(stack, run_id, submitted, secrets)
         return await follow_or_cancel(stack, run_id, quiet, tui=tui)
 
 
-async def _submit_detached(submitted: Any, secrets: dict[str, str]) -> str:
+async def _submit_detached(submitted: Any, secrets: dict[str, str], session: str | None = None) -> str:
     async with open_stack(services=False) as stack:
         if stack.embedded:
             raise ConfigError("--detach needs a running stack to leave the run to: start `massgen up` (or set "
                               "MASSGEN_NATS_URL to the stack's NATS); a stack started by this command stops with it")
+        if session is not None:
+            submitted = await sessions.continued(stack.log, submitted, session)
         run_id = new_run_id()
         await _append_submitted(stack, run_id, submitted, secrets)
         return run_id
@@ -268,7 +295,8 @@ class _Null:
 
 @app.command()
 def replay(
-    run_id: Annotated[str, typer.Argument(help="Run id, as printed by submit or listed by `massgen runs`.")],
+    run_id: Annotated[str | None, typer.Argument(help="Run id, as printed by submit or listed by `massgen runs`.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
     check: Annotated[
         bool, typer.Option("--check", help="Also re-decide the run through the orchestrator core and compare.")
@@ -287,8 +315,14 @@ def replay(
     agent: Annotated[list[str] | None, typer.Option("--agent", help="Only this agent's events (repeatable).")] = None,
     type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type or prefix, e.g. "
                                                     "tool.call_completed or tool. (repeatable).")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Show every turn of this session in order "
+                                                "(question, winner, final answer) instead of one run.")] = None,
 ) -> None:
-    """Rebuild a run from its event log, with zero LLM calls."""
+    """Rebuild a run from its event log, with zero LLM calls; with `--session ID`, each turn of a session."""
+    if session is not None:
+        return _replay_session(session, as_json)
+    if run_id is None:
+        fail("name the run to replay (`massgen runs` lists them), or a session with --session ID", 1)
 
     async def go() -> Any:
         async with open_stack(services=False) as stack:
@@ -326,11 +360,30 @@ def replay(
         err.print(f"decisions reproduced by the orchestrator core for all {n} inputs")
 
 
+def _session_views(session: str) -> list[views.RunView]:
+    """The runs of ``session`` in order; exits 1 naming the fix when it has none."""
+
+    async def go() -> list[views.RunView]:
+        async with open_stack(services=False) as stack:
+            return await sessions.session_runs(stack.log, session)
+
+    turns = run(go())
+    if not turns:
+        fail(sessions.unknown_session(session), 1)
+    return turns
+
+
+def _replay_session(session: str, as_json: bool) -> None:
+    sessions.show_session(session, _session_views(session), as_json)
+
+
 @app.command()
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Consensus analytics across runs: wins, vote flips, "
                                         "persuasion, time to consensus, per-agent cost and latency.")] = False,
+    session: Annotated[str | None, typer.Option("--session", help="Only the runs (turns) of this session, "
+                                                "in order.")] = None,
 ) -> None:
     """List runs with status, winner and duration. Status: completed, failed, timed_out, cancelled,
     running (a stack drives it), cancelling (cancel requested, not yet recorded), or interrupted (its
@@ -342,12 +395,16 @@ def runs(
             return found, {v.run_id: interrupted(v, stack) for v in found}
 
     all_runs, statuses = run(go())
+    if session is not None:
+        all_runs = [v for v in all_runs if v.session_id == session]
+        if not all_runs:
+            fail(sessions.unknown_session(session), 1)
     if stats:
         return replay_show.stats(all_runs, as_json)
     if as_json:
         for v in all_runs:
             summary = v.summary()
-            row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s", "forked_from")}
+            row = {k: summary[k] for k in ("run_id", "status", "winner", "duration_s", "forked_from", "session_id")}
             row["status"] = statuses[v.run_id]
             print(json.dumps(row | {"question": v.question}))
         return
@@ -356,6 +413,7 @@ def runs(
         table.add_column(col)
     for v in all_runs:
         parent = f" (fork of {v.forked_from[0]} at {v.forked_from[1]})" if v.forked_from else ""
+        parent += f" (session {v.session_id})" if v.session_id else ""
         table.add_row(v.run_id + parent, statuses[v.run_id], v.winner or "-", f"{v.duration_s or 0:.1f}",
                       v.question[:60])
     out.print(table if all_runs else "no runs yet: `massgen submit \"your question\"` starts one")
@@ -536,4 +594,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "new_run_id"]
+__all__ = ["app", "follow_or_cancel", "main", "new_run_id", "report", "submit_run"]

@@ -27,6 +27,8 @@ from massgen_es.events import (
     ExecutionStarted,
     Failure,
     McpServerStateChanged,
+    PostEvaluationStarted,
+    PostEvaluationSubmitted,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
@@ -34,6 +36,7 @@ from massgen_es.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunRestarted,
     RunSubmitted,
     RunTimedOut,
     SandboxChanged,
@@ -209,6 +212,23 @@ def _presented(ev: PresentationCompleted) -> tuple[str, str, str, list[str]]:
     return "answer", f"final answer{note}: {preview(ev.content)}", ev.content, []
 
 
+def _evaluating(ev: PostEvaluationStarted) -> tuple[str, str, str, list[str]]:
+    text = f"post-evaluation of attempt {ev.attempt} started"
+    return "decision", text, text, []
+
+
+def _evaluated(ev: PostEvaluationSubmitted) -> tuple[str, str, str, list[str]]:
+    text = f"final answer auto-submitted: {ev.auto}" if ev.auto else "final answer submitted by its evaluator"
+    return "decision", text, text, []
+
+
+def _restarted(ev: RunRestarted) -> tuple[str, str, str, list[str]]:
+    head = f"run restarted: attempt {ev.attempt}: {preview(ev.reason)}"
+    body = (f"attempt {ev.attempt} asked by {ev.evaluator_id}\nreason:\n{ev.reason}\n\ninstructions:\n"
+            f"{ev.instructions}\n\nprevious answer:\n{ev.previous_answer}")
+    return "decision", head, body, []
+
+
 def _ended(ev: RunCompleted | RunTimedOut) -> tuple[str, str, str, list[str]]:
     what = "completed" if isinstance(ev, RunCompleted) else "timed out"
     body = ev.final_answer or "(no final answer)"
@@ -298,6 +318,7 @@ RULES: dict[type, Rule] = {
     ProviderRetried: _retried, TurnResponded: _responded, TurnRejected: _rejected, TurnFailed: _turn_failed,
     AnswerPosted: _answer, VoteCast: _vote, VoteInvalidated: _invalidated, AgentDropped: _dropped,
     ConsensusReached: _consensus, PresentationStarted: _presenting, PresentationCompleted: _presented,
+    PostEvaluationStarted: _evaluating, PostEvaluationSubmitted: _evaluated, RunRestarted: _restarted,
     RunCompleted: _ended, RunTimedOut: _ended, RunFailed: _run_failed,
     RunCancelled: _cancelled, BudgetExceeded: _budget,
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,
@@ -309,7 +330,7 @@ RULES: dict[type, Rule] = {
 
 
 def _lane_of(ev: Event) -> str:
-    for name in ("agent_id", "voter_id", "presenter_id"):
+    for name in ("agent_id", "voter_id", "presenter_id", "evaluator_id"):
         value = getattr(ev, name, None)
         if isinstance(value, str) and value:
             return value

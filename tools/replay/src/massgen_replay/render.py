@@ -27,6 +27,9 @@ _KIND_STYLE = {
     "consensus": "bold blue",
     "presenting": "blue",
     "presented": "blue",
+    "evaluating": "blue",
+    "evaluated": "blue",
+    "restarted": "bold magenta",
     "completed": "bold green",
     "timed_out": "bold yellow",
     "failed_run": "bold red",
@@ -50,7 +53,8 @@ def live(view: RunView) -> Panel:
 
 PROGRESS_KINDS = frozenset({
     "started", "new_answer", "vote", "rejected", "update", "invalidated", "retry", "failed", "dropped", "consensus",
-    "presenting", "tool_call", "exec", "budget", "forked", "approval", "cancel", "resume",
+    "presenting", "tool_call", "exec", "budget", "forked", "approval", "cancel", "resume", "evaluating",
+    "evaluated", "restarted",
 })
 """Timeline entries that ``massgen submit`` prints as they land (the live table shows the rest)."""
 
@@ -79,6 +83,9 @@ def report(view: RunView, console: Console) -> None:
     if view.forked_from:
         console.print(f"[bold]fork of[/bold] {view.forked_from[0]} at seq {view.forked_from[1]} (events before "
                       "`forked` are copies of the parent's, with their original times)")
+    if view.session_id:
+        console.print(f"[bold]session[/bold] {view.session_id} (`massgen replay --session {view.session_id}` "
+                      "shows every turn)", highlight=False)
     if view.winner:
         anon = view.agents[view.winner].anon_id if view.winner in view.agents else "?"
         console.print(f"[bold]winner:[/bold] {anon} ({view.winner})")

@@ -31,12 +31,15 @@ from massgen_es.events import (
     ExecutionFailed,
     ExecutionRequested,
     ExecutionStarted,
+    PostEvaluationStarted,
+    PostEvaluationSubmitted,
     PresentationStarted,
     ProviderRetried,
     Record,
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunRestarted,
     RunSubmitted,
     RunTimedOut,
     TimerFired,
@@ -120,7 +123,7 @@ class _Builder:
         self.backends: dict[str, tuple[str, str]] = {}
         """agent id -> (backend type, configured model)."""
         self.kinds: dict[str, str] = {}
-        """turn id -> ``coordination`` or ``presentation``."""
+        """turn id -> ``coordination``, ``presentation`` or ``post_evaluation``."""
         self.attempts: dict[str, str] = {}
         """turn id -> key of its latest attempt span."""
         self.chats: dict[str, str] = {}
@@ -210,6 +213,16 @@ class _Builder:
             case PresentationStarted():
                 events.append(SpanEvent("massgen.presentation", ts, {
                     "gen_ai.agent.id": ev.presenter_id, "massgen.presentation.reason": ev.reason}))
+            case PostEvaluationStarted():
+                events.append(SpanEvent("massgen.post_evaluation", ts, {
+                    "gen_ai.agent.id": ev.evaluator_id, "massgen.run.attempt": ev.attempt}))
+            case PostEvaluationSubmitted():
+                events.append(SpanEvent("massgen.post_evaluation.submitted", ts, {
+                    "gen_ai.agent.id": ev.evaluator_id, "massgen.post_evaluation.auto": ev.auto}))
+            case RunRestarted():
+                events.append(SpanEvent("massgen.restart", ts, {
+                    "gen_ai.agent.id": ev.evaluator_id, "massgen.run.attempt": ev.attempt,
+                    "massgen.restart.reason": clip(ev.reason), "massgen.restart.instructions": clip(ev.instructions)}))
             case VoteInvalidated():
                 events.append(SpanEvent("massgen.vote_invalidated", ts, {
                     "gen_ai.agent.id": ev.voter_id, "massgen.vote.target_id": ev.target_id,

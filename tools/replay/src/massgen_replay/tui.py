@@ -33,7 +33,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
 from massgen_es import ids
-from massgen_es.events import Record, TextDelta, TurnStarted, VoteCast, VoteInvalidated
+from massgen_es.events import Record, RunRestarted, TextDelta, TurnStarted, VoteCast, VoteInvalidated
 from massgen_replay.views import RunView, preview
 
 STAGES = ("initialisation", "coordination", "presentation")
@@ -99,7 +99,8 @@ class Fold:
         self.last_ts = r.ts
         ev = r.event
         if isinstance(ev, TurnStarted) and ev.agent_id in self.view.agents:
-            what = "presentation" if ids.is_presentation(ev.turn_id) else f"turn {ev.turn_id}"
+            what = ("presentation" if ids.is_presentation(ev.turn_id) else "post-evaluation"
+                    if ids.is_post_evaluation(ev.turn_id) else f"turn {ev.turn_id}")
             sep = "\n\n" if self.transcripts.get(ev.agent_id) else ""
             self.transcripts[ev.agent_id] = self.transcripts.get(ev.agent_id, "") + \
                 f"{sep}── {what}, attempt {ev.attempt} ──\n"
@@ -109,6 +110,8 @@ class Fold:
             self.ballots[ev.voter_id] = Ballot(ev.target_anon, ev.target_id, ev.reason)
         elif isinstance(ev, VoteInvalidated) and ev.voter_id in self.ballots:
             self.ballots[ev.voter_id].invalidated_by = ev.by_label
+        elif isinstance(ev, RunRestarted):
+            self.ballots.clear()  # the restarted attempt's votes are the ones that count
 
 
 def votes_table(fold: Fold) -> Table:

@@ -22,6 +22,8 @@ from massgen_es.events import (
     ExecutionFailed,
     ExecutionRequested,
     McpServerStateChanged,
+    PostEvaluationStarted,
+    PostEvaluationSubmitted,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
@@ -31,6 +33,7 @@ from massgen_es.events import (
     RunCompleted,
     RunFailed,
     RunForked,
+    RunRestarted,
     RunResumeRequested,
     RunSubmitted,
     RunTimedOut,
@@ -65,7 +68,10 @@ _TOOL_EVENTS = (
     ExecutionFailed, WorkspaceSnapshotted, ApprovalRequested, ApprovalDecided,
 )
 """Events of an agent's tools and commands: shown only for an agent of the run."""
-_DECISION_EVENTS = (VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted)
+_DECISION_EVENTS = (
+    VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted, PostEvaluationStarted,
+    PostEvaluationSubmitted, RunRestarted,
+)
 
 
 def preview(text: str, n: int = 100) -> str:
@@ -131,6 +137,11 @@ class RunView:
     failure: str | None = None
     forked_from: tuple[str, int] | None = None
     """``(parent run, parent seq)`` of a fork (``massgen fork``): its events up to ``run.forked`` are copies."""
+    attempt: int = 1
+    """The run's coordination attempt (MassGen spec §1.12): each ``run.restarted`` starts the next, and
+    the winner, votes and tally shown are the last attempt's."""
+    session_id: str | None = None
+    """The multi-turn session this run is a turn of (``massgen chat``, ``submit --session``)."""
     analytics: RunAnalytics = field(default_factory=RunAnalytics)
     """Vote flips, persuasion, time to consensus, per-agent answers, cost and latency (analytics.py)."""
 
@@ -162,10 +173,16 @@ class RunView:
         match ev:
             case RunSubmitted():
                 self.question = ev.question
+                self.session_id = ev.session_id
                 self.stages["submitted"] = r.ts
                 for i, a in enumerate(ev.agents):
                     self.agents[a.id] = AgentView(a.id, ids.anon_id(i))
-                self._log(r, None, "submitted", f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}")
+                turn = ""
+                if ev.session_id:
+                    turn = f"; session {ev.session_id}, after {len(ev.previous_turns)} answered turn(s)"
+                    turn += f", workspace from {ev.workspace_from}" if ev.workspace_from else ""
+                self._log(r, None, "submitted",
+                          f"{len(ev.agents)} agents: {', '.join(a.id for a in ev.agents)}{turn}")
             case RunForked():
                 self.forked_from = (ev.parent_run_id, ev.parent_seq)
                 changes = "; ".join(ev.changes) or "no config change"
@@ -230,17 +247,38 @@ class RunView:
             case PresentationCompleted():
                 note = " (stored answer used)" if ev.used_stored_answer else ""
                 self._log(r, ev.presenter_id, "presented", preview(ev.content) + note)
+            case PostEvaluationStarted():
+                self.phase = "evaluating"
+                self._log(r, ev.evaluator_id, "evaluating", f"post-evaluation of attempt {ev.attempt}")
+            case PostEvaluationSubmitted():
+                self._log(r, ev.evaluator_id, "evaluated", f"auto-submitted: {ev.auto}" if ev.auto else "submitted")
+            case RunRestarted():
+                self._restart(r, ev)
             case _:
                 pass
+
+    def _restart(self, r: Record, ev: RunRestarted) -> None:
+        """A new attempt: the previous one's votes and winner no longer stand (its answers stay listed)."""
+        self.attempt, self.phase, self.winner, self.final_answer = ev.attempt, "coordinating", None, None
+        self.tally, self.votes = {}, []
+        for a in self.agents.values():
+            a.vote = None
+        self._log(r, ev.evaluator_id, "restarted",
+                  f"attempt {ev.attempt}: {preview(ev.reason)}; instructions: {preview(ev.instructions)}")
 
     def _apply_turn(self, r: Record, ev: Event, agent: AgentView) -> None:
         """An agent's turns: requests, attempts, streamed text, usage, responses and their outcome."""
         match ev:
             case TurnRequested():
-                agent.status = "queued" if ev.kind == "coordination" else "presenting (queued)"
+                agent.status = {"coordination": "queued", "presentation": "presenting (queued)",
+                                "post_evaluation": "evaluating (queued)"}[ev.kind]
             case TurnStarted():
-                presenting = ids.is_presentation(ev.turn_id)
-                agent.status = f"thinking (attempt {ev.attempt})" if not presenting else "presenting"
+                if ids.is_presentation(ev.turn_id):
+                    agent.status = "presenting"
+                elif ids.is_post_evaluation(ev.turn_id):
+                    agent.status = "evaluating"
+                else:
+                    agent.status = f"thinking (attempt {ev.attempt})"
                 agent.text = ""
                 again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
                 self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
@@ -407,6 +445,7 @@ class RunView:
             "error": self.failure,
             "agent_failures": self.agent_failures(),
             "forked_from": {"run_id": self.forked_from[0], "seq": self.forked_from[1]} if self.forked_from else None,
+            "session_id": self.session_id,
             "analytics": self.analytics.summary(),
         }
 
