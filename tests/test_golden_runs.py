@@ -79,12 +79,16 @@ def test_golden_run_is_decided_the_same_by_the_current_core(path: Path):
     assert listing.read_text() == decisions(bundle.records), f"{listing.name} is stale: re-record {path.name}"
 
 
-def test_the_golden_runs_cover_tools_a_crash_a_timeout_a_budget_stop_and_the_local_model():
+def test_the_golden_runs_cover_tools_a_crash_a_timeout_a_budget_stop_planning_an_approval_and_the_local_model():
     kinds: dict[str, set[str]] = {p.name: set(bundles.load(p).manifest["counts"]["by_type"]) for p in GOLDEN}
     assert any({"tool.call_completed", "execution.completed"} <= k for k in kinds.values()), kinds
     assert any("execution.failed" in k or "tool.call_failed" in k for k in kinds.values())  # Interrupted
     assert any("run.timed_out" in k for k in kinds.values())
     assert any("budget.exceeded" in k for k in kinds.values())
+    assert any({"approval.requested", "approval.decided"} <= k for k in kinds.values())  # issue 15 item 9
+    planned = [r.event for p in GOLDEN for r in bundles.load(p).records if isinstance(r.event, RunSubmitted)
+               and r.event.settings.planning_mode]
+    assert planned, "no golden run in planning mode"
     local = [p for p in GOLDEN if any(a.backend.get("type") == "local" for r in bundles.load(p).records
                                       if isinstance(r.event, RunSubmitted) for a in r.event.agents)]
     assert local, "no golden run of the real local model"

@@ -172,6 +172,65 @@ async def restart(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespac
     return await _done(s, await s.submit(cfg))
 
 
+def _tool_round(*calls: tuple, present: tuple = ()) -> Callable[[dict], Reply]:
+    """A model that makes ``calls`` (one round), answers with what the tools said, votes for agent1 and
+    presents after the ``present`` calls."""
+
+    def handle(body: dict) -> Reply:
+        names, messages = tool_names(body), body["messages"]
+        done = sum(1 for m in messages if m["role"] == "assistant" and m.get("tool_calls")
+                   and any(c["function"]["name"].startswith("mcp__") for c in m["tool_calls"]))
+        if "vote" in names:
+            return vote("agent1")
+        if "new_answer" not in names:
+            return Reply(tool_calls=present) if present and not done else Reply(text="FINAL " + " | ".join(
+                mcp_results(messages)))
+        if calls and not done:
+            return Reply(tool_calls=calls)
+        return answer("RESULTS: " + " | ".join(mcp_results(messages)))
+
+    return handle
+
+
+async def planning(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
+    """Planning mode (MassGen spec §1.14): agent-a's coordination call of ``send_message`` is held back
+    (``PlanningModeBlocked``), agent-b answers without tools; agent-a wins and sends while presenting."""
+    cfg, (ma, mb) = team(fake, 2, orchestrator={"coordination": {"enable_planning_mode": True}})
+    cfg["agents"][0]["backend"]["mcp_servers"] = [tool_server(tmp)]
+    send = ("mcp__t__send_message", {"text": "hello"})
+    fake.default(ma, _tool_round(send, present=(send,)))
+    fake.default(mb, _tool_round())
+    s.orchestrator()
+    s.worker()
+    s.broker(tmp / "home")
+    return await _done(s, await s.submit(cfg))
+
+
+async def approval(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
+    """A tool marked ``ask`` (issue 15 item 3): agent-a's ``send_message`` waits for a person while
+    agent-b answers; the person approves (as ``massgen approve`` does), the call runs, agent-a wins."""
+    from massgen_cli.run_control import decide_approval, pending_approvals
+
+    cfg, (ma, mb) = team(fake, 2)
+    cfg["agents"][0]["backend"]["mcp_servers"] = [tool_server(tmp)]
+    cfg["tool_safety"] = {"rules": [{"tool": "t.send_message", "policy": "ask", "rationale": "posts publicly"}]}
+    fake.default(ma, _tool_round(("mcp__t__send_message", {"text": "hello"})))
+    fake.default(mb, _tool_round())
+    s.orchestrator()
+    s.worker()
+    s.broker(tmp / "home")
+    run_id = await s.submit(cfg)
+    waiting: list = []
+
+    async def asked() -> bool:
+        waiting[:] = pending_approvals(await s.log.read(run_id))
+        return bool(waiting)
+
+    await eventually(asked, 60, "the approval request")
+    await decide_approval(s.log, waiting[0][0], True, "massgen approve by recorder@golden")
+    return await _done(s, run_id)
+
+
 async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Namespace) -> str:
     """The default team (three agents; ``--agents N`` keeps the first N) on a real local model
     (``--model``), the demo's question."""
@@ -187,7 +246,7 @@ async def local_model(s: Stack, fake: FakeOpenAI, tmp: Path, args: argparse.Name
 
 SCENARIOS: dict[str, Scenario] = {
     "mcp-exec": mcp_exec, "crash": crash, "crash-worker": crash_worker, "timeout": timeout, "budget": budget,
-    "local-model": local_model, "restart": restart,
+    "local-model": local_model, "restart": restart, "planning": planning, "approval": approval,
 }
 
 
