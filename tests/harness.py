@@ -4,12 +4,16 @@ nats-server, and log assertions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from massgen_agent_worker.worker import AgentWorker
@@ -26,6 +30,27 @@ from massgen_orchestrator.decide import verify
 from massgen_orchestrator.service import OrchestratorService
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
+
+
+@contextlib.contextmanager
+def massgen_up(home: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """``massgen up ARGS`` (a running stack on ``home``) once it advertised itself in ``stack.json``;
+    stopped with SIGINT (killed after 30 s) when the block ends."""
+    proc = subprocess.Popen([MASSGEN, "up", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "stack.json").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "massgen up did not advertise its stack"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---------------------------------------------------------------- scripted providers

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import massgen_up
 from massgen_cli.metrics import EventMetrics
 from massgen_es import observe
 from massgen_es.bus import Draft
@@ -91,17 +92,8 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
 def up(massgen_home: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """``massgen up --metrics-port P`` (the embedded stack) until it advertised its stack."""
     port = free_port()
-    proc = subprocess.Popen([MASSGEN, "up", "--metrics-port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (massgen_home / "stack.json").exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "massgen up did not advertise its stack"
-            time.sleep(0.1)
+    with massgen_up(massgen_home, "--metrics-port", str(port)) as proc:
         yield proc, port
-    finally:
-        stop(proc)
 
 
 def test_up_serves_turns_tokens_cost_latency_and_queue_depth_labelled_per_service(

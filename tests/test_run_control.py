@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import massgen_up
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply, team_member
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
@@ -111,21 +112,8 @@ def _thinking(fake: FakeOpenAI, submit: Submit) -> None:
 @pytest.fixture
 def up(massgen_home: Path) -> Iterator[subprocess.Popen]:
     """``massgen up``: a running stack that submits can leave runs to."""
-    proc = subprocess.Popen([MASSGEN, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (massgen_home / "stack.json").exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "massgen up did not advertise its stack"
-            time.sleep(0.1)
+    with massgen_up(massgen_home) as proc:
         yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_ctrl_c_cancels_the_run_and_a_later_stack_leaves_it_cancelled(tmp_path, fake, massgen_home):
@@ -152,20 +140,11 @@ def test_ctrl_c_cancels_the_run_and_a_later_stack_leaves_it_cancelled(tmp_path, 
     # turn of the cancelled run still queued (naked as its worker stopped) reaches it: it stays as it was.
     fake.default("quick", team_member("Rome", vote_for="agent1"))
     before = len(fake.requests("slow"))
-    with subprocess.Popen([MASSGEN, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True) as stack:
-        try:
-            deadline = time.monotonic() + 60
-            while not (massgen_home / "stack.json").exists():
-                assert stack.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-            done = subprocess.run([MASSGEN, "submit", "Capital of Italy?", "--json", "--config",
-                                   str(_config(tmp_path, fake, "quick"))], capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0, done.stderr
-            time.sleep(2)
-        finally:
-            stack.send_signal(signal.SIGINT)
-            stack.wait(30)
+    with massgen_up(massgen_home):
+        done = subprocess.run([MASSGEN, "submit", "Capital of Italy?", "--json", "--config",
+                               str(_config(tmp_path, fake, "quick"))], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        time.sleep(2)
     assert _types(run_id) == types
     assert len(fake.requests("slow")) == before
     assert _runs()[run_id] == "cancelled"

@@ -75,10 +75,7 @@ async def test_planning_mode_runs_no_irreversible_call_before_the_presentation(f
     cfg = mcp_team(fake, 2, handlers, mcp_servers=[tool_server(tmp_path)])
     cfg["orchestrator"] = {"coordination": {"enable_planning_mode": True}}
     async with Stack(fresh_nats.url) as stack:
-        stack.orchestrator()
-        stack.worker()
-        stack.broker(massgen_home)
-        run_id = await stack.submit(cfg)
+        run_id = await _serve(stack, massgen_home).submit(cfg)
         records = await stack.wait_done(run_id, 60)
     assert of(records, RunCompleted)
     assert lines(tmp_path / "calls") == ["send_message:presented"]  # the world saw only the winner's call
@@ -151,12 +148,16 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([MASSGEN, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
+def _serve(stack: Stack, home: Path) -> Stack:
+    stack.orchestrator()
+    stack.worker()
+    stack.broker(home)
+    return stack
+
+
 async def test_a_call_marked_ask_runs_once_a_second_process_approves_it(fresh_nats, fake, tmp_path, massgen_home):
     async with Stack(fresh_nats.url) as stack:
-        stack.orchestrator()
-        stack.worker()
-        stack.broker(massgen_home)
-        run_id = await stack.submit(_ask_team(fake, tmp_path))
+        run_id = await _serve(stack, massgen_home).submit(_ask_team(fake, tmp_path))
         asked = await _waiting(stack, run_id)
         assert asked.rationale == "posts publicly" and json.loads(asked.arguments) == {"text": "hello"}
         await eventually(lambda: _answered(stack, run_id), 60, "the other agent's answer while one waits")
@@ -182,10 +183,7 @@ async def _answered(stack: Stack, run_id: str) -> bool:
 
 async def test_a_denied_call_is_not_made_and_the_agent_reads_the_reason(fresh_nats, fake, tmp_path, massgen_home):
     async with Stack(fresh_nats.url) as stack:
-        stack.orchestrator()
-        stack.worker()
-        stack.broker(massgen_home)
-        run_id = await stack.submit(_ask_team(fake, tmp_path))
+        run_id = await _serve(stack, massgen_home).submit(_ask_team(fake, tmp_path))
         asked = await _waiting(stack, run_id)
         denied = await asyncio.to_thread(_cli, stack, "deny", run_id, asked.call_id, "--reason", "not in public")
         assert denied.returncode == 0, denied.stderr
@@ -198,10 +196,7 @@ async def test_a_denied_call_is_not_made_and_the_agent_reads_the_reason(fresh_na
 
 async def test_nobody_answering_in_time_denies_the_call(fresh_nats, fake, tmp_path, massgen_home):
     async with Stack(fresh_nats.url) as stack:
-        stack.orchestrator()
-        stack.worker()
-        stack.broker(massgen_home)
-        run_id = await stack.submit(_ask_team(fake, tmp_path, approval_timeout_seconds=1))
+        run_id = await _serve(stack, massgen_home).submit(_ask_team(fake, tmp_path, approval_timeout_seconds=1))
         records = await stack.wait_done(run_id, 60)
     [decided] = of(records, ApprovalDecided)
     assert not decided.approved and decided.by == "timeout after 1 s"
