@@ -27,6 +27,7 @@ from massgen_es.events import (
     RunCompleted,
     ToolCallCompleted,
     ToolCallFailed,
+    ToolClassified,
     ToolRule,
     TurnRequested,
 )
@@ -232,3 +233,38 @@ def test_review_lists_each_tool_and_a_decision_set_is_stored_and_reused(tmp_path
     submitted = run_submitted("q", parse_config(json.loads(cfg.read_text())),
                               overrides=tool_safety.override_rules(massgen_home, tmp_path))
     assert tool_safety.policy(submitted.settings.tool_rules, "t", "echo") == ("ask", "echoes to a channel")
+
+
+# ---------------------------------------------------------------- LLM classification
+
+
+async def test_a_planning_run_has_the_agents_model_classify_each_tool_once(fresh_nats, fake, tmp_path, massgen_home):
+    """echo's name says nothing irreversible; the model says it broadcasts: planning mode holds it back,
+    the classification is recorded and stored, and the next run asks the model no more."""
+    asked: list[str] = []
+
+    def classifying(inner):
+        def handle(body: dict) -> Reply:
+            if tool_names(body) == ["classify_tool"]:
+                tool = body["messages"][-1]["content"].split("`")[1]
+                asked.append(tool)
+                return Reply(tool_calls=(("classify_tool", {"irreversible": tool == "echo",
+                                                            "rationale": f"{tool}: the model's view"}),))
+            return inner(body)
+        return handle
+
+    echo = (("mcp__t__echo", {"text": "hi"}),)
+    cfg = mcp_team(fake, 1, [classifying(script(echo, present=(echo,)))], mcp_servers=[tool_server(tmp_path)])
+    cfg["orchestrator"] = {"coordination": {"enable_planning_mode": True}}
+    async with Stack(fresh_nats.url) as stack:
+        _serve(stack, massgen_home)
+        first = await stack.wait_done(await stack.submit(cfg), 60)
+        tools_asked = sorted(asked)
+        second = await stack.wait_done(await stack.submit(cfg), 60)
+    classified = {(e.tool, e.safety) for e in of(first, ToolClassified)}
+    assert ("echo", "irreversible") in classified and ("slow", "reversible") in classified
+    assert tools_asked == sorted({t for t, _ in classified}) and "echo" in tools_asked
+    [blocked] = of(first, ToolCallFailed)
+    assert blocked.failure.type == "PlanningModeBlocked" and "echo: the model's view" in blocked.failure.message
+    assert lines(tmp_path / "calls") == ["echo", "echo"]  # only the two presentations called it
+    assert sorted(asked) == tools_asked and not of(second, ToolClassified)  # stored: asked once

@@ -585,6 +585,20 @@ class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
     """The arguments as the model wrote them (JSON string, validated by the broker)."""
 
 
+class ToolClassified(Event, frozen=True, tag="tool.classified"):
+    """An LLM classified an MCP tool (issue 15 item 2): the agent's own backend, asked once per tool
+    (server, tool name and input schema: ``digest``) in a planning-mode run, the first time a turn
+    meets a tool no classification is stored for; kept in the ``MASSGEN_TOOL_SAFETY`` bucket too."""
+
+    agent_id: str
+    server: str
+    tool: str
+    digest: str
+    safety: Literal["reversible", "irreversible"]
+    rationale: str
+    model: str
+
+
 class ApprovalRequested(Event, frozen=True, tag="approval.requested"):
     """A tool call marked ``ask`` (a ``ToolRule``) waits for a person: ``massgen approve``/``deny`` or
     the live view's prompt answers with ``approval.decided``; without an answer within ``timeout_s`` the
@@ -808,6 +822,7 @@ EventType = (
     | ToolsListRequested
     | ToolsListed
     | ToolCallRequested
+    | ToolClassified
     | ApprovalRequested
     | ApprovalDecided
     | ToolCallStarted
@@ -858,6 +873,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ToolsListRequested: ("agent_worker",),
     ToolsListed: ("mcp_broker", "agent_worker"),  # the worker records the command tool and catalog timeouts
     ToolCallRequested: ("agent_worker", "cli"),  # the command line's for `massgen mcp call`
+    ToolClassified: ("agent_worker",),
     ApprovalRequested: ("mcp_broker",),
     ApprovalDecided: ("cli", "mcp_broker"),  # a person's answer; the broker's denial on timeout
     ToolCallStarted: ("mcp_broker",),

@@ -17,6 +17,8 @@ fallback of a missing classification, not an LLM's judgement; a rule overrides i
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -38,6 +40,21 @@ _IRREVERSIBLE = re.compile(
     r"submit|merge|push|pay|transfer|buy|order|book|invite|email|message|tweet|reply|comment|upload|deploy|"
     r"execute|exec|run|kill|move|rename|archive|close|approve|reject|cancel)(_|$)"
 )
+
+
+class Learned(msgspec.Struct, frozen=True, kw_only=True):
+    """An LLM's classification of a tool, as the ``MASSGEN_TOOL_SAFETY`` bucket keeps it."""
+
+    safety: Safety
+    rationale: str
+    model: str
+
+
+def digest(server: str, tool: str, schema: object) -> str:
+    """The key of a tool's classification: its server, name and input schema (a changed schema is a
+    new tool to classify)."""
+    text = json.dumps([server, tool, schema], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class ToolSafetyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,12 +87,17 @@ def policy(rules: tuple[ToolRule, ...], server: str, tool: str) -> tuple[Policy,
     return "allow", ""
 
 
-def classify(rules: tuple[ToolRule, ...], server: str, tool: str) -> tuple[Safety, str]:
-    """Whether a tool's effects can be undone, and why: the first matching rule that says so, else the
-    name rule of the module docstring (MassGen spec §1.14's examples)."""
+def classify(
+    rules: tuple[ToolRule, ...], server: str, tool: str, learned: Learned | None = None
+) -> tuple[Safety, str]:
+    """Whether a tool's effects can be undone, and why: the first matching rule that says so (a
+    person's), else ``learned`` (an LLM's), else the name rule of the module docstring (MassGen spec
+    §1.14's examples)."""
     for rule in _match(rules, server, tool):
         if rule.safety is not None:
             return rule.safety, rule.rationale or f"rule {rule.tool}"
+    if learned is not None:
+        return learned.safety, learned.rationale
     if server in WORKSPACE_SERVERS:
         return "reversible", "works in the agent's own workspace and the run's copies"
     word = _IRREVERSIBLE.search(tool.lower())
@@ -84,13 +106,16 @@ def classify(rules: tuple[ToolRule, ...], server: str, tool: str) -> tuple[Safet
     return "reversible", "its name says it reads, searches or lists"
 
 
-def review(rules: tuple[ToolRule, ...], server: str, tool: str) -> dict[str, str]:
+def review(
+    rules: tuple[ToolRule, ...], server: str, tool: str, learned: Learned | None = None
+) -> dict[str, str]:
     """What ``massgen tools review`` shows of one tool: ``{"tool", "safety", "rationale", "source",
-    "policy"}``; ``source`` is ``rule`` when a rule classifies it, ``name`` when the name rule does."""
-    safety, why = classify(rules, server, tool)
+    "policy"}``; ``source`` is ``rule`` (a person's), ``llm:<model>`` or ``name`` (the name rule)."""
+    safety, why = classify(rules, server, tool, learned)
     by_rule = any(r.safety is not None for r in _match(rules, server, tool))
-    return {"tool": name_of(server, tool), "safety": safety, "rationale": why,
-            "source": "rule" if by_rule else "name", "policy": policy(rules, server, tool)[0]}
+    source = "rule" if by_rule else f"llm:{learned.model}" if learned is not None else "name"
+    return {"tool": name_of(server, tool), "safety": safety, "rationale": why, "source": source,
+            "policy": policy(rules, server, tool)[0]}
 
 
 def save_rule(path: Path, rule: ToolRule) -> None:
@@ -131,5 +156,5 @@ def override_rules(home: Path, workdir: Path) -> tuple[ToolRule, ...]:
     return (*_load(workdir / ".massgen" / OVERRIDE_FILE), *_load(home / OVERRIDE_FILE))
 
 
-__all__ = ["OVERRIDE_FILE", "Policy", "Safety", "ToolSafetyConfig", "classify", "name_of", "override_rules", "policy",
-           "review", "save_rule"]
+__all__ = ["OVERRIDE_FILE", "Learned", "Policy", "Safety", "ToolSafetyConfig", "classify", "digest", "name_of",
+           "override_rules", "policy", "review", "save_rule"]

@@ -69,6 +69,8 @@ class Conversation:
         catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
         if not catalog.servers:
             return await self.decide(req)
+        if req.planning_mode:  # what planning mode holds back: tools an LLM (or a person) says irreversible
+            await self.tools.classify(req, self.record.run_id, self.record.id, catalog)
         workflow = {t.name for t in req.tools}
         mcp_tools = catalog.tools
         messages = list(req.messages)

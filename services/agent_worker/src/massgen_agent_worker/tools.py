@@ -16,8 +16,10 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from massgen_es import mcp
+from massgen_agent_worker import classifier
+from massgen_es import mcp, tool_safety
 from massgen_es.bus import Draft
+from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
 from massgen_es.config import BackendConfig, server_names
 from massgen_es.errors import PlanningModeBlocked, ToolArgumentError, ToolTimeout
@@ -33,6 +35,7 @@ from massgen_es.events import (
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    ToolClassified,
     ToolsListed,
     ToolsListRequested,
     ToolSpec,
@@ -107,6 +110,7 @@ class ToolClient:
     """MCP over the bus for one worker process."""
 
     def __init__(self, nc: Client, source: Source) -> None:
+        self.classifications = ClassificationStore(nc)
         self.log = JetStreamEventLog(nc)
         self.queue = ToolQueue(nc)
         self.exec_queue = ExecQueue(nc)
@@ -179,6 +183,26 @@ class ToolClient:
         seq = await self._request(run_id, cause, [Draft(request_id, ToolsListRequested(agent_id=req.agent_id), cause)])
         got = await self._await_catalog(run_id, seq, request_id, set(want))
         return Catalog([*listed, *got, *local])
+
+    async def classify(self, req: TurnRequested, run_id: str, cause: str, catalog: Catalog) -> None:
+        """Have the agent's backend classify each tool of ``catalog`` that has no stored classification
+        (servers outside the agent's workspace only), store it and record ``tool.classified``: what
+        planning mode holds back (issue 15 item 2; ``massgen_agent_worker.classifier``)."""
+        for listed in catalog.servers.values():
+            if listed.server in tool_safety.WORKSPACE_SERVERS or listed.failure is not None:
+                continue
+            for spec in listed.tools:
+                tool = spec.name.split("__", 2)[-1]
+                key = tool_safety.digest(listed.server, tool, spec.parameters)
+                if await self.classifications.get(key) is not None:
+                    continue
+                learned = await classifier.classify(req, listed.server, tool, spec)
+                if learned is None:
+                    continue
+                await self.classifications.put(key, learned)
+                event = ToolClassified(agent_id=req.agent_id, server=listed.server, tool=tool, digest=key,
+                                       safety=learned.safety, rationale=learned.rationale, model=learned.model)
+                await self._record(run_id, Draft(f"{run_id}:classified:{key}:{req.agent_id}", event, cause))
 
     async def _await_catalog(self, run_id: str, after_seq: int, request_id: str, want: set[str]) -> list[ToolsListed]:
         got, _ = await self._follow_until(

@@ -14,12 +14,14 @@ in its own task.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from massgen_es import tool_safety
 from massgen_es.bus import Draft, EventLog, once
 from massgen_es.errors import ApprovalDenied, PlanningModeBlocked, ToolPermissionError
 from massgen_es.events import ApprovalDecided, ApprovalRequested, Record, Source, ToolCallRequested
+from massgen_es.tool_safety import Learned
 from massgen_mcp_broker.runs import RunContext
 
 
@@ -34,9 +36,10 @@ def decision_id(request_id: str) -> str:
 
 
 async def check(log: EventLog, source: Source, run: RunContext, record: Record, req: ToolCallRequested,
-                fence: once.Fence) -> None:
+                fence: once.Fence, learned: Callable[[], Awaitable[Learned | None]]) -> None:
     """Let the call through, or raise why not. A call made by ``massgen mcp call`` (a person's own)
-    passes: the rules are about what agents do.
+    passes: the rules are about what agents do. ``learned``: reads the tool's stored LLM
+    classification (only a planning-mode coordination call needs it).
 
     Raises:
         PlanningModeBlocked: a coordination call of an irreversible tool in a planning-mode run
@@ -50,7 +53,7 @@ async def check(log: EventLog, source: Source, run: RunContext, record: Record, 
         return
     name = tool_safety.name_of(req.server, req.tool)
     if settings.planning_mode and req.kind == "coordination":
-        safety, why = tool_safety.classify(settings.tool_rules, req.server, req.tool)
+        safety, why = tool_safety.classify(settings.tool_rules, req.server, req.tool, await learned())
         if safety == "irreversible":
             raise PlanningModeBlocked(
                 f"tool {name} is blocked during coordination (planning mode active; irreversible: {why}). "

@@ -37,8 +37,9 @@ from mcp import MCPError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, scrub, subjects
+from massgen_es import mcp, scrub, subjects, tool_safety
 from massgen_es.bus import Draft, once
+from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER
@@ -106,6 +107,7 @@ class McpBroker:
     ) -> None:
         self.nc = nc
         self.log = JetStreamEventLog(nc)
+        self.classifications = ClassificationStore(nc)
         self.queue = ToolQueue(nc)
         self.secrets = SecretStore(nc)
         self.home = home
@@ -373,7 +375,9 @@ class McpBroker:
             meta = None
             if req.server in grant.builtin:  # ours: `filesystem` and `workspace_tools` of a workspace
                 arguments, meta = await self._confine(run, grant, req, arguments)
-            await approvals.check(self.log, self.source, run, record, req, fence)  # planning mode, rules, a person
+            schema = tool.input_schema or {"type": "object"}  # as the catalog offered it: the classification key
+            await approvals.check(self.log, self.source, run, record, req, fence,  # planning mode, rules, a person
+                                  lambda: self.classifications.get(tool_safety.digest(req.server, req.tool, schema)))
             await self._mark_started(run, record, req, fence)
         except ToolError as exc:
             return failed(exc), []

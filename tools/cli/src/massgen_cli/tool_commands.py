@@ -12,10 +12,13 @@ from rich.table import Table
 
 from massgen_cli.console import fail, out, run
 from massgen_cli.mcp_commands import ConfigOpt, _inspect, _load, servers_of
+from massgen_cli.stack import open_stack
 from massgen_es import tool_safety
+from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.errors import ConfigError
 from massgen_es.events import ToolRule
 from massgen_es.ops import home
+from massgen_es.tool_safety import Learned
 
 tools_app = typer.Typer(no_args_is_help=True, help="Tool safety: how each tool is classified, and which need "
                         "a person's approval (review, then confirm or override).")
@@ -34,18 +37,23 @@ def review(
         rules = (*cfg.tool_safety.rules, *tool_safety.override_rules(home(), Path.cwd()))
     except ConfigError as exc:
         fail(str(exc), 1)
-    tools: set[tuple[str, str]] = set()
+    tools: dict[tuple[str, str], str | None] = {}  # (server, tool) -> its classification key
     if any(servers_of(cfg).values()):
         reply = run(_inspect(cfg, config, None))
         if reply.error:
             fail(f"the MCP broker could not list the servers: {reply.error}", 2)
-        tools = {(s.server, t.name.split("__", 2)[-1]) for s in reply.servers for t in s.tools}
+        for s in reply.servers:
+            for t in s.tools:
+                tool = t.name.split("__", 2)[-1]
+                tools[(s.server, tool)] = tool_safety.digest(s.server, tool, t.input_schema or {"type": "object"})
     if any(a.backend.enable_mcp_command_line for a in cfg.team):
-        tools.add(("", "execute_command"))
+        tools[("", "execute_command")] = None
     if not tools:
         fail(f"{where} gives its agents no tool; add agents[].backend.mcp_servers (or cwd, or "
              "enable_mcp_command_line)", 1)
-    rows = [tool_safety.review(rules, server, tool) for server, tool in sorted(tools)]
+    learned = run(_learned([k for k in tools.values() if k is not None]))
+    rows = [tool_safety.review(rules, server, tool, learned.get(key or ""))
+            for (server, tool), key in sorted(tools.items())]
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -58,6 +66,14 @@ def review(
     out.print(table)
     out.print("confirm or override one: massgen tools set TOOL --safety irreversible --policy ask "
               "[--workspace]", style="dim", highlight=False)
+
+
+async def _learned(keys: list[str]) -> dict[str, Learned]:
+    """The stored LLM classifications of ``keys`` (``massgen_es.bus.classifications``)."""
+    async with open_stack(services=False, name="massgen-tools") as stack:
+        store = ClassificationStore(stack.nc)
+        found = {key: await store.get(key) for key in keys}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 @tools_app.command("set")
