@@ -46,6 +46,11 @@ WORKSPACE_TOOLS_SERVER = "workspace_tools"
 """Name of MassGen's copy/delete/compare server that ``backend.cwd`` adds too (MassGen spec §3.5); ours is
 ``massgen_mcp_broker.workspace_tools``."""
 _MASSGEN_WORKSPACE_TOOLS = "filesystem_manager._workspace_tools_server"
+PLANNING_SERVER = "planning"
+"""Name of the task-planning server that ``coordination.enable_agent_task_planning`` adds to every agent
+(MassGen spec §1.15; MassGen names it ``planning_<agent id>``, which would put real ids in tool names)."""
+PLANNING_MODULE = "massgen_mcp_broker.task_planning"
+"""Our task-planning server: the MCP broker starts it for an entry :func:`is_planning_server` accepts."""
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -191,6 +196,13 @@ class CoordinationConfig(_Strict, frozen=True):
     """The text added to coordination prompts in planning mode (default: MassGen's)."""
     max_orchestration_restarts: int = 0
     """Restarts the winner's post-evaluation may ask for (MassGen spec §1.12); 0: no post-evaluation."""
+    enable_agent_task_planning: bool = False
+    """Every agent gets the task-planning MCP server ``planning`` (MassGen spec §1.15; ours is
+    ``massgen_mcp_broker.task_planning``)."""
+    max_tasks_per_plan: int = 10
+    """Tasks a plan may hold (MassGen spec §1.15)."""
+    task_planning_filesystem_mode: bool = False
+    """The plan is mirrored to ``tasks/plan.json`` in the agent's workspace (agents with ``cwd``)."""
 
 
 class OrchestratorConfig(_Strict, frozen=True):
@@ -213,6 +225,8 @@ class OrchestratorConfig(_Strict, frozen=True):
     coordination: CoordinationConfig = CoordinationConfig()
     debug_final_answer: str | None = None
     """MassGen's debug aid: attempt 1's final answer is this text (to test restarts, spec §1.12)."""
+    skip_coordination_rounds: bool = False
+    """MassGen's debug aid (spec §1.2 step 5): no coordination; the first agent presents at once."""
 
 
 class TimeoutSettings(_Strict, frozen=True):
@@ -374,6 +388,11 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.max_failed_turns` must be >= 1")
     if o.coordination.max_orchestration_restarts < 0:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_orchestration_restarts` must be >= 0")
+    if o.coordination.max_tasks_per_plan < 1:
+        raise ConfigError(f"{origin}: `orchestrator.coordination.max_tasks_per_plan` must be >= 1")
+    if o.coordination.enable_agent_task_planning:
+        fixed = [_with_planning(a, o.coordination, "agent" if cfg.agent else f"agents[{i}]", origin)
+                 for i, a in enumerate(fixed)]
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
         _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
@@ -473,6 +492,34 @@ def is_massgen_workspace_tools(server: McpServerConfig) -> bool:
     except ValueError:
         return False
     return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in (executable, *args))
+
+
+def planning_server(c: CoordinationConfig) -> McpServerConfig:
+    """The ``mcp_servers`` entry that ``enable_agent_task_planning`` adds to every agent (MassGen spec
+    §1.15): ours, its limit and filesystem mode in its arguments (the broker adds the workspace)."""
+    args = ("-m", PLANNING_MODULE, "--max-tasks", str(c.max_tasks_per_plan))
+    return McpServerConfig(name=PLANNING_SERVER, command="python",
+                           args=(*args, "--filesystem-mode") if c.task_planning_filesystem_mode else args)
+
+
+def is_planning_server(server: McpServerConfig) -> bool:
+    """Whether ``server`` is the entry :func:`planning_server` made (the broker then starts ours)."""
+    return server.name == PLANNING_SERVER and server.type == "stdio" and PLANNING_MODULE in server.args
+
+
+def _with_planning(agent: AgentConfig, c: CoordinationConfig, where: str, origin: str) -> AgentConfig:
+    """``agent`` with the task-planning server added to its ``mcp_servers``.
+
+    Raises:
+        ConfigError: the agent already has a server named ``planning``.
+    """
+    b = agent.backend
+    if any(s.name == PLANNING_SERVER and not is_planning_server(s) for s in b.mcp_servers):
+        raise ConfigError(f"{origin}: `{where}.backend.mcp_servers` has a server named `{PLANNING_SERVER}`, a name "
+                          "taken by the task-planning server of "
+                          "`orchestrator.coordination.enable_agent_task_planning`; rename yours")
+    servers = tuple(s for s in b.mcp_servers if not is_planning_server(s)) + (planning_server(c),)
+    return msgspec.structs.replace(agent, backend=msgspec.structs.replace(b, mcp_servers=servers))
 
 
 def server_names(b: BackendConfig) -> list[str]:
@@ -603,6 +650,7 @@ def run_submitted(
             approval_timeout_s=cfg.tool_safety.approval_timeout_seconds,
             max_orchestration_restarts=o.coordination.max_orchestration_restarts,
             debug_final_answer=o.debug_final_answer,
+            skip_coordination_rounds=o.skip_coordination_rounds,
         ),
         config_path=config_path,
     )

@@ -174,6 +174,9 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     debug_final_answer: str | None = None
     """MassGen's debug aid (spec §1.12, §5.2): the final answer of attempt 1 is this text instead of the
     presentation, so that the post-evaluation has something to restart on."""
+    skip_coordination_rounds: bool = False
+    """MassGen's debug aid (spec §1.2 step 5, §5.2): no coordination round; the first agent in config
+    order is the winner and presents at once (``presentation.started`` reason ``skipped``)."""
     mode: Literal["team", "tool_call"] = "team"
     """``team``: the coordination protocol. ``tool_call``: one MCP tool call made by ``massgen mcp call``
     (its ``tool.call_requested`` is written by the command line); no agent turn is requested, and the
@@ -433,7 +436,8 @@ class PresentationStarted(Event, frozen=True, tag="presentation.started"):
 
     presenter_id: str
     turn_id: str
-    reason: Literal["consensus", "timeout"]
+    reason: Literal["consensus", "timeout", "skipped"]
+    """``skipped``: ``skip_coordination_rounds`` (MassGen's debug key) chose the first agent."""
 
 
 class PresentationCompleted(Event, frozen=True, tag="presentation.completed"):

@@ -17,10 +17,12 @@ from massgen_es import ids, mcp, workspaces
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import (
     FILESYSTEM_SERVER,
+    PLANNING_MODULE,
     WORKSPACE_TOOLS_SERVER,
     BackendConfig,
     McpServerConfig,
     is_massgen_workspace_tools,
+    is_planning_server,
 )
 from massgen_es.errors import ConfigError
 from massgen_es.events import Record, RunSettings, RunSubmitted, ToolCallCompleted, ToolCallRequested
@@ -62,6 +64,18 @@ def workspace_tools_args(grant: AgentGrant, run: RunContext) -> tuple[str, ...]:
     return tuple(args)
 
 
+def task_planning_args(grant: AgentGrant, server: McpServerConfig) -> tuple[str, ...]:
+    """The command line of our task-planning server for ``grant`` (``python -m`` it): the entry's
+    ``--max-tasks``, and with ``--filesystem-mode`` the agent's workspace, where ``tasks/plan.json``
+    mirrors the plan (MassGen spec §1.15; an agent without a workspace has no mirror)."""
+    args = list(server.args)
+    max_tasks = args[args.index("--max-tasks") + 1] if "--max-tasks" in args[:-1] else "10"
+    out = ["-m", PLANNING_MODULE, "--max-tasks", max_tasks]
+    if "--filesystem-mode" in args and grant.workspace is not None:
+        out += ["--workspace", str(grant.workspace.resolve())]
+    return tuple(out)
+
+
 @dataclass
 class AgentGrant:
     """One agent of a run, as the broker sees it."""
@@ -73,8 +87,8 @@ class AgentGrant:
     """Servers this agent may use by name, ``filesystem`` and ``workspace_tools`` included when ``cwd`` is set."""
     workspace: Path | None
     builtin: frozenset[str] = frozenset()
-    """Names in :attr:`servers` that are ours (``filesystem``, ``workspace_tools``): :func:`resolve_launch`
-    starts them with this agent's roots, whatever command the config gave."""
+    """Names in :attr:`servers` that are ours (``filesystem``, ``workspace_tools``, ``planning``):
+    :func:`resolve_launch` starts them with this agent's roots, whatever command the config gave."""
     _roots: dict[bool, list[mcp.Root]] = field(default_factory=dict, repr=False)
 
     @property
@@ -131,7 +145,7 @@ class RunContext:
             backend = workspaces.session_backend(home, submitted, msgspec.convert(spec.backend, BackendConfig))
             servers = {s.name: s for s in backend.mcp_servers}
             workspace = None
-            builtin: set[str] = set()
+            builtin: set[str] = {s.name for s in backend.mcp_servers if is_planning_server(s)}
             if backend.cwd is not None:
                 workspace = workspaces.workspace(home, run_id, spec.id, seed)
                 # Placeholder configs: resolve_launch() builds the real commands and their roots.
@@ -185,6 +199,9 @@ async def resolve_launch(
         return Launch(name=server.name, type="stdio", command=filesystem_server_command(), args=tuple(roots)), []
     if server.name == WORKSPACE_TOOLS_SERVER and server.name in grant.builtin:
         return Launch(name=server.name, type="stdio", command=sys.executable, args=workspace_tools_args(grant, run)), []
+    if is_planning_server(server) and server.name in grant.builtin:
+        return Launch(name=server.name, type="stdio", command=sys.executable,
+                      args=task_planning_args(grant, server)), []
     env_values = {k: await secrets.resolve(v) for k, v in server.env.items()}
     header_values = {k: await secrets.resolve(v) for k, v in server.headers.items()}
     env = {k: mcp.substitute(v, os.environ) for k, v in env_values.items()}

@@ -42,7 +42,7 @@ from massgen_es.bus import Draft, once
 from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.secrets import SecretStore
-from massgen_es.config import FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER
+from massgen_es.config import FILESYSTEM_SERVER, PLANNING_SERVER, WORKSPACE_TOOLS_SERVER
 from massgen_es.errors import (
     CircuitOpen,
     Interrupted,
@@ -74,6 +74,7 @@ from massgen_es.failures import failure_of
 from massgen_mcp_broker import approvals, inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
+from massgen_mcp_broker.task_planning import HISTORY_META
 
 log = logging.getLogger("massgen.mcp_broker")
 
@@ -373,7 +374,7 @@ class McpBroker:
         try:
             arguments = mcp.check_arguments(req.arguments, tool.input_schema or {"type": "object"})
             meta = None
-            if req.server in grant.builtin:  # ours: `filesystem` and `workspace_tools` of a workspace
+            if req.server in grant.builtin:  # ours: `filesystem`, `workspace_tools`, `planning`
                 arguments, meta = await self._confine(run, grant, req, arguments)
             schema = tool.input_schema or {"type": "object"}  # as the catalog offered it: the classification key
             await approvals.check(self.log, self.source, run, record, req, fence,  # planning mode, rules, a person
@@ -432,6 +433,7 @@ class McpBroker:
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The arguments of a call to one of our workspace servers with every path checked against the
         agent's roots and protected paths and resolved, and the request ``_meta`` to send: for a
+        ``planning`` call, the agent's earlier planning calls (``tracking.planning_history``); for a
         ``workspace_tools`` delete, the paths the agent read or created in this run, folded from the log
         (read-before-delete, MassGen spec §3.5; see ``tracking.py``).
 
@@ -439,6 +441,9 @@ class McpBroker:
             ToolArgumentError, ToolPermissionError: a path is malformed, outside the roots, read-only or
                 protected.
         """
+        if req.server == PLANNING_SERVER:  # no paths; the plan, from the log (MassGen spec §1.15)
+            history = tracking.planning_history(await self.log.read(run.run_id), grant.agent_id, PLANNING_SERVER)
+            return arguments, {HISTORY_META: history}
         roots = grant.roots(run, req.kind)
         filesystem = req.server == FILESYSTEM_SERVER
         confine = mcp.confine_paths if filesystem else mcp.confine_workspace_paths

@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from massgen_es import mcp
 from massgen_es.errors import ToolError
@@ -117,3 +118,24 @@ def known_paths(
         elif req.server == workspace_tools:
             known.update(result_paths(ev.content))
     return known
+
+
+def planning_history(records: Iterable[Record], agent_id: str, planning: str) -> list[dict[str, Any]]:
+    """``agent_id``'s completed calls of the task-planning server (named ``planning``) in log order, as
+    ``[{"tool", "arguments"}]``: the plan's state, which the server replays before each call
+    (``massgen_mcp_broker.task_planning``, MassGen spec §1.15). Calls that answered with an error are
+    left out; a call without an outcome (still running, or lost in a crash) never happened."""
+    requests: dict[str, ToolCallRequested] = {}
+    out: list[dict[str, Any]] = []
+    for r in records:
+        ev = r.event
+        if isinstance(ev, ToolCallRequested) and ev.agent_id == agent_id and ev.server == planning:
+            requests[r.id] = ev
+        elif isinstance(ev, ToolCallCompleted) and not ev.is_error and r.causation_id in requests:
+            req = requests.pop(r.causation_id)
+            try:
+                arguments = json.loads(req.arguments or "{}")
+            except ValueError:
+                continue
+            out.append({"tool": req.tool, "arguments": arguments})
+    return out

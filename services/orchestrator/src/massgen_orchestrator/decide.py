@@ -18,6 +18,7 @@ Rules, each named after a test in ``tests/test_decide.py``:
 - the winner presents with every answer and the vote reasons; an empty or failed presentation falls
   back to the stored answer;
 - ``run_deadline``: the best available answer is presented and the run ends timed out;
+- ``skip_coordination_rounds`` (MassGen's debug key): the first agent presents at once, no round;
 - with ``max_orchestration_restarts > 0`` the winner post-evaluates the presented answer and may
   restart the run, a bounded number of times (``massgen_orchestrator.post_evaluation``, spec §1.12);
 - an agent failing ``max_failed_turns`` turns in a row is dropped; with no agent left the run fails.
@@ -222,8 +223,14 @@ class _Decider:
                 pass
 
     def on_submitted(self) -> None:
-        """Every agent starts on the task at once (a repeated submission starts nothing)."""
+        """Every agent starts on the task at once (a repeated submission starts nothing). With
+        ``skip_coordination_rounds`` (MassGen's debug key, spec §1.2 step 5) no agent does: the first agent
+        in config order is the winner and presents at once, without answers or votes."""
         st = self.state
+        if self.settings.skip_coordination_rounds:
+            if st.presenter is None and st.live:
+                self.start_presentation(st.live[0], "skipped")
+            return
         if all(a.turns_started == 0 for a in st.agents.values()):
             for agent in st.live:
                 self.start_turn(agent)
@@ -654,7 +661,7 @@ class _Decider:
         self.start_presentation(winner, "consensus", tie_broken=sum(1 for _, n in ranked if n == top) > 1)
 
     def start_presentation(
-        self, winner: AgentState, reason: Literal["consensus", "timeout"], tie_broken: bool = False
+        self, winner: AgentState, reason: Literal["consensus", "timeout", "skipped"], tie_broken: bool = False
     ) -> None:
         st = self.state
         if st.budget_exceeded:
@@ -682,6 +689,7 @@ class _Decider:
                     st.current_answers(),
                     winner.anon_id,
                     _style(winner),
+                    skipped=reason == "skipped",
                 ), _history(st.submitted), _style(winner)),
                 tools=(),
                 backend=winner.backend,

@@ -250,8 +250,11 @@ def presentation_messages(
     answers: Sequence[tuple[str, str]],
     presenter_anon: str,
     style: Style = "massgen",
+    *,
+    skipped: bool = False,
 ) -> tuple[Message, ...]:
-    """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only."""
+    """Final presentation prompt (spec §1.6 "Presentation", §1.11), with anonymous ids only. ``skipped``:
+    coordination was skipped (``skip_coordination_rounds``), so no vote is reported as timed out."""
     if style == "compact":
         return _compact_presentation(system_message, question, answers, presenter_anon)
     system: list[str] = []
@@ -265,6 +268,8 @@ def presentation_messages(
         tally = f"You received {len(votes_for_presenter)} vote(s) with feedback: " + "; ".join(votes_for_presenter)
         if tie_broken:
             tally += " (tie-broken by registration order)"
+    elif skipped:
+        tally = "Coordination was skipped (skip_coordination_rounds); you were selected to present directly."
     else:
         tally = "No votes were cast before the time limit; your answer was selected as the best available."
     listed = "\n".join(

@@ -1,0 +1,62 @@
+"""MassGen's example configs that use the coordination keys of issue 15 item 7 (task planning,
+``skip_coordination_rounds``) parse here with MassGen's meaning; the skills examples, which also use
+keys not built here, are refused with an error naming such a key (``docs``: not built).
+
+MassGen runs its examples from its repository root, so their relative ``context_paths`` (``docs/``,
+``massgen/configs/resources/...``) are created under a temporary directory used as the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from massgen_es.config import PLANNING_SERVER, load_config, run_submitted, server_names
+from massgen_es.errors import ConfigError
+
+CONFIGS = Path("/work/shared/reference/massgen-configs/configs")
+PARSING = {
+    "debug/skip_coordination_test.yaml": "skip",
+    "meta/massgen_suggests_to_improve_massgen.yaml": "planning",
+    "tools/planning/simple_task_planning.yaml": "planning",
+    "tools/todo/example_task_todo.yaml": "planning",
+}
+NOT_BUILT = {  # skills (`use_skills`, `skills_directory`) and memory (`enable_memory_filesystem_mode`)
+    "skills/skills_basic.yaml": "use_skills",
+    "skills/skills_existing_filesystem.yaml": "use_skills",
+    "skills/skills_with_memory.yaml": "use_skills",
+    "skills/test_memory.yaml": "enable_memory_filesystem_mode",
+}
+
+
+@pytest.fixture
+def massgen_root(tmp_path, monkeypatch) -> Path:
+    for rel in ("docs", "massgen/configs/resources/v0.0.21-example"):
+        (tmp_path / rel).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_every_example_using_the_keys_is_listed():
+    keys = ("enable_agent_task_planning", "max_tasks_per_plan", "task_planning_filesystem_mode",
+            "skip_coordination_rounds")
+    using = {str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if any(k in p.read_text() for k in keys)}
+    assert using == set(PARSING) | set(NOT_BUILT)
+
+
+@pytest.mark.parametrize("name", sorted(PARSING))
+def test_the_example_parses_with_massgens_meaning(name, massgen_root):
+    cfg = load_config(CONFIGS / name)
+    settings = run_submitted("q", cfg).settings
+    if PARSING[name] == "skip":
+        assert settings.skip_coordination_rounds
+    else:
+        assert cfg.orchestrator.coordination.enable_agent_task_planning
+        assert all(PLANNING_SERVER in server_names(a.backend) for a in cfg.team)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_BUILT))
+def test_the_skills_examples_are_refused_naming_a_key_not_built(name, massgen_root):
+    with pytest.raises(ConfigError, match=f"unknown key `orchestrator.coordination.{NOT_BUILT[name]}`"):
+        load_config(CONFIGS / name)
