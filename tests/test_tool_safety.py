@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +271,36 @@ async def test_a_planning_run_has_the_agents_model_classify_each_tool_once(fresh
     assert blocked.failure.type == "PlanningModeBlocked" and "echo: the model's view" in blocked.failure.message
     assert lines(tmp_path / "calls") == ["echo", "echo"]  # only the two presentations called it
     assert sorted(asked) == tools_asked and not of(second, ToolClassified)  # stored: asked once
+
+
+def test_the_live_view_of_submit_asks_inline_on_a_terminal(fake, tmp_path, massgen_home):
+    """submit on a terminal (a pseudo-terminal here) prints the waiting call and asks `run it?`; the
+    answer typed there is the decision."""
+    cfg = _ask_team(fake, tmp_path)
+    path = tmp_path / "team.yaml"
+    path.write_text(json.dumps(cfg))
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([MASSGEN, "submit", "Capital of France?", "--config", str(path)], stdin=secondary,
+                            stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "200"})
+    os.close(secondary)
+    seen, answered = b"", False
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(primary, 65536)
+                except OSError:
+                    break
+            if not answered and b"run it?" in seen:
+                os.write(primary, b"y\n")
+                answered = True
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+    text = seen.decode(errors="replace")
+    assert answered and "approval needed" in text and "t.send_message" in text, text[-3000:]
+    assert proc.returncode == 0, text[-3000:]
+    assert lines(tmp_path / "calls") == ["send_message:hello"]

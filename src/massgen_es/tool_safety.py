@@ -9,8 +9,9 @@ alike, wherever they run.
 
 A tool no rule classifies is classified by its name, with the examples MassGen's irreversibility
 analysis gives its model (spec §1.14): sending, posting, deleting, creating records, modifying external
-state are irreversible; reading, searching, listing, fetching are reversible. The filesystem servers
-work inside the agent's own workspace and the run's copies, so they are reversible. This is the
+state are irreversible; reading, searching, listing, fetching are reversible. Our own servers
+(filesystem, workspace_tools, the task plan) work inside the agent's workspace and the run, so they
+are reversible. This is the
 fallback of a missing classification, not an LLM's judgement; a rule overrides it.
 """
 
@@ -32,8 +33,9 @@ from massgen_es.events import ToolRule
 Policy = Literal["allow", "ask", "deny"]
 Safety = Literal["reversible", "irreversible"]
 OVERRIDE_FILE = "tool_safety.yaml"
-WORKSPACE_SERVERS = frozenset({"filesystem", "workspace_tools"})
-"""Servers confined to the agent's workspace and the run's copies (MassGen: reversible)."""
+WORKSPACE_SERVERS = frozenset({"filesystem", "workspace_tools", "planning"})
+"""Our servers, confined to the agent's workspace, the run's copies and the run's own task plan
+(MassGen: reversible; planning mode never holds them back)."""
 
 _IRREVERSIBLE = re.compile(
     r"(^|_)(send|post|publish|delete|remove|destroy|drop|create|insert|update|modify|edit|write|put|patch|"
