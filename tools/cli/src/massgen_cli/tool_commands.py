@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from massgen_agent_worker.tools import COMMAND_LINE, EXECUTE_COMMAND
 from massgen_cli.console import fail, out, run
 from massgen_cli.mcp_commands import ConfigOpt, _inspect, _load, servers_of
 from massgen_cli.stack import open_stack
@@ -19,6 +20,9 @@ from massgen_es.errors import ConfigError
 from massgen_es.events import ToolRule
 from massgen_es.ops import home
 from massgen_es.tool_safety import Learned
+
+EXECUTE_COMMAND_NAME = "execute_command"
+"""The command tool's bare name (rules name it so; the worker classifies it on its ``command_line``)."""
 
 tools_app = typer.Typer(no_args_is_help=True, help="Tool safety: how each tool is classified, and which need "
                         "a person's approval (review, then confirm or override).")
@@ -37,7 +41,7 @@ def review(
         rules = (*cfg.tool_safety.rules, *tool_safety.override_rules(home(), Path.cwd()))
     except ConfigError as exc:
         fail(str(exc), 1)
-    tools: dict[tuple[str, str], str | None] = {}  # (server, tool) -> its classification key
+    tools: dict[tuple[str, str], str] = {}  # (server, tool) -> its classification key
     if any(servers_of(cfg).values()):
         reply = run(_inspect(cfg, config, None))
         if reply.error:
@@ -46,14 +50,14 @@ def review(
             for t in s.tools:
                 tool = t.name.split("__", 2)[-1]
                 tools[(s.server, tool)] = tool_safety.digest(s.server, tool, t.input_schema or {"type": "object"})
-    if any(a.backend.enable_mcp_command_line for a in cfg.team):
-        tools[("", "execute_command")] = None
+    if any(a.backend.enable_mcp_command_line for a in cfg.team):  # classified as the worker stores it
+        tools[("", EXECUTE_COMMAND_NAME)] = tool_safety.digest(COMMAND_LINE, EXECUTE_COMMAND_NAME,
+                                                              EXECUTE_COMMAND.parameters)
     if not tools:
         fail(f"{where} gives its agents no tool; add agents[].backend.mcp_servers (or cwd, or "
              "enable_mcp_command_line)", 1)
-    learned = run(_learned([k for k in tools.values() if k is not None]))
-    rows = [tool_safety.review(rules, server, tool, learned.get(key or ""))
-            for (server, tool), key in sorted(tools.items())]
+    learned = run(_learned(list(tools.values())))
+    rows = [tool_safety.review(rules, server, tool, learned.get(key)) for (server, tool), key in sorted(tools.items())]
     if as_json:
         for row in rows:
             print(json.dumps(row))
