@@ -48,7 +48,10 @@ it) for this long, say because its service was killed, is redelivered (issue 13 
 LOG_SEQ_HEADER = "Massgen-Log-Seq"
 """Header of a work-queue item: the event-log sequence of the record it carries, so the pulled
 ``Record.seq`` is the log's (``once.prior`` then reads only what came after the request)."""
-_ERR_WRONG_LAST_SEQ = 10071
+_WRONG_LAST_SEQ = frozenset({10071, 10164})
+"""A failed expectation (``Nats-Expected-Last-*``): 10071 on one server; 10164, "wrong last sequence"
+without the number, on a replicated stream, also when another message with an expectation on the same
+subject is in flight (nats-server's JSStreamWrongLastSequenceConstantErr). Either way: read and try again."""
 _ERR_BATCH_DUPLICATE_ID = 10201
 _READ_STALL_S = 10.0
 _READ_BATCH = 10_000
@@ -272,7 +275,7 @@ class JetStreamEventLog:
         try:
             ack = await self.js.publish(subject, payload, headers=headers)
         except APIError as exc:
-            if exc.err_code == _ERR_WRONG_LAST_SEQ:
+            if exc.err_code in _WRONG_LAST_SEQ:
                 raise ConcurrencyConflict(f"{subject}: {exc.description}") from None
             raise
         return [int(ack.seq)]
@@ -297,7 +300,7 @@ class JetStreamEventLog:
             resp = json.loads(reply.data)
             err = resp.get("error")
             if err:
-                if err.get("err_code") == _ERR_WRONG_LAST_SEQ:
+                if err.get("err_code") in _WRONG_LAST_SEQ:
                     raise ConcurrencyConflict(f"{subject}: {err.get('description')}")
                 if err.get("err_code") == _ERR_BATCH_DUPLICATE_ID:
                     raise _DuplicateInBatch

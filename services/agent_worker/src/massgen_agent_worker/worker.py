@@ -136,12 +136,17 @@ class AgentWorker:
         watch = asyncio.ensure_future(self._run_end(record.run_id, fence.seq or 0))
         try:
             await asyncio.wait({turn, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done() and watch.exception() is not None:  # watching failed, not the run: finish the turn
+                log.warning("run %s: following the run's end failed (%s); the turn goes on, its events still "
+                            "fenced", record.run_id, watch.exception())
+                await asyncio.wait({turn})
         finally:
             for task in (turn, watch):
                 task.cancel()
             await asyncio.gather(turn, watch, return_exceptions=True)
         failure = None if turn.cancelled() else turn.exception()
-        ended = watch.result() if watch.done() and not watch.cancelled() else getattr(failure, "ended", None)
+        watched = watch.done() and not watch.cancelled() and watch.exception() is None
+        ended = watch.result() if watched else getattr(failure, "ended", None)
         if ended is not None:  # issue 15 item 6: a cancelled run's turn is abandoned, not finished
             once.log_skipped(log, record, ended, "abandoned; its late results are not recorded")
         elif failure is not None:
