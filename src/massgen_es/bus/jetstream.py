@@ -321,13 +321,15 @@ class JetStreamEventLog:
 
     async def last(self, run_id: str, source: Writer) -> Record | None:
         """The last event on a run's ``source`` subject (one direct get, on the subject every reader may
-        use), None if none.
+        use), None if none. Repeated while no replica answers (a leader election: ``cluster.retrying``).
 
         Raises:
-            BusError: the server refused the request.
+            BusError: the server refused the request, or no replica answered for ``cluster.RETRY_FOR_S``.
         """
         request = {"last_by_subj": subjects.run_subject(run_id, source)}
-        msg = await self.nc.request(subjects.EVENTS_DIRECT_GET, json.dumps(request).encode(), timeout=5)
+        body = json.dumps(request).encode()
+        msg = await cluster.retrying(lambda: self.nc.request(subjects.EVENTS_DIRECT_GET, body, timeout=5),
+                                     f"direct get of the last event of {request['last_by_subj']}")
         h = msg.headers or {}
         status = h.get("Status")
         if status == "404":

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from massgen_agent_worker.tools import COMMAND_LINE, EXECUTE_COMMAND
 from massgen_cli.console import fail, out, run
 from massgen_cli.mcp_commands import ConfigOpt, _inspect, _load, servers_of
 from massgen_cli.stack import open_stack
@@ -50,9 +49,8 @@ def review(
             for t in s.tools:
                 tool = t.name.split("__", 2)[-1]
                 tools[(s.server, tool)] = tool_safety.digest(s.server, tool, t.input_schema or {"type": "object"})
-    if any(a.backend.enable_mcp_command_line for a in cfg.team):  # classified as the worker stores it
-        tools[("", EXECUTE_COMMAND_NAME)] = tool_safety.digest(COMMAND_LINE, EXECUTE_COMMAND_NAME,
-                                                              EXECUTE_COMMAND.parameters)
+    if any(a.backend.enable_mcp_command_line for a in cfg.team):
+        tools[("", EXECUTE_COMMAND_NAME)] = _command_key()
     if not tools:
         fail(f"{where} gives its agents no tool; add agents[].backend.mcp_servers (or cwd, or "
              "enable_mcp_command_line)", 1)
@@ -70,6 +68,16 @@ def review(
     out.print(table)
     out.print("confirm or override one: massgen tools set TOOL --safety irreversible --policy ask "
               "[--workspace]", style="dim", highlight=False)
+
+
+def _command_key() -> str:
+    """The key the worker stores ``execute_command``'s classification under (its ``command_line``
+    server); the worker's package is imported here only, as an image of the command line has none."""
+    try:
+        from massgen_agent_worker.tools import COMMAND_LINE, EXECUTE_COMMAND
+    except ModuleNotFoundError:
+        return ""  # no worker here, so no stored classification to find
+    return tool_safety.digest(COMMAND_LINE, EXECUTE_COMMAND_NAME, EXECUTE_COMMAND.parameters)
 
 
 async def _learned(keys: list[str]) -> dict[str, Learned]:
