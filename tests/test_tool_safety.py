@@ -37,6 +37,7 @@ from massgen_es.events import (
 from massgen_es.testing import eventually
 from massgen_es.testing.fake_openai import Reply
 from massgen_orchestrator.prompts import PLANNING_MODE_INSTRUCTION
+from massgen_replay.views import RunView
 
 MASSGEN = str(Path(sys.executable).parent / "massgen")
 
@@ -271,6 +272,10 @@ async def test_a_planning_run_has_the_agents_model_classify_each_tool_once(fresh
     assert blocked.failure.type == "PlanningModeBlocked" and "echo: the model's view" in blocked.failure.message
     assert lines(tmp_path / "calls") == ["echo", "echo"]  # only the two presentations called it
     assert sorted(asked) == tools_asked and not of(second, ToolClassified)  # stored: asked once
+    view = RunView(first[0].run_id)
+    for r in first:
+        view.apply(r)
+    assert any(e.kind == "classified" and "t.echo: irreversible" in e.text for e in view.timeline)
 
 
 def test_the_live_view_of_submit_asks_inline_on_a_terminal(fake, tmp_path, massgen_home):

@@ -43,6 +43,7 @@ from massgen_es.events import (
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    ToolClassified,
     ToolsListed,
     TurnFailed,
     TurnRejected,
@@ -65,7 +66,7 @@ _TURN_EVENTS = (
 """Events of an agent's turns: shown only for an agent of the run."""
 _TOOL_EVENTS = (
     ToolsListed, ToolCallRequested, ToolCallCompleted, ToolCallFailed, ExecutionRequested, ExecutionCompleted,
-    ExecutionFailed, WorkspaceSnapshotted, ApprovalRequested, ApprovalDecided,
+    ExecutionFailed, WorkspaceSnapshotted, ApprovalRequested, ApprovalDecided, ToolClassified,
 )
 """Events of an agent's tools and commands: shown only for an agent of the run."""
 _DECISION_EVENTS = (
@@ -329,6 +330,9 @@ class RunView:
                 what = f"unavailable: {preview(ev.failure.message)}" if ev.failure else (
                     f"{len(ev.tools)} tools (v{ev.version}): {preview(', '.join(t.name for t in ev.tools), 120)}")
                 self._log(r, ev.agent_id, "tools", f"{ev.server}: {what}")
+            case ToolClassified():
+                self._log(r, ev.agent_id, "classified", f"{ev.server}.{ev.tool}: {ev.safety} by {ev.model} "
+                          f"({preview(ev.rationale, 120)})")
             case ApprovalRequested():
                 agent.status = f"waiting for approval of {ev.server}.{ev.tool}"
                 why = f" ({ev.rationale})" if ev.rationale else ""
