@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nats.aio.client import Client
-from nats.js.api import StorageType
-from nats.js.errors import NotFoundError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_es import subjects
@@ -53,7 +53,16 @@ def home() -> Path:
 
 
 async def _services_bucket(nc: Client) -> KeyValue:
-    return await cluster.key_value(nc, subjects.SERVICES_BUCKET, storage=StorageType.MEMORY, ttl=HEARTBEAT_TTL_S)
+    js = natsapi.jetstream(nc)
+    try:
+        return await js.key_value(subjects.SERVICES_BUCKET)
+    except BucketNotFoundError:
+        return await natsapi.admin(js).create_key_value(
+            KeyValueConfig(
+                bucket=subjects.SERVICES_BUCKET, history=1, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY,
+                replicas=cluster.replicas(nc),
+            )
+        )
 
 
 async def heartbeat(nc: Client, source: Source, every_s: float = HEARTBEAT_EVERY_S) -> None:

@@ -10,7 +10,8 @@ import logging
 
 import msgspec
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_es import subjects
@@ -30,7 +31,12 @@ class ClassificationStore:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await cluster.key_value(self.nc, subjects.TOOL_SAFETY_BUCKET)
+            try:
+                self._kv = await self.js.key_value(subjects.TOOL_SAFETY_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await natsapi.admin(self.js).create_key_value(KeyValueConfig(
+                    bucket=subjects.TOOL_SAFETY_BUCKET, history=1, storage=StorageType.FILE,
+                    replicas=cluster.replicas(self.nc)))
         return self._kv
 
     async def get(self, digest: str) -> Learned | None:

@@ -22,9 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import nats
 import nats.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import APIError, BucketNotFoundError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
-from nats.js.kv import KeyValue
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from massgen_es import subjects
 from massgen_es.bus import natsapi
@@ -188,20 +186,3 @@ async def health(nc: Client, url: str, timeout_s: float = 2.0) -> dict[str, Any]
         s["leader"] is not None or s["replicas"] == 1 for s in streams)
     return {"name": natsapi.server_info(nc).get("cluster"), "replicas": replicas(nc), "healthy": healthy,
             "nodes": nodes, "streams": streams}
-
-
-async def key_value(nc: Client, bucket: str, *, storage: StorageType = StorageType.FILE,
-                    ttl: float | None = None) -> KeyValue:
-    """The key-value bucket ``bucket``, created if missing (history 1, ``storage``, entries expiring after
-    ``ttl`` seconds if given, as many replicas as the stack's streams: :func:`replicas`): the one way the
-    stack's buckets are made (secrets, heartbeats, tool classifications, export marks).
-
-    Raises:
-        nats.js.errors.Error: the server refused the lookup or the creation (permissions, limits).
-    """
-    js = natsapi.jetstream(nc)
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await natsapi.admin(js).create_key_value(KeyValueConfig(
-            bucket=bucket, history=1, storage=storage, ttl=ttl, replicas=replicas(nc)))

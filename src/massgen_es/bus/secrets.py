@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_es import scrub, subjects
@@ -31,7 +32,13 @@ class SecretStore:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await cluster.key_value(self.nc, subjects.SECRETS_BUCKET)
+            try:
+                self._kv = await self.js.key_value(subjects.SECRETS_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await natsapi.admin(self.js).create_key_value(
+                    KeyValueConfig(bucket=subjects.SECRETS_BUCKET, history=1, storage=StorageType.FILE,
+                                   replicas=cluster.replicas(self.nc))
+                )
         return self._kv
 
     async def put_all(self, values: Mapping[str, str]) -> None:

@@ -16,12 +16,13 @@ from typing import Annotated
 
 import typer
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from massgen_cli.console import err, out, run
 from massgen_cli.stack import open_stack
-from massgen_es.bus import EventLog, cluster
+from massgen_es.bus import EventLog, cluster, natsapi
 from massgen_es.errors import ConfigError
 from massgen_es.events import TERMINAL_EVENTS
 from massgen_replay import read
@@ -82,8 +83,13 @@ class Marks:
 
     async def _bucket(self) -> KeyValue | None:
         if self.kv is None and self.unavailable is None:
+            js = natsapi.jetstream(self.nc)
             try:
-                self.kv = await cluster.key_value(self.nc, MARKS_BUCKET)
+                try:
+                    self.kv = await js.key_value(MARKS_BUCKET)
+                except BucketNotFoundError:
+                    self.kv = await natsapi.admin(js).create_key_value(KeyValueConfig(
+                        bucket=MARKS_BUCKET, history=1, storage=StorageType.FILE, replicas=cluster.replicas(self.nc)))
             except Exception as exc:  # permissions, server limits: exporting goes on without marks
                 self._without(exc)
         return self.kv
