@@ -15,7 +15,9 @@ import pytest
 from massgen_es.config import PLANNING_SERVER, load_config, run_submitted, server_names
 from massgen_es.errors import ConfigError
 
-CONFIGS = Path("/work/shared/reference/massgen-configs/configs")
+CONFIGS = Path(__file__).parent / "massgen_configs"
+"""Copies of MassGen's example configs (its ``massgen/configs``, same relative paths) that use these keys:
+the tests need nothing outside the repository."""
 PARSING = {
     "debug/skip_coordination_test.yaml": "skip",
     "meta/massgen_suggests_to_improve_massgen.yaml": "planning",
