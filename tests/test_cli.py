@@ -153,3 +153,27 @@ def test_a_service_that_crashes_ends_submit_at_once_naming_the_service_and_the_f
     assert result.returncode == 2
     assert "service agent_worker crashed" in result.stderr
     assert "nats consumer rm MASSGEN_TURNS NAME" in result.stderr
+
+
+async def test_a_service_that_does_not_stop_is_reported_with_where_it_waits() -> None:
+    """``stack.awaiting``: the chain of awaits of a task, innermost last (what the warning about a
+    service that outlives its cancellation prints for every task)."""
+    from massgen_cli.stack import awaiting
+
+    never = asyncio.Event()
+
+    async def innermost() -> None:
+        await never.wait()
+
+    async def middle() -> None:
+        await innermost()
+
+    task = asyncio.create_task(middle(), name="svc")
+    await asyncio.sleep(0.01)
+    try:
+        chain = awaiting(task).splitlines()
+        assert chain[0] == "task svc" and "in middle" in chain[1]
+        assert "in innermost" in chain[2] and "in wait" in chain[3]  # asyncio.Event.wait
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -285,7 +285,8 @@ def test_a_crashed_executor_child_ends_submit_at_once(tmp_path, fake):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 2 and time.monotonic() - killed < 15
+    took = time.monotonic() - killed
+    assert proc.returncode == 2 and took < 15, f"ended {took:.1f} s after the kill, status {proc.returncode}:\n{stderr}"
     assert "service executor crashed" in stderr and "exited with status -9" in stderr
 
 

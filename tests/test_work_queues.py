@@ -86,3 +86,46 @@ async def test_a_pulled_item_carries_its_event_log_sequence(fresh_nats: NatsServ
         assert got == {"logged": 42, "unlogged": 0}
     finally:
         await nc.close()
+
+
+async def test_a_consumer_stops_even_when_a_pull_swallows_its_cancellation(fresh_nats: NatsServer) -> None:
+    """Python 3.11's ``wait_for`` under nats-py's ``fetch`` can end in a timeout instead of the cancel
+    that landed with it (CPython gh-86296; seen in CI: an embedded worker kept pulling for 15 s after
+    its cancel). Here every pull that is cancelled ends that way, and the consumer must stop anyway."""
+    import asyncio
+
+    nc = await connect(fresh_nats.url, "pytest")
+    try:
+        await ensure_streams(nc.jetstream())
+        queue = TurnQueue(nc)
+        real_consumer = queue.consumer
+        pulls = 0
+
+        async def consumer(ack_wait_s: float, max_deliver: int):
+            sub = await real_consumer(ack_wait_s, max_deliver)
+            fetch = sub.fetch
+
+            async def swallowing_fetch(batch: int, timeout: float):
+                nonlocal pulls
+                pulls += 1
+                try:
+                    return await fetch(batch, timeout=timeout)
+                except asyncio.CancelledError:
+                    raise TimeoutError from None  # what wait_for does when the timeout fires alongside
+
+            sub.fetch = swallowing_fetch
+            return sub
+
+        queue.consumer = consumer
+
+        async def handle(record, msg) -> None:
+            await msg.ack()
+
+        serving = asyncio.create_task(queue.serve(handle, concurrency=1, ack_wait_s=15, max_deliver=2))
+        while pulls == 0:
+            await asyncio.sleep(0.05)
+        serving.cancel()
+        done, _ = await asyncio.wait([serving], timeout=5)
+        assert done == {serving} and serving.cancelled()
+    finally:
+        await nc.close()

@@ -98,8 +98,10 @@ async def open_stack(*, services: bool, name: str = "massgen-cli", cluster: int 
             t.cancel()
         if stack.tasks:  # bounded: a service stuck in its shutdown must not keep the command from ending
             _, stuck = await asyncio.wait(stack.tasks, timeout=_STOP_S)
-            for t in stuck:
-                log.warning("service %s did not stop within %g s of its cancellation", t.get_name(), _STOP_S)
+            if stuck:
+                log.warning("service %s did not stop within %g s of its cancellation; this process's tasks "
+                            "wait in:\n%s", ", ".join(t.get_name() for t in stuck), _STOP_S,
+                            "\n".join(awaiting(t) for t in asyncio.all_tasks() if not t.done()))
         with contextlib.suppress(Exception):
             await nc.close()
         if server is not None:
@@ -112,6 +114,22 @@ _STOP_S = 15.0
 CHILD_SERVICES = ("executor",)
 """Services the embedded stack runs as child processes with a clean environment (issue 13 item 2):
 the executor runs agents' commands, so it must hold no provider key or MCP secret."""
+
+
+def awaiting(task: asyncio.Task) -> str:
+    """Where ``task`` waits: ``task NAME``, then its chain of awaits, one ``file:line in function`` a
+    line, innermost last (``Task.get_stack`` shows only the outermost frame of a coroutine). The chain
+    ends at a future, which does not say what it waits for; the warning lists every task for that."""
+    lines = [f"task {task.get_name()}"]
+    node: object = task.get_coro()
+    while node is not None and len(lines) < 40:
+        frame = getattr(node, "cr_frame", None) or getattr(node, "ag_frame", None) or getattr(node, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  {node!r}"[:200])
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        node = getattr(node, "cr_await", None) or getattr(node, "ag_await", None) or getattr(node, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 def start_services(
