@@ -163,8 +163,13 @@ def test_executable_var_reference_rejected():
 
 
 @pytest.mark.parametrize("arg", ["../secret", "a/../../b", "--root=../x", "..", "a\\..\\b"])
-def test_dotdot_in_args_rejected(arg):
-    rejects(server(args=[arg]), r"\.args.*\.\.")
+def test_dotdot_in_args_is_accepted_as_in_massgen(arg):
+    """MassGen checks `..` in the command only (issue 16): its examples start `python ../server.py`."""
+    mcp.validate_server(server(args=[arg]), WHERE)
+
+
+def test_dotdot_in_the_commands_own_arguments_rejected():
+    rejects(server(command="python ../x.py"), r"\.command.*\.\.")
 
 
 def test_dotdot_in_command_rejected():

@@ -328,6 +328,19 @@ async def test_code_execution_needs_no_beta_header(monkeypatch):
     assert "anthropic-beta" not in seen[0]["headers"]
 
 
+async def test_massgen_betas_are_sent_as_the_anthropic_beta_header(monkeypatch):
+    """MassGen's ``betas`` list (spec §5.2), on the wire as one comma-separated ``anthropic-beta`` header."""
+    seen: list[dict[str, Any]] = []
+    events = [message_start(input_tokens=5), *text_block(0, "ok"),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": 1}}),
+              ("message_stop", {"type": "message_stop"})]
+    async with sse_server(events, seen=seen) as url:
+        cfg = backend(url, monkeypatch, betas=["computer-use-2025-01-24", "context-1m-2025-08-07"])
+        await claude.complete(cfg, turn(), Recorder())
+    assert seen[0]["headers"]["anthropic-beta"] == "computer-use-2025-01-24,context-1m-2025-08-07"
+
+
 async def test_thinking_budget_not_below_max_tokens_is_a_config_error(llmock, monkeypatch):
     cfg = backend(llmock.base_url("anthropic"), monkeypatch, max_tokens=2000,
                   thinking={"type": "enabled", "budget_tokens": 2000})

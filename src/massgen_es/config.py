@@ -17,6 +17,7 @@ event log (docs/architecture principle 7): ``api_key`` may only reference an env
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, mcp, models
+from massgen_es import backends, compat, mcp, models
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
@@ -52,6 +53,7 @@ PLANNING_SERVER = "planning"
 PLANNING_MODULE = "massgen_mcp_broker.task_planning"
 """Our task-planning server: the MCP broker starts it for an entry :func:`is_planning_server` accepts."""
 
+_log = logging.getLogger("massgen.config")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -123,6 +125,8 @@ class BackendConfig(_Strict, frozen=True):
     thinking: ThinkingConfig | None = None
     enable_web_search: bool = False
     enable_code_execution: bool = False
+    betas: tuple[str, ...] = ()
+    """``claude``: Anthropic beta features, sent as the ``anthropic-beta`` header (MassGen spec §5.2)."""
     extra_body: dict[str, Any] = {}
     """Extra request fields passed through (vLLM ``top_k``, Grok ``search_parameters`` ...)."""
     api_version: str | None = None
@@ -293,15 +297,25 @@ def _path_of(message: str) -> tuple[str, str]:
 
 def _allowed(where: str) -> str:
     """The text "; allowed: a, b" naming the values of the enum-valued key at ``where`` (a path like
-    ``agents[0].backend.command_line_execution_mode``), or "" when its last name is no such key."""
-    key = where.rsplit(".", 1)[-1]
-    for struct in _Strict.__subclasses__():
-        for f in msgspec.structs.fields(struct):
-            if f.name == key:
-                values = [v for arg in get_args(f.type) for v in (get_args(arg) or (arg,)) if isinstance(v, str)]
-                if values:
-                    return "; allowed: " + ", ".join(values)
-    return ""
+    ``agents[0].backend.command_line_execution_mode``), found by walking :class:`Config`'s fields, or ""
+    when the path leads to no such key."""
+    tp: Any = Config
+    for name in re.sub(r"\[\d+\]", "", where).split("."):
+        fields = {f.name: f.type for f in msgspec.structs.fields(tp)} if _is_struct(tp) else {}
+        if name not in fields:
+            return ""
+        tp = fields[name]
+        while not _is_struct(tp) and get_args(tp):  # tuple[X, ...], X | None: down to the struct or enum
+            inner = [a for a in get_args(tp) if a is not type(None) and a is not Ellipsis]
+            if len(inner) != 1 or isinstance(inner[0], str):
+                break
+            tp = inner[0]
+    values = [v for arg in get_args(tp) for v in (get_args(arg) or (arg,)) if isinstance(v, str)]
+    return "; allowed: " + ", ".join(values) if values else ""
+
+
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
 
 
 def parse_config(data: Any, origin: str = "<config>") -> Config:
@@ -312,8 +326,13 @@ def parse_config(data: Any, origin: str = "<config>") -> Config:
     """
     if not _is_mapping(data):
         raise ConfigError(f"{origin}: the top level must be a mapping with an `agents:` list")
+    translated = compat.translate(data)
+    if translated.refused:
+        raise ConfigError(f"{origin}: " + "; ".join(translated.refused))
+    for warning in translated.warnings:
+        _log.warning("%s: %s", origin, warning)
     try:
-        cfg = msgspec.convert(_normalize_mcp_servers(data), Config)
+        cfg = msgspec.convert(_normalize_mcp_servers(translated.data), Config)
     except msgspec.ValidationError as exc:
         where, what = _path_of(str(exc))
         unknown = re.match(r"Object contains unknown field `(.+)`", what)

@@ -260,7 +260,7 @@ def _validate_stdio(cfg: McpServerConfig, where: str) -> None:
                 f"`{key}` entry {token!r} contains a shell metacharacter (& | ; ` $ ( ) < > or a newline); "
                 "MCP servers are started without a shell, so give the program and each argument separately"
             )
-        if _DOTDOT.search(token):
+        if i < from_command and _DOTDOT.search(token):  # as MassGen (spec §3.4): `command`, not `args`
             raise ConfigError(
                 f"`{key}` entry {token!r} contains a `..` path component; use a path without `..`"
             )

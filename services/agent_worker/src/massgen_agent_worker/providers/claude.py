@@ -247,6 +247,8 @@ def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]
     body.update(cfg.extra_body)
     if body:
         params["extra_body"] = body
+    if cfg.betas:  # MassGen's `betas` (spec §5.2): Anthropic's beta features, named in one header
+        params["extra_headers"] = {"anthropic-beta": ",".join(cfg.betas)}
     return params
 
 
