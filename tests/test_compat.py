@@ -94,3 +94,20 @@ def test_migrate_rewrites_massgen_keys_and_names_what_it_dropped_and_what_stays_
     assert backend["extra_body"] == {"top_k": 5} and "ui" in out and "type" not in out["ui"]
     assert any("`ui.type` ignored" in n for n in notes)
     assert any(n.startswith("still refused here: `memory`") for n in notes)
+
+
+def test_migrate_keeps_the_files_comments(tmp_path):
+    from massgen_cli.migrate_command import migrate_text
+
+    text = ("# my team\nagents:\n  - id: a  # the first\n    backend:\n      type: openai\n      model: gpt-5\n"
+            "      enable_code_interpreter: true\nui:\n  type: rich_terminal\n")
+    migrated, notes = migrate_text(text)
+    assert "# my team" in migrated and "# the first" in migrated
+    assert "enable_code_execution: true" in migrated and "enable_code_interpreter" not in migrated
+    assert notes == ["`ui.type` ignored: MassGen's `ui.type`, which MassGen does not read (the view is "
+                     "`ui.display_type`)"]
+    path = tmp_path / "c.yaml"
+    path.write_text(migrated)
+    from massgen_es.config import load_config
+
+    assert load_config(path).team[0].backend.enable_code_execution
