@@ -143,9 +143,9 @@ def validate(
             for line in found:
                 out.print(f"[red]✗[/red] {line}", highlight=False, soft_wrap=True)
         else:
-            out.print(f"[green]✓[/green] {path}", highlight=False)
+            out.print(f"[green]✓[/green] {path}", highlight=False, soft_wrap=True)
     if bad:
-        err.print(f"{bad} of {len(names)} file(s) have problems")
+        err.print(f"{bad} of {len(names)} file(s) have problems", soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -96,8 +96,8 @@ MENU: dict[str, McpServer] = {
 
 def backend_types() -> list[str]:
     """The backend types, the local one (no key needed) first."""
-    types = list(get_args(BackendType))
-    return ["local", *(t for t in types if t != "local")]
+    first = ["local", "openai", "claude", "gemini", "azure_openai", "claude_code", "chatcompletion"]
+    return [*first, *(t for t in get_args(BackendType) if t not in first)]
 
 
 def _needs_key(backend_type: str) -> str | None:
@@ -146,8 +146,9 @@ def _ask_mcp(q: Any) -> tuple[McpServer, ...]:
         choices += [q.Choice(f"{s.name}: {s.comment}", value=s.name) for s in MENU.values()
                     if s.name not in {c.name for c in chosen}]
         choices.append(q.Choice("custom: a command of your own", value="custom"))
-        pick = q.select("Add an MCP server (every agent gets it)?", choices=choices, use_shortcuts=True,
-                        use_jk_keys=False).unsafe_ask()
+        title = f"Another MCP server? (chosen: {', '.join(c.name for c in chosen)})" if chosen else \
+            "Add an MCP server (every agent gets it)?"
+        pick = q.select(title, choices=choices, use_shortcuts=True, use_jk_keys=False).unsafe_ask()
         if not pick:
             return tuple(chosen)
         if pick == "files":
@@ -177,7 +178,7 @@ def _ask_context_paths(q: Any) -> tuple[tuple[str, str], ...]:
             q.Choice("write: the winner may write it while presenting", value="write"),
         ], use_shortcuts=True, use_jk_keys=False).unsafe_ask()
         paths.append((path, permission))
-        prompt = "Another context path?"
+        prompt = f"Another context path? ({len(paths)} so far)"
     return tuple(paths)
 
 
