@@ -70,3 +70,24 @@ agents:
     assert "`agents[0].backend.base_url` is required" in found[0]
     assert "`agents[1].backend.api_key` holds a literal key" in found[1]
     assert config_schema.problems(yaml.safe_load(DEFAULT_CONFIG_YAML)) == []
+
+
+def test_semantic_problems_of_agent_and_other_blocks_are_reported_beside_structural_ones():
+    data = yaml.safe_load("""
+agent:
+  id: a
+  backend: {type: local, context_paths: [{path: /no/such/one}]}
+ui: {display_type: fancy}
+orchestrator: {context_paths: [{path: /no/such/two}]}
+""")
+    found = [str(p) for p in config_schema.problems(data, "f.yaml")]
+    assert len(found) == 3
+    assert "`ui.display_type`" in found[0]
+    assert "`agent.backend.context_paths[0].path` '/no/such/one' does not exist" in found[1]
+    assert "`orchestrator.context_paths[0].path` '/no/such/two' does not exist" in found[2]
+
+
+def test_problems_of_agents_together_are_found_when_each_alone_is_fine():
+    data = yaml.safe_load("agents:\n  - {id: a, backend: {type: local}}\n  - {id: a, backend: {type: local}}\n")
+    assert [str(p) for p in config_schema.problems(data, "f.yaml")] == [
+        "f.yaml: duplicate agent id `a` at `agents[1].id`; ids must be unique"]

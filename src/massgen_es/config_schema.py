@@ -20,6 +20,7 @@ import ast
 import copy
 import inspect
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -207,25 +208,42 @@ def _semantic(data: Any, origin: str) -> str | None:
     return None
 
 
+_STAND_IN = {"id": "stand-in", "backend": {"type": "local"}}
+"""A valid agent: the rest of a file (``orchestrator``, ``timeout_settings``...) is checked with it."""
+
+
+def _team(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key path, entry) of each agent of ``agents:`` or ``agent:``."""
+    listed: object = data.get("agents")
+    if _is_list(listed):
+        return [(f"agents[{i}]", entry) for i, entry in enumerate(listed)]
+    return [("agent", data["agent"])] if data.get("agent") is not None else []
+
+
 def problems(data: Any, origin: str = "<config>") -> list[Problem]:
     """Every problem of a parsed config file: its structural errors (all of them), then the semantic
-    ones ``parse_config`` finds. ``parse_config`` stops at the first, so each structurally clean agent
-    of a team is also checked alone; the whole file is checked when its structure is clean. An empty
-    list means ``parse_config(data)`` succeeds."""
-    structural = structure_problems(data, origin)
-    found = list(structural)
-    listed: object = data.get("agents") if _is_dict(data) else None
-    agents = listed if _is_list(listed) else []
-    if len(agents) > 1:
-        bad = {p.path.split(".", 1)[0] for p in structural}
-        for i, agent in enumerate(agents):
-            alone = None if f"agents[{i}]" in bad else _semantic({"agents": [agent]}, origin)
-            if alone is not None:
-                found.append(Problem(origin, "", alone.replace("agents[0]", f"agents[{i}]")))
-    if not structural:
-        whole = _semantic(data, origin)
-        if whole is not None and all(whole != p.message for p in found):
-            found.append(Problem(origin, "", whole))
+    ones ``parse_config`` finds. ``parse_config`` stops at its first, so each structurally clean agent
+    is checked alone, the structurally clean other blocks with a stand-in team, and the whole file
+    (agents together: duplicate ids...) when its structure is clean. An empty list means
+    ``parse_config(data)`` succeeds."""
+    found = structure_problems(data, origin)
+    if not _is_dict(data):
+        return found
+    bad = {re.split(r"[.\[]", p.path, maxsplit=1)[0] for p in found}
+    messages: list[str] = []
+    team = _team(data)
+    for where, entry in team:
+        if not any(p.path == where or p.path.startswith((f"{where}.", f"{where}[")) for p in found):
+            alone = _semantic({"agents": [entry]}, origin)
+            messages.append(alone.replace("agents[0]", where) if alone else "")
+    if team:  # the other blocks with valid structure
+        rest = {k: v for k, v in data.items() if k not in ("agents", "agent") and k not in bad}
+        messages.append(_semantic({**rest, "agents": [_STAND_IN]}, origin) or "")
+    if not found:
+        messages.append(_semantic(data, origin) or "")
+    for m in dict.fromkeys(messages):
+        if m:
+            found.append(Problem(origin, "", m))
     return found
 
 
