@@ -61,6 +61,7 @@ def test_init_interactive_local_team_with_the_defaults(tmp_path: Path) -> None:
     t.answer("Add an MCP server", "\r")  # no
     t.answer("filesystem workspace", "\r")  # no
     t.answer("context path", "\r")  # no
+    t.answer("run commands", "\r")  # no
     assert t.finish() == 0
     text = out.read_text()
     assert text.startswith(config_commands.modeline() + "\n")
@@ -68,6 +69,7 @@ def test_init_interactive_local_team_with_the_defaults(tmp_path: Path) -> None:
     cfg = load_config(out)
     assert [a.id for a in cfg.team] == ["agent1", "agent2", "agent3"]
     assert all(a.backend.type == "local" and a.backend.api_key_env is None for a in cfg.team)
+    assert all(a.backend.cwd is None and not a.backend.enable_mcp_command_line for a in cfg.team)
 
 
 def test_init_interactive_mixed_team_with_mcp_context_path_and_docker(tmp_path: Path) -> None:
@@ -112,6 +114,37 @@ def test_init_interactive_mixed_team_with_mcp_context_path_and_docker(tmp_path: 
         assert (b.command_line_execution_mode, b.command_line_timeout_seconds, b.command_line_docker_memory_limit) \
             == ("docker", 90.0, "1g")
     assert [(cp.path, cp.permission) for cp in cfg.orchestrator.context_paths] == [(str(shared), "write")]
+
+
+def test_init_interactive_custom_endpoint_custom_mcp_command_and_local_execution(tmp_path: Path) -> None:
+    out = tmp_path / "own.yaml"
+    t = Terminal(out, tmp_path)
+    t.answer("How many agents?", CLEAR + "1\r")
+    t.answer("Agent 1 id", CLEAR + "own\r")
+    t.answer("Backend of own", _backend_key("chatcompletion"))
+    t.answer("Model of own", "my-model\r")
+    t.answer("Endpoint (base_url)", CLEAR + "http://127.0.0.1:9999/v1\r")
+    t.answer("environment variable holding the API key", "\r")  # none: a self-hosted endpoint
+    t.answer("Add an MCP server", "6\r")  # custom
+    t.answer("Server name", "mine\r")
+    t.answer("Command (e.g.", "npx -y my-mcp-server --verbose\r")
+    t.answer("Environment variables it needs", "MY_TOKEN\r")
+    t.answer("Another MCP server? (chosen: mine)", "1\r")
+    t.answer("filesystem workspace", "n")
+    t.answer("context path", "n")
+    t.answer("It adds a workspace", "y")  # execute_command without a workspace: one is added
+    t.answer("Where do commands run?", "1\r")  # local
+    t.answer("Timeout per command", "\r")
+    assert t.finish() == 0
+    (agent,) = load_config(out).team
+    b = agent.backend
+    assert (b.type, b.model, b.base_url, b.api_key_env) == ("chatcompletion", "my-model", "http://127.0.0.1:9999/v1",
+                                                            None)
+    (server,) = b.mcp_servers
+    assert (server.name, server.command, server.args, server.env) == \
+        ("mine", "npx", ("-y", "my-mcp-server", "--verbose"), {"MY_TOKEN": "${MY_TOKEN}"})
+    assert (b.cwd, b.enable_mcp_command_line, b.command_line_execution_mode, b.command_line_timeout_seconds) == \
+        ("workspace", True, "local", 60.0)
 
 
 def test_init_refuses_to_overwrite_unless_forced_and_needs_a_terminal_without_a_template(tmp_path: Path) -> None:

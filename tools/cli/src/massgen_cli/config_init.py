@@ -182,8 +182,10 @@ def _ask_context_paths(q: Any) -> tuple[tuple[str, str], ...]:
     return tuple(paths)
 
 
-def _ask_execution(q: Any) -> Execution | None:
-    if not q.confirm("Let agents run commands in their workspace (execute_command)?", default=False).unsafe_ask():
+def _ask_execution(q: Any, has_workspace: bool) -> Execution | None:
+    question = "Let agents run commands in their workspace (execute_command)?" + \
+        ("" if has_workspace else " It adds a workspace `workspace`.")
+    if not q.confirm(question, default=False).unsafe_ask():
         return None
     mode = q.select("Where do commands run?", choices=[
         q.Choice("local: a bubblewrap sandbox on this machine (no network)", value="local"),
@@ -224,7 +226,9 @@ def ask() -> Answers:
     if q.confirm("Give each agent a filesystem workspace (cwd)?", default=False).unsafe_ask():
         cwd = q.text("Workspace directory name:", default="workspace").unsafe_ask()
     paths = _ask_context_paths(q)
-    execution = _ask_execution(q) if cwd else None
+    execution = _ask_execution(q, cwd is not None)
+    if execution is not None and cwd is None:
+        cwd = "workspace"  # execute_command runs in the agent's workspace
     return Answers(agents=tuple(agents), mcp_servers=servers, cwd=cwd, context_paths=paths, execution=execution)
 
 
