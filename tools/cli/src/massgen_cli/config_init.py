@@ -241,7 +241,9 @@ def _y(value: object) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
-def _backend(a: Answers, agent: Agent) -> list[str]:
+def _backend(a: Answers, agent: Agent, said: set[str]) -> list[str]:
+    """The ``backend:`` block of ``agent``, without the comment lines in ``said`` (each explanation is
+    written once, at the first agent that needs it); adds its comment lines to ``said``."""
     b = "      "
     lines = ["    backend:", f"{b}type: {_y(agent.type)}"]
     if agent.type == "local":
@@ -279,7 +281,9 @@ def _backend(a: Answers, agent: Agent) -> list[str]:
                 lines.append(f"{b}    args: {_y(list(s.args))}")
             if s.env:
                 lines.append(f"{b}    env: {_y(s.env)}")
-    return lines
+    kept = [line for line in lines if not (line.lstrip().startswith("#") and line in said)]
+    said.update(line for line in lines if line.lstrip().startswith("#"))
+    return kept
 
 
 def render(a: Answers, modeline: str) -> str:
@@ -292,9 +296,10 @@ def render(a: Answers, modeline: str) -> str:
         "# The team: every agent answers the question, they vote, and the winner presents the final answer.",
         "agents:",
     ]
+    said: set[str] = set()
     for agent in a.agents:
         lines.append(f"  - id: {_y(agent.id)}")
-        lines += _backend(a, agent)
+        lines += _backend(a, agent, said)
     lines += ["", "orchestrator:",
               "  # New answers each agent may give before the team must vote (null: no limit).",
               "  max_new_answers_per_agent: 2"]
