@@ -11,7 +11,7 @@ fails when the committed file is stale. Point a YAML language server at it with 
 :func:`problems` validates in two passes: the raw data against the schema (structure: unknown keys,
 types, enum values; every error with its key path), then :func:`~massgen_es.config.parse_config` (the
 semantic checks: paths that must exist, ``${ENV}`` key references, MCP server rules...). ``parse_config``
-stays the one source of truth: a file with no problems loads.
+stays the one source of truth: a file has no problems exactly when it loads.
 """
 
 from __future__ import annotations
@@ -221,14 +221,20 @@ def _team(data: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def problems(data: Any, origin: str = "<config>") -> list[Problem]:
-    """Every problem of a parsed config file: its structural errors (all of them), then the semantic
-    ones ``parse_config`` finds. ``parse_config`` stops at its first, so each structurally clean agent
-    is checked alone, the structurally clean other blocks with a stand-in team, and the whole file
-    (agents together: duplicate ids...) when its structure is clean. An empty list means
-    ``parse_config(data)`` succeeds."""
+    """Every problem of a parsed config file; an empty list exactly when ``parse_config(data)`` succeeds
+    (loading is the one source of truth: a key that loading accepts, e.g. a MassGen key it renames,
+    is no problem even where the schema does not know it).
+
+    For a file that does not load: its structural errors (all of them, from the schema), then the
+    semantic ones ``parse_config`` finds. ``parse_config`` stops at its first, so each structurally
+    clean agent is checked alone, the structurally clean other blocks with a stand-in team, and the
+    whole file (agents together: duplicate ids...) when its structure is clean."""
+    whole = _semantic(data, origin)
+    if whole is None:
+        return []
     found = structure_problems(data, origin)
     if not _is_dict(data):
-        return found
+        return found or [Problem(origin, "", whole)]
     bad = {re.split(r"[.\[]", p.path, maxsplit=1)[0] for p in found}
     messages: list[str] = []
     team = _team(data)
@@ -240,7 +246,7 @@ def problems(data: Any, origin: str = "<config>") -> list[Problem]:
         rest = {k: v for k, v in data.items() if k not in ("agents", "agent") and k not in bad}
         messages.append(_semantic({**rest, "agents": [_STAND_IN]}, origin) or "")
     if not found:
-        messages.append(_semantic(data, origin) or "")
+        messages.append(whole)
     for m in dict.fromkeys(messages):
         if m:
             found.append(Problem(origin, "", m))
