@@ -147,6 +147,15 @@ def test_init_interactive_custom_endpoint_custom_mcp_command_and_local_execution
         ("workspace", True, "local", 60.0)
 
 
+def test_init_interrupted_writes_nothing_and_exits_4(tmp_path: Path) -> None:
+    out = tmp_path / "never.yaml"
+    t = Terminal(out, tmp_path)
+    t.answer("How many agents?", "\r")
+    t.answer("Agent 1 id", "\x03")  # Ctrl-C
+    assert t.finish() == 4
+    assert not out.exists()
+
+
 def test_init_refuses_to_overwrite_unless_forced_and_needs_a_terminal_without_a_template(tmp_path: Path) -> None:
     out = tmp_path / "c.yaml"
     out.write_text("keep me")
