@@ -89,6 +89,8 @@ def init(
 
         try:
             text = config_init.render(config_init.ask(), modeline())
+        except ConfigError as exc:
+            fail(str(exc), 1)
         except KeyboardInterrupt:
             err.print("interrupted: nothing written")
             raise typer.Exit(4) from None

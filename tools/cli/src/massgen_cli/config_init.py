@@ -17,6 +17,7 @@ import yaml
 
 from massgen_es import backends, models
 from massgen_es.config import BackendType
+from massgen_es.errors import ConfigError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^\d+[bkmgBKMG]?$")
@@ -213,8 +214,13 @@ def ask() -> Answers:
 
     Raises:
         KeyboardInterrupt: the person pressed Ctrl-C.
+        ConfigError: questionary is not installed (the compose images leave it out).
     """
-    import questionary as q
+    try:
+        import questionary as q
+    except ImportError:
+        raise ConfigError("the questions of `massgen config init` need questionary (`pip install questionary`); "
+                          "or write a template with --template NAME") from None
 
     count = q.text("How many agents?", default="3",
                    validate=lambda t: (t.isdigit() and 1 <= int(t) <= 20) or "a number from 1 to 20").unsafe_ask()
