@@ -74,6 +74,7 @@ bench: install sandbox compose-fetch
 
 schema: install
 	$(BIN)/python -m massgen_es.events > schemas/events.schema.json
+	$(BIN)/python -m massgen_es.config_schema > schemas/config.schema.json
 
 # docs/architecture/{services,messaging,events,flows}.md from the code; a test fails when they are stale.
 docs: install

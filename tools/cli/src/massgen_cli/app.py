@@ -27,6 +27,7 @@ from rich.text import Text
 
 from massgen_cli import replay_show, sessions
 from massgen_cli import services as registry
+from massgen_cli.config_commands import config_app
 from massgen_cli.console import EXIT, err, fail, out, run
 from massgen_cli.export_commands import export_app, import_app
 from massgen_cli.fork_commands import fork
@@ -67,6 +68,7 @@ app.command()(deny)
 app.command()(sessions.chat)
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(tools_app, name="tools")
+app.add_typer(config_app, name="config")
 
 
 def new_run_id() -> str:
@@ -91,6 +93,9 @@ def submit(
                                                 "session if it has no runs yet): the agents see its earlier "
                                                 "questions and answers and start from its last winner's "
                                                 "workspace.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the plan (agents, "
+                                          "endpoints, tools, sandboxes, context paths, timeouts); no LLM call, "
+                                          "no stack started.")] = False,
 ) -> None:
     """Run a question through the team: answers, votes, and the winner's final presentation.
 
@@ -98,6 +103,7 @@ def submit(
     view is the Textual app (a pane per agent; q closes it and the run goes on in the stack); on a pipe or
     a plain terminal it is the Rich view. Ctrl-C cancels the run (`run.cancelled`) and exits 4.
     With `--session ID` the run is a turn of that session (MassGen spec §1.13; see `massgen chat`).
+    With `--dry-run` nothing runs: the plan is printed (`--json`: as one JSON object).
     """
     try:
         cfg = config_mod.load_config(config)
@@ -107,6 +113,8 @@ def submit(
             sessions.check_session_id(session)
     except ConfigError as exc:
         fail(str(exc), 1)
+    if dry_run:
+        return _print_plan(cfg, submitted, as_json)
     quiet = as_json or cfg.ui.display_type == "silent"
     tui = not quiet and cfg.ui.display_type == "textual_terminal" and sys.stdin.isatty() and sys.stdout.isatty()
     if detach:
@@ -119,6 +127,20 @@ def submit(
         err.print(f"session [bold]{session}[/bold]: continue it with `massgen submit --session {session} \"…\"` "
                   f"or `massgen chat --session {session}`")
     report(view, as_json)
+
+
+def _print_plan(cfg: config_mod.Config, submitted: Any, as_json: bool) -> None:
+    """``submit --dry-run``: the plan (``massgen_cli.plan``) as JSON or YAML, scrubbed of secrets."""
+    import yaml
+
+    from massgen_cli.plan import plan
+
+    the_plan = plan(cfg, submitted)
+    if as_json:
+        print(scrub.text(json.dumps(the_plan, ensure_ascii=False)))
+        return
+    err.print("dry run: the config is valid; nothing was started and no LLM was called")
+    sys.stdout.write(scrub.text(yaml.safe_dump(the_plan, sort_keys=False, allow_unicode=True, width=120)))
 
 
 def report(view: views.RunView, as_json: bool) -> NoReturn:
