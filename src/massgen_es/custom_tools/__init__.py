@@ -39,16 +39,16 @@ AUTO_DISCOVERED = ("two_num_tool",)
 """What ``auto_discover_custom_tools`` adds: the working bundled tools this system ships."""
 
 UNSUPPORTED: Mapping[str, str] = {
-    "understand_image": "asks an OpenAI model about an image (multimodal)",
-    "understand_audio": "transcribes audio with an OpenAI model (multimodal)",
-    "understand_video": "asks an OpenAI model about video frames (multimodal)",
-    "understand_file": "asks an OpenAI model about a PDF/DOCX/XLSX/PPTX file (multimodal)",
-    "text_to_image_generation": "generates images with OpenAI (multimodal)",
-    "image_to_image_generation": "edits images with OpenAI (multimodal)",
-    "text_to_video_generation": "generates video with Sora (multimodal)",
-    "text_to_speech_transcription_generation": "generates speech with OpenAI (multimodal)",
-    "text_to_speech_continue_generation": "generates speech with OpenAI (multimodal)",
-    "text_to_file_generation": "writes PDF/DOCX/XLSX/PPTX files with an OpenAI model (multimodal)",
+    "understand_image": "multimodal: asks an OpenAI model about an image",
+    "understand_audio": "multimodal: transcribes audio with an OpenAI model",
+    "understand_video": "multimodal: asks an OpenAI model about video frames",
+    "understand_file": "multimodal: asks an OpenAI model about a PDF/DOCX/XLSX/PPTX file",
+    "text_to_image_generation": "multimodal: generates images with OpenAI",
+    "image_to_image_generation": "multimodal: edits images with OpenAI",
+    "text_to_video_generation": "multimodal: generates video with Sora",
+    "text_to_speech_transcription_generation": "multimodal: generates speech with OpenAI",
+    "text_to_speech_continue_generation": "multimodal: generates speech with OpenAI",
+    "text_to_file_generation": "multimodal: writes PDF/DOCX/XLSX/PPTX files with an OpenAI model",
     "crawl4ai_md": "web scraping through a crawl4ai server",
     "crawl4ai_html": "web scraping through a crawl4ai server",
     "crawl4ai_screenshot": "web scraping through a crawl4ai server",
@@ -141,8 +141,8 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
         refused = UNSUPPORTED.get(function)
         if refused is not None:
             raise ConfigError(
-                f"{origin}: `{fkey}`: `{function}` is one of MassGen's bundled tools ({refused}); this system does "
-                f"not support it: remove this entry from `{at.rsplit('.', 1)[0]}`")
+                f"{origin}: `{fkey}`: `{function}` is one of MassGen's bundled tools ({refused}), which this system "
+                f"does not support; remove this entry from `{at.rsplit('.', 1)[0]}`")
         if function not in SHIPPED or (e.path is not None and SHIPPED[function] not in (None, _normal(e.path))):
             shipped = ", ".join(SHIPPED)
             raise ConfigError(
