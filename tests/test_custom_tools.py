@@ -17,6 +17,7 @@ from massgen_es.custom_tools import UNSUPPORTED
 from massgen_es.errors import ConfigError
 from massgen_es.events import AnswerPosted, ExecutionCompleted, ExecutionFailed, ExecutionRequested, RunCompleted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay.views import RunView
 
 CONFIGS = Path(__file__).parent / "massgen_configs" / "tools" / "custom_tools"
 """Copies of MassGen's example configs (``massgen/configs/tools/custom_tools``) that name its bundled tools."""
@@ -248,6 +249,10 @@ async def test_two_num_tool_from_a_massgen_style_config(fresh_nats, fake, massge
     [done] = of(records, ExecutionCompleted)
     assert done.stdout == "The sum of 123 and 456 is 579"
     assert tool_results(requests[1]["messages"]) == ["The sum of 123 and 456 is 579"] and of(records, RunCompleted)
+    view = RunView(records[0].run_id)
+    for r in records:
+        view.apply(r)
+    assert [e.text for e in view.timeline if e.kind == "exec"] == ['custom_tool__two_num_tool {"x": 123, "y": 456}']
 
 
 async def test_failures_come_back_as_tool_errors_and_the_run_completes(fresh_nats, fake, massgen_home, tool_file):

@@ -739,6 +739,13 @@ class ExecutionRequested(Event, frozen=True, tag="execution.requested"):
     arguments: dict[str, Any] = {}
     """The custom tool's arguments as the model passed them (checked against its schema)."""
 
+    @property
+    def shown(self) -> str:
+        """What was run, for views: ``$ <command>``, or ``custom_tool__<name> <arguments as JSON>``."""
+        if self.custom_tool:
+            return f"{self.custom_tool} {json.dumps(self.arguments, ensure_ascii=False)}"
+        return f"$ {self.command}"
+
 
 ExecutionMode = Literal["docker", "local", "local_unisolated"]
 """Where a command runs (backend ``command_line_execution_mode``; SECURITY.md says what each isolates)."""
