@@ -6,6 +6,7 @@ a custom tool that the real executor runs in the agent's local (bubblewrap) sand
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -13,7 +14,7 @@ import pytest
 
 from harness import Stack, of, team, tool_names, vote
 from massgen_es.config import BackendConfig, load_config, parse_config, run_submitted
-from massgen_es.custom_tools import UNSUPPORTED
+from massgen_es.custom_tools import UNSUPPORTED, runner
 from massgen_es.errors import ConfigError
 from massgen_es.events import AnswerPosted, ExecutionCompleted, ExecutionFailed, ExecutionRequested, RunCompleted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
@@ -143,6 +144,37 @@ def test_a_file_that_is_not_python_is_a_config_error(tmp_path):
     bad.write_text("def f(:\n")
     with pytest.raises(ConfigError, match=r"custom_tools\[0\]\.path`: .* is not valid Python"):
         parse_config(config({"path": str(bad), "function": "f"}))
+
+
+def test_a_file_too_big_to_travel_with_the_run_is_a_config_error(tmp_path):
+    big = tmp_path / "big.py"
+    big.write_text("def f() -> None:\n    pass\n" + "# padding\n" * 6000)
+    with pytest.raises(ConfigError, match=r"custom_tools\[0\]\.path`: .* is over 48 kB"):
+        parse_config(config({"path": str(big), "function": "f"}))
+
+
+RETURNS = '''
+def as_dict(agent_cwd: str) -> dict:
+    return {"cwd": agent_cwd}
+
+
+def counting(n: int):
+    for i in range(n):
+        yield f"step {i}"
+'''
+
+
+def call_runner(function: str, arguments: dict) -> dict | None:
+    line = runner.command(RETURNS, "returns.py", function, arguments, "/the/workspace")
+    done = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True, timeout=30, check=False)
+    return runner.result(done.stdout)
+
+
+def test_the_runner_injects_agent_cwd_over_the_model_s_and_shapes_results():
+    assert call_runner("as_dict", {"agent_cwd": "/etc"}) == {"ok": True, "text": '{"cwd": "/the/workspace"}'}
+    assert call_runner("counting", {"n": 3}) == {"ok": True, "text": "step 2"}  # a generator's last value
+    assert call_runner("counting", {"m": 3}) == {
+        "ok": False, "error": "invalid arguments for counting: missing a required argument: 'n'"}
 
 
 @pytest.mark.parametrize("path", [None, "massgen/tool/_basic/_two_num_tool.py"])

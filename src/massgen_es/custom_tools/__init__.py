@@ -27,8 +27,9 @@ from massgen_es.errors import ConfigError
 
 PREFIX = "custom_tool__"
 """Every custom tool's name starts with it (MassGen's ``custom_tool__<name>``)."""
-MAX_SOURCE_CHARS = 48_000
-"""A tool file travels in the run's events and in the sandbox's command line: at most this long."""
+MAX_SOURCE_BYTES = 48_000
+"""A tool file travels in the run's events and in the sandbox's command line: at most this many bytes
+(UTF-8), which leaves room for the arguments within one process argument (``runner.MAX_ARGV_BYTES``)."""
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 
 BASIC = Path(__file__).with_name("basic.py")
@@ -165,8 +166,8 @@ def _from_file(
     file: Path, source: str, function: str, name: str, description: str | None, preset: Mapping[str, Any],
     at: str, fkey: str, origin: str, category: str | None = None,
 ) -> CustomToolSpec:
-    if len(source) > MAX_SOURCE_CHARS:
-        raise ConfigError(f"{origin}: `{at}.path`: {file} is over {MAX_SOURCE_CHARS} characters, the most a tool "
+    if len(source.encode()) > MAX_SOURCE_BYTES:
+        raise ConfigError(f"{origin}: `{at}.path`: {file} is over {MAX_SOURCE_BYTES // 1000} kB, the most a tool "
                           "file may have here (it travels with the run); move the tool into a smaller file")
     try:
         tree = ast.parse(source, str(file))
@@ -196,7 +197,10 @@ def _read(file: Path, key: str = "", origin: str = "") -> str:
 
 
 def _normal(path: str) -> str:
-    return path.replace("\\", "/").lstrip("./")
+    path = path.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
 
 
 def _massgen_path(path: str) -> bool:

@@ -85,7 +85,7 @@ try:
         kwargs = dict(p["arguments"])
         params = inspect.signature(fn).parameters
         if "agent_cwd" in params or any(v.kind is v.VAR_KEYWORD for v in params.values()):
-            kwargs.setdefault("agent_cwd", p["agent_cwd"])
+            kwargs["agent_cwd"] = p["agent_cwd"]  # never the model's: it is not in the schema
         try:
             inspect.signature(fn).bind(**kwargs)
         except TypeError as exc:
@@ -109,7 +109,7 @@ def command(source: str, filename: str, function: str, arguments: dict[str, Any]
         ValueError: the file and arguments do not fit in one process argument (:data:`MAX_ARGV_BYTES`).
     """
     payload = json.dumps({"source": source, "filename": filename, "function": function,
-                          "arguments": arguments, "agent_cwd": agent_cwd})
+                          "arguments": arguments, "agent_cwd": agent_cwd}, ensure_ascii=False)
     encoded = base64.b64encode(payload.encode()).decode()
     line = f"python3 -c {shlex.quote(RUNNER)} {encoded}"
     if len(line) > MAX_ARGV_BYTES:
