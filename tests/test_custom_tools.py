@@ -14,7 +14,7 @@ import pytest
 
 from harness import Stack, of, team, tool_names, vote
 from massgen_es.config import BackendConfig, load_config, parse_config, run_submitted
-from massgen_es.custom_tools import UNSUPPORTED, runner
+from massgen_es.custom_tools import UNSUPPORTED, runner, source_of
 from massgen_es.errors import ConfigError
 from massgen_es.events import AnswerPosted, ExecutionCompleted, ExecutionFailed, ExecutionRequested, RunCompleted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
@@ -99,7 +99,9 @@ def test_schema_comes_from_the_signature_and_docstring_without_running_the_file(
         "required": ["text"],
     }  # `api_key` (a preset) and `agent_cwd` (injected) are hidden from the model
     assert shout.preset_args == {"api_key": "K"} and shout.source == source and shout.function == "shout"
-    assert tools["custom_tool__boom"].parameters["required"] == ["x"]
+    boom = tools["custom_tool__boom"]
+    assert boom.parameters["required"] == ["x"]
+    assert boom.source == "" and source_of(list(tools.values()), boom) == source  # one file travels once
 
 
 def test_name_description_and_str_forms(tool_file):

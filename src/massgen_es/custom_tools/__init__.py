@@ -30,6 +30,8 @@ PREFIX = "custom_tool__"
 MAX_SOURCE_BYTES = 48_000
 """A tool file travels in the run's events and in the sandbox's command line: at most this many bytes
 (UTF-8), which leaves room for the arguments within one process argument (``runner.MAX_ARGV_BYTES``)."""
+MAX_TOTAL_SOURCE_BYTES = 96_000
+"""The tool files of one agent together: they ride in every ``turn.requested`` of the agent."""
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 
 BASIC = Path(__file__).with_name("basic.py")
@@ -84,7 +86,8 @@ class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     path: str
     """Where the file came from (for messages and tracebacks): the config's path, or ours for bundled tools."""
     source: str
-    """The file's text, run in the agent's sandbox."""
+    """The file's text, run in the agent's sandbox; empty when an earlier tool of the same backend comes
+    from the same file (the text travels once: :func:`source_of`)."""
     preset_args: dict[str, Any] = {}
     """Always passed, hidden from the model (MassGen's ``preset_args``)."""
     category: str | None = None
@@ -127,8 +130,22 @@ def resolve(
                 out[PREFIX + function] = (f"{where}.auto_discover_custom_tools", _from_file(
                     BASIC, _read(BASIC), function, function, None, {}, "basic", "", origin))
     dropped = set(exclude)
-    return tuple(s for _, s in out.values()
-                 if not ({s.name, s.name.removeprefix(PREFIX), s.function} & dropped))
+    kept = [s for _, s in out.values() if not ({s.name, s.name.removeprefix(PREFIX), s.function} & dropped)]
+    carried: set[str] = set()
+    for i, s in enumerate(kept):
+        if s.path in carried:
+            kept[i] = msgspec.structs.replace(s, source="")
+        carried.add(s.path)
+    if sum(len(s.source.encode()) for s in kept) > MAX_TOTAL_SOURCE_BYTES:
+        raise ConfigError(f"{origin}: `{where}.custom_tools`: the tool files of this agent are over "
+                          f"{MAX_TOTAL_SOURCE_BYTES // 1000} kB together, the most that travels with a run; "
+                          "offer fewer or smaller files")
+    return tuple(kept)
+
+
+def source_of(specs: Sequence[CustomToolSpec], spec: CustomToolSpec) -> str:
+    """The text of ``spec``'s file (carried by the first tool of ``specs`` from that file)."""
+    return spec.source or next((s.source for s in specs if s.path == spec.path and s.source), "")
 
 
 def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpec:

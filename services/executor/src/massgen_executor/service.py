@@ -43,7 +43,7 @@ from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.custom_tools import CustomToolSpec, runner
+from massgen_es.custom_tools import CustomToolSpec, runner, source_of
 from massgen_es.errors import CustomToolError, ExecutionError, Interrupted, MassgenError, ToolTimeout, UnknownTool
 from massgen_es.events import (
     TERMINAL_EVENTS,
@@ -299,8 +299,8 @@ class Executor:
             raise UnknownTool(f"this agent has no custom tool {req.custom_tool!r}")
         workspace = self._workspace(run_id, req.agent_id)
         try:
-            command = runner.command(spec.source, spec.path, spec.function, {**req.arguments, **spec.preset_args},
-                                     str(workspace))
+            command = runner.command(source_of(b.resolved_custom_tools, spec), spec.path, spec.function,
+                                     {**req.arguments, **spec.preset_args}, str(workspace))
         except ValueError as exc:
             raise CustomToolError(f"{spec.name} was not run: {exc}") from None
         timeout_s = b.command_line_timeout_seconds
