@@ -116,6 +116,9 @@ def test_the_specs_travel_in_the_run_submitted_event(tool_file):
     backend = msgspec.convert(msgspec.json.decode(msgspec.json.encode(ev)).get("agents")[0]["backend"], BackendConfig)
     [spec] = backend.resolved_custom_tools
     assert spec.name == "custom_tool__boom" and spec.source == SAMPLE  # an executor elsewhere needs no file
+    tool_file.unlink()  # `massgen fork --set` parses the recorded backend again: its tools stay as recorded
+    again = parse_config({"agents": [{"id": "a", "backend": ev.agents[0].backend}]}).team[0].backend
+    assert again.resolved_custom_tools == backend.resolved_custom_tools
 
 
 @pytest.mark.parametrize(("tool", "key", "says"), [
