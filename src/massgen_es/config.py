@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, mcp, models
+from massgen_es import backends, compat, custom_tools, mcp, models
+from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
@@ -89,6 +90,26 @@ class TextConfig(_Strict, frozen=True):
     """``text:`` of the OpenAI Responses API."""
 
     verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class CustomToolConfig(_Strict, frozen=True):
+    """One entry of a backend's ``custom_tools`` (MassGen spec §2.5): Python functions offered to the model
+    as ``custom_tool__<name>``, their schema read from the file's signature and docstring, each call run
+    by the executor in the agent's sandbox (``massgen_es.custom_tools``). The str-or-list forms pair up
+    by position: the i-th ``name``/``description``/``preset_args`` belong to the i-th ``function``."""
+
+    function: str | tuple[str, ...] | None = None
+    """The function(s) in ``path``; required."""
+    name: str | tuple[str, ...] | None = None
+    """The tool name(s) after ``custom_tool__`` (default: the function's name)."""
+    path: str | None = None
+    """The Python file. Without it, or under MassGen's ``massgen/tool/``, it names one of MassGen's
+    bundled tools: ``two_num_tool`` (and the broken ``wrong_two_num_tool``) are provided, the others refused."""
+    description: str | tuple[str, ...] | None = None
+    """Replaces the docstring's description for the model."""
+    category: str | None = None
+    preset_args: dict[str, Any] | tuple[dict[str, Any], ...] | None = None
+    """Arguments always passed, hidden from the model's schema."""
 
 
 class BackendConfig(_Strict, frozen=True):
@@ -180,6 +201,18 @@ class BackendConfig(_Strict, frozen=True):
     command_line_timeout_seconds: float = 60.0
     command_line_max_output_chars: int = 16_384
     """Stdout/stderr kept in the event; the full output goes to the Object Store."""
+    custom_tools: tuple[CustomToolConfig, ...] = ()
+    """Python functions offered as ``custom_tool__<name>`` (MassGen spec §2.5), run by the executor in the
+    agent's sandbox (the ``command_line_execution_mode`` sandbox and ``command_line_timeout_seconds``, with
+    ``agent_cwd`` the agent's workspace); ``enable_mcp_command_line`` is not needed."""
+    auto_discover_custom_tools: bool = False
+    """MassGen spec §2.5: also offer the bundled tools this system ships (``two_num_tool``)."""
+    exclude_custom_tools: tuple[str, ...] = ()
+    """Custom tools not offered, by name (``two_num_tool`` or ``custom_tool__two_num_tool``)."""
+    resolved_custom_tools: tuple[CustomToolSpec, ...] = ()
+    """Filled in when the config is loaded, from the three keys above (the files' text included, so a
+    worker or executor on another machine has them); not a config key. A recorded run's backend parsed
+    again (``massgen fork --set``) keeps the tools it had."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -426,7 +459,7 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
     _check_command_line(b, where, origin)
-    return b
+    return _with_custom_tools(b, where, origin)
 
 
 def _key_by_reference(b: BackendConfig, where: str, origin: str) -> BackendConfig:
@@ -589,6 +622,42 @@ def _check_command_line(b: BackendConfig, where: str, origin: str) -> None:
     if b.command_line_docker_cpu_limit is not None and not b.command_line_docker_cpu_limit > 0:
         raise ConfigError(f"{origin}: `{where}.command_line_docker_cpu_limit` must be > 0")
     _check_seconds(b.command_line_timeout_seconds, f"{where}.command_line_timeout_seconds", origin)
+
+
+def _with_custom_tools(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """``b`` with its ``custom_tools`` resolved into ``resolved_custom_tools`` (MassGen spec §2.5).
+
+    Raises:
+        ConfigError: a bad entry (no function, a missing file, a function the file does not define, a
+            name clash, a MassGen bundled tool we do not support), naming its key path and the fix.
+    """
+    if b.resolved_custom_tools:  # a run's recorded backend parsed again (`massgen fork --set`): keep its tools
+        return b
+    entries: list[custom_tools.Entry] = []
+    for i, t in enumerate(b.custom_tools):
+        at = f"{where}.custom_tools[{i}]"
+        functions = _listed(t.function)
+        if not functions:
+            raise ConfigError(f"{origin}: `{at}.function` is missing; name the Python function(s) to offer, "
+                              "e.g. `function: [two_num_tool]`")
+        names, descriptions = _listed(t.name), _listed(t.description)
+        presets = [t.preset_args] if isinstance(t.preset_args, dict) else list(t.preset_args or ())
+        for key, values in (("name", names), ("description", descriptions), ("preset_args", presets)):
+            if len(values) > len(functions) or (key != "name" and 1 < len(values) < len(functions)):
+                raise ConfigError(f"{origin}: `{at}.{key}` has {len(values)} entries for {len(functions)} "
+                                  f"function(s); give one per function (or, for `{key}`, one for all)")
+        entries.append(custom_tools.Entry(
+            names=names, functions=functions,
+            descriptions=[descriptions[j] if j < len(descriptions) else (descriptions or [None])[0]
+                          for j in range(len(functions))],
+            preset_args=[presets[j] if j < len(presets) else (presets or [{}])[0] for j in range(len(functions))],
+            path=t.path, category=t.category))
+    specs = custom_tools.resolve(entries, b.auto_discover_custom_tools, b.exclude_custom_tools, where, origin)
+    return msgspec.structs.replace(b, resolved_custom_tools=specs)
+
+
+def _listed(value: str | tuple[str, ...] | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or ())
 
 
 def _check_context_path(cp: ContextPath, where: str, origin: str) -> None:

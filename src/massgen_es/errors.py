@@ -27,6 +27,7 @@ name of one of these classes; ``massgen_es.failures.failure_of`` turns any of th
         - ``ServerUnavailable``: the server could not be started, or its session ended (retryable).
         - ``CircuitOpen``: the server's circuit breaker is open (retryable, after its reset time).
         - ``ToolTimeout``: no answer in time (retryable).
+        - ``CustomToolError``: a custom tool's function raised, or its runner gave no result.
     - ``ExecutionError``: a command was not run to its end; the message is for the model.
         - ``CommandRefused``: a filter refused it (``rule`` names which).
         - ``CommandStartError``: it could not be started (no working directory, fork refused).
@@ -215,6 +216,11 @@ class ToolTimeout(ToolError):
     """No answer to a tool call, a catalog request or a command within its time."""
 
     retryable = True
+
+
+class CustomToolError(ToolError):
+    """A custom tool's function raised (the message names the exception), or its runner in the sandbox
+    ended without a result (MassGen spec §2.5)."""
 
 
 class ExecutionError(MassgenError):

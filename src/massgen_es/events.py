@@ -733,6 +733,18 @@ class ExecutionRequested(Event, frozen=True, tag="execution.requested"):
     work_dir: str = ""
     """Relative to the agent's workspace (empty: the workspace itself)."""
     timeout_s: float | None = None
+    custom_tool: str = ""
+    """A call of this custom tool (``custom_tool__<name>``, MassGen spec §2.5) instead of a command: the
+    executor runs the function with ``arguments`` in the agent's sandbox; ``command`` is empty."""
+    arguments: dict[str, Any] = {}
+    """The custom tool's arguments as the model passed them (checked against its schema)."""
+
+    @property
+    def shown(self) -> str:
+        """What was run, for views: ``$ <command>``, or ``custom_tool__<name> <arguments as JSON>``."""
+        if self.custom_tool:
+            return f"{self.custom_tool} {json.dumps(self.arguments, ensure_ascii=False)}"
+        return f"$ {self.command}"
 
 
 ExecutionMode = Literal["docker", "local", "local_unisolated"]
@@ -770,6 +782,9 @@ class ExecutionCompleted(Event, frozen=True, tag="execution.completed"):
     objects: tuple[ObjectRef, ...] = ()
     sandbox: str | None = None
     """The container name in Docker mode."""
+    custom_tool: str = ""
+    """Set for a custom tool's call: ``stdout`` is then the function's result text (what the model reads)
+    and ``stderr`` what the function printed."""
 
 
 class ExecutionFailed(Event, frozen=True, tag="execution.failed"):

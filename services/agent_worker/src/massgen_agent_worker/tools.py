@@ -17,7 +17,7 @@ import msgspec
 from nats.aio.client import Client
 
 from massgen_agent_worker import classifier
-from massgen_es import mcp, tool_safety
+from massgen_es import custom_tools, mcp, tool_safety
 from massgen_es.bus import Draft
 from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
@@ -64,6 +64,9 @@ EXECUTE_COMMAND = ToolSpec(
     },
 )
 """MassGen's ``execute_command`` (spec §4.1), run by the executor service rather than an MCP server."""
+
+CUSTOM_TOOLS = "custom_tool"
+"""The catalog entry of an agent's custom tools (MassGen spec §2.5), run by the executor too."""
 
 DISCOVERY_TIMEOUT_S = 90.0
 """How long a turn waits for its agent's tool catalogs (an npx server's first start can take seconds)."""
@@ -172,6 +175,10 @@ class ToolClient:
         """The agent's current catalog; the first turn of an agent in a run asks the broker for it."""
         local = [ToolsListed(agent_id=req.agent_id, server=COMMAND_LINE, version=1, tools=(EXECUTE_COMMAND,))
                  ] if backend.enable_mcp_command_line else []
+        if backend.resolved_custom_tools:
+            local.append(ToolsListed(agent_id=req.agent_id, server=CUSTOM_TOOLS, version=1, tools=tuple(
+                ToolSpec(name=t.name, description=t.description, parameters=t.parameters)
+                for t in backend.resolved_custom_tools)))
         want = expected_servers(backend)
         if not want:
             return Catalog(local)
@@ -189,7 +196,7 @@ class ToolClient:
         (servers outside the agent's workspace only), store it and record ``tool.classified``: what
         planning mode holds back (issue 15 item 2; ``massgen_agent_worker.classifier``)."""
         for listed in catalog.servers.values():
-            if listed.server in tool_safety.WORKSPACE_SERVERS or listed.failure is not None:
+            if listed.server in (*tool_safety.WORKSPACE_SERVERS, CUSTOM_TOOLS) or listed.failure is not None:
                 continue
             for spec in listed.tools:
                 tool = spec.name.split("__", 2)[-1]
@@ -223,14 +230,15 @@ class ToolClient:
     async def call_all(
         self, req: TurnRequested, run_id: str, cause: str, key: str, calls: list[ToolCall], backend: BackendConfig
     ) -> dict[str, str]:
-        """Run the model's tool calls concurrently: ``execute_command`` at the executor, MCP tools at the
-        broker. Returns ``{call id: tool message text}``.
+        """Run the model's tool calls concurrently: ``execute_command`` and custom tools at the executor,
+        MCP tools at the broker. Returns ``{call id: tool message text}``.
 
         A call nobody answers in time is recorded as failed by the worker itself under the result id the
         service would use, so at most one outcome per call is ever stored.
         """
-        execs = [(i, c) for i, c in enumerate(calls) if c.name == EXECUTE_COMMAND.name]
-        tools = [(i, c) for i, c in enumerate(calls) if c.name != EXECUTE_COMMAND.name]
+        executed = {EXECUTE_COMMAND.name, *(t.name for t in backend.resolved_custom_tools)}
+        execs = [(i, c) for i, c in enumerate(calls) if c.name in executed]
+        tools = [(i, c) for i, c in enumerate(calls) if c.name not in executed]
         parts = await asyncio.gather(
             self._executions(req, run_id, cause, key, execs, backend),
             self._mcp_calls(req, run_id, cause, key, tools, backend),
@@ -255,18 +263,26 @@ class ToolClient:
             return {}
         drafts: list[Draft] = []
         refused: dict[str, str] = {}
+        schemas = {t.name: t.parameters for t in backend.resolved_custom_tools}
         for i, call in calls:
+            custom = call.name if call.name.startswith(custom_tools.PREFIX) else ""
             try:
-                if req.planning_mode:  # a command may change anything: held back like irreversible tools
+                if req.planning_mode:  # a command or a function may change anything: held back like irreversible tools
+                    what = f"the custom tool {custom}" if custom else "execute_command"
                     raise PlanningModeBlocked(
-                        "execute_command is not run during coordination (planning mode): describe the command "
+                        f"{what} is not run during coordination (planning mode): describe the call "
                         "and what it would do; the winner runs it while presenting")
-                args = mcp.check_arguments(call.arguments, EXECUTE_COMMAND.parameters)
+                args = mcp.check_arguments(call.arguments, schemas[custom] if custom else EXECUTE_COMMAND.parameters)
             except (ToolArgumentError, PlanningModeBlocked) as exc:  # recorded here: nothing to send
                 bad = ExecutionFailed(call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id,
                                       failure=failure_of(exc))
                 await self._record(run_id, Draft(f"{key}:c{i}:result", bad, cause))
                 refused[call.id] = tool_message(bad)
+                continue
+            if custom:
+                drafts.append(Draft(f"{key}:c{i}", ExecutionRequested(
+                    call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, command="",
+                    custom_tool=custom, arguments=args), cause))
                 continue
             drafts.append(Draft(f"{key}:c{i}", ExecutionRequested(
                 call_id=call.id, turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt,
@@ -331,7 +347,9 @@ def _late_execution(ev: ExecutionRequested, why: Failure) -> ExecutionFailed:
 
 def tool_message(event: Any) -> str:
     """What the model reads back for a tool outcome (errors prefixed, as MassGen does; a command's result
-    as MassGen's ``execute_command`` JSON, spec §4.1)."""
+    as MassGen's ``execute_command`` JSON, spec §4.1; a custom tool's as its result text, spec §2.5)."""
+    if isinstance(event, ExecutionCompleted) and event.custom_tool:
+        return event.stdout + ("\n[output truncated]" if event.stdout_truncated else "")
     if isinstance(event, ExecutionCompleted):
         return json.dumps({
             "success": event.exit_code == 0 and not event.timed_out, "exit_code": event.exit_code,

@@ -16,11 +16,19 @@ or recording anything.
 It also follows the event log: when a run is submitted it creates the Docker sandboxes of its agents
 ahead of their first command (the warm pool), and when a run ends it removes them. On start it reaps
 labelled containers of runs that have ended (or that it cannot find).
+
+A request for a custom tool (``custom_tool`` set, MassGen spec §2.5) runs the same way, in the same
+sandbox, without the command filters (the command is ours): ``python3 -c`` the runner of
+:mod:`massgen_es.custom_tools.runner`, given the tool file's text from the run's config, the model's
+arguments, the ``preset_args`` and the workspace as ``agent_cwd``. The function's result text becomes
+``execution.completed`` (``stdout``); an exception, no result or a timeout becomes ``execution.failed``
+(``CustomToolError``, ``ToolTimeout``), which the model reads as the tool's error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -35,7 +43,8 @@ from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.errors import ExecutionError, Interrupted, MassgenError
+from massgen_es.custom_tools import CustomToolSpec, runner, source_of
+from massgen_es.errors import CustomToolError, ExecutionError, Interrupted, MassgenError, ToolTimeout, UnknownTool
 from massgen_es.events import (
     TERMINAL_EVENTS,
     Event,
@@ -144,7 +153,7 @@ class Executor:
     async def _prewarm(self, run_id: str, submitted: RunSubmitted) -> None:
         for spec in submitted.agents:
             b = self._backend(submitted, spec.id)
-            if b.enable_mcp_command_line and b.command_line_execution_mode == "docker":
+            if (b.enable_mcp_command_line or b.resolved_custom_tools) and b.command_line_execution_mode == "docker":
                 await self._sandbox(run_id, spec.id, b, reason="warm")
 
     def _read_only(self, run_id: str, b: BackendConfig) -> list[Path]:
@@ -230,6 +239,8 @@ class Executor:
     async def _execute(self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence) -> Event:
         submitted = await self._submitted(run_id)
         b = self._backend(submitted, req.agent_id)
+        if req.custom_tool:
+            return await self._custom_tool(run_id, request_id, req, fence, b)
         if not b.enable_mcp_command_line:
             raise CommandRefused("command execution is not enabled for this agent (enable_mcp_command_line)")
         workspace = self._workspace(run_id, req.agent_id)
@@ -244,7 +255,25 @@ class Executor:
         timeout_s = min(req.timeout_s or b.command_line_timeout_seconds, b.command_line_timeout_seconds * 10)
         cap = b.command_line_max_output_chars
         started = time.time()
-        sandbox = await self._sandbox(run_id, req.agent_id, b) if docker_mode else None
+        result, sandbox = await self._run(run_id, request_id, req, fence, b, req.command, work_dir, timeout_s)
+        objects = await self._store(result, cap, workspace, started)
+        return ExecutionCompleted(
+            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
+            mode=b.command_line_execution_mode, exit_code=result.exit_code, duration_s=round(result.duration_s, 4),
+            stdout=_text(result.stdout)[:cap], stderr=_text(result.stderr)[:cap], timed_out=result.timed_out,
+            stdout_truncated=result.stdout_truncated or len(_text(result.stdout)) > cap,
+            stderr_truncated=result.stderr_truncated or len(_text(result.stderr)) > cap,
+            objects=objects, sandbox=sandbox,
+        )
+
+    async def _run(
+        self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence, b: BackendConfig,
+        command: str, work_dir: Path, timeout_s: float,
+    ) -> tuple[ExecResult, str | None]:
+        """Run ``command`` in the agent's sandbox (Docker, bubblewrap or unisolated, as configured), after
+        recording ``execution.started``; the result and the container's name in Docker mode."""
+        workspace = self._workspace(run_id, req.agent_id)
+        sandbox = await self._sandbox(run_id, req.agent_id, b) if b.command_line_execution_mode == "docker" else None
         # From here on the command may have effects: a redelivery must not run it again.
         started_marker = ExecutionStarted(call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
                                           mode=b.command_line_execution_mode, sandbox=sandbox)
@@ -254,21 +283,48 @@ class Executor:
             raise ExecutionError("the run ended before the command started; it was not run")
         if sandbox is not None:
             # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.
-            result = await self.docker.exec(sandbox, req.command, work_dir=work_dir, timeout_s=timeout_s,
-                                            max_bytes=MAX_FILE_BYTES)
-        else:
-            isolation = None if b.command_line_execution_mode == "local_unisolated" else Isolation(
-                workspace, tuple(self._read_only(run_id, b)), network=b.command_line_local_network, bwrap=self.bwrap)
-            result = await run_local(req.command, work_dir=work_dir, timeout_s=timeout_s, limits=Limits(),
-                                     max_output_bytes=MAX_FILE_BYTES, isolation=isolation)
-        objects = await self._store(result, cap, workspace, started)
+            return await self.docker.exec(sandbox, command, work_dir=work_dir, timeout_s=timeout_s,
+                                          max_bytes=MAX_FILE_BYTES), sandbox
+        isolation = None if b.command_line_execution_mode == "local_unisolated" else Isolation(
+            workspace, tuple(self._read_only(run_id, b)), network=b.command_line_local_network, bwrap=self.bwrap)
+        return await run_local(command, work_dir=work_dir, timeout_s=timeout_s, limits=Limits(),
+                               max_output_bytes=MAX_FILE_BYTES, isolation=isolation), None
+
+    async def _custom_tool(
+        self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence, b: BackendConfig
+    ) -> Event:
+        """Run one custom-tool call (module docstring): its function's result, or why there is none."""
+        spec: CustomToolSpec | None = next((t for t in b.resolved_custom_tools if t.name == req.custom_tool), None)
+        if spec is None:
+            raise UnknownTool(f"this agent has no custom tool {req.custom_tool!r}")
+        workspace = self._workspace(run_id, req.agent_id)
+        try:
+            command = runner.command(source_of(b.resolved_custom_tools, spec), spec.path, spec.function,
+                                     {**req.arguments, **spec.preset_args}, str(workspace))
+        except ValueError as exc:
+            raise CustomToolError(f"{spec.name} was not run: {exc}") from None
+        timeout_s = b.command_line_timeout_seconds
+        started = time.time()
+        result, sandbox = await self._run(run_id, request_id, req, fence, b, command, workspace, timeout_s)
+        if result.timed_out:
+            raise ToolTimeout(f"{spec.name} did not finish within {timeout_s:g} s (command_line_timeout_seconds)")
+        out = runner.result(_text(result.stdout))
+        if out is None:
+            tail = _text(result.stderr).strip()[-1000:]
+            raise CustomToolError(f"{spec.name} gave no result (exit code {result.exit_code})"
+                                  + (f": {tail}" if tail else ""))
+        if not out.get("ok"):
+            raise CustomToolError(f"{spec.name} failed: {out.get('error', 'no error message')}")
+        text = str(out.get("text", ""))
+        cap = b.command_line_max_output_chars
+        objects = await self._store(dataclasses.replace(result, exit_code=0, stdout=text.encode()), cap, workspace,
+                                    started)
         return ExecutionCompleted(
-            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id,
-            mode=b.command_line_execution_mode, exit_code=result.exit_code, duration_s=round(result.duration_s, 4),
-            stdout=_text(result.stdout)[:cap], stderr=_text(result.stderr)[:cap], timed_out=result.timed_out,
-            stdout_truncated=result.stdout_truncated or len(_text(result.stdout)) > cap,
+            call_id=req.call_id, turn_id=req.turn_id, agent_id=req.agent_id, mode=b.command_line_execution_mode,
+            exit_code=0, duration_s=round(result.duration_s, 4), stdout=text[:cap],
+            stderr=_text(result.stderr)[:cap], stdout_truncated=len(text) > cap,
             stderr_truncated=result.stderr_truncated or len(_text(result.stderr)) > cap,
-            objects=objects, sandbox=sandbox,
+            objects=objects, sandbox=sandbox, custom_tool=spec.name,
         )
 
     async def _store(self, result: ExecResult, cap: int, workspace: Path, since: float) -> tuple[ObjectRef, ...]:

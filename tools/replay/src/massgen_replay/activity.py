@@ -127,7 +127,7 @@ def exec_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
         if isinstance(ev, ExecutionRequested):
             mark = started.get(r.id)
             row: dict[str, Any] = {
-                "kind": "exec", "ts": r.ts, "agent": ev.agent_id, "command": scrub.text(ev.command),
+                "kind": "exec", "ts": r.ts, "agent": ev.agent_id, "command": scrub.text(ev.shown.removeprefix("$ ")),
                 "mode": mark.mode if mark else None, "sandbox": mark.sandbox if mark else None,
                 "exit_code": None, "timed_out": False, "duration_s": None, "output_chars": None,
                 "stored_bytes": 0, "error": "no outcome recorded",

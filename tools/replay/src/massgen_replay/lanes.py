@@ -283,7 +283,7 @@ def _tool_failed(ev: ToolCallFailed) -> tuple[str, str, str, list[str]]:
 
 
 def _exec(ev: ExecutionRequested) -> tuple[str, str, str, list[str]]:
-    return "exec", f"$ {preview(ev.command, 120)}", ev.command, []
+    return "exec", preview(ev.shown, 122), ev.shown.removeprefix("$ "), []
 
 
 def _exec_started(ev: ExecutionStarted) -> tuple[str, str, str, list[str]]:

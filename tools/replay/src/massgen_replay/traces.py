@@ -339,7 +339,7 @@ class _Builder:
         a = span.attributes
         match ev:
             case ExecutionRequested():
-                a["massgen.exec.command"] = a["input.value"] = clip(ev.command)
+                a["massgen.exec.command"] = a["input.value"] = clip(ev.shown.removeprefix("$ "))
             case ExecutionStarted():
                 span.start = ts
                 a["massgen.exec.mode"] = ev.mode

@@ -360,8 +360,8 @@ class RunView:
                 self._log(r, ev.agent_id, "tool_failed",
                           f"{ev.server}.{ev.tool}: {ev.failure.type}: {preview(ev.failure.message)}")
             case ExecutionRequested():
-                agent.status = "running a command"
-                self._log(r, ev.agent_id, "exec", f"$ {preview(ev.command, 100)}")
+                agent.status = f"running {ev.custom_tool}" if ev.custom_tool else "running a command"
+                self._log(r, ev.agent_id, "exec", preview(ev.shown, 102))
             case ExecutionCompleted():
                 agent.tool_calls += 1
                 agent.tool_errors += ev.exit_code != 0 or ev.timed_out

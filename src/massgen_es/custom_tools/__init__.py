@@ -1,0 +1,225 @@
+"""MassGen's ``custom_tools`` (MassGen spec §2.5): Python functions offered to a model as tools.
+
+A backend's ``custom_tools`` entries are resolved once, when the config is loaded
+(:func:`resolve`): each function becomes a :class:`CustomToolSpec` named ``custom_tool__<name>``, its
+JSON schema read from the file's source without running it (:mod:`massgen_es.custom_tools.schema`),
+the file's text carried along so that an executor on another machine can run it. The agent worker
+offers the specs; the executor runs a call in the agent's sandbox (:mod:`massgen_es.custom_tools.runner`).
+
+A function without ``path``, or with a ``path`` under MassGen's ``massgen/tool/``, names one of MassGen's
+bundled tools: the basic ones are ours (:mod:`massgen_es.custom_tools.basic`), the others are refused
+with the reason (:data:`UNSUPPORTED`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from massgen_es.custom_tools import schema
+from massgen_es.errors import ConfigError
+
+PREFIX = "custom_tool__"
+"""Every custom tool's name starts with it (MassGen's ``custom_tool__<name>``)."""
+MAX_SOURCE_BYTES = 48_000
+"""A tool file travels in the run's events and in the sandbox's command line: at most this many bytes
+(UTF-8), which leaves room for the arguments within one process argument (``runner.MAX_ARGV_BYTES``)."""
+MAX_TOTAL_SOURCE_BYTES = 96_000
+"""The tool files of one agent together: they ride in every ``turn.requested`` of the agent."""
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+
+BASIC = Path(__file__).with_name("basic.py")
+SHIPPED = {"two_num_tool": "massgen/tool/_basic/_two_num_tool.py", "wrong_two_num_tool": None}
+"""MassGen's bundled functions we ship (in :data:`BASIC`), by name: MassGen's file, or None when no
+MassGen file defines it (``wrong_two_num_tool`` is named only by MassGen's broken-tool examples)."""
+AUTO_DISCOVERED = ("two_num_tool",)
+"""What ``auto_discover_custom_tools`` adds: the working bundled tools this system ships."""
+
+UNSUPPORTED: Mapping[str, str] = {
+    "understand_image": "multimodal: asks an OpenAI model about an image",
+    "understand_audio": "multimodal: transcribes audio with an OpenAI model",
+    "understand_video": "multimodal: asks an OpenAI model about video frames",
+    "understand_file": "multimodal: asks an OpenAI model about a PDF/DOCX/XLSX/PPTX file",
+    "text_to_image_generation": "multimodal: generates images with OpenAI",
+    "image_to_image_generation": "multimodal: edits images with OpenAI",
+    "text_to_video_generation": "multimodal: generates video with Sora",
+    "text_to_speech_transcription_generation": "multimodal: generates speech with OpenAI",
+    "text_to_speech_continue_generation": "multimodal: generates speech with OpenAI",
+    "text_to_file_generation": "multimodal: writes PDF/DOCX/XLSX/PPTX files with an OpenAI model",
+    "crawl4ai_md": "web scraping through a crawl4ai server",
+    "crawl4ai_html": "web scraping through a crawl4ai server",
+    "crawl4ai_screenshot": "web scraping through a crawl4ai server",
+    "crawl4ai_pdf": "web scraping through a crawl4ai server",
+    "crawl4ai_execute_js": "web scraping through a crawl4ai server",
+    "crawl4ai_crawl": "web scraping through a crawl4ai server",
+    "computer_use": "OpenAI computer use (desktop/browser control)",
+    "claude_computer_use": "Anthropic computer use (desktop/browser control)",
+    "gemini_computer_use": "Gemini computer use (browser control)",
+    "browser_automation": "browser automation with Playwright and a model",
+    "ag2_lesson_planner": "an AG2 agent team (interop)",
+    "langgraph_lesson_planner": "a LangGraph agent (interop)",
+    "agentscope_lesson_planner": "an AgentScope agent (interop)",
+    "openai_assistant_lesson_planner": "an OpenAI Assistants agent (interop)",
+    "smolagent_lesson_planner": "a smolagents agent (interop)",
+    "fetch_github_issues": "MassGen's GitHub issue analyzer (self-evolution)",
+}
+"""MassGen's bundled tools (``massgen/tool/...``) that this system does not provide: a config naming one
+is refused at load with what the tool does."""
+
+
+class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One resolved custom tool: what the worker offers and the executor runs."""
+
+    name: str
+    """The tool's name as the model sees it: ``custom_tool__<name>``."""
+    description: str
+    parameters: dict[str, Any]
+    """JSON schema of the arguments the model passes (without ``preset_args`` and ``agent_cwd``)."""
+    function: str
+    """The function in the file."""
+    path: str
+    """Where the file came from (for messages and tracebacks): the config's path, or ours for bundled tools."""
+    source: str
+    """The file's text, run in the agent's sandbox; empty when an earlier tool of the same backend comes
+    from the same file (the text travels once: :func:`source_of`)."""
+    preset_args: dict[str, Any] = {}
+    """Always passed, hidden from the model (MassGen's ``preset_args``)."""
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``custom_tools`` entry with its str-or-list forms normalised to lists (one per function)."""
+
+    names: Sequence[str]
+    functions: Sequence[str]
+    descriptions: Sequence[str | None]
+    preset_args: Sequence[Mapping[str, Any]]
+    path: str | None
+    category: str | None
+
+
+def resolve(
+    entries: Sequence[Entry], auto_discover: bool, exclude: Sequence[str], where: str, origin: str
+) -> tuple[CustomToolSpec, ...]:
+    """The tools of a backend's ``custom_tools`` (``where`` is the backend's key path, e.g.
+    ``agents[0].backend``), plus the shipped ones when ``auto_discover``, minus those ``exclude`` names.
+
+    Raises:
+        ConfigError: naming the key (``agents[0].backend.custom_tools[1].function``) and the fix.
+    """
+    out: dict[str, tuple[str, CustomToolSpec]] = {}
+    for i, e in enumerate(entries):
+        at = f"{where}.custom_tools[{i}]"
+        for j, function in enumerate(e.functions):
+            spec = _one(e, j, function, at, origin)
+            if spec.name in out:
+                raise ConfigError(
+                    f"{origin}: `{at}.name`: the tool `{spec.name}` is already declared by `{out[spec.name][0]}`; "
+                    "give one of them another `name`")
+            out[spec.name] = (at, spec)
+    if auto_discover:
+        for function in AUTO_DISCOVERED:
+            if PREFIX + function not in out:
+                out[PREFIX + function] = (f"{where}.auto_discover_custom_tools", _from_file(
+                    BASIC, _read(BASIC), function, function, None, {}, "basic", "", origin))
+    dropped = set(exclude)
+    kept = [s for _, s in out.values() if not ({s.name, s.name.removeprefix(PREFIX), s.function} & dropped)]
+    carried: set[str] = set()
+    for i, s in enumerate(kept):
+        if s.path in carried:
+            kept[i] = msgspec.structs.replace(s, source="")
+        carried.add(s.path)
+    if sum(len(s.source.encode()) for s in kept) > MAX_TOTAL_SOURCE_BYTES:
+        raise ConfigError(f"{origin}: `{where}.custom_tools`: the tool files of this agent are over "
+                          f"{MAX_TOTAL_SOURCE_BYTES // 1000} kB together, the most that travels with a run; "
+                          "offer fewer or smaller files")
+    return tuple(kept)
+
+
+def source_of(specs: Sequence[CustomToolSpec], spec: CustomToolSpec) -> str:
+    """The text of ``spec``'s file (carried by the first tool of ``specs`` from that file)."""
+    return spec.source or next((s.source for s in specs if s.path == spec.path and s.source), "")
+
+
+def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpec:
+    fkey = f"{at}.function" + (f"[{j}]" if len(e.functions) > 1 else "")
+    name = e.names[j] if j < len(e.names) else function
+    if not _NAME.match(name):
+        raise ConfigError(f"{origin}: `{at}.name`: {name!r} is not a valid tool name; use letters, digits, `_` "
+                          "and `-` (at most 50)")
+    bundled = e.path is None or _massgen_path(e.path)
+    if bundled:
+        refused = UNSUPPORTED.get(function)
+        if refused is not None:
+            raise ConfigError(
+                f"{origin}: `{fkey}`: `{function}` is one of MassGen's bundled tools ({refused}), which this system "
+                f"does not support; remove this entry from `{at.rsplit('.', 1)[0]}`")
+        if function not in SHIPPED or (e.path is not None and SHIPPED[function] not in (None, _normal(e.path))):
+            shipped = ", ".join(SHIPPED)
+            raise ConfigError(
+                f"{origin}: `{fkey}`: " + (f"no `path` is given, so `{function}` must be one of MassGen's bundled "
+                                           if e.path is None else
+                                           f"`{e.path}` is a MassGen bundled file, and `{function}` is not one of the ")
+                + f"tools this system ships ({shipped}); set `{at}.path` to the Python file that defines it")
+        return _from_file(BASIC, _read(BASIC), function, name, e.descriptions[j], e.preset_args[j], at, fkey, origin,
+                          e.category)
+    assert e.path is not None
+    file = Path(e.path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{origin}: `{at}.path`: the file {e.path!r} does not exist; give the path of the Python "
+                          "file that defines the function (relative paths start from the current directory)")
+    return _from_file(file, _read(file, f"{at}.path", origin), function, name, e.descriptions[j], e.preset_args[j],
+                      at, fkey, origin, e.category)
+
+
+def _from_file(
+    file: Path, source: str, function: str, name: str, description: str | None, preset: Mapping[str, Any],
+    at: str, fkey: str, origin: str, category: str | None = None,
+) -> CustomToolSpec:
+    if len(source.encode()) > MAX_SOURCE_BYTES:
+        raise ConfigError(f"{origin}: `{at}.path`: {file} is over {MAX_SOURCE_BYTES // 1000} kB, the most a tool "
+                          "file may have here (it travels with the run); move the tool into a smaller file")
+    try:
+        tree = ast.parse(source, str(file))
+    except SyntaxError as exc:
+        raise ConfigError(f"{origin}: `{at}.path`: {file} is not valid Python ({exc.msg}, line {exc.lineno}); "
+                          "fix the file") from None
+    fn = schema.find_function(tree, function)
+    if fn is None:
+        raise ConfigError(f"{origin}: `{fkey}`: {file} defines no top-level function `{function}`; name a function "
+                          "defined in that file (`def` or `async def` at module level)")
+    accepted, any_keyword = schema.parameter_names(fn)
+    for key in preset:
+        if key not in accepted and not any_keyword:
+            raise ConfigError(f"{origin}: `{at}.preset_args.{key}`: `{function}` has no parameter `{key}`; "
+                              f"its parameters are: {', '.join(accepted) or 'none'}")
+    doc, parameters = schema.tool_schema(fn, set(preset))
+    return CustomToolSpec(
+        name=PREFIX + name, description=description or doc or f"Custom tool {function}.", parameters=parameters,
+        function=function, path=str(file), source=source, preset_args=dict(preset), category=category)
+
+
+def _read(file: Path, key: str = "", origin: str = "") -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{origin}: `{key}`: cannot read {file} ({exc}); give a readable UTF-8 Python file") from None
+
+
+def _normal(path: str) -> str:
+    path = path.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def _massgen_path(path: str) -> bool:
+    """Whether ``path`` points into MassGen's own package (``massgen/tool/...``): one of its bundled tools."""
+    return _normal(path).startswith("massgen/tool/")
