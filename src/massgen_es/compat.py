@@ -124,6 +124,10 @@ SCOPES: dict[str, dict[str, Key]] = {
         "skills_directory": _SKILLS,
     },
     "mcp_server": {},
+    "custom_tool": {
+        "default_params": _ignore("`default_params`, which MassGen's tool loader does not read (its key is "
+                                  "`preset_args`, spec §5.2)"),
+    },
 }
 """Per block, MassGen's keys that need the table. A key not listed here and not one of ours is unknown."""
 
@@ -186,6 +190,10 @@ def _agent(agent: dict[str, Any], where: str, out: Translation) -> None:
         out.refused.append(f"`{where}.backend.type` {kind!r} is MassGen's {BACKEND_TYPES[kind].what}, which this "
                            "system does not support; use another backend type")
     _apply(backend, "backend", f"{where}.backend", out, agent)
+    tools = backend.get("custom_tools")
+    for i, tool in enumerate(tools if _is_list(tools) else ()):
+        if _is_dict(tool):
+            _apply(tool, "custom_tool", f"{where}.backend.custom_tools[{i}]", out, None)
     servers = backend.get("mcp_servers")
     listed = servers.items() if _is_dict(servers) else enumerate(servers) if _is_list(servers) else ()
     for key, server in listed:
