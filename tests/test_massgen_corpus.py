@@ -41,6 +41,7 @@ import copy
 import os
 import re
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -244,6 +245,19 @@ def _key_variables(data: dict[str, Any]) -> set[str]:
         if ref:
             names.add(ref.group(1))
     return names
+
+
+@pytest.mark.parametrize(("server", "dropped"), [
+    ({"name": "w", "command": "npx", "args": ["-y", "@fak111/weather-mcp"]}, "npx would download @fak111/weather-mcp"),
+    ({"name": "u", "command": "uvx", "args": ["mcp-server-fetch"]}, "uvx would download mcp-server-fetch"),
+    ({"name": "g", "command": "no-such-mcp-command-here"}, "command 'no-such-mcp-command-here' is not installed"),
+    ({"name": "h", "type": "streamable-http", "url": "https://mcp.example.com/mcp"},
+     "non-loopback URL https://mcp.example.com/mcp"),
+    ({"name": "p", "command": sys.executable, "args": ["-m", "massgen.tests.mcp_test_server"]}, None),
+    ({"name": "l", "type": "streamable-http", "url": "http://localhost:8000/mcp"}, None),
+])
+def test_the_walk_drops_only_servers_that_would_reach_the_network(server, dropped):
+    assert network_reason(server) == dropped
 
 
 @dataclass
