@@ -120,7 +120,8 @@ def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_
 
     massgen = str(Path(sys.executable).with_name("massgen"))
     path = tmp_path / "massgen.yaml"
-    path.write_text("agents:\n  - id: a  # mine\n    backend: {type: vllm, model: m, top_k: 5}\nmemory: {enabled: true}\n")
+    path.write_text(
+        "agents:\n  - id: a  # mine\n    backend: {type: vllm, model: m, top_k: 5}\nmemory: {enabled: true}\n")
     done = subprocess.run([massgen, "config", "migrate", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "# mine" in done.stdout and "extra_body" in done.stdout
     assert "still refused here: `memory` is MassGen's conversation memory" in done.stderr
