@@ -13,12 +13,14 @@ from pathlib import Path
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 try:
-    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply, team_member
 except ImportError:  # package not installed into the venv: import from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply
+    from massgen_es.testing.fake_openai import AZURE_API_KEY, FakeOpenAI, Reply, team_member
 
 MSGS: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "be brief"},
@@ -214,3 +216,41 @@ def test_azure_route_refuses_a_wrong_key_no_api_version_and_an_unknown_deploymen
     assert len(fake.received()) == 3
     status, body = post(f"{route}?api-version=2024-10-21", AZURE_API_KEY)  # the scripted reply is still there
     assert status == 200 and body["choices"][0]["message"]["content"] == "unused"
+
+
+# ---------------------------------------------------------------- the Responses API route
+
+_EVENT = TypeAdapter(ResponseStreamEvent)
+
+
+def test_responses_route_streams_text_as_the_sdks_event_types(fake, client):
+    fake.script("gpt-r", Reply(text="Paris is the capital."))
+    with client.responses.create(model="gpt-r", input="Capital of France?", stream=True) as stream:
+        events = [_EVENT.validate_python(e.to_dict()) for e in stream]  # strict: every field the SDK types ask for
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 2 and "".join(deltas) == "Paris is the capital."
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    done = events[-1].response
+    assert done.output_text == "Paris is the capital." and done.usage and done.usage.output_tokens == 4
+    assert fake.received("gpt-r")[0].path == "/v1/responses"
+
+
+def test_responses_route_streams_a_function_call_and_answers_without_streaming(fake, client):
+    fake.script("gpt-r", Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "clear"}),)))
+    fake.script("gpt-r", Reply(tool_calls=(("new_answer", {"content": "Paris"}),)))
+    tools = [{"type": "function", "name": "vote", "parameters": {"type": "object"}}]
+    with client.responses.create(model="gpt-r", input="q", tools=tools, stream=True) as stream:  # type: ignore[arg-type]
+        events = [_EVENT.validate_python(e.to_dict()) for e in stream]
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"agent_id": "agent1", "reason": "clear"}
+    [call] = events[-1].response.output
+    assert call.type == "function_call" and call.name == "vote" and call.call_id.startswith("call_")
+    plain = client.responses.create(model="gpt-r", input="q")
+    [item] = plain.output
+    assert item.type == "function_call" and json.loads(item.arguments) == {"content": "Paris"}
+    # team_member reads the Responses API's tool shape too.
+    fake.script("gpt-r", team_member("Paris"))
+    voted = client.responses.create(model="gpt-r", input="q", tools=tools)  # type: ignore[arg-type]
+    assert voted.output[0].type == "function_call" and voted.output[0].name == "vote"

@@ -183,8 +183,29 @@ async def test_server_that_cannot_start_gives_a_clear_tool_error_and_the_run_goe
     _, records = await run(fresh_nats, massgen_home, cfg)
     [listed] = of(records, ToolsListed)
     assert listed.failure is not None and "gone" in listed.failure.message
+    # The cause, not the MCP SDK's task groups around it: the server exited, and what it said on stderr.
+    message = listed.failure.message
+    assert "MCPError: Connection closed" in message and "missing.py" in message and "TaskGroup" not in message
     assert "The MCP server 'gone' is unavailable" in prompts[0]
     assert of(records, RunCompleted)
+
+
+async def test_http_server_that_refuses_the_connection_is_named_and_the_run_goes_on(
+    fresh_nats, fake, massgen_home
+):
+    """MassGen's corpus names ``http://localhost:8000/mcp`` servers that are often not running: the agent
+    goes on without their tools (as MassGen's does), and the failure names the refused connection."""
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = {"name": "down", "type": "streamable-http", "url": f"http://127.0.0.1:{port}/mcp"}
+    cfg = mcp_team(fake, 1, [script()], mcp_servers=[down])
+    _, records = await run(fresh_nats, massgen_home, cfg)
+    [listed] = of(records, ToolsListed)
+    assert listed.failure is not None and listed.failure.type == "ServerUnavailable"
+    assert "ConnectError: All connection attempts failed" in listed.failure.message
+    assert "TaskGroup" not in listed.failure.message
+    assert of(records, RunCompleted)[0].final_answer.startswith("FINAL")
 
 
 async def test_crashed_server_is_restarted_on_the_next_call(fresh_nats, fake, tmp_path, massgen_home):

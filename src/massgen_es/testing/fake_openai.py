@@ -1,11 +1,16 @@
-"""Wire-level fake of the OpenAI Chat Completions HTTP API for tests.
+"""Wire-level fake of the OpenAI Chat Completions and Responses HTTP APIs for tests.
 
 The real ``openai`` SDK (sync or async) talks to it over loopback HTTP, so tests
 exercise the same request/stream parsing code paths as production. Stdlib only.
 
-Two routes serve one scripted reply mechanism (same JSON bodies, same SSE chunks):
+Three routes serve one scripted reply mechanism:
 
 - OpenAI: ``POST /v1/chat/completions``; the reply is the one scripted for the body's ``model``;
+- OpenAI Responses API: ``POST /v1/responses`` (what ``client.responses.create`` sends), scripted the same
+  way; a reply becomes ``message`` (``output_text``) and ``function_call`` output items, streamed as the
+  API's named SSE events (``response.created`` ... ``response.completed``, the shapes of
+  ``openai.types.responses.ResponseStreamEvent``). Handlers see the Responses body (``input``, and
+  ``tools`` as ``{"type": "function", "name", ...}``);
 - Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` with an
   ``api-key`` header (what ``openai.AzureOpenAI(azure_endpoint=fake.azure_endpoint)`` sends); the reply
   is the one scripted for ``deployment``. Refused as Azure refuses it: a wrong or missing key is a 401,
@@ -103,7 +108,7 @@ def team_member(text: str, *, vote_for: str = "agent1", final: str | None = None
     when no tools are offered (the presentation)."""
 
     def handle(body: dict) -> Reply:
-        names = [t["function"]["name"] for t in body.get("tools", [])]
+        names = [t.get("function", t)["name"] for t in body.get("tools", [])]  # Chat Completions or Responses
         if not names:
             return Reply(text=final if final is not None else f"FINAL {text}")
         if "vote" in names:
@@ -288,7 +293,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, query = url.path.rstrip("/"), dict(parse_qsl(url.query))
         azure = _AZURE_ROUTE.fullmatch(path)
-        if path != "/v1/chat/completions" and azure is None:
+        if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
         try:
@@ -320,7 +325,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_json(reply.status, _error_body(reply.status, reply.error_message), extra)
             return
         try:
-            if body.get("stream"):
+            if path == "/v1/responses":
+                self._respond(body, reply)
+            elif body.get("stream"):
                 self._stream(body, reply)
             else:
                 self._complete(body, reply)
@@ -353,6 +360,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if prompt is None:
             msgs = [m for m in body.get("messages", []) if isinstance(m, dict)]
             prompt = sum(_content_words(m.get("content")) for m in msgs)
+            items = body.get("input")  # the Responses API: a string or a list of items
+            prompt += _content_words(items) if isinstance(items, str) else sum(
+                _content_words(i.get("content") or i.get("output")) for i in items or () if isinstance(i, dict))
         completion = reply.completion_tokens
         if completion is None:
             completion = len(reply.text.split()) + sum(len(c["function"]["arguments"]) for c in calls) // 4
@@ -407,3 +417,64 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             frame(json.dumps({**base, "choices": [], "usage": usage}))
         frame("[DONE]", pause=False)
+
+    def _respond(self, body: dict, reply: Reply) -> None:
+        """A Responses API reply: the response object, or its stream of named SSE events."""
+        calls, usage = self._build(body, reply)
+        n = self.owner._next_id()
+        output: list[dict[str, Any]] = []
+        if reply.text or not calls:
+            output.append({"type": "message", "id": f"msg_{n}", "status": "completed", "role": "assistant",
+                           "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
+        output += [{"type": "function_call", "id": f"fc_{c['id']}", "call_id": c["id"], "status": "completed",
+                    "name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in calls]
+        response: dict[str, Any] = {
+            "id": f"resp_{n}", "object": "response", "created_at": int(time.time()), "status": "completed",
+            "model": body.get("model"), "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
+            "tools": body.get("tools") or [], "error": None, "incomplete_details": None,
+            "instructions": body.get("instructions"), "metadata": {},
+            "usage": {"input_tokens": usage["prompt_tokens"],
+                      "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                      "output_tokens": usage["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": usage["total_tokens"]},
+        }
+        if not body.get("stream"):
+            self._send_json(200, response)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        seq = itertools.count()
+
+        def event(kind: str, pause: bool = True, **fields: Any) -> None:
+            if pause and reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            data = json.dumps({"type": kind, "sequence_number": next(seq), **fields})
+            self.wfile.write(f"event: {kind}\ndata: {data}\n\n".encode())
+            self.wfile.flush()
+
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        event("response.created", False, response=started)
+        event("response.in_progress", False, response=started)
+        for index, item in enumerate(output):
+            where = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                event("response.output_item.added", output_index=index,
+                      item={**item, "status": "in_progress", "content": []})
+                part = {"type": "output_text", "text": "", "annotations": []}
+                event("response.content_part.added", **where, content_index=0, part=part)
+                for piece in _pieces(reply.text, 5):  # small pieces so clients see many deltas
+                    event("response.output_text.delta", **where, content_index=0, delta=piece, logprobs=[])
+                event("response.output_text.done", **where, content_index=0, text=reply.text, logprobs=[])
+                event("response.content_part.done", **where, content_index=0, part=item["content"][0])
+            else:
+                event("response.output_item.added", output_index=index,
+                      item={**item, "status": "in_progress", "arguments": ""})
+                args = item["arguments"]
+                for piece in _pieces(args, max(1, min(6, (len(args) + 1) // 2))):
+                    event("response.function_call_arguments.delta", **where, delta=piece)
+                event("response.function_call_arguments.done", **where, name=item["name"], arguments=args)
+            event("response.output_item.done", output_index=index, item=item)
+        event("response.completed", response=response)

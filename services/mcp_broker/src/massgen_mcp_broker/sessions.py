@@ -138,13 +138,24 @@ class Session:
                     f"see {self._errlog_path()}"
                 ) from None
             except Exception as exc:
+                tail = self._stderr_tail()
                 raise ServerUnavailable(
-                    f"MCP server {self.launch.name!r} failed to start ({exc.__class__.__name__}: {exc}); "
-                    f"see {self._errlog_path()}"
+                    f"MCP server {self.launch.name!r} failed to start ({_causes(exc)}"
+                    + (f"; its stderr ends: {tail}" if tail else "") + f"); see {self._errlog_path()}"
                 ) from None
 
     def _errlog_path(self) -> Path:
         return self.log_dir / f"mcp_{self.launch.name}_{self.launch.key}_stderr.log"
+
+    def _stderr_tail(self, limit: int = 300) -> str:
+        """The last line the server wrote to stderr (already scrubbed), e.g. the Python error of a
+        module that is not installed; "" when it wrote none."""
+        try:
+            lines = [line.strip() for line in self._errlog_path().read_text(errors="replace").splitlines()]
+        except OSError:
+            return ""
+        last = next((line for line in reversed(lines) if line), "")
+        return last if len(last) <= limit else last[: limit - 3] + "..."
 
     def _transport(self, errlog: Any) -> Any:
         launch = self.launch
@@ -277,3 +288,17 @@ class SessionPool:
         """Stop every session."""
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
         self.sessions.clear()
+
+
+def _causes(exc: BaseException) -> str:
+    """What went wrong, without the task groups around it: the MCP SDK wraps a server that exited
+    (``MCPError: Connection closed``) or an endpoint that refused the connection (``ConnectError``) in
+    nested ``ExceptionGroup``s, whose own text only says "unhandled errors in a TaskGroup"."""
+
+    def leaves(e: BaseException) -> list[BaseException]:
+        if isinstance(e, BaseExceptionGroup):
+            return [leaf for sub in e.exceptions for leaf in leaves(sub)]
+        return [e]
+
+    return "; ".join(dict.fromkeys(f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
+                                   for e in leaves(exc)))

@@ -1,0 +1,169 @@
+"""Wire-level fakes that play a whole MassGen team, whatever the provider: each agent answers, then
+votes, then the winner presents (``massgen_es.testing.fake_openai.team_member``, for every wire format).
+
+One stateless decision reads each request as its provider sent it (the tools offered, the JSON schema
+of a constrained choice, the last message) and picks the reply:
+
+- a JSON-schema choice (``tool_mode: json_schema``): a vote for ``agent1`` when voting is offered, else
+  ``submit`` when post-evaluation is, else ``new_answer``;
+- the last message is a tool result (Claude Code's own tool loop after our tool ran): a short text;
+- ``vote`` offered: a vote for ``agent1``; ``submit`` offered: confirm; ``new_answer``: a fresh answer;
+- no workflow tool (the presentation, or the free-text answer of the decision protocol): text.
+
+OpenAI-compatible chat completions (``chatcompletion``, its presets, ``local``, ``azure_openai``) go to
+:class:`~massgen_es.testing.fake_openai.FakeOpenAI`; the Responses API (``openai``), Anthropic
+(``claude``, ``claude_code``) and Gemini (``gemini``) to :class:`ScriptedLLMock`, a real llmock server
+(its own encoders of each provider's wire format) whose reply to each request is this decision.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import json
+from typing import Any
+
+from llmock.scenarios import Plan, RequestInfo, ScenarioQueue
+from llmock.scenarios import Reply as MockReply
+from llmock.scenarios import ToolCall as MockToolCall
+from llmock.testing import LLMockServer
+
+from massgen_es.testing.fake_openai import Reply
+
+WORKFLOW_PREFIX = "mcp__massgen__"
+"""Claude Code offers our workflow tools as MCP tools of its ``massgen`` server."""
+VOTE = {"agent_id": "agent1", "reason": "agent1's answer is complete and correct"}
+_answers = itertools.count(1)
+
+
+def _answer_text() -> str:
+    # Every answer differs, so a strict `answer_novelty_requirement` never refuses one as a repeat.
+    n = next(_answers)
+    return f"Answer {n}: Paris is the capital of France (draft {n}, checked against source {n * 7919 % 104729})."
+
+
+def tool_names(body: dict[str, Any]) -> list[str]:
+    """The function tools a request offers, in any provider's shape (Chat Completions ``function.name``,
+    Responses and Anthropic ``name``, Gemini ``functionDeclarations[].name``)."""
+    names: list[str] = []
+    for tool in body.get("tools") or ():
+        if not isinstance(tool, dict):
+            continue
+        if isinstance(tool.get("function"), dict):
+            names.append(tool["function"].get("name", ""))
+        for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or ():
+            names.append(decl.get("name", ""))
+        if isinstance(tool.get("name"), str):
+            names.append(tool["name"])
+    return names
+
+
+def choice_schema(body: dict[str, Any]) -> Any:
+    """The JSON schema of a constrained workflow choice (Chat Completions ``response_format``, Responses
+    ``text.format``, Gemini ``generationConfig.responseJsonSchema``), or None."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return fmt.get("json_schema", {}).get("schema")
+    text_format = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(text_format, dict) and text_format.get("type") == "json_schema":
+        return text_format.get("schema")
+    gen = body.get("generationConfig") or {}
+    return gen.get("responseJsonSchema") or gen.get("responseSchema") or None
+
+
+def _after_tool_result(body: dict[str, Any]) -> bool:
+    messages = body.get("messages") or ()
+    last = messages[-1] if messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    return isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "tool_result" for p in content)
+
+
+def decide(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """``(text, None)`` for a text reply, ``(tool name as offered, arguments)`` for a tool call."""
+    schema = choice_schema(body)
+    if schema is not None:
+        branches = json.dumps(schema)
+        if '"vote"' in branches:
+            return json.dumps({"tool": "vote", "arguments": VOTE}), None
+        if '"submit"' in branches:
+            return json.dumps({"tool": "submit", "arguments": {"confirmed": True}}), None
+        return json.dumps({"tool": "new_answer", "arguments": {}}), None
+    if _after_tool_result(body):
+        return "Done.", None
+    offered = {name.removeprefix(WORKFLOW_PREFIX): name for name in tool_names(body)}
+    if "vote" in offered:
+        return offered["vote"], VOTE
+    if "submit" in offered:
+        return offered["submit"], {"confirmed": True}
+    if "new_answer" in offered:
+        return offered["new_answer"], {"content": _answer_text()}
+    return f"FINAL {_answer_text()}", None
+
+
+def openai_member(body: dict[str, Any]) -> Reply:
+    """:func:`decide` as a :class:`FakeOpenAI` handler."""
+    text, args = decide(body)
+    return Reply(text=text) if args is None else Reply(tool_calls=((text, args),))
+
+
+_body: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("corpus_request_body")
+
+
+class _DecidingQueue(ScenarioQueue):
+    """llmock's scenario queue, answering every request with :func:`decide` on its body (which
+    :class:`_BodyReader` put in the request's context)."""
+
+    def plan_for(self, info: RequestInfo) -> Plan:
+        text, args = decide(_body.get({}))
+        reply = MockReply(text=text) if args is None else MockReply(tool_calls=(MockToolCall(text, args),))
+        return Plan(reply=reply)
+
+
+class _BodyReader:
+    """ASGI middleware in front of llmock's: reads the JSON body into the request's context, then
+    replays it to the app (same task, so concurrent requests never see each other's bodies)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {}
+        _body.set(body if isinstance(body, dict) else {})
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class ScriptedLLMock(LLMockServer):
+    """A real llmock server on loopback whose every reply is :func:`decide` on the request's body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state.scenarios = _DecidingQueue()
+        self.app.add_middleware(_BodyReader)
+
+    def requests(self, provider: str) -> int:
+        """How many requests of ``provider`` (``openai``, ``anthropic``, ``gemini``) llmock journaled."""
+        return sum(1 for r in self.state.journal.records() if r.provider == provider)
