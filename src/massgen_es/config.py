@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, mcp, models
+from massgen_es import backends, mcp, media, models
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
@@ -176,6 +176,12 @@ class BackendConfig(_Strict, frozen=True):
     command_line_timeout_seconds: float = 60.0
     command_line_max_output_chars: int = 16_384
     """Stdout/stderr kept in the event; the full output goes to the Object Store."""
+    upload_files: tuple[media.UploadFile, ...] = ()
+    """Files the model sees with the question (MassGen spec §2.8): ``{image_path|audio_path|video_path|file_path:
+    PATH}`` each, of a kind and type the provider accepts (``massgen_es.media.ACCEPTS``); stored in the Object
+    Store at submit, attached by the adapter in its provider's native form."""
+    media_max_file_size_mb: float = 64.0
+    """Largest ``upload_files`` entry, in MB (MassGen's default)."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -407,6 +413,7 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
     _check_command_line(b, where, origin)
+    media.check_uploads(b.type, b.upload_files, b.media_max_file_size_mb, where, origin)
     return b
 
 
@@ -671,7 +678,8 @@ def _backend_dict(b: BackendConfig, shared_paths: tuple[ContextPath, ...] = ()) 
         )
         for s in b.mcp_servers
     )
-    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers)
+    uploads = media.with_objects(b.upload_files)
+    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers, upload_files=uploads)
     return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}
 
 

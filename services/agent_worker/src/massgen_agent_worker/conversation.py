@@ -9,6 +9,8 @@
 - **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
   ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
+- **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
+  handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
   ``request_timeout_seconds`` for the whole call (connect timeouts are the SDK clients').
 """
@@ -24,7 +26,8 @@ import tenacity
 
 from massgen_agent_worker import decisions, providers
 from massgen_agent_worker.tools import ToolClient
-from massgen_es import backends, pricing
+from massgen_es import backends, media, pricing
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ProviderError, ProviderTimeout
 from massgen_es.events import (
@@ -52,11 +55,15 @@ class Conversation:
     """
 
     def __init__(
-        self, req: TurnRequested, record: Record, key: str, deltas, emit: Emit, tools: ToolClient
+        self, req: TurnRequested, record: Record, key: str, deltas, emit: Emit, tools: ToolClient,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.req, self.record, self.key, self.deltas, self.emit, self.tools = req, record, key, deltas, emit, tools
         self.backend: BackendConfig = providers.backend_config(req.backend)
         self.calls = 0
+        self.objects = objects
+        self.attachments: tuple[media.Attachment, ...] = ()
+        """The backend's ``upload_files``, fetched from the Object Store once per attempt."""
 
     async def run(self) -> providers.Completion:
         """The attempt's final completion.
@@ -66,6 +73,8 @@ class Conversation:
             MassgenError: misconfiguration (missing key, missing SDK ...).
         """
         req, backend = self.req, self.backend
+        if backend.upload_files and self.objects is not None:
+            self.attachments = await media.fetch_uploads(self.objects, backend.upload_files)
         catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
         if not catalog.servers:
             return await self.decide(req)
@@ -171,6 +180,8 @@ class Conversation:
         kwargs = {}
         if self.backend.type == "claude_code":  # runs its own tool loop: MCP calls go through us
             kwargs["run_tool"] = self._run_one_tool
+        if self.attachments:  # config validation let only adapters that take them have uploads
+            kwargs["attachments"] = self.attachments
         task = asyncio.ensure_future(providers.complete(call_req, on_chunk, **kwargs))
         limit = self.backend.first_token_timeout_seconds
         try:
