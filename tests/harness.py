@@ -187,7 +187,7 @@ class Stack:
         parsed = parse_config(cfg)
         await SecretStore(self.nc).put_all(secrets(parsed))
         ev = run_submitted(question, parsed, **kw)
-        await media.store_uploads(ObjectStore(self.nc), ev)
+        await media.store_uploads(ObjectStore(self.nc), ev.agents)
         await self.log.append(
             run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t")
         )

@@ -114,7 +114,7 @@ async def test_the_files_go_to_the_object_store_byte_for_byte_and_come_back_as_a
                                                                    {"audio_path": str(files["wav"])}]}))
     ev = run_submitted("q", cfg)
     objects = ObjectStore(nc)
-    await media.store_uploads(objects, ev)
+    await media.store_uploads(objects, ev.agents)
     got = await media.fetch_uploads(objects, media.uploads_of(ev.agents[0].backend))
     assert [(a.kind, a.mime_type, a.name, a.data) for a in got] == [
         ("image", "image/png", "dot.png", PNG), ("audio", "audio/wav", "beep.wav", WAV)]
@@ -125,7 +125,7 @@ async def test_a_file_changed_after_loading_is_refused_at_submit(nc, files):
     ev = run_submitted("q", cfg)
     files["png"].write_bytes(PNG + b"x")
     with pytest.raises(ConfigError, match="changed while the run was submitted"):
-        await media.store_uploads(ObjectStore(nc), ev)
+        await media.store_uploads(ObjectStore(nc), ev.agents)
 
 
 # --- each provider's native form on the wire -----------------------------------------------------

@@ -24,7 +24,7 @@ import msgspec
 from massgen_es import backends
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.errors import ConfigError
-from massgen_es.events import ObjectRef, RunSubmitted
+from massgen_es.events import AgentSpec, ObjectRef
 
 Kind = Literal["image", "audio", "video", "file"]
 
@@ -167,13 +167,14 @@ def uploads_of(backend: dict[str, object]) -> tuple[UploadFile, ...]:
     return msgspec.convert(backend.get("upload_files", ()), tuple[UploadFile, ...])
 
 
-async def store_uploads(objects: ObjectStore, submitted: RunSubmitted) -> None:
-    """Store the uploaded files of ``submitted`` in the Object Store, byte for byte (before appending it).
+async def store_uploads(objects: ObjectStore, agents: Iterable[AgentSpec]) -> None:
+    """Store the uploaded files of ``agents`` (a ``run.submitted``'s or ``run.forked``'s) in the Object
+    Store, byte for byte, before the event is appended.
 
     Raises:
         ConfigError: a file changed or vanished since the config was loaded.
     """
-    for agent in submitted.agents:
+    for agent in agents:
         for u in uploads_of(agent.backend):
             if u.object is None:
                 continue

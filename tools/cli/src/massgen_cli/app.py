@@ -140,7 +140,7 @@ def report(view: views.RunView, as_json: bool) -> NoReturn:
 
 async def _append_submitted(stack: Stack, run_id: str, submitted: Any, secrets: dict[str, str]) -> None:
     await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
-    await media.store_uploads(ObjectStore(stack.nc), submitted)  # likewise
+    await media.store_uploads(ObjectStore(stack.nc), submitted.agents)  # likewise
     await stack.log.append(
         run_id,
         "cli",
