@@ -14,14 +14,29 @@ import msgspec
 import pytest
 
 from harness import Stack, agent_script, of, team
+from massgen_agent_worker import generation
+from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.providers import chatcompletion, claude, gemini
 from massgen_agent_worker.providers import openai as responses
+from massgen_agent_worker.tools import ToolClient
 from massgen_es import media
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig, parse_config, run_submitted
-from massgen_es.errors import ConfigError
-from massgen_es.events import Message, RunCompleted, RunSubmitted, TurnRequested
+from massgen_es.errors import ConfigError, ToolArgumentError
+from massgen_es.events import (
+    MediaGenerated,
+    MediaSaved,
+    Message,
+    Record,
+    RunCompleted,
+    RunSubmitted,
+    Source,
+    ToolCall,
+    TurnRequested,
+)
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay import render
+from massgen_replay.read import project
 
 # A 1x1 PNG.
 PNG = base64.b64decode(
@@ -237,3 +252,84 @@ async def test_a_run_with_an_uploaded_image_sends_it_on_every_call_and_keeps_eve
         assert user["content"][-1] == {"type": "image_url", "image_url": {"url": uri}}
     assert all(base64.b64encode(PNG).decode() not in json.dumps(msgspec.to_builtins(r.event)) for r in records)
     assert of(records, RunSubmitted)[0].agents[0].backend["upload_files"][0]["object"]["label"] == "dot.png"
+
+
+# --- generation: enable_image_generation / enable_audio_generation -------------------------------
+
+
+def test_generation_keys_are_refused_where_the_provider_has_no_such_api_here():
+    msg = load_error({"type": "claude", "enable_image_generation": True})
+    assert "`agents[0].backend.enable_image_generation`" in msg and "'claude'" in msg and "openai" in msg
+    msg = load_error({"type": "chatcompletion", "enable_audio_generation": True})
+    assert "`agents[0].backend.enable_audio_generation`" in msg and "no audio generation API" in msg
+
+
+@pytest.mark.parametrize(("key", "feature"), [("enable_file_generation", "document generation"),
+                                              ("enable_video_generation", "video generation")])
+def test_file_and_video_generation_are_refused_as_unsupported_features(key, feature):
+    msg = load_error({"type": "openai", key: True})
+    assert f"`agents[0].backend.{key}`" in msg and f"MassGen's {feature}" in msg
+    assert "not supported by this system" in msg and "spelling" not in msg
+
+
+async def test_generate_image_and_audio_call_the_openai_sdk_against_the_fake(fake: FakeOpenAI, monkeypatch):
+    monkeypatch.setenv("MASSGEN_TEST_MM_KEY", "sk-test")
+    cfg = msgspec.convert({"type": "openai", "model": "gpt-5-nano", "base_url": fake.base_url,
+                           "api_key_env": "MASSGEN_TEST_MM_KEY",
+                           "enable_image_generation": True, "enable_audio_generation": True}, BackendConfig)
+    assert [t.name for t in generation.tools(cfg)] == ["generate_image", "generate_audio"]
+    image = await generation.generate(cfg, ToolCall(id="call_1", name="generate_image",
+                                                    arguments='{"prompt": "a red dot", "size": "1024x1024"}'))
+    assert (image.kind, image.data, image.mime_type, image.file_name) == ("image", fake.image_png, "image/png",
+                                                                          "image_call_1.png")
+    assert fake.requests("gpt-image-1") == [{"model": "gpt-image-1", "prompt": "a red dot", "size": "1024x1024",
+                                             "n": 1}]
+    audio = await generation.generate(cfg, ToolCall(id="call_2", name="generate_audio",
+                                                    arguments='{"text": "Hello there", "voice": "nova"}'))
+    assert (audio.data, audio.mime_type, audio.file_name) == (fake.speech_mp3, "audio/mpeg", "audio_call_2.mp3")
+    assert fake.requests("gpt-4o-mini-tts") == [{"model": "gpt-4o-mini-tts", "voice": "nova", "input": "Hello there",
+                                                 "response_format": "mp3"}]
+    with pytest.raises(ToolArgumentError, match="non-empty string `prompt`"):
+        await generation.generate(cfg, ToolCall(id="c", name="generate_image", arguments="{}"))
+
+
+async def test_a_generated_image_is_stored_recorded_saved_in_the_workspace_and_replayed(
+    fresh_nats, fake: FakeOpenAI, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("MASSGEN_TEST_MM_KEY", "sk-test")
+    cfg = {"agents": [{"id": "artist", "backend": {
+        "type": "openai", "model": "gpt-5-nano", "base_url": fake.base_url, "cwd": "ws",
+        "api_key_env": "MASSGEN_TEST_MM_KEY",
+        "enable_image_generation": True}}]}
+    async with Stack(fresh_nats.url) as s:
+        s.broker(tmp_path)
+        run_id = await s.submit(cfg, "Draw a dot.")
+        submitted = (await s.log.read(run_id))[0]
+        req = TurnRequested(turn_id="t1", agent_id="artist", attempt=1, kind="coordination", messages=QUESTION,
+                            tools=(), backend=submitted.event.agents[0].backend, answers_version=0)
+        record = Record(seq=2, id=f"{run_id}:t1", run_id=run_id, ts=0.0, source=Source(service="orchestrator",
+                        instance="t"), causation_id=None, event=req)
+
+        async def emit(_suffix: str, _event: Any) -> None:
+            pass
+
+        tools = ToolClient(s.nc, Source(service="agent_worker", instance="t"))
+        talk = Conversation(req, record, f"{run_id}:w:t1:1:d1", None, emit, tools, ObjectStore(s.nc))
+        call = ToolCall(id="call_7", name="generate_image", arguments='{"prompt": "a red dot"}')
+        answers = await talk.run_tools([call], "r0")
+        records = await s.log.read(run_id)
+        objects = ObjectStore(s.nc)
+        (made,) = of(records, MediaGenerated)
+        assert await objects.get(made.object) == fake.image_png
+    saved_path = tmp_path / "runs" / run_id / "workspaces" / "artist" / "image_call_7.png"
+    assert answers == {"call_7": f"Generated image image_call_7.png ({len(fake.image_png)} bytes, image/png), "
+                                 "saved in your workspace as image_call_7.png."}
+    assert (made.kind, made.mime_type, made.prompt, made.model, made.agent_id) == (
+        "image", "image/png", "a red dot", "gpt-image-1", "artist")
+    (saved,) = of(records, MediaSaved)
+    assert saved.path == str(saved_path) and saved_path.read_bytes() == fake.image_png
+    view = project(run_id, records)
+    media_lines = [e.text for e in view.timeline if e.kind == "media"]
+    assert media_lines[0].startswith(f"image image_call_7.png ({len(fake.image_png)} bytes, image/png, gpt-image-1")
+    assert media_lines[1] == f"saved in the workspace as {saved_path} ({len(fake.image_png)} bytes)"
+    assert render.progress(view, next(e for e in view.timeline if e.kind == "media")) is not None

@@ -182,6 +182,15 @@ class BackendConfig(_Strict, frozen=True):
     Store at submit, attached by the adapter in its provider's native form."""
     media_max_file_size_mb: float = 64.0
     """Largest ``upload_files`` entry, in MB (MassGen's default)."""
+    enable_image_generation: bool = False
+    """Offer ``generate_image(prompt, size?)``, run by the worker through the provider's own API (``openai``:
+    Images API); the file goes to the Object Store (``media.generated``) and the workspace if ``cwd`` is set."""
+    enable_audio_generation: bool = False
+    """Offer ``generate_audio(text, voice?)``, likewise (``openai``: text-to-speech)."""
+    enable_file_generation: bool = False
+    """MassGen's document generation: not supported here; refused at load (``massgen_es.media``)."""
+    enable_video_generation: bool = False
+    """MassGen's video generation: not supported here; refused at load (``massgen_es.media``)."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -414,6 +423,7 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
     _check_command_line(b, where, origin)
     media.check_uploads(b.type, b.upload_files, b.media_max_file_size_mb, where, origin)
+    media.check_generation(b.type, {k: getattr(b, k) for k in media.GENERATION_KEYS}, where, origin)
     return b
 
 

@@ -146,6 +146,39 @@ def check_uploads(backend_type: str, uploads: tuple[UploadFile, ...], max_mb: fl
                               f"{', '.join(sorted(accepted[u.kind]))}")
 
 
+GENERATION_KEYS = ("enable_image_generation", "enable_audio_generation", "enable_file_generation",
+                   "enable_video_generation")
+"""MassGen's ``enable_*_generation`` backend keys (MassGen spec §2.8, §5.2)."""
+
+GENERATES: dict[str, frozenset[str]] = {"openai": frozenset({"enable_image_generation", "enable_audio_generation"})}
+"""The generation keys each adapter honours, through its provider's own API (``openai``: the Images API and
+text-to-speech, ``massgen_agent_worker.generation``)."""
+
+_NOT_HERE = {
+    "enable_file_generation": "document generation (PDF/DOCX/XLSX/PPTX files)",
+    "enable_video_generation": "video generation",
+}
+
+
+def check_generation(backend_type: str, flags: dict[str, bool], where: str, origin: str) -> None:
+    """Every set ``enable_*_generation`` key is one the backend's provider API can honour here.
+
+    Raises:
+        ConfigError: naming the key and the feature, and the backend types that have it (if any).
+    """
+    for key in GENERATION_KEYS:
+        if not flags.get(key):
+            continue
+        if key in _NOT_HERE:
+            raise ConfigError(f"{origin}: `{where}.{key}`: MassGen's {_NOT_HERE[key]} is not supported by this "
+                              "system; remove the key (the agent can still write files in its workspace with `cwd`)")
+        if key not in GENERATES.get(backends.capabilities(backend_type).adapter, frozenset()):
+            able = sorted(t for t, c in backends.BACKENDS.items() if key in GENERATES.get(c.adapter, frozenset()))
+            raise ConfigError(f"{origin}: `{where}.{key}`: backend type {backend_type!r} has no "
+                              f"{key.split('_')[1]} generation API here; remove the key or use one of: "
+                              f"{', '.join(able)}")
+
+
 def with_objects(uploads: tuple[UploadFile, ...]) -> tuple[UploadFile, ...]:
     """The entries with absolute paths and ``object`` set to the reference of each file's bytes (read
     now; :func:`store_uploads` stores the same bytes)."""
