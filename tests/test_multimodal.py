@@ -86,6 +86,12 @@ def test_a_missing_file_is_a_config_error_naming_the_key_path(files):
     assert "`agents[0].backend.upload_files[0].image_path`" in msg and "fix the path" in msg
 
 
+def test_a_url_is_refused_as_unsupported_rather_than_missing():
+    msg = load_error({"type": "gemini", "upload_files": [{"audio_path": "https://cdn.example.com/alloy.wav"}]})
+    assert "`agents[0].backend.upload_files[0].audio_path`" in msg and "is a URL" in msg
+    assert "download the file and give its path" in msg
+
+
 def test_an_oversized_file_names_the_limit_key(files):
     msg = load_error({"type": "openai", "media_max_file_size_mb": 0.00001,
                       "upload_files": [{"image_path": str(files["png"])}]})

@@ -128,6 +128,9 @@ def check_uploads(backend_type: str, uploads: tuple[UploadFile, ...], max_mb: fl
         p = Path(u.path).expanduser()
         if u.object is not None:  # a fork's entry (its parent's config): the bytes are stored already
             pass
+        elif u.path.startswith(("http://", "https://")):
+            raise ConfigError(f"{origin}: `{at}` {u.path!r} is a URL; this system uploads local files only "
+                              "(MassGen also takes URLs): download the file and give its path")
         elif not p.is_file():
             raise ConfigError(f"{origin}: `{at}` {u.path!r} is not a file; fix the path (relative paths are "
                               "relative to the directory massgen runs in)")
