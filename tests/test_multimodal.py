@@ -32,6 +32,7 @@ from massgen_es.events import (
     RunSubmitted,
     Source,
     ToolCall,
+    ToolSpec,
     TurnRequested,
 )
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
@@ -46,6 +47,18 @@ WAV = (b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\
        b"\x10\x00data\x00\x00\x00\x00")
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 QUESTION = (Message(role="system", content="Be brief."), Message(role="user", content="What is in the file?"))
+NEW_ANSWER = ToolSpec(name="new_answer", description="Provide an answer", parameters={
+    "type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]})
+
+
+class Sink:
+    """The conversation's text sink (the worker's coalescer)."""
+
+    async def add(self, text: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -339,3 +352,35 @@ async def test_a_generated_image_is_stored_recorded_saved_in_the_workspace_and_r
     assert media_lines[0].startswith(f"image image_call_7.png ({len(fake.image_png)} bytes, image/png, gpt-image-1")
     assert media_lines[1] == f"saved in the workspace as {saved_path} ({len(fake.image_png)} bytes)"
     assert render.progress(view, next(e for e in view.timeline if e.kind == "media")) is not None
+
+
+async def test_the_tool_loop_offers_generate_image_runs_it_and_gives_the_model_the_file_name(
+    fresh_nats, fake: FakeOpenAI
+):
+    # FakeOpenAI has no Responses route, so the loop runs on a Chat Completions backend built directly
+    # (config validation allows generation on `openai` only); the generation call is the same SDK call.
+    backend = {"type": "chatcompletion", "model": "gen-loop", "base_url": fake.base_url,
+               "enable_image_generation": True}
+    fake.script("gen-loop", Reply(tool_calls=(("generate_image", {"prompt": "a red dot"}),)),
+                Reply(tool_calls=(("new_answer", {"content": "Here is the dot."}),)))
+    req = TurnRequested(turn_id="t1", agent_id="artist", attempt=1, kind="coordination", messages=QUESTION,
+                        tools=(NEW_ANSWER,), backend=backend, answers_version=0)
+    record = Record(seq=2, id="r1:t1", run_id="r1", ts=0.0, source=Source(service="orchestrator", instance="t"),
+                    causation_id=None, event=req)
+    emitted: list[Any] = []
+
+    async def emit(_suffix: str, event: Any) -> None:
+        emitted.append(event)
+
+    async with Stack(fresh_nats.url) as s:
+        tools = ToolClient(s.nc, Source(service="agent_worker", instance="t"))
+        talk = Conversation(req, record, "r1:w:t1:1:d1", Sink(), emit, tools, ObjectStore(s.nc))
+        result = await talk.run()
+        (made,) = of(await s.log.read("r1"), MediaGenerated)
+    assert [c.name for c in result.tool_calls] == ["new_answer"]
+    first, second = fake.requests("gen-loop")
+    assert [t["function"]["name"] for t in first["tools"]] == ["new_answer", "generate_image"]
+    assert second["messages"][-1] == {
+        "role": "tool", "tool_call_id": second["messages"][-2]["tool_calls"][0]["id"],
+        "content": f"Generated image {made.file_name} ({len(fake.image_png)} bytes, image/png)."}
+    assert fake.requests("gpt-image-1")[0]["prompt"] == "a red dot"
