@@ -280,7 +280,8 @@ def test_generation_keys_are_refused_where_the_provider_has_no_such_api_here():
     msg = load_error({"type": "claude", "enable_image_generation": True})
     assert "`agents[0].backend.enable_image_generation`" in msg and "'claude'" in msg and "openai" in msg
     msg = load_error({"type": "chatcompletion", "enable_audio_generation": True})
-    assert "`agents[0].backend.enable_audio_generation`" in msg and "no audio generation API" in msg
+    assert "`agents[0].backend.enable_audio_generation`" in msg and "generates audio only through" in msg
+    assert "'chatcompletion'" in msg
 
 
 @pytest.mark.parametrize(("key", "feature"), [("enable_file_generation", "document generation"),

@@ -177,9 +177,9 @@ def check_generation(backend_type: str, flags: dict[str, bool], where: str, orig
                               "system; remove the key (the agent can still write files in its workspace with `cwd`)")
         if key not in GENERATES.get(backends.capabilities(backend_type).adapter, frozenset()):
             able = sorted(t for t, c in backends.BACKENDS.items() if key in GENERATES.get(c.adapter, frozenset()))
-            raise ConfigError(f"{origin}: `{where}.{key}`: backend type {backend_type!r} has no "
-                              f"{key.split('_')[1]} generation API here; remove the key or use one of: "
-                              f"{', '.join(able)}")
+            raise ConfigError(f"{origin}: `{where}.{key}`: this system generates {key.split('_')[1]} only through "
+                              f"the provider API of backend type {', '.join(able)}, not {backend_type!r}; remove the "
+                              "key or change the backend type")
 
 
 def with_objects(uploads: tuple[UploadFile, ...]) -> tuple[UploadFile, ...]:
