@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from massgen_agent_worker.worker import AgentWorker
+from massgen_es import media
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import JetStreamEventLog, TurnQueue, connect, ensure_streams
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import parse_config, run_submitted, secrets
 from massgen_es.events import TERMINAL_EVENTS, AnswerPosted, Source, TurnRequested, UnknownEvent, check_writer
@@ -185,6 +187,7 @@ class Stack:
         parsed = parse_config(cfg)
         await SecretStore(self.nc).put_all(secrets(parsed))
         ev = run_submitted(question, parsed, **kw)
+        await media.store_uploads(ObjectStore(self.nc), ev.agents)
         await self.log.append(
             run_id, "cli", [Draft(f"{run_id}:submitted", ev)], origin=Source(service="cli", instance="t")
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -276,13 +277,14 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         cfg = {
             "agents": [{"id": "agent-a", "backend": {
                 "type": "chatcompletion", "model": "m-perm", "base_url": fake.base_url, "api_key_env": "FAKE_KEY",
-                "cwd": "ws", "enable_mcp_command_line": True,
+                "cwd": "ws", "enable_mcp_command_line": True, "upload_files": [{"image_path": str(tmp / "dot.png")}],
                 "mcp_servers": [{"name": "t", "type": "stdio", "command": sys.executable,
                                  "args": [str(ROOT / "tests" / "mcp_servers" / "tool_server.py")],
                                  "env": {"PROBE": "probe-secret-value"}}],
             }}],
             "timeout_settings": {"orchestrator_timeout_seconds": 90, "presentation_timeout_seconds": 30},
         }
+        (tmp / "dot.png").write_bytes(fake.image_png)  # the CLI stores it, the worker attaches it
         (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
         cenv = {**os.environ, "MASSGEN_NATS_URL": url_for(base, "cli", passwords),
                 "MASSGEN_HOME": str(tmp / "cli-home"), "FAKE_KEY": "x"}
@@ -296,6 +298,9 @@ def host_mode(keep: bool, trace: bool = False) -> None:
         check(sub.returncode == 0 and summary.get("status") == "completed",
               f"massgen submit completed in {time.time() - t0:.1f}s (rc {sub.returncode}, {sub.stderr.strip()[-300:]})")
         run_id = summary.get("run_id", "")
+        uri = "data:image/png;base64," + base64.b64encode(fake.image_png).decode()
+        check(any(uri in json.dumps(b["messages"]) for b in fake.requests("m-perm")),
+              "the uploaded image reached the model (cli wrote it to the Object Store, agent_worker read it)")
         rep = subprocess.run([str(BIN / "massgen"), "replay", run_id, "--json"], env=cenv, check=False,
                              capture_output=True, text=True, timeout=60)
         types = [json.loads(line).get("event", {}).get("type") for line in rep.stdout.splitlines() if line.strip()]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, mcp, models
+from massgen_es import backends, compat, custom_tools, media, mcp, models
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
@@ -213,6 +213,21 @@ class BackendConfig(_Strict, frozen=True):
     """Filled in when the config is loaded, from the three keys above (the files' text included, so a
     worker or executor on another machine has them); not a config key. A recorded run's backend parsed
     again (``massgen fork --set``) keeps the tools it had."""
+    upload_files: tuple[media.UploadFile, ...] = ()
+    """Files the model sees with the question (MassGen spec §2.8): ``{image_path|audio_path|video_path|file_path:
+    PATH}`` each, of a kind and type the provider accepts (``massgen_es.media.ACCEPTS``); stored in the Object
+    Store at submit, attached by the adapter in its provider's native form."""
+    media_max_file_size_mb: float = 64.0
+    """Largest ``upload_files`` entry, in MB (MassGen's default)."""
+    enable_image_generation: bool = False
+    """Offer ``generate_image(prompt, size?)``, run by the worker through the provider's own API (``openai``:
+    Images API); the file goes to the Object Store (``media.generated``) and the workspace if ``cwd`` is set."""
+    enable_audio_generation: bool = False
+    """Offer ``generate_audio(text, voice?)``, likewise (``openai``: text-to-speech)."""
+    enable_file_generation: bool = False
+    """MassGen's document generation: not supported here; refused at load (``massgen_es.media``)."""
+    enable_video_generation: bool = False
+    """MassGen's video generation: not supported here; refused at load (``massgen_es.media``)."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -459,6 +474,8 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
     _check_command_line(b, where, origin)
+    media.check_uploads(b.type, b.upload_files, b.media_max_file_size_mb, where, origin)
+    media.check_generation(b.type, {k: getattr(b, k) for k in media.GENERATION_KEYS}, where, origin)
     return _with_custom_tools(b, where, origin)
 
 
@@ -759,7 +776,8 @@ def _backend_dict(b: BackendConfig, shared_paths: tuple[ContextPath, ...] = ()) 
         )
         for s in b.mcp_servers
     )
-    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers)
+    uploads = media.with_objects(b.upload_files)
+    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers, upload_files=uploads)
     return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}
 
 

@@ -808,6 +808,38 @@ class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
     reason: str = ""
 
 
+# ---------------------------------------------------------------- generated media (issue 16)
+
+
+class MediaGenerated(Event, frozen=True, tag="media.generated"):
+    """A model's ``generate_image`` or ``generate_audio`` call made a file through its provider's own API
+    (``enable_image_generation`` / ``enable_audio_generation``; the agent worker calls it, as it holds the
+    provider key). The bytes are in the Object Store. Also the MCP broker's work item: it writes the file
+    into the agent's workspace when the agent has one (``media.saved``)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    attempt: int
+    kind: Literal["image", "audio"]
+    file_name: str
+    """The name the model is told, and the file's name in the workspace (``image_<call>.png``)."""
+    mime_type: str
+    object: ObjectRef
+    prompt: str
+    """The image prompt, or the text spoken."""
+    model: str
+
+
+class MediaSaved(Event, frozen=True, tag="media.saved"):
+    """A generated file was written into the agent's workspace (``path``, absolute)."""
+
+    call_id: str
+    agent_id: str
+    path: str
+    bytes: int
+
+
 EventType = (
     RunSubmitted
     | RunForked
@@ -855,6 +887,8 @@ EventType = (
     | ExecutionCompleted
     | ExecutionFailed
     | SandboxChanged
+    | MediaGenerated
+    | MediaSaved
 )
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed, RunCancelled)
@@ -906,6 +940,8 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ExecutionCompleted: ("executor",),
     ExecutionFailed: ("executor", "agent_worker"),  # the worker refuses bad arguments, records timeouts
     SandboxChanged: ("executor",),
+    MediaGenerated: ("agent_worker",),
+    MediaSaved: ("mcp_broker",),
 }
 """Who may write each event type (``Source.service`` of its records): the catalogue of
 docs/architecture/events.md, checked on every run of the integration tests (``check_writer``)."""

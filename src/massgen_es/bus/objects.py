@@ -38,10 +38,13 @@ class ObjectStore:
                 )
         return self._store
 
-    async def put(self, data: bytes, label: str = "") -> ObjectRef:
+    async def put(self, data: bytes, label: str = "", *, exact: bool = False) -> ObjectRef:
         """Store ``data`` (once per content), secrets scrubbed (:mod:`massgen_es.scrub`), and return its
-        reference (the digest is of the stored, scrubbed bytes)."""
-        data = scrub.data(data)
+        reference (the digest is of the stored, scrubbed bytes). ``exact``: stored byte for byte, not
+        scrubbed (a user's uploaded file, ``massgen_es.media``: scrubbing could corrupt an image, and the
+        reference was computed from the file)."""
+        if not exact:
+            data = scrub.data(data)
         digest = hashlib.sha256(data).hexdigest()
         store = await self._bucket()
         try:

@@ -1,4 +1,5 @@
-"""Wire-level fake of the OpenAI Chat Completions and Responses HTTP APIs for tests.
+"""Wire-level fake of the OpenAI Chat Completions and Responses HTTP APIs (and the images and speech
+routes) for tests.
 
 The real ``openai`` SDK (sync or async) talks to it over loopback HTTP, so tests
 exercise the same request/stream parsing code paths as production. Stdlib only.
@@ -17,6 +18,13 @@ Three routes serve one scripted reply mechanism:
   no ``api-version`` a 404, a deployment with nothing (left) scripted a 404 ``DeploymentNotFound``
   (Azure's ``{"error": {"code", "message"}}`` bodies).
 
+Two more serve generated media (the worker's ``generate_image`` / ``generate_audio``), recorded like the
+others (``fake.requests("gpt-image-1")``):
+
+- ``POST /v1/images/generations``: ``{"created", "data": [{"b64_json"}], "usage"}`` as gpt-image models
+  answer (``ImagesResponse``), the image being :attr:`FakeOpenAI.image_png`, once per ``n``;
+- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``.
+
 Example:
     with FakeOpenAI() as fake:
         fake.script("gpt-test", Reply(text="hello"))
@@ -27,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -152,6 +161,11 @@ class FakeOpenAI:
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.image_png = base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+        """The image ``/v1/images/generations`` sends back (a 1x1 PNG unless a test sets another)."""
+        self.speech_mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00" + bytes(64)
+        """The audio ``/v1/audio/speech`` sends back."""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -293,6 +307,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, query = url.path.rstrip("/"), dict(parse_qsl(url.query))
         azure = _AZURE_ROUTE.fullmatch(path)
+        if path in ("/v1/images/generations", "/v1/audio/speech"):
+            self._media(path, query)
+            return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
@@ -333,6 +350,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self._complete(body, reply)
         except (BrokenPipeError, ConnectionResetError):  # client went away mid-reply
             pass
+
+    def _media(self, path: str, query: dict[str, str]) -> None:
+        """The images and speech routes (module docstring)."""
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        except json.JSONDecodeError as e:
+            self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received(path=path, query=query, headers=headers, body=body), None)
+        if path.endswith("/speech"):
+            if not body.get("input") or not body.get("voice"):
+                self._send_json(400, _error_body(400, "`input` and `voice` are required"))
+                return
+            data = self.owner.speech_mp3
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`prompt` is required"))
+            return
+        image = base64.b64encode(self.owner.image_png).decode()
+        words = len(str(body["prompt"]).split())
+        self._send_json(200, {
+            "created": int(time.time()),
+            "data": [{"b64_json": image} for _ in range(int(body.get("n") or 1))],
+            "usage": {"input_tokens": words, "output_tokens": 272, "total_tokens": words + 272,
+                      "input_tokens_details": {"text_tokens": words, "image_tokens": 0}},
+        })
 
     def _azure_refusal(
         self, headers: dict[str, str], query: dict[str, str], deployment: str

@@ -9,6 +9,10 @@
 - **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
   ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
+- **Generation tools** (``enable_image_generation`` / ``enable_audio_generation``): offered with the MCP
+  tools and run here, through the provider's API (:mod:`.generation`), not at the broker.
+- **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
+  handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
   ``request_timeout_seconds`` for the whole call (connect timeouts are the SDK clients').
 """
@@ -22,17 +26,21 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import tenacity
 
-from massgen_agent_worker import decisions, providers
+from massgen_agent_worker import decisions, generation, providers
 from massgen_agent_worker.tools import ToolClient
-from massgen_es import backends, pricing
+from massgen_es import backends, media, pricing
+from massgen_es.bus import Draft
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.errors import ProviderError, ProviderTimeout
+from massgen_es.errors import MassgenError, ProviderError, ProviderTimeout
 from massgen_es.events import (
     Event,
+    MediaGenerated,
     Message,
     ProviderRetried,
     Record,
     ToolCall,
+    ToolSpec,
     TurnRequested,
     UsageRecorded,
 )
@@ -52,11 +60,15 @@ class Conversation:
     """
 
     def __init__(
-        self, req: TurnRequested, record: Record, key: str, deltas, emit: Emit, tools: ToolClient
+        self, req: TurnRequested, record: Record, key: str, deltas, emit: Emit, tools: ToolClient,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.req, self.record, self.key, self.deltas, self.emit, self.tools = req, record, key, deltas, emit, tools
         self.backend: BackendConfig = providers.backend_config(req.backend)
         self.calls = 0
+        self.objects = objects
+        self.attachments: tuple[media.Attachment, ...] = ()
+        """The backend's ``upload_files``, fetched from the Object Store once per attempt."""
 
     async def run(self) -> providers.Completion:
         """The attempt's final completion.
@@ -66,13 +78,16 @@ class Conversation:
             MassgenError: misconfiguration (missing key, missing SDK ...).
         """
         req, backend = self.req, self.backend
+        if backend.upload_files and self.objects is not None:
+            self.attachments = await media.fetch_uploads(self.objects, backend.upload_files)
         catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
-        if not catalog.servers:
+        media_tools = generation.tools(backend)
+        if not catalog.servers and not media_tools:
             return await self.decide(req)
         if req.planning_mode:  # what planning mode holds back: tools an LLM (or a person) says irreversible
             await self.tools.classify(req, self.record.run_id, self.record.id, catalog)
         workflow = {t.name for t in req.tools}
-        mcp_tools = catalog.tools
+        mcp_tools: tuple[ToolSpec, ...] = catalog.tools
         messages = list(req.messages)
         notes = catalog.notes()
         if notes and messages and messages[0].role == "system":
@@ -80,6 +95,7 @@ class Conversation:
         for round_ in range(backend.max_tool_rounds + 1):
             if round_ > 0:  # a server may have changed its tools (list_changed) during the last round
                 mcp_tools = (await self.tools.catalog(req, self.record.run_id, self.record.id, backend)).tools
+            mcp_tools = (*mcp_tools, *media_tools)
             offered = {t.name for t in mcp_tools}
             tools = req.tools + (mcp_tools if round_ < backend.max_tool_rounds else ())
             result = await self.decide(msgspec.structs.replace(req, messages=tuple(messages), tools=tools))
@@ -107,10 +123,40 @@ class Conversation:
         return await self.call(call_req)
 
     async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
-        """Execute MCP calls through the broker; ``{call id: text for the model}``."""
-        return await self.tools.call_all(
-            self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", calls, self.backend
+        """Execute MCP calls through the broker, generation calls here; ``{call id: text for the model}``."""
+        made = [c for c in calls if c.name in generation.NAMES]
+        rest = [c for c in calls if c.name not in generation.NAMES]
+        answers = await self.tools.call_all(
+            self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", rest, self.backend
+        ) if rest else {}
+        for call in made:
+            answers[call.id] = await self.generate(call, f"{self.key}:{tag}:media:{call.id}")
+        return answers
+
+    async def generate(self, call: ToolCall, request_id: str) -> str:
+        """Run a ``generate_image`` / ``generate_audio`` call (:mod:`.generation`): the file goes to the
+        Object Store and ``media.generated``, and into the workspace when the agent has one. Returns the
+        short text the model reads back (``Error: ...`` when it failed)."""
+        try:
+            made = await generation.generate(self.backend, call)
+        except (ProviderError, MassgenError) as exc:
+            return f"Error: {exc}"
+        if self.objects is None:
+            return "Error: this worker has no Object Store to keep the file in"
+        ref = await self.objects.put(made.data, made.file_name, exact=True)
+        event = MediaGenerated(
+            call_id=call.id, turn_id=self.req.turn_id, agent_id=self.req.agent_id, attempt=self.req.attempt,
+            kind=made.kind, file_name=made.file_name, mime_type=made.mime_type, object=ref, prompt=made.prompt,
+            model=made.model,
         )
+        text = f"Generated {made.kind} {made.file_name} ({ref.size} bytes, {made.mime_type})"
+        if self.backend.cwd is None:
+            await self.tools.record(self.record.run_id, Draft(request_id, event, self.record.id))
+            return text + "."
+        saved = await self.tools.save_media(self.record.run_id, self.record.id, request_id, event)
+        if saved is None:
+            return text + ", but saving it in your workspace failed (no answer from the MCP broker)."
+        return text + f", saved in your workspace as {made.file_name}."
 
     async def call(self, call_req: TurnRequested) -> providers.Completion:
         """One LLM call with retries; records ``usage.recorded`` (with its cost) for the call that worked.
@@ -171,6 +217,8 @@ class Conversation:
         kwargs = {}
         if self.backend.type == "claude_code":  # runs its own tool loop: MCP calls go through us
             kwargs["run_tool"] = self._run_one_tool
+        if self.attachments:  # config validation let only adapters that take them have uploads
+            kwargs["attachments"] = self.attachments
         task = asyncio.ensure_future(providers.complete(call_req, on_chunk, **kwargs))
         limit = self.backend.first_token_timeout_seconds
         try:

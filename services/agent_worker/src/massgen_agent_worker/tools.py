@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from massgen_agent_worker import classifier
 from massgen_es import custom_tools, mcp, tool_safety
-from massgen_es.bus import Draft
+from massgen_es.bus import Draft, once
 from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ExecQueue, JetStreamEventLog, ToolQueue, WorkQueue
 from massgen_es.config import BackendConfig, server_names
@@ -29,6 +29,8 @@ from massgen_es.events import (
     ExecutionFailed,
     ExecutionRequested,
     Failure,
+    MediaGenerated,
+    MediaSaved,
     Record,
     Source,
     ToolCall,
@@ -318,6 +320,18 @@ class ToolClient:
                 await self._record(run_id, Draft(f"{d.id}:result", event, d.id))
             out[d.event.call_id] = tool_message(event)  # type: ignore[union-attr]
         return out
+
+    async def record(self, run_id: str, draft: Draft) -> None:
+        """Append an event of the worker's own (``media.generated`` of an agent without a workspace)."""
+        await self._record(run_id, draft)
+
+    async def save_media(self, run_id: str, cause: str, request_id: str, event: MediaGenerated) -> MediaSaved | None:
+        """Record ``event`` as the broker's work item and wait until it wrote the file into the agent's
+        workspace; None when it did not answer in time."""
+        seq = await self._request(run_id, cause, [Draft(request_id, event, cause)])
+        got = await self._await(run_id, seq - 1, {once.result_id(request_id)}, 60.0)
+        r = got.get(once.result_id(request_id))
+        return r.event if r is not None and isinstance(r.event, MediaSaved) else None
 
     async def snapshot(self, req: TurnRequested, run_id: str, cause: str) -> WorkspaceSnapshotted | None:
         """Share the agent's workspace after an answer; wait for the copy so other agents see it."""

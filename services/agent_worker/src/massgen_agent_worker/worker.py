@@ -28,6 +28,7 @@ from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.tools import ToolClient
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, TurnQueue, delivery_count
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.errors import MassgenError, ProviderError
 from massgen_es.events import (
     TERMINAL_EVENTS,
@@ -109,6 +110,7 @@ class AgentWorker:
         self.max_deliver = max_deliver
         self.source = Source(service="agent_worker", instance=instance or Source.instance_id())
         self.tools = ToolClient(nc, self.source)
+        self.objects = ObjectStore(nc)
         self.handled = 0
 
     async def run(self) -> None:
@@ -204,7 +206,7 @@ class AgentWorker:
             )
 
         deltas = Coalescer(flush)
-        talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools)
+        talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools, self.objects)
         try:
             result = await talk.run()
         except (ProviderError, MassgenError) as exc:

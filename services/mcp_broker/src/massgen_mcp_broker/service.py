@@ -10,6 +10,7 @@ For each request a worker pushed it appends the outcome to the run's ``mcp`` sub
   ``tool.call_completed`` or ``tool.call_failed`` (id ``<request id>:result``, so a worker's own
   timeout record and the broker's can never both land);
 - ``workspace.snapshot_requested``: copies the agent's workspace to ``snapshots/<anon id>``.
+- ``media.generated``: writes a generated file (from the Object Store) into the agent's workspace.
 
 Each tool call runs at most once (``massgen_es.bus.once``, issue 13 item 3): ``tool.call_started`` is
 recorded just before the server is called; a redelivered call that already has its outcome is acked,
@@ -41,6 +42,7 @@ from massgen_es import mcp, scrub, subjects, tool_safety
 from massgen_es.bus import Draft, once
 from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import FILESYSTEM_SERVER, PLANNING_SERVER, WORKSPACE_TOOLS_SERVER
 from massgen_es.errors import (
@@ -57,6 +59,8 @@ from massgen_es.errors import (
 from massgen_es.events import (
     Event,
     McpServerStateChanged,
+    MediaGenerated,
+    MediaSaved,
     Record,
     RunSubmitted,
     Source,
@@ -111,6 +115,7 @@ class McpBroker:
         self.classifications = ClassificationStore(nc)
         self.queue = ToolQueue(nc)
         self.secrets = SecretStore(nc)
+        self.objects = ObjectStore(nc)
         self.home = home
         self.concurrency = concurrency
         self.ack_wait_s = ack_wait_s
@@ -173,6 +178,8 @@ class McpBroker:
                     await self._call(run, record, req, before)
                 case WorkspaceSnapshotRequested() as req:
                     await self._snapshot(run, record, req)
+                case MediaGenerated() as req:
+                    await self._save_media(run, record, req)
                 case _:
                     log.error("dropping broker request of type %s", record.type)
                     await msg.term()
@@ -466,6 +473,20 @@ class McpBroker:
         await self._emit(run.run_id, record.id, [(f"{record.id}:done", WorkspaceSnapshotted(
             agent_id=grant.agent_id, anon_id=grant.anon_id, turn_id=req.turn_id, path=str(target),
             files=files, bytes=size))])
+
+
+    # ------------------------------------------------------------------ generated media
+
+    async def _save_media(self, run: RunContext, record: Record, req: MediaGenerated) -> None:
+        """Write a generated file (``media.generated``) into the agent's workspace, as ``media.saved``."""
+        grant = run.agents[req.agent_id]
+        if grant.workspace is None:
+            return
+        data = await self.objects.get(req.object)
+        target = grant.workspace / Path(req.file_name).name  # a bare name: never outside the workspace
+        await asyncio.to_thread(target.write_bytes, data)
+        await self._emit(run.run_id, record.id, [(once.result_id(record.id), MediaSaved(
+            call_id=req.call_id, agent_id=req.agent_id, path=str(target), bytes=len(data)))])
 
 
 def _copy_tree(src: Path, target: Path) -> tuple[int, int]:

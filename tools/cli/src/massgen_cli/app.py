@@ -46,9 +46,10 @@ from massgen_cli.run_control import (
 from massgen_cli.stack import CHILD_SERVICES, Stack, advertise, open_stack, start_services
 from massgen_cli.tool_commands import tools_app
 from massgen_es import config as config_mod
-from massgen_es import scrub, tool_safety
+from massgen_es import media, scrub, tool_safety
 from massgen_es.bus import Draft
 from massgen_es.bus.jetstream import ACK_WAIT_S
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import ConfigError, MassgenError, ReplayError
 from massgen_es.events import TERMINAL_EVENTS, ApprovalRequested, Record, Source
@@ -161,6 +162,7 @@ def report(view: views.RunView, as_json: bool) -> NoReturn:
 
 async def _append_submitted(stack: Stack, run_id: str, submitted: Any, secrets: dict[str, str]) -> None:
     await SecretStore(stack.nc).put_all(secrets)  # before the event that references them
+    await media.store_uploads(ObjectStore(stack.nc), submitted.agents)  # likewise
     await stack.log.append(
         run_id,
         "cli",

@@ -31,8 +31,10 @@ from massgen_cli.console import err, fail, run
 from massgen_cli.fork import apply_set, fork_point, forked_settings, parent_config
 from massgen_cli.stack import open_stack, start_services
 from massgen_es import config as config_mod
+from massgen_es import media
 from massgen_es.bus import Draft
 from massgen_es.bus.copying import copy_records
+from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
 from massgen_es.errors import MassgenError
 from massgen_es.events import Record, RunForked, RunSubmitted, Source
@@ -75,6 +77,7 @@ async def _fork(parent: str, at: int, sets: list[str], config: str | None, quiet
             moved = f" (moved from {at} to the end of its decisions)" if point > at else ""
             err.print(f"run [bold]{run_id}[/bold] on {where}: fork of {parent} at seq {point}{moved}")
         await SecretStore(stack.nc).put_all(secrets)
+        await media.store_uploads(ObjectStore(stack.nc), forked.agents)  # a --config file's upload_files
         try:
             await copy_records(log, run_id, [_marked(r, parent) for r in prefix])
         except Exception as exc:  # noqa: BLE001 - a denied publish surfaces as a timeout, not a BusError

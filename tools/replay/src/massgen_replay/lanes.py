@@ -27,6 +27,8 @@ from massgen_es.events import (
     ExecutionStarted,
     Failure,
     McpServerStateChanged,
+    MediaGenerated,
+    MediaSaved,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
@@ -313,6 +315,17 @@ def _sandbox(ev: SandboxChanged) -> tuple[str, str, str, list[str]]:
     return "exec", text, text + (f"\nimage {ev.image}" if ev.image else ""), []
 
 
+def _media(ev: MediaGenerated) -> tuple[str, str, str, list[str]]:
+    head = f"generated {ev.kind} {ev.file_name} ({ev.object.size} bytes, {ev.mime_type})"
+    return "tool", head, (f"{head}\nmodel {ev.model}\nobject {ev.object.name} ({ev.object.digest})\n\n"
+                          f"prompt:\n{ev.prompt}"), []
+
+
+def _media_saved(ev: MediaSaved) -> tuple[str, str, str, list[str]]:
+    text = f"saved {ev.path} ({ev.bytes} bytes)"
+    return "tool", text, text, []
+
+
 RULES: dict[type, Rule] = {
     RunSubmitted: _submitted, TurnRequested: _requested, TurnStarted: _started, UsageRecorded: _usage,
     ProviderRetried: _retried, TurnResponded: _responded, TurnRejected: _rejected, TurnFailed: _turn_failed,
@@ -324,7 +337,7 @@ RULES: dict[type, Rule] = {
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,
     ToolCallCompleted: _tool_done, ToolCallFailed: _tool_failed, ExecutionRequested: _exec,
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,
-    SandboxChanged: _sandbox,
+    SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved,
 }
 """How each event type shows; any other type shows as ``info`` with its JSON as the body."""
 

@@ -22,6 +22,8 @@ from massgen_es.events import (
     ExecutionFailed,
     ExecutionRequested,
     McpServerStateChanged,
+    MediaGenerated,
+    MediaSaved,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
@@ -166,6 +168,11 @@ class RunView:
                 self._apply_tool(r, ev, agent)
         elif isinstance(ev, _DECISION_EVENTS):
             self._apply_decision(r, ev)
+        elif isinstance(ev, MediaGenerated):
+            self._log(r, ev.agent_id, "media", f"{ev.kind} {ev.file_name} ({ev.object.size} bytes, {ev.mime_type}, "
+                      f"{ev.model}; object {ev.object.name[:12]}): {preview(ev.prompt)}")
+        elif isinstance(ev, MediaSaved):
+            self._log(r, ev.agent_id, "media", f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
         else:
             self._apply_run(r, ev)
 

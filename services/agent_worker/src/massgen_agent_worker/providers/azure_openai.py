@@ -29,6 +29,7 @@ from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText, 
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ConfigError
 from massgen_es.events import TurnRequested
+from massgen_es.media import Attachment
 
 DEFAULT_API_VERSION = "2024-12-01-preview"
 
@@ -69,14 +70,16 @@ def client(cfg: BackendConfig) -> openai.AsyncAzureOpenAI:
     )
 
 
-async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
-    """One streamed chat completion on the Azure deployment ``cfg.model``.
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, attachments: tuple[Attachment, ...] = ()
+) -> Completion:
+    """One streamed chat completion on the Azure deployment ``cfg.model`` (``attachments`` as chatcompletion's).
 
     Raises:
         ProviderError: a subclass per failure kind (:func:`chatcompletion.map_openai_error`).
         ConfigError: no endpoint, or the API-key variable is not set.
     """
-    return await chatcompletion.stream_chat(client(cfg), cfg, request, on_text)
+    return await chatcompletion.stream_chat(client(cfg), cfg, request, on_text, attachments)
 
 
 adapter = FunctionAdapter(complete)

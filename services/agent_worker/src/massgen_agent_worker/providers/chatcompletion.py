@@ -34,6 +34,7 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.media import Attachment
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -205,18 +206,47 @@ def parse_decision(text: str, attempt: int) -> tuple[ToolCall, ...]:
 
 
 async def complete(
-    cfg: BackendConfig, request: TurnRequested, on_text: OnText, base_url: str | None = None
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, base_url: str | None = None,
+    attachments: tuple[Attachment, ...] = (),
 ) -> Completion:
-    """One streamed chat completion for ``request`` (see module docstring for the two tool modes).
+    """One streamed chat completion for ``request`` (see module docstring for the two tool modes), with
+    ``attachments`` (the backend's ``upload_files``) on the first user message (:func:`attach`).
 
     Raises:
         ProviderError: a subclass per failure kind (:func:`map_openai_error`).
         ConfigError: the API-key variable is not set.
     """
-    return await stream_chat(client(cfg, base_url), cfg, request, on_text)
+    return await stream_chat(client(cfg, base_url), cfg, request, on_text, attachments)
 
 
-def request_params(cfg: BackendConfig, request: TurnRequested) -> tuple[dict[str, Any], bool]:
+def content_part(a: Attachment) -> dict[str, Any]:
+    """An uploaded file as a Chat Completions content part: an image as an ``image_url`` data URI, audio
+    as ``input_audio`` (``wav`` or ``mp3``)."""
+    if a.kind == "image":
+        return {"type": "image_url", "image_url": {"url": a.data_uri}}
+    if a.kind == "audio":
+        fmt = {"audio/wav": "wav", "audio/mpeg": "mp3"}.get(a.mime_type)
+        if fmt is not None:
+            return {"type": "input_audio", "input_audio": {"data": a.base64, "format": fmt}}
+    raise ConfigError(f"Chat Completions takes no {a.kind} upload of type {a.mime_type} ({a.name}); remove it "
+                      "from `upload_files`")
+
+
+def attach(messages: list[dict[str, Any]], attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    """``messages`` with the first user message's text followed by ``attachments`` as content parts."""
+    if not attachments:
+        return messages
+    at = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if at is None:
+        return messages
+    text = messages[at]["content"]
+    parts = ([{"type": "text", "text": text}] if text else []) + [content_part(a) for a in attachments]
+    return [*messages[:at], {"role": "user", "content": parts}, *messages[at + 1 :]]
+
+
+def request_params(
+    cfg: BackendConfig, request: TurnRequested, attachments: tuple[Attachment, ...] = ()
+) -> tuple[dict[str, Any], bool]:
     """The ``chat.completions.create`` keyword arguments for ``request``, and whether the JSON-schema
     decision mode is on (``tool_mode: json_schema`` with tools offered; see the module docstring)."""
     json_mode = backends.tool_mode(cfg) == "json_schema" and bool(request.tools)
@@ -240,18 +270,20 @@ def request_params(cfg: BackendConfig, request: TurnRequested) -> tuple[dict[str
         params["messages"] = _native_messages(request.messages)
         if request.tools:
             params["tools"] = _native_tools(request.tools)
+    params["messages"] = attach(params["messages"], attachments)
     return params, json_mode
 
 
 async def stream_chat(
-    client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText
+    client: openai.AsyncOpenAI, cfg: BackendConfig, request: TurnRequested, on_text: OnText,
+    attachments: tuple[Attachment, ...] = (),
 ) -> Completion:
     """The Chat Completions call of :func:`complete` on a given client (Azure brings its own).
 
     Raises:
         ProviderError: a subclass per failure kind (:func:`map_openai_error`).
     """
-    params, json_mode = request_params(cfg, request)
+    params, json_mode = request_params(cfg, request, attachments)
     reply = StreamedReply(on_text)
     finish: str | None = None
     usage = Usage()

@@ -53,6 +53,7 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ProviderBlock, ToolCall, ToolSpec, TurnRequested, Usage
+from massgen_es.media import Attachment
 
 DEFAULT_MAX_TOKENS = 4096
 """MassGen's ``max_tokens`` for Claude when the config sets none (spec §2.1)."""
@@ -212,8 +213,25 @@ def _turn_opens_with_thinking(messages: list[dict[str, Any]]) -> bool:
     return first is not None and first["content"][0]["type"] in THINKING_BLOCKS
 
 
-def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]:
-    """The ``messages.create`` keyword arguments for ``request`` (without ``stream``).
+def content_block(a: Attachment) -> dict[str, Any]:
+    """An uploaded file as a Messages API content block: ``image`` (base64 source), or ``document`` (a
+    PDF as a base64 source, plain text as a text source)."""
+    if a.kind == "image":
+        return {"type": "image", "source": {"type": "base64", "media_type": a.mime_type, "data": a.base64}}
+    if a.kind == "file" and a.mime_type == "text/plain":
+        return {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                               "data": a.data.decode("utf-8", "replace")}, "title": a.name}
+    if a.kind == "file":
+        return {"type": "document", "source": {"type": "base64", "media_type": a.mime_type, "data": a.base64},
+                "title": a.name}
+    raise ConfigError(f"the Messages API takes no {a.kind} uploads ({a.name}); remove it from `upload_files`")
+
+
+def request_params(
+    cfg: BackendConfig, request: TurnRequested, attachments: tuple[Attachment, ...] = ()
+) -> dict[str, Any]:
+    """The ``messages.create`` keyword arguments for ``request`` (without ``stream``); ``attachments``
+    (the backend's ``upload_files``) go first in the first user message, as the docs advise for images.
 
     Extended thinking is sent, including on the calls that continue a tool loop whose assistant turn
     opens with the thinking blocks of its first reply (the worker's tool rounds keep them). A call that
@@ -228,6 +246,9 @@ def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]
         raise ConfigError(f"`backend.model` is required for backend type {cfg.type} (e.g. claude-sonnet-4-5)")
     max_tokens = cfg.max_tokens if cfg.max_tokens is not None else DEFAULT_MAX_TOKENS
     system, messages = convert_messages(request.messages)
+    first_user = next((m for m in messages if m["role"] == "user"), None)
+    if first_user is not None and attachments:
+        first_user["content"][:0] = [content_block(a) for a in attachments]
     params: dict[str, Any] = {"model": cfg.model, "max_tokens": max_tokens, "messages": messages}
     if system:
         params["system"] = system
@@ -279,8 +300,11 @@ class _ThinkingBlocks:
         return tuple(ProviderBlock(provider=PROVIDER, data=self.by_index[i]) for i in sorted(self.by_index))
 
 
-async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
-    """One streamed Messages API call for ``request``: text deltas go to ``on_text``, every other
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, attachments: tuple[Attachment, ...] = ()
+) -> Completion:
+    """One streamed Messages API call for ``request`` (with ``attachments``, :func:`request_params`):
+    text deltas go to ``on_text``, every other
     content delta (tool input JSON, thinking, signature, citations) to ``on_text("")``.
 
     Returns the joined text, the ``tool_use`` blocks as neutral ``ToolCall(id, name, arguments)``
@@ -295,7 +319,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
             ``ProviderConnectionError`` when the stream ends before ``message_stop``.
         ConfigError: the API-key variable is not set, no model, or the thinking budget does not fit.
     """
-    params = request_params(cfg, request)
+    params = request_params(cfg, request, attachments)
     client = _client(cfg)
     label = f"{cfg.type} endpoint"
     reply = StreamedReply(on_text)

@@ -49,6 +49,7 @@ from massgen_es.errors import (
     provider_error_for_status,
 )
 from massgen_es.events import Message, ToolSpec, TurnRequested, Usage
+from massgen_es.media import Attachment
 
 try:  # google-genai prefers httpx2 when it is installed, else httpx
     import httpx2
@@ -244,8 +245,19 @@ def build_config(
     return config
 
 
-async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
-    """One streamed ``generateContent`` call for ``request`` (see the module docstring for the modes).
+def attach(contents: list[types.Content], attachments: tuple[Attachment, ...]) -> None:
+    """Add ``attachments`` (the backend's ``upload_files``) as inline data parts to the first user turn."""
+    first = next((c for c in contents if c.role == "user"), None)
+    if first is not None and attachments:
+        first.parts = [*(first.parts or ()), *(types.Part.from_bytes(data=a.data, mime_type=a.mime_type)
+                                             for a in attachments)]
+
+
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, attachments: tuple[Attachment, ...] = ()
+) -> Completion:
+    """One streamed ``generateContent`` call for ``request`` (see the module docstring for the modes),
+    ``attachments`` as inline data parts of the first user turn.
 
     Text parts go to ``on_text``; thought, function-call and code-execution parts call ``on_text("")``.
     ``time_to_first_token_s`` is the time to the first streamed part of any kind.
@@ -260,6 +272,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
     system, contents = (
         _json_contents(request.messages, request.tools) if json_mode else native_contents(request.messages)
     )
+    attach(contents, attachments)
     config = build_config(cfg, request, json_mode, system)
     model = cfg.model or DEFAULT_MODEL
     client = _client(cfg)

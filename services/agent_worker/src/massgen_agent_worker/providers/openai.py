@@ -53,6 +53,7 @@ from massgen_agent_worker.providers.chatcompletion import map_openai_error
 from massgen_agent_worker.providers.streaming import StreamedReply
 from massgen_es.config import BackendConfig
 from massgen_es.errors import (
+    ConfigError,
     ProviderBadRequest,
     ProviderConnectionError,
     ProviderError,
@@ -60,6 +61,7 @@ from massgen_es.errors import (
     ProviderServerError,
 )
 from massgen_es.events import Message, ToolSpec, TurnRequested, Usage
+from massgen_es.media import Attachment
 
 # Stream events that are progress without text: each calls on_text("") (first-token timeout, liveness).
 _PROGRESS_EVENTS = frozenset(
@@ -122,9 +124,33 @@ def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def request_params(cfg: BackendConfig, request: TurnRequested) -> dict[str, Any]:
-    """The keyword arguments of ``client.responses.create`` for ``request``."""
+def input_part(a: Attachment) -> dict[str, Any]:
+    """An uploaded file as a Responses input content part: ``input_image`` (a data URI) or
+    ``input_file`` (a PDF as a data URI with its file name)."""
+    if a.kind == "image":
+        return {"type": "input_image", "image_url": a.data_uri, "detail": "auto"}
+    if a.kind == "file":
+        return {"type": "input_file", "filename": a.name, "file_data": a.data_uri}
+    raise ConfigError(f"the Responses API takes no {a.kind} uploads ({a.name}); remove it from `upload_files`")
+
+
+def attach(items: list[dict[str, Any]], attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    """``items`` with the first user message's text followed by ``attachments`` as input parts."""
+    at = next((i for i, m in enumerate(items) if m.get("role") == "user"), None) if attachments else None
+    if at is None:
+        return items
+    text = items[at]["content"]
+    parts = ([{"type": "input_text", "text": text}] if text else []) + [input_part(a) for a in attachments]
+    return [*items[:at], {"type": "message", "role": "user", "content": parts}, *items[at + 1 :]]
+
+
+def request_params(
+    cfg: BackendConfig, request: TurnRequested, attachments: tuple[Attachment, ...] = ()
+) -> dict[str, Any]:
+    """The keyword arguments of ``client.responses.create`` for ``request``, ``attachments`` (the
+    backend's ``upload_files``) on the first user message."""
     instructions, items = input_items(request.messages)
+    items = attach(items, attachments)
     params: dict[str, Any] = {"model": cfg.model or "gpt-4o-mini", "input": items, "stream": True}
     if instructions is not None:
         params["instructions"] = instructions
@@ -224,8 +250,10 @@ async def _output_item(reply: StreamedReply, event: Any, index_of: dict[str, int
         await reply.progress()
 
 
-async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) -> Completion:
-    """One streamed Responses call for ``request`` (shapes in the module docstring).
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, attachments: tuple[Attachment, ...] = ()
+) -> Completion:
+    """One streamed Responses call for ``request`` (shapes in the module docstring), with ``attachments``.
 
     Raises:
         ProviderError: a subclass per failure kind (:func:`map_error`; a failed response or ``error``
@@ -233,7 +261,7 @@ async def complete(cfg: BackendConfig, request: TurnRequested, on_text: OnText) 
         ConfigError: the API-key variable is not set.
     """
     label = f"{cfg.type} endpoint"
-    params = request_params(cfg, request)
+    params = request_params(cfg, request, attachments)
     client = chatcompletion.client(cfg)
     reply = StreamedReply(on_text)
     index_of: dict[str, int] = {}  # item id -> output_index, the index calls are assembled by
