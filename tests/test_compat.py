@@ -129,3 +129,8 @@ def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_
     done = subprocess.run([massgen, "config", "migrate", "--write", str(path)], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "top_k: 5" in path.read_text() and "extra_body" in path.read_text()
+
+
+def test_a_refused_key_that_turns_its_feature_off_loads():
+    cfg = parse_config({**_team(enable_video_generation=False), "memory": {"enabled": False}})
+    assert cfg.team[0].id == "a"

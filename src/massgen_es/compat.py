@@ -10,7 +10,8 @@ says, for a key of one block (``SCOPES``), what loading does with it:
   ``append_system_prompt``); here it is appended to ``system_message``;
 - ``ignore``: a key MassGen itself ignores or that has no effect here; the config loads, with a warning;
 - ``refuse``: a MassGen feature this system does not have; loading fails with a message naming the
-  feature (never "check its spelling", which is for keys nobody knows).
+  feature (never "check its spelling", which is for keys nobody knows). A key that turns its feature off
+  (``false``, ``{enabled: false}``) loads.
 
 :func:`translate` applies the table to parsed YAML before it is validated (``config.parse_config``);
 :func:`migrate` rewrites a MassGen file into our keys (``massgen config migrate``). Sources: MassGen
@@ -103,6 +104,9 @@ SCOPES: dict[str, dict[str, Key]] = {
                                                    "configs, env files)"),
         "command_line_docker_packages": _refuse("package preinstall at container start; build an image with "
                                                 "them instead (`command_line_docker_dockerfile`)"),
+        "enable_file_generation": _refuse("document generation (PDF/DOCX/XLSX/PPTX files); the agent can still "
+                                          "write files in its workspace with `cwd`"),
+        "enable_video_generation": _refuse("video generation (Sora)"),
         "enable_computer_use": _COMPUTER_USE,
         "display_width": _COMPUTER_USE,
         "display_height": _COMPUTER_USE,
@@ -216,7 +220,9 @@ def _apply(block: dict[str, Any], scope: str, where: str, out: Translation, agen
     for key in [k for k in block if k in SCOPES[scope]]:
         rule, path = SCOPES[scope][key], f"{where}.{key}" if where else key
         value = block[key]
-        if rule.kind == "refuse":
+        if rule.kind == "refuse" and not _in_use(value):
+            del block[key]  # `enable_x: false`, `memory: {enabled: false}`: the feature is off, as here
+        elif rule.kind == "refuse":
             out.refused.append(f"`{path}` is MassGen's {rule.what}, which this system does not support; "
                                "remove it to run here")
         elif rule.kind == "ignore":
@@ -236,6 +242,13 @@ def _apply(block: dict[str, Any], scope: str, where: str, out: Translation, agen
             if isinstance(value, str) and value.strip():
                 base = agent.get("system_message")
                 agent["system_message"] = f"{base}\n\n{value}" if isinstance(base, str) and base else value
+
+
+def _in_use(value: object) -> bool:
+    """Whether a refused key asks for its feature: not ``false``, empty, or ``{enabled: false}``."""
+    if _is_dict(value) and value.get("enabled") is False:
+        return False
+    return value not in (None, False, "", [], {})
 
 
 def migrate(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -224,10 +224,6 @@ class BackendConfig(_Strict, frozen=True):
     Images API); the file goes to the Object Store (``media.generated``) and the workspace if ``cwd`` is set."""
     enable_audio_generation: bool = False
     """Offer ``generate_audio(text, voice?)``, likewise (``openai``: text-to-speech)."""
-    enable_file_generation: bool = False
-    """MassGen's document generation: not supported here; refused at load (``massgen_es.media``)."""
-    enable_video_generation: bool = False
-    """MassGen's video generation: not supported here; refused at load (``massgen_es.media``)."""
 
 
 class AgentConfig(_Strict, frozen=True):

@@ -149,18 +149,13 @@ def check_uploads(backend_type: str, uploads: tuple[UploadFile, ...], max_mb: fl
                               f"{', '.join(sorted(accepted[u.kind]))}")
 
 
-GENERATION_KEYS = ("enable_image_generation", "enable_audio_generation", "enable_file_generation",
-                   "enable_video_generation")
-"""MassGen's ``enable_*_generation`` backend keys (MassGen spec §2.8, §5.2)."""
+GENERATION_KEYS = ("enable_image_generation", "enable_audio_generation")
+"""MassGen's ``enable_*_generation`` backend keys built here (MassGen spec §2.8, §5.2); its file and video
+generation keys are refused by ``massgen_es.compat``."""
 
 GENERATES: dict[str, frozenset[str]] = {"openai": frozenset({"enable_image_generation", "enable_audio_generation"})}
 """The generation keys each adapter honours, through its provider's own API (``openai``: the Images API and
 text-to-speech, ``massgen_agent_worker.generation``)."""
-
-_NOT_HERE = {
-    "enable_file_generation": "document generation (PDF/DOCX/XLSX/PPTX files)",
-    "enable_video_generation": "video generation",
-}
 
 
 def check_generation(backend_type: str, flags: dict[str, bool], where: str, origin: str) -> None:
@@ -172,9 +167,6 @@ def check_generation(backend_type: str, flags: dict[str, bool], where: str, orig
     for key in GENERATION_KEYS:
         if not flags.get(key):
             continue
-        if key in _NOT_HERE:
-            raise ConfigError(f"{origin}: `{where}.{key}`: MassGen's {_NOT_HERE[key]} is not supported by this "
-                              "system; remove the key (the agent can still write files in its workspace with `cwd`)")
         if key not in GENERATES.get(backends.capabilities(backend_type).adapter, frozenset()):
             able = sorted(t for t, c in backends.BACKENDS.items() if key in GENERATES.get(c.adapter, frozenset()))
             raise ConfigError(f"{origin}: `{where}.{key}`: this system generates {key.split('_')[1]} only through "
