@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, media, mcp, models
+from massgen_es import backends, compat, custom_tools, mcp, media, models
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
