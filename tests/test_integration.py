@@ -147,6 +147,35 @@ async def test_failing_agent_is_dropped_and_the_run_goes_on(fresh_nats, fake: Fa
     assert of(records, RunCompleted)[0].winner_id == "agent-a"
 
 
+async def test_a_bug_in_an_adapter_fails_the_turn_visibly_and_the_run_goes_on(
+    fresh_nats, fake: FakeOpenAI, monkeypatch
+) -> None:
+    """An exception no adapter maps (an SDK bug: the corpus walk met openai's "partially initialized
+    module 'httpx'") is a ``turn.failed`` with an ``InternalError``, so the orchestrator asks again or
+    drops the agent, instead of the turn vanishing and the run waiting out its timeout."""
+    from massgen_agent_worker import providers
+
+    real = providers.complete
+    calls = {"n": 0}
+
+    async def flaky(request, on_text, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise AttributeError("partially initialized module 'httpx' has no attribute 'Response'")
+        return await real(request, on_text, **kwargs)
+
+    monkeypatch.setattr(providers, "complete", flaky)
+    cfg, (m,) = team(fake, 1)
+    fake.default(m, agent_script("Paris", "agent1"))
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        records = await s.wait_done(await s.submit(cfg), 30)
+    [failed] = of(records, TurnFailed)
+    assert failed.failure.type == "InternalError" and "partially initialized" in failed.failure.message
+    assert of(records, RunCompleted)
+
+
 async def test_retryable_provider_errors_are_retried_after_retry_after_and_recorded(fresh_nats, fake: FakeOpenAI):
     cfg, (ma, mb) = team(fake, 2)
     fake.default(ma, agent_script("Paris", "agent1"))

@@ -40,6 +40,8 @@ class Key:
     kind: Kind
     what: str
     to: str = ""
+    hint: str = ""
+    """``refuse``: what to do instead, when there is something."""
 
 
 def _is_dict(value: object) -> TypeGuard[dict[str, Any]]:
@@ -50,8 +52,8 @@ def _is_list(value: object) -> TypeGuard[list[Any]]:
     return isinstance(value, list)
 
 
-def _refuse(what: str) -> Key:
-    return Key("refuse", what)
+def _refuse(what: str, hint: str = "") -> Key:
+    return Key("refuse", what, hint=hint)
 
 
 def _ignore(what: str) -> Key:
@@ -65,7 +67,7 @@ _SKILLS = _refuse("skills (openskills directories offered to agents)")
 SCOPES: dict[str, dict[str, Key]] = {
     "top": {
         "memory": _refuse("conversation memory and context compression (mem0 + Qdrant, spec §5.4)"),
-        "session_id": _refuse("memory session ids; a conversation here is `massgen submit --session ID` or "
+        "session_id": _refuse("memory session ids", "a conversation here is `massgen submit --session ID` or "
                               "`massgen chat`"),
         "display": _ignore("display block of the computer-use examples, which MassGen does not read"),
         "timeout": _ignore("`timeout` block, which only MassGen's validator reads; the run's limit is "
@@ -102,10 +104,10 @@ SCOPES: dict[str, dict[str, Key]] = {
                                              "under the run's data directory"),
         "command_line_docker_credentials": _refuse("Docker credential mounts (ssh keys, git/gh/npm/pypi "
                                                    "configs, env files)"),
-        "command_line_docker_packages": _refuse("package preinstall at container start; build an image with "
+        "command_line_docker_packages": _refuse("package preinstall at container start", "build an image with "
                                                 "them instead (`command_line_docker_dockerfile`)"),
-        "enable_file_generation": _refuse("document generation (PDF/DOCX/XLSX/PPTX files); the agent can still "
-                                          "write files in its workspace with `cwd`"),
+        "enable_file_generation": _refuse("document generation (PDF/DOCX/XLSX/PPTX files)", "the agent can "
+                                          "still write files in its workspace with `cwd`"),
         "enable_video_generation": _refuse("video generation (Sora)"),
         "enable_computer_use": _COMPUTER_USE,
         "display_width": _COMPUTER_USE,
@@ -224,7 +226,7 @@ def _apply(block: dict[str, Any], scope: str, where: str, out: Translation, agen
             del block[key]  # `enable_x: false`, `memory: {enabled: false}`: the feature is off, as here
         elif rule.kind == "refuse":
             out.refused.append(f"`{path}` is MassGen's {rule.what}, which this system does not support; "
-                               "remove it to run here")
+                               "remove it to run here" + (f" ({rule.hint})" if rule.hint else ""))
         elif rule.kind == "ignore":
             del block[key]
             out.warnings.append(f"`{path}` ignored: MassGen's {rule.what}")

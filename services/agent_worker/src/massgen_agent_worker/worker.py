@@ -209,7 +209,11 @@ class AgentWorker:
         talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools, self.objects)
         try:
             result = await talk.run()
-        except (ProviderError, MassgenError) as exc:
+        except _RunEnded:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug (ours or an SDK's) costs this turn, recorded, not the run
+            if not isinstance(exc, ProviderError | MassgenError):
+                log.exception("run %s: turn %s failed unexpectedly", record.run_id, req.turn_id)
             await deltas.close()
             await emit("failed", TurnFailed(
                 turn_id=req.turn_id, agent_id=req.agent_id, attempt=req.attempt, failure=failure_of(exc)

@@ -12,6 +12,7 @@ each retry as an event). ``massgen_es.backends`` names the adapter of each ``bac
 from __future__ import annotations
 
 import asyncio
+import importlib
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -168,6 +169,21 @@ _loaded: dict[str, Adapter] = {}
 """Adapters already loaded, by adapter name."""
 
 
+_SHARED_MODULES = ("httpx",)
+"""Modules one SDK imports and another reads from ``sys.modules``: the ``openai`` SDK treats a loaded
+``httpx`` as a legacy client type (``openai._httpx2.http_response_types``), so an openai call made while
+another adapter's thread is still importing ``httpx`` (google-genai, anthropic) fails with "partially
+initialized module 'httpx'" (seen in the MassGen corpus walk). Every loader imports them first: the
+``import`` statement waits for another thread's import to finish, so no adapter is usable before they
+are whole."""
+
+
+def _with_shared_modules(load: Callable[[], Adapter]) -> Adapter:
+    for module in _SHARED_MODULES:
+        importlib.import_module(module)
+    return load()
+
+
 async def adapter_for(cfg: BackendConfig) -> Adapter:
     """The adapter serving ``cfg.type``, loaded on first use.
 
@@ -185,7 +201,7 @@ async def adapter_for(cfg: BackendConfig) -> Adapter:
         # A provider SDK's first import takes up to seconds: in a thread, so that the worker's other
         # turns, heartbeats and SIGTERM handling are not held up. The import statement waits for a
         # module another thread is still initialising (sys.modules alone would hand it over half-done).
-        adapter = _loaded[name] = await asyncio.to_thread(load)
+        adapter = _loaded[name] = await asyncio.to_thread(_with_shared_modules, load)
     except ImportError as exc:
         raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
     return adapter
