@@ -435,3 +435,14 @@ async def test_backend_type_openai_dispatches_to_the_responses_adapter(llmock):
     result = await providers.complete(req, Sink())
     assert result.content == "dispatched"
     assert [r.path for r in llmock.requests] == ["/v1/responses"]
+
+
+async def test_adapters_load_whether_or_not_a_shared_module_is_installed(monkeypatch):
+    """``providers._SHARED_MODULES`` are imported before an adapter when installed; an image without one
+    (the worker image has no legacy ``httpx``) still loads its adapters."""
+    from massgen_agent_worker import providers
+
+    monkeypatch.setattr(providers, "_SHARED_MODULES", ("json", "massgen_no_such_module"))
+    monkeypatch.setattr(providers, "_loaded", {})
+    adapter = await providers.adapter_for(msgspec.convert({"type": "vllm", "model": "m"}, BackendConfig))
+    assert adapter is providers.ADAPTERS["chatcompletion"]()

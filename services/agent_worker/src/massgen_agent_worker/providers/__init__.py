@@ -180,7 +180,11 @@ are whole."""
 
 def _with_shared_modules(load: Callable[[], Adapter]) -> Adapter:
     for module in _SHARED_MODULES:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # not installed (the worker image): nothing half-imported to see
+            if exc.name != module:
+                raise
     return load()
 
 
