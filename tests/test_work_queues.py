@@ -129,3 +129,28 @@ async def test_a_consumer_stops_even_when_a_pull_swallows_its_cancellation(fresh
         assert done == {serving} and serving.cancelled()
     finally:
         await nc.close()
+
+
+async def test_retrying_stops_when_a_transient_error_was_a_swallowed_cancel() -> None:
+    """``cluster.retrying`` tries again on a timeout; a timeout that was a cancel (CPython gh-86296 under
+    nats-py's ``request``) must end it, not start another attempt (seen in CI: an orchestrator that
+    outlived its cancel)."""
+    import asyncio
+
+    from massgen_es.bus import cluster
+
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise TimeoutError from None  # what wait_for does when the timeout fires alongside
+
+    task = asyncio.create_task(cluster.retrying(call, "appending", for_s=30))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=3)
+    assert done == {task} and task.cancelled() and calls == 1

@@ -91,6 +91,16 @@ def transient(exc: BaseException) -> bool:
                       | nats.errors.ConnectionReconnectingError)
 
 
+def raise_if_cancelled() -> None:
+    """Raise the cancellation this task was sent but did not get. Python 3.11's ``asyncio.wait_for``
+    (under nats-py's ``fetch`` and ``request``) returns its result or times out when that lands together
+    with a cancel (CPython gh-86296), so a loop that tries again on a timeout would run on after
+    SIGTERM; the task still counts the request (``Task.cancelling``). Every such loop calls this."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def retrying(call: Callable[[], Awaitable[T]], what: str, for_s: float = RETRY_FOR_S) -> T:
     """``await call()``, repeated while it fails transiently (:func:`transient`), for up to ``for_s``
     seconds. ``call`` must be safe to repeat: a publish carries its ``Nats-Msg-Id``.
@@ -107,6 +117,7 @@ async def retrying(call: Callable[[], Awaitable[T]], what: str, for_s: float = R
         except Exception as exc:
             if not transient(exc):
                 raise
+            raise_if_cancelled()  # a timeout that was a cancel: stop, do not try again
             if time.monotonic() > deadline:
                 raise BusError(f"{what}: no JetStream answer for {for_s:g} s ({type(exc).__name__}: {exc}); "
                                "is a quorum of the NATS cluster up?") from exc

@@ -400,7 +400,7 @@ class JetStreamEventLog:
                 try:
                     return await asyncio.wait_for(asyncio.shield(done), timeout=_READ_STALL_S)
                 except TimeoutError:
-                    _raise_if_cancelled()
+                    cluster.raise_if_cancelled()
                     continue
             raise BusError(
                 f"reading {filter_subject} from seq {start} stalled after {len(out) - n_before} events; "
@@ -556,7 +556,7 @@ class WorkQueue:
         try:
             while True:
                 await slots.acquire()
-                _raise_if_cancelled()
+                cluster.raise_if_cancelled()
                 try:
                     msgs = await sub.fetch(1, timeout=1.0)
                 except TimeoutError:
@@ -582,16 +582,6 @@ class WorkQueue:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-
-
-def _raise_if_cancelled() -> None:
-    """Raise the cancellation this task was sent but did not get. Python 3.11's ``asyncio.wait_for``
-    (under nats-py's ``fetch``) returns its result or times out when that lands together with a cancel
-    (CPython gh-86296), so a loop that pulls again on a timeout would run on after SIGTERM; the task
-    still counts the request (``Task.cancelling``)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _log_seq(msg: Msg) -> int:
