@@ -154,3 +154,39 @@ async def test_retrying_stops_when_a_transient_error_was_a_swallowed_cancel() ->
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=3)
     assert done == {task} and task.cancelled() and calls == 1
+
+
+async def test_following_the_log_stops_when_the_consumer_swallowed_its_cancel(fresh_nats: NatsServer) -> None:
+    """A follower (the orchestrator) whose work on a record swallowed its task's cancel (an append's
+    ``wait_for`` returning its result alongside the cancel) must not wait for the next record forever."""
+    import asyncio
+
+    from massgen_es.bus import Draft
+    from massgen_es.bus.jetstream import JetStreamEventLog
+    from massgen_es.events import RunCancelRequested, Source
+
+    nc = await connect(fresh_nats.url, "pytest")
+    try:
+        await ensure_streams(nc.jetstream())
+        log = JetStreamEventLog(nc)
+        handled = asyncio.Event()
+
+        async def follower() -> None:
+            async for _ in log.follow("r1"):
+                task = asyncio.current_task()
+                assert task is not None
+                handled.set()
+                try:
+                    await asyncio.sleep(10)  # work the cancel lands in ...
+                except asyncio.CancelledError:
+                    pass  # ... and that finishes anyway, as wait_for does when its result is ready
+
+        following = asyncio.create_task(follower())
+        await log.append("r1", "cli", [Draft("r1:x", RunCancelRequested(by="t"))],
+                         origin=Source(service="cli", instance="t"))
+        await asyncio.wait_for(handled.wait(), 10)
+        following.cancel()
+        done, _ = await asyncio.wait([following], timeout=5)
+        assert done == {following} and following.cancelled()
+    finally:
+        await nc.close()

@@ -423,6 +423,9 @@ class JetStreamEventLog:
                 yield decode_lenient(
                     msg.data, msg.metadata.sequence.stream, subjects.run_id_of(msg.subject)
                 )
+                # The consumer's work on that record (an append, a request) may have swallowed its
+                # task's cancel (cluster.raise_if_cancelled); waiting for the next one would be forever.
+                cluster.raise_if_cancelled()
         finally:
             await asyncio.shield(sub.unsubscribe())
 
