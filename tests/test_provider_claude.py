@@ -315,13 +315,16 @@ async def test_thinking_sampling_extra_body_and_server_tools_reach_the_request(l
     ]
 
 
+_OK_REPLY = [message_start(input_tokens=5), *text_block(0, "ok"),
+             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                "usage": {"output_tokens": 1}}),
+             ("message_stop", {"type": "message_stop"})]
+"""A streamed one-word text reply, for the tests that look at the request only."""
+
+
 async def test_code_execution_needs_no_beta_header(monkeypatch):
     seen: list[dict[str, Any]] = []
-    events = [message_start(input_tokens=5), *text_block(0, "ok"),
-              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                 "usage": {"output_tokens": 1}}),
-              ("message_stop", {"type": "message_stop"})]
-    async with sse_server(events, seen=seen) as url:
+    async with sse_server(_OK_REPLY, seen=seen) as url:
         await claude.complete(backend(url, monkeypatch, enable_code_execution=True), turn(), Recorder())
     assert seen[0]["body"]["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
     assert seen[0]["headers"]["authorization"].endswith("sk-ant-test"), "the key comes from api_key_env"
@@ -331,11 +334,7 @@ async def test_code_execution_needs_no_beta_header(monkeypatch):
 async def test_massgen_betas_are_sent_as_the_anthropic_beta_header(monkeypatch):
     """MassGen's ``betas`` list (spec §5.2), on the wire as one comma-separated ``anthropic-beta`` header."""
     seen: list[dict[str, Any]] = []
-    events = [message_start(input_tokens=5), *text_block(0, "ok"),
-              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                 "usage": {"output_tokens": 1}}),
-              ("message_stop", {"type": "message_stop"})]
-    async with sse_server(events, seen=seen) as url:
+    async with sse_server(_OK_REPLY, seen=seen) as url:
         cfg = backend(url, monkeypatch, betas=["computer-use-2025-01-24", "context-1m-2025-08-07"])
         await claude.complete(cfg, turn(), Recorder())
     assert seen[0]["headers"]["anthropic-beta"] == "computer-use-2025-01-24,context-1m-2025-08-07"

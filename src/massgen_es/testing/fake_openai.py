@@ -313,10 +313,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
-        try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        except json.JSONDecodeError as e:
-            self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
+        body = self._json_body()
+        if body is None:
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         model = body.get("model")
@@ -351,12 +349,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # client went away mid-reply
             pass
 
-    def _media(self, path: str, query: dict[str, str]) -> None:
-        """The images and speech routes (module docstring)."""
+    def _json_body(self) -> dict | None:
+        """The request's JSON body, or None after answering 400 to one that is not JSON."""
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         except json.JSONDecodeError as e:
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
+            return None
+
+    def _media(self, path: str, query: dict[str, str]) -> None:
+        """The images and speech routes (module docstring)."""
+        body = self._json_body()
+        if body is None:
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.owner._record_and_pick(Received(path=path, query=query, headers=headers, body=body), None)
