@@ -132,5 +132,5 @@ def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_
 
 
 def test_a_refused_key_that_turns_its_feature_off_loads():
-    cfg = parse_config({**_team(enable_video_generation=False), "memory": {"enabled": False}})
+    cfg = parse_config({**_team(enable_computer_use=False), "memory": {"enabled": False}})
     assert cfg.team[0].id == "a"

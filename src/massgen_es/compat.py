@@ -106,9 +106,6 @@ SCOPES: dict[str, dict[str, Key]] = {
                                                    "configs, env files)"),
         "command_line_docker_packages": _refuse("package preinstall at container start", "build an image with "
                                                 "them instead (`command_line_docker_dockerfile`)"),
-        "enable_file_generation": _refuse("document generation (PDF/DOCX/XLSX/PPTX files)", "the agent can "
-                                          "still write files in its workspace with `cwd`"),
-        "enable_video_generation": _refuse("video generation (Sora)"),
         "enable_computer_use": _COMPUTER_USE,
         "display_width": _COMPUTER_USE,
         "display_height": _COMPUTER_USE,

@@ -224,6 +224,11 @@ class BackendConfig(_Strict, frozen=True):
     Images API); the file goes to the Object Store (``media.generated``) and the workspace if ``cwd`` is set."""
     enable_audio_generation: bool = False
     """Offer ``generate_audio(text, voice?)``, likewise (``openai``: text-to-speech)."""
+    enable_video_generation: bool = False
+    """Offer ``generate_video(prompt, seconds?, size?)``, likewise (``openai``: the Videos API, Sora)."""
+    enable_file_generation: bool = False
+    """Offer ``generate_file(prompt, file_format, filename?)``: the backend's model writes the content, the
+    worker renders it as PDF, DOCX, XLSX, PPTX, Markdown or text; likewise stored and saved."""
 
 
 class AgentConfig(_Strict, frozen=True):

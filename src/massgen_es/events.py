@@ -812,8 +812,8 @@ class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
 
 
 class MediaGenerated(Event, frozen=True, tag="media.generated"):
-    """A model's ``generate_image`` or ``generate_audio`` call made a file through its provider's own API
-    (``enable_image_generation`` / ``enable_audio_generation``; the agent worker calls it, as it holds the
+    """A model's ``generate_image``, ``generate_audio``, ``generate_video`` or ``generate_file`` call made a
+    file through its provider's own API (``enable_*_generation``; the agent worker calls it, as it holds the
     provider key). The bytes are in the Object Store. Also the MCP broker's work item: it writes the file
     into the agent's workspace when the agent has one (``media.saved``)."""
 
@@ -821,13 +821,13 @@ class MediaGenerated(Event, frozen=True, tag="media.generated"):
     turn_id: str
     agent_id: str
     attempt: int
-    kind: Literal["image", "audio"]
+    kind: Literal["image", "audio", "video", "file"]
     file_name: str
     """The name the model is told, and the file's name in the workspace (``image_<call>.png``)."""
     mime_type: str
     object: ObjectRef
     prompt: str
-    """The image prompt, or the text spoken."""
+    """The image, video or document prompt, or the text spoken."""
     model: str
 
 

@@ -25,6 +25,16 @@ others (``fake.requests("gpt-image-1")``):
   answer (``ImagesResponse``), the image being :attr:`FakeOpenAI.image_png`, once per ``n``;
 - ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``.
 
+And the Videos API (Sora; the worker's ``generate_video``), a job per ``POST``, as ``client.videos`` drives it:
+
+- ``POST /v1/videos`` (a multipart form, as the SDK sends it; recorded under its ``model``): the ``Video``
+  job, ``queued``; or :attr:`FakeOpenAI.video_refusal`'s HTTP error;
+- ``GET /v1/videos/{id}``: the job, ``in_progress`` for :attr:`FakeOpenAI.video_polls` polls (progress
+  rising), then ``completed``, or ``failed`` with :attr:`FakeOpenAI.video_failure`'s error; each answer
+  carries ``openai-poll-after-ms`` (:attr:`FakeOpenAI.poll_after_ms`) as the API does;
+- ``GET /v1/videos/{id}/content``: :attr:`FakeOpenAI.video_mp4` as ``video/mp4`` once the job completed,
+  else a 404.
+
 Example:
     with FakeOpenAI() as fake:
         fake.script("gpt-test", Reply(text="hello"))
@@ -36,6 +46,8 @@ Example:
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import itertools
 import json
 import re
@@ -83,6 +95,7 @@ _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate
 
 AZURE_API_KEY = "fake-azure-key"
 """The ``api-key`` the Azure route accepts unless ``FakeOpenAI(azure_api_key=...)`` names another."""
+_VIDEO_ROUTE = re.compile(r"/v1/videos/(?P<id>[^/]+)(?P<content>/content)?")
 _AZURE_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 # Azure OpenAI's own error bodies for a refused key, an unknown deployment and a missing api-version.
 _AZURE_DENIED = {"error": {"code": "401", "message": (
@@ -166,6 +179,18 @@ class FakeOpenAI:
         """The image ``/v1/images/generations`` sends back (a 1x1 PNG unless a test sets another)."""
         self.speech_mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00" + bytes(64)
         """The audio ``/v1/audio/speech`` sends back."""
+        self.video_mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
+        """The video ``/v1/videos/{id}/content`` sends back."""
+        self.video_polls = 2
+        """How many polls of a video job answer ``in_progress`` before its end."""
+        self.video_failure: tuple[str, str] | None = None
+        """``(code, message)``: video jobs end ``failed`` with this error instead of ``completed``."""
+        self.video_refusal: tuple[int, str] | None = None
+        """``(status, message)``: ``POST /v1/videos`` is refused with this HTTP error."""
+        self.poll_after_ms = 5
+        """The ``openai-poll-after-ms`` a video job's answers carry."""
+        self._videos: dict[str, dict[str, Any]] = {}
+        self._video_polls: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -296,7 +321,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
+        url = urlsplit(self.path)
+        video = _VIDEO_ROUTE.fullmatch(url.path.rstrip("/"))
+        if video is not None:
+            self._video(video["id"], content=bool(video["content"]), query=dict(parse_qsl(url.query)))
+        elif self.path.rstrip("/") == "/v1/models":
             names = self.owner._model_names()
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
             self._send_json(200, {"object": "list", "data": data})
@@ -309,6 +338,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         azure = _AZURE_ROUTE.fullmatch(path)
         if path in ("/v1/images/generations", "/v1/audio/speech"):
             self._media(path, query)
+            return
+        if path == "/v1/videos":
+            self._video_create(query)
             return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
@@ -386,6 +418,79 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "usage": {"input_tokens": words, "output_tokens": 272, "total_tokens": words + 272,
                       "input_tokens_details": {"text_tokens": words, "image_tokens": 0}},
         })
+
+    def _form_body(self) -> dict[str, str]:
+        """A ``multipart/form-data`` body's fields (what ``client.videos.create`` sends), else the JSON body's."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        kind = self.headers.get("Content-Type", "")
+        if not kind.startswith("multipart/form-data"):
+            return json.loads(raw or b"{}")
+        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {kind}\r\n\r\n".encode() + raw)
+        fields: dict[str, str] = {}
+        for part in form.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(payload, bytes):
+                fields[name] = payload.decode()
+        return fields
+
+    def _video_create(self, query: dict[str, str]) -> None:
+        """``POST /v1/videos`` (module docstring)."""
+        try:
+            body = self._form_body()
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self._send_json(400, _error_body(400, f"invalid body: {e}"))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        owner = self.owner
+        owner._record_and_pick(Received("/v1/videos", query, headers, body), None)
+        if owner.video_refusal is not None:
+            self._send_json(owner.video_refusal[0], _error_body(*owner.video_refusal))
+            return
+        if not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`prompt` is required"))
+            return
+        job = {"id": f"video_{owner._next_id()}", "object": "video", "model": body.get("model") or "sora-2",
+               "status": "queued", "progress": 0, "created_at": int(time.time()), "completed_at": None,
+               "error": None, "prompt": body["prompt"], "seconds": body.get("seconds") or "4",
+               "size": body.get("size") or "720x1280"}
+        with owner._lock:
+            owner._videos[job["id"]] = job
+            owner._video_polls[job["id"]] = 0
+        self._send_json(200, job, {"openai-poll-after-ms": str(owner.poll_after_ms)})
+
+    def _video(self, video_id: str, *, content: bool, query: dict[str, str]) -> None:
+        """``GET /v1/videos/{id}`` and ``.../content`` (module docstring)."""
+        owner = self.owner
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = f"/v1/videos/{video_id}" + ("/content" if content else "")
+        owner._record_and_pick(Received(path, query, headers, {}), None)
+        with owner._lock:
+            job = owner._videos.get(video_id)
+            if job is not None and not content:
+                polls = owner._video_polls[video_id] = owner._video_polls[video_id] + 1
+                if polls <= owner.video_polls:
+                    job.update(status="in_progress", progress=min(99, 100 * polls // (owner.video_polls + 1)))
+                elif owner.video_failure is not None:
+                    code, message = owner.video_failure
+                    job.update(status="failed", error={"code": code, "message": message})
+                else:
+                    job.update(status="completed", progress=100, completed_at=int(time.time()))
+            job = dict(job) if job is not None else None
+        if job is None:
+            self._send_json(404, _error_body(404, f"no video {video_id!r}"))
+        elif not content:
+            self._send_json(200, job, {"openai-poll-after-ms": str(owner.poll_after_ms)})
+        elif job["status"] != "completed":
+            self._send_json(404, _error_body(404, f"video {video_id!r} is {job['status']}, not completed"))
+        else:
+            data = owner.video_mp4
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
     def _azure_refusal(
         self, headers: dict[str, str], query: dict[str, str], deployment: str

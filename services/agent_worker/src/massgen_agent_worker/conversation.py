@@ -9,8 +9,9 @@
 - **Retries**: a retryable provider error (rate limit, 5xx, connection, timeout) is retried up to
   ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
-- **Generation tools** (``enable_image_generation`` / ``enable_audio_generation``): offered with the MCP
-  tools and run here, through the provider's API (:mod:`.generation`), not at the broker.
+- **Generation tools** (``enable_image_generation``, ``_audio_``, ``_video_``, ``_file_generation``): offered
+  with the MCP tools and run here, through the provider's API (:mod:`.generation`), not at the broker; a
+  failed generation is a tool result the model reads (``Error: ...``), not a failed turn.
 - **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
   handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
@@ -134,13 +135,20 @@ class Conversation:
         return answers
 
     async def generate(self, call: ToolCall, request_id: str) -> str:
-        """Run a ``generate_image`` / ``generate_audio`` call (:mod:`.generation`): the file goes to the
-        Object Store and ``media.generated``, and into the workspace when the agent has one. Returns the
-        short text the model reads back (``Error: ...`` when it failed)."""
+        """Run a generation call (:mod:`.generation`): the file goes to the Object Store and
+        ``media.generated``, and into the workspace when the agent has one; a model call made for it
+        (``generate_file``'s content) is ``usage.recorded``. Returns the short text the model reads back
+        (``Error: ...`` when it failed)."""
+        started = time.monotonic()
         try:
             made = await generation.generate(self.backend, call)
         except (ProviderError, MassgenError) as exc:
             return f"Error: {exc}"
+        if made.usage is not None:
+            await self.emit(f"usage:{request_id}", UsageRecorded(
+                turn_id=self.req.turn_id, agent_id=self.req.agent_id, attempt=self.req.attempt, model=made.model,
+                usage=made.usage, duration_s=round(time.monotonic() - started, 4),
+                cost_usd=pricing.cost_usd(self.backend.type, made.model, made.usage)))
         if self.objects is None:
             return "Error: this worker has no Object Store to keep the file in"
         ref = await self.objects.put(made.data, made.file_name, exact=True)
@@ -150,13 +158,14 @@ class Conversation:
             model=made.model,
         )
         text = f"Generated {made.kind} {made.file_name} ({ref.size} bytes, {made.mime_type})"
+        preview = f"\nIt begins:\n{made.preview}" if made.preview else ""
         if self.backend.cwd is None:
             await self.tools.record(self.record.run_id, Draft(request_id, event, self.record.id))
-            return text + "."
+            return text + "." + preview
         saved = await self.tools.save_media(self.record.run_id, self.record.id, request_id, event)
         if saved is None:
-            return text + ", but saving it in your workspace failed (no answer from the MCP broker)."
-        return text + f", saved in your workspace as {made.file_name}."
+            return text + ", but saving it in your workspace failed (no answer from the MCP broker)." + preview
+        return text + f", saved in your workspace as {made.file_name}." + preview
 
     async def call(self, call_req: TurnRequested) -> providers.Completion:
         """One LLM call with retries; records ``usage.recorded`` (with its cost) for the call that worked.
