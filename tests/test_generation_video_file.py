@@ -18,6 +18,7 @@ import msgspec
 import openpyxl
 import pptx
 import pytest
+import yaml
 
 from harness import Stack, of
 from massgen_agent_worker import documents, generation
@@ -61,6 +62,25 @@ def test_video_and_file_generation_keys_load_on_openai_and_offer_their_tools():
         "enable_video_generation": True}}]})
     backend = loaded.agents[0].backend
     assert [t.name for t in generation.tools(backend)] == ["generate_video", "generate_file"]
+
+
+CORPUS = Path(__file__).parent / "massgen_configs" / "corpus" / "tools" / "custom_tools" / "multimodal_tools"
+
+
+@pytest.mark.parametrize("name", ["text_to_video_generation_single", "text_to_video_generation_multi",
+                                  "text_to_file_generation_single", "text_to_file_generation_multi"])
+def test_massgens_generation_configs_load_with_their_keys_once_the_bundled_tools_are_set_aside(name):
+    # These configs also list MassGen's bundled tools (text_to_*_generation, understand_*), which are
+    # another part's work; without them, what is left is this part's: the keys and their tools.
+    data = yaml.safe_load((CORPUS / f"{name}.yaml").read_text())
+    for agent in data["agents"]:
+        agent["backend"].pop("custom_tools")
+    loaded = parse_config(data, f"{name}.yaml")
+    key = "enable_video_generation" if "video" in name else "enable_file_generation"
+    for agent in loaded.agents:
+        assert getattr(agent.backend, key) is True
+        assert [t.name for t in generation.tools(agent.backend)] == [
+            "generate_video" if "video" in name else "generate_file"]
 
 
 @pytest.mark.parametrize(("key", "what"), [("enable_video_generation", "video"),
@@ -174,21 +194,22 @@ async def test_a_failed_content_call_or_empty_content_is_a_provider_error(fake: 
 
 
 def _outputs(body: dict) -> list[str]:
-    return [i["output"] for i in body.get("input", []) if isinstance(i, dict) and i.get("type") == "function_call_output"]
+    items = body.get("input") or []
+    return [i["output"] for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
 
 
 def _tools(body: dict) -> list[str]:
     return [t.get("name") for t in body.get("tools") or []]
 
 
-def maker(final: str, writer: Reply = Reply(text=REPORT)):
+def maker(final: str, writer: Reply | None = None):
     """The agent's model (Responses API): as the document writer, ``writer``; in its first turn, one
     generation call after another (video, then a PDF), then an answer; then a vote; presenting (no
     workflow tools), the final text."""
 
     def handle(body: dict) -> Reply:
         if str(body.get("instructions") or "").startswith(WRITER):
-            return writer
+            return writer or Reply(text=REPORT)
         tools, done = _tools(body), _outputs(body)
         if "vote" in tools:
             return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "it has the files"}),))

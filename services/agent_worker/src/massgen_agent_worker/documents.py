@@ -157,16 +157,19 @@ def _xlsx(text: str, title: str) -> bytes:
 
 def _pptx(text: str, title: str) -> bytes:
     from pptx import Presentation
+    from pptx.shapes.placeholder import SlidePlaceholder
 
     deck = Presentation()
     deck.core_properties.title = title
-    layout = deck.slide_layouts[1]  # "Title and Content"
+    layout = deck.slide_layouts[1]  # "Title and Content": a title and a body placeholder
     body = None
     for b in blocks(text):
         if b.kind == "heading" or body is None:
             slide = deck.slides.add_slide(layout)
-            slide.shapes.title.text = b.text if b.kind == "heading" else title
-            body = slide.placeholders[1].text_frame
+            head, content = slide.shapes.title, slide.placeholders[1]
+            assert head is not None and isinstance(content, SlidePlaceholder)  # what this layout has
+            head.text = b.text if b.kind == "heading" else title
+            body = content.text_frame
             if b.kind == "heading":
                 continue
         paragraph = body.paragraphs[0] if not body.text else body.add_paragraph()

@@ -30,14 +30,15 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import openai
+from openai.types import VideoSeconds, VideoSize
 
 from massgen_agent_worker import documents
 from massgen_agent_worker.providers import chatcompletion
 from massgen_es.config import BackendConfig
-from massgen_es.errors import ProviderError, ProviderServerError, ProviderTimeout, ToolArgumentError
+from massgen_es.errors import ConfigError, ProviderError, ProviderServerError, ProviderTimeout, ToolArgumentError
 from massgen_es.events import ToolCall, ToolSpec, Usage
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,8 @@ async def generate_video(
     client, label = chatcompletion.client(cfg), _label(cfg)
     deadline = time.monotonic() + cfg.request_timeout_seconds
     try:
-        video = await client.videos.create(prompt=prompt, model=model, seconds=secs,
-                                           **({"size": size} if size else {}))
+        video = await client.videos.create(prompt=prompt, model=model, seconds=cast(VideoSeconds, secs),
+                                           size=cast(VideoSize, size) if size else openai.omit)
         seen = (video.status, video.progress)
         log.info("video job %s: %s %s%%", video.id, video.status, video.progress)
         while video.status in ("queued", "in_progress"):
@@ -272,14 +273,17 @@ async def generate_file(
         ConfigError: the API-key variable is not set.
     """
     fmt = _choice("generate_file", "file_format", file_format.lower().lstrip("."), tuple(documents.FORMATS))
-    client, label, model = chatcompletion.client(cfg), _label(cfg), model or cfg.model
+    writer = model or cfg.model
+    if not writer:
+        raise ConfigError("generate_file needs a model to write the content: set `backend.model`")
+    client, label = chatcompletion.client(cfg), _label(cfg)
     try:
-        response = await client.responses.create(model=model, instructions=documents.instructions(fmt), input=prompt)
+        response = await client.responses.create(model=writer, instructions=documents.instructions(fmt), input=prompt)
     except openai.APIError as exc:
         raise chatcompletion.map_openai_error(exc, label) from exc
     text = response.output_text.strip()
     if not text:
-        raise ProviderServerError(f"{label}: {model} wrote no content for generate_file", retryable=False)
+        raise ProviderServerError(f"{label}: {writer} wrote no content for generate_file", retryable=False)
     name = _file_stem(filename, stem)
     try:
         data = await asyncio.to_thread(documents.render, text, fmt, name)
