@@ -254,3 +254,27 @@ def test_responses_route_streams_a_function_call_and_answers_without_streaming(f
     fake.script("gpt-r", team_member("Paris"))
     voted = client.responses.create(model="gpt-r", input="q", tools=tools)  # type: ignore[arg-type]
     assert voted.output[0].type == "function_call" and voted.output[0].name == "vote"
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+def test_video_jobs_follow_the_sdks_own_create_and_poll_then_download(fake, client):
+    fake.video_polls = 2
+    video = client.videos.create_and_poll(prompt="a red dot moving", model="sora-2", seconds="8", size="1280x720")
+    assert (video.status, video.progress, video.seconds, video.size) == ("completed", 100, "8", "1280x720")
+    assert client.videos.download_content(video.id).content == fake.video_mp4
+    polls = [r for r in fake.received() if r.path == f"/v1/videos/{video.id}"]
+    assert len(polls) == 3 and polls[0].headers["x-stainless-poll-helper"] == "true"
+    assert fake.requests("sora-2") == [{"prompt": "a red dot moving", "model": "sora-2", "seconds": "8",
+                                        "size": "1280x720"}]
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+def test_a_failed_video_job_carries_its_error_and_has_no_content(fake, client):
+    fake.video_failure = ("moderation_blocked", "blocked")
+    video = client.videos.create_and_poll(prompt="x")
+    assert video.status == "failed" and video.error is not None
+    assert (video.error.code, video.error.message) == ("moderation_blocked", "blocked")
+    with pytest.raises(openai.NotFoundError):
+        client.videos.download_content(video.id)
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve("video_nope")

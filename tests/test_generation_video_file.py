@@ -6,9 +6,11 @@ and a failed generation is a tool result the model reads, not a failed turn."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import logging
 import re
 import zlib
 from pathlib import Path
@@ -26,7 +28,7 @@ from massgen_es.config import BackendConfig, parse_config
 from massgen_es.errors import ConfigError, ProviderError, ProviderTimeout, ToolArgumentError
 from massgen_es.events import MediaGenerated, MediaSaved, RunCompleted, TurnFailed, UsageRecorded
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
-from massgen_replay import render
+from massgen_replay import lanes, render
 from massgen_replay.read import project
 
 # openai 3.x marks the Videos API deprecated (OpenAI's Sora API shut down on 2026-09-24); the routes are
@@ -95,9 +97,16 @@ def test_video_and_file_generation_are_refused_where_the_provider_has_no_such_ap
 # --- generate_video ----------------------------------------------------------------------------------
 
 
-async def test_generate_video_creates_a_job_polls_it_and_downloads_the_mp4(fake: FakeOpenAI, cfg):
+async def test_generate_video_creates_a_job_polls_it_and_downloads_the_mp4_logging_its_progress(
+    fake: FakeOpenAI, cfg, caplog: pytest.LogCaptureFixture
+):
     fake.video_polls = 3
-    made = await generation.generate_video(cfg, "a neon-lit alley at night", seconds=8, stem="video_c1")
+    with caplog.at_level(logging.INFO, logger=generation.__name__):
+        made = await generation.generate_video(cfg, "a neon-lit alley at night", seconds=8, stem="video_c1")
+    job = next(r.path.rsplit("/", 1)[-1] for r in fake.received() if r.path.startswith("/v1/videos/"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"video job {job}: queued 0%", f"video job {job}: in_progress 25%", f"video job {job}: in_progress 50%",
+        f"video job {job}: in_progress 75%", f"video job {job}: completed 100%"]
     assert (made.kind, made.data, made.mime_type, made.file_name, made.model) == (
         "video", fake.video_mp4, "video/mp4", "video_c1.mp4", "sora-2")
     assert fake.requests("sora-2") == [{"prompt": "a neon-lit alley at night", "model": "sora-2", "seconds": "8"}]
@@ -125,6 +134,24 @@ async def test_a_video_job_longer_than_request_timeout_is_a_timeout(fake: FakeOp
     with pytest.raises(ProviderTimeout, match="not done within 0.5 s"):
         await generation.generate_video(slow, "a very long video")
     assert len([r for r in fake.received() if r.path.startswith("/v1/videos/")]) < 10
+
+
+async def test_cancelling_a_video_generation_stops_its_polling(fake: FakeOpenAI, cfg):
+    # what happens when the run is cancelled or ends: the worker cancels the turn's task
+    fake.video_polls, fake.poll_after_ms = 1000, 20
+
+    def polls() -> int:
+        return len([r for r in fake.received() if r.path.startswith("/v1/videos/")])
+
+    task = asyncio.ensure_future(generation.generate_video(cfg, "a long video"))
+    while polls() < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stopped = polls()
+    await asyncio.sleep(0.2)
+    assert polls() == stopped
 
 
 @pytest.mark.parametrize(("kw", "message"), [({"seconds": 5}, "seconds must be one of 4, 8, 12"),
@@ -272,6 +299,10 @@ async def test_a_run_generates_a_video_and_a_pdf_into_the_workspace_and_replay_s
     assert any(t.startswith("file report.pdf (") and "application/pdf, gen-run" in t for t in texts)
     assert f"saved in the workspace as {workspace / 'report.pdf'} ({report.object.size} bytes)" in texts
     assert all(render.progress(view, e) is not None for e in lines)
+    shown = {i.summary: i for i in lanes.items(records) if i.type == "media.generated"}  # the HTML timeline
+    head = f"generated video {video.file_name} ({len(fake.video_mp4)} bytes, video/mp4)"
+    assert shown[head].lane == "maker" and "prompt:\na neon-lit alley" in shown[head].body
+    assert any(k.startswith("generated file report.pdf (") for k in shown)
 
 
 async def test_a_failed_video_job_is_a_tool_error_the_model_reads_and_the_run_goes_on(
