@@ -23,7 +23,15 @@ others (``fake.requests("gpt-image-1")``):
 
 - ``POST /v1/images/generations``: ``{"created", "data": [{"b64_json"}], "usage"}`` as gpt-image models
   answer (``ImagesResponse``), the image being :attr:`FakeOpenAI.image_png`, once per ``n``;
-- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``.
+- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``;
+- ``POST /v1/images/edits`` (multipart): like the generations route; recorded with ``images``, the
+  uploaded files as ``[file name, size]`` pairs, in place of the file bytes;
+- ``POST /v1/audio/transcriptions`` (multipart): :attr:`FakeOpenAI.transcript` (with the file's name
+  and size filled in) as text or ``{"text"}`` JSON, per ``response_format``; recorded with ``file`` as
+  ``[file name, size]``.
+
+A Chat Completions request with ``"audio"`` in ``modalities`` gets its scripted reply's text as the audio's
+``transcript`` and :attr:`FakeOpenAI.speech_mp3` (base64) as its ``data``, as audio models answer.
 
 Example:
     with FakeOpenAI() as fake:
@@ -36,6 +44,8 @@ Example:
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import itertools
 import json
 import re
@@ -166,6 +176,8 @@ class FakeOpenAI:
         """The image ``/v1/images/generations`` sends back (a 1x1 PNG unless a test sets another)."""
         self.speech_mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00" + bytes(64)
         """The audio ``/v1/audio/speech`` sends back."""
+        self.transcript = "Transcript of {name} ({size} bytes)."
+        """What ``/v1/audio/transcriptions`` sends back; ``{name}`` and ``{size}`` are the uploaded file's."""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -310,6 +322,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path in ("/v1/images/generations", "/v1/audio/speech"):
             self._media(path, query)
             return
+        if path in ("/v1/images/edits", "/v1/audio/transcriptions"):
+            self._multipart(path, query)
+            return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
@@ -387,6 +402,44 @@ class _RequestHandler(BaseHTTPRequestHandler):
                       "input_tokens_details": {"text_tokens": words, "image_tokens": 0}},
         })
 
+    def _multipart(self, path: str, query: dict[str, str]) -> None:
+        """The image edits and transcription routes (module docstring)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {self.headers.get('Content-Type', '')}\r\n\r\n".encode() + raw)
+        body: dict[str, Any] = {}
+        for part in parsed.iter_parts() if parsed.is_multipart() else ():
+            name, file_name = part.get_param("name", header="content-disposition"), part.get_filename()
+            data = part.get_payload(decode=True) or b""
+            if file_name is not None:  # a file: its name and size, never its bytes
+                body.setdefault("images" if name in ("image", "image[]") else str(name), []).append([file_name, len(data)])
+            else:
+                body[str(name)] = data.decode()
+        if "file" in body:
+            body["file"] = body["file"][0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received(path=path, query=query, headers=headers, body=body), None)
+        if path.endswith("/transcriptions"):
+            if "file" not in body or not body.get("model"):
+                self._send_json(400, _error_body(400, "`file` and `model` are required"))
+                return
+            text = self.owner.transcript.format(name=body["file"][0], size=body["file"][1])
+            if body.get("response_format") == "text":
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            self._send_json(200, {"text": text})
+            return
+        if not body.get("images") or not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`image` and `prompt` are required"))
+            return
+        image = base64.b64encode(self.owner.image_png).decode()
+        self._send_json(200, {"created": int(time.time()), "data": [{"b64_json": image}]})
+
     def _azure_refusal(
         self, headers: dict[str, str], query: dict[str, str], deployment: str
     ) -> tuple[int, dict] | None:
@@ -428,6 +481,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or (None if calls else "")}
         if calls:
             message["tool_calls"] = calls
+        if "audio" in (body.get("modalities") or ()):  # an audio model speaks its reply
+            message["content"] = None
+            message["audio"] = {"id": f"audio_{self.owner._next_id()}", "expires_at": int(time.time()) + 3600,
+                                "data": base64.b64encode(self.owner.speech_mp3).decode(), "transcript": reply.text}
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
         self._send_json(200, {
             "id": f"chatcmpl-{self.owner._next_id()}", "object": "chat.completion",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +28,9 @@ from massgen_es.events import ToolCall, ToolSpec
 IMAGE_MODEL = "gpt-image-1"
 SPEECH_MODEL = "gpt-4o-mini-tts"
 SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+AUDIO_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                 "wav": "audio/wav", "pcm": "audio/pcm"}
+"""The speech API's ``response_format`` values and their MIME types."""
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
 
 GENERATE_IMAGE = ToolSpec(
@@ -84,15 +88,24 @@ def _arguments(call: ToolCall, required: str) -> dict[str, str]:
     return {k: v for k, v in args.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-async def generate(cfg: BackendConfig, call: ToolCall) -> Generated:
-    """Run ``call`` (``generate_image`` or ``generate_audio``) through the provider's API.
+async def generate(
+    cfg: BackendConfig, call: ToolCall, *, client: openai.AsyncOpenAI | None = None,
+    inputs: Sequence[tuple[str, bytes]] = (),
+) -> Generated:
+    """Run ``call`` (``generate_image`` or ``generate_audio``) through the provider's API: ``client``, or
+    the backend's own endpoint and key.
+
+    MassGen's bundled generation tools (``massgen_es.custom_tools.bundled``) come here too: ``inputs``
+    (file name, bytes) are images ``generate_image`` edits (the Images API's edits), and
+    ``generate_audio`` takes the optional ``format`` (:data:`AUDIO_FORMATS`), ``instructions`` and
+    ``model`` arguments of MassGen's ``text_to_speech_transcription_generation``.
 
     Raises:
         ToolArgumentError: missing or bad arguments.
         ProviderError: the API call failed (``chatcompletion.map_openai_error``), or sent no image.
         ConfigError: the API-key variable is not set.
     """
-    client = chatcompletion.client(cfg)
+    client = client or chatcompletion.client(cfg)
     label = f"{cfg.type} endpoint"
     safe_id = "".join(ch for ch in call.id if ch.isalnum() or ch in "-_")[:40] or "call"
     if call.name == GENERATE_IMAGE.name:
@@ -101,7 +114,12 @@ async def generate(cfg: BackendConfig, call: ToolCall) -> Generated:
         if size not in SIZES:
             raise ToolArgumentError(f"generate_image: size must be one of {', '.join(SIZES)}")
         try:
-            response = await client.images.generate(model=IMAGE_MODEL, prompt=args["prompt"], size=size, n=1)
+            if inputs:
+                response = await client.images.edit(
+                    model=IMAGE_MODEL, image=[(name, data) for name, data in inputs], prompt=args["prompt"],
+                    size=size, n=1)
+            else:
+                response = await client.images.generate(model=IMAGE_MODEL, prompt=args["prompt"], size=size, n=1)
         except openai.APIError as exc:
             raise chatcompletion.map_openai_error(exc, label) from exc
         b64 = response.data[0].b64_json if response.data else None
@@ -117,10 +135,15 @@ async def generate(cfg: BackendConfig, call: ToolCall) -> Generated:
         voice = args.get("voice", "alloy")
         if voice not in VOICES:
             raise ToolArgumentError(f"generate_audio: voice must be one of {', '.join(VOICES)}")
+        fmt = args.get("format", "mp3")
+        if fmt not in AUDIO_FORMATS:
+            raise ToolArgumentError(f"generate_audio: format must be one of {', '.join(AUDIO_FORMATS)}")
+        model = args.get("model") or SPEECH_MODEL
+        extra = {"instructions": args["instructions"]} if args.get("instructions") else {}
         try:
             response = await client.audio.speech.create(
-                model=SPEECH_MODEL, voice=voice, input=args["text"], response_format="mp3")
+                model=model, voice=voice, input=args["text"], response_format=fmt, **extra)  # type: ignore[arg-type]
         except openai.APIError as exc:
             raise chatcompletion.map_openai_error(exc, label) from exc
-        return Generated("audio", response.content, "audio/mpeg", f"audio_{safe_id}.mp3", args["text"], SPEECH_MODEL)
+        return Generated("audio", response.content, AUDIO_FORMATS[fmt], f"audio_{safe_id}.{fmt}", args["text"], model)
     raise ToolArgumentError(f"{call.name} is not a generation tool")
