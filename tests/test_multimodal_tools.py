@@ -186,7 +186,8 @@ def _names(body: dict) -> list[str]:
 def _outputs(body: dict) -> list[str]:
     if "messages" in body:
         return [m["content"] for m in body["messages"] if m.get("role") == "tool"]
-    return [i["output"] for i in body.get("input", []) if isinstance(i, dict) and i.get("type") == "function_call_output"]
+    items = [i for i in body.get("input", []) if isinstance(i, dict)]
+    return [i["output"] for i in items if i.get("type") == "function_call_output"]
 
 
 def caller(calls: list[tuple[str, dict[str, Any]]]):
@@ -252,8 +253,9 @@ async def test_understand_image_sends_the_context_path_image_to_a_vision_model_a
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}]}]
     assert fake.received("gpt-4.1")[0].headers["authorization"] == "Bearer sk-worker-env"
     result = json.loads(seen[0])
-    assert result == {"success": True, "operation": "understand_image", "image_path": str((media / "dot.png").resolve()),
-                      "prompt": "What colour?", "model": "gpt-4.1", "response": "A single red dot."}
+    assert result == {"success": True, "operation": "understand_image",
+                      "image_path": str((media / "dot.png").resolve()), "prompt": "What colour?",
+                      "model": "gpt-4.1", "response": "A single red dot."}
     (asked,) = of(records, ToolCallRequested)
     assert (asked.server, asked.tool) == ("custom_tool", "understand_image")
     (read,) = of(records, WorkspaceFileRead)

@@ -410,9 +410,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body: dict[str, Any] = {}
         for part in parsed.iter_parts() if parsed.is_multipart() else ():
             name, file_name = part.get_param("name", header="content-disposition"), part.get_filename()
-            data = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             if file_name is not None:  # a file: its name and size, never its bytes
-                body.setdefault("images" if name in ("image", "image[]") else str(name), []).append([file_name, len(data)])
+                key = "images" if name in ("image", "image[]") else str(name)
+                body.setdefault(key, []).append([file_name, len(data)])
             else:
                 body[str(name)] = data.decode()
         if "file" in body:

@@ -69,10 +69,11 @@ def _excel(data: bytes) -> str:
 
 def _pptx(data: bytes) -> str:
     import pptx
+    from pptx.shapes.autoshape import Shape
 
     out: list[str] = []
     for i, slide in enumerate(pptx.Presentation(io.BytesIO(data)).slides, 1):
-        texts = [s.text_frame.text for s in slide.shapes if s.has_text_frame and s.text_frame.text.strip()]
+        texts = [s.text_frame.text for s in slide.shapes if isinstance(s, Shape) and s.text_frame.text.strip()]
         if texts:
             out += [f"--- Slide {i} ---", *texts]
     return "\n\n".join(out)
@@ -88,7 +89,7 @@ def video_frames(name: str, data: bytes, count: int) -> list[bytes]:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
                 raise ToolArgumentError(f"{name} has no video stream")
             total = container.streams.video[0].frames or sum(
@@ -96,7 +97,7 @@ def video_frames(name: str, data: bytes, count: int) -> list[bytes]:
         n = min(count, total)
         wanted = sorted({int(i * total / n) for i in range(n)})
         out: list[bytes] = []
-        with av.open(io.BytesIO(data)) as container:  # decoded once, front to back; only picked frames kept
+        with av.open(io.BytesIO(data), mode="r") as container:  # decoded once, front to back; only picked frames kept
             for i, frame in enumerate(container.decode(video=0)):
                 if i in wanted:
                     out.append(_jpeg(frame.to_image()))

@@ -54,9 +54,9 @@ from massgen_es.errors import (
     MassgenError,
     NoRecordedResult,
     ServerUnavailable,
+    ToolArgumentError,
     ToolCallError,
     ToolError,
-    ToolArgumentError,
     ToolPermissionError,
     UnknownTool,
 )
