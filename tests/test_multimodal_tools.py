@@ -34,6 +34,7 @@ from massgen_es.events import (
     WorkspaceFileRequested,
 )
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay.read import project
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -262,6 +263,9 @@ async def test_understand_image_sends_the_context_path_image_to_a_vision_model_a
     assert read.object is not None and read.object.size == len(PNG) and read.failure is None
     (done,) = of(records, ToolCallCompleted)
     assert json.loads(done.content)["response"] == "A single red dot."
+    view = project(records[0].run_id, records)  # replay shows what was read, from the log alone
+    assert f"read {(media / 'dot.png').resolve()} ({len(PNG)} bytes) for a tool" in [
+        e.text for e in view.timeline if e.kind == "media"]
 
 
 async def test_understand_audio_transcribes_each_file(
