@@ -144,6 +144,17 @@ def test_every_bundled_tool_has_a_handler_or_a_generation_tool():
         assert all(r.argument in tool.parameters["properties"] for r in tool.reads)
 
 
+async def test_an_agent_on_another_provider_needs_openai_api_key_in_the_worker(monkeypatch):
+    cfg = parse_config({"agents": [{"id": "a", "backend": backend("understand_image") | {"type": "claude"}}]})
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"backend \(claude\) is not `openai`: set OPENAI_API_KEY"):
+        multimodal.openai_client(cfg.agents[0].backend)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    client = multimodal.openai_client(cfg.agents[0].backend)
+    assert (str(client.base_url), client.api_key) == ("http://127.0.0.1:9/v1/", "sk-env")
+
+
 # --- what is taken from a file -------------------------------------------------------------------
 
 

@@ -45,7 +45,14 @@ from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.custom_tools.bundled import TOOLS, WorkerTool
-from massgen_es.errors import MassgenError, ProviderError, ProviderServerError, ToolArgumentError, ToolTimeout
+from massgen_es.errors import (
+    ConfigError,
+    MassgenError,
+    ProviderError,
+    ProviderServerError,
+    ToolArgumentError,
+    ToolTimeout,
+)
 from massgen_es.events import (
     MediaGenerated,
     ToolCall,
@@ -105,6 +112,9 @@ def openai_client(cfg: BackendConfig) -> openai.AsyncOpenAI:
     """
     if cfg.type == "openai":
         return chatcompletion.client(cfg)
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise ConfigError(f"MassGen's multimodal tools call OpenAI's models, and this agent's backend ({cfg.type}) "
+                          "is not `openai`: set OPENAI_API_KEY in the agent worker's environment")
     own = msgspec.structs.replace(cfg, type="openai", base_url=os.environ.get("OPENAI_BASE_URL") or None,
                                   api_key_env="OPENAI_API_KEY")
     return chatcompletion.client(own)
