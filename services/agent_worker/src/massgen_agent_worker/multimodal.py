@@ -224,7 +224,9 @@ async def _keep(
     if made.kind == "image":
         return {"images": [info | {"index": 0}], "model": made.model, "prompt": made.prompt, "total_images": 1}
     fmt = PurePath(made.file_name).suffix.lstrip(".")
-    return {"audio_file": info | {"format": fmt}, "model": made.model, "format": fmt}
+    if made.kind == "audio":
+        return {"audio_file": info | {"format": fmt}, "model": made.model, "format": fmt}
+    return {"file": info | {"format": fmt}, "model": made.model}  # another kind a generation tool makes
 
 
 # ---------------------------------------------------------------- the tools that ask a model
