@@ -136,9 +136,10 @@ async def run(
         args = {**_defaults(tool), **mcp.check_arguments(call.arguments, spec.parameters), **spec.preset_args}
         if objects is None:
             raise MassgenError("this worker has no Object Store to keep files in")
+        client = openai_client(backend)  # a missing key fails the call before anything is read
         files = await _read(tools, objects, req, run_id, request_id, tool, args, call)
         handler = HANDLERS.get(spec.function) or _produce
-        out = await handler(Call(backend, openai_client(backend), tool, call, args, files))
+        out = await handler(Call(backend, client, tool, call, args, files))
         result = {"success": True, "operation": tool.operation, **out.fields}
         if out.made is not None:
             result |= await _keep(tools, objects, req, run_id, request_id, backend, call, args, out.made)
