@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -278,3 +279,27 @@ def test_a_failed_video_job_carries_its_error_and_has_no_content(fake, client):
         client.videos.download_content(video.id)
     with pytest.raises(openai.NotFoundError):
         client.videos.retrieve("video_nope")
+def test_transcriptions_answer_text_or_json_and_record_the_file_by_name_and_size(fake, client):
+    fake.transcript = "heard {name}, {size} bytes"
+    text = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", b"RIFF1234"), response_format="text")
+    as_json = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", b"RIFF1234"))
+    assert (str(text).strip(), as_json.text) == ("heard talk.wav, 8 bytes", "heard talk.wav, 8 bytes")
+    assert fake.received()[0].body == {"model": "whisper-1", "file": ["talk.wav", 8], "response_format": "text"}
+
+
+def test_image_edits_send_the_image_back_and_record_the_inputs(fake, client):
+    made = client.images.edit(model="gpt-image-1", image=[("a.png", b"\x89PNG1"), ("b.png", b"\x89PNG22")],
+                              prompt="merge them")
+    assert made.data and made.data[0].b64_json and base64.b64decode(made.data[0].b64_json) == fake.image_png
+    assert fake.received()[0].body == {"model": "gpt-image-1", "prompt": "merge them",
+                                       "images": [["a.png", 5], ["b.png", 6]]}
+
+
+def test_an_audio_chat_reply_carries_speech_and_its_transcript(fake, client):
+    fake.script("gpt-4o-audio-preview", Reply(text="Hello back"))
+    reply = client.chat.completions.create(model="gpt-4o-audio-preview", modalities=["text", "audio"],
+                                           audio={"voice": "alloy", "format": "mp3"},
+                                           messages=[{"role": "user", "content": "Hi"}])
+    audio = reply.choices[0].message.audio
+    assert audio is not None and audio.transcript == "Hello back"
+    assert base64.b64decode(audio.data) == fake.speech_mp3

@@ -574,7 +574,9 @@ class ToolsListed(Event, frozen=True, tag="tools.listed"):
 
 
 class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
-    """A model called an MCP tool; also the broker's work item."""
+    """A model called an MCP tool; also the broker's work item. With ``server`` ``custom_tool``: one of
+    MassGen's bundled multimodal tools, which the agent worker runs itself (it holds the provider key) and
+    answers with ``tool.call_completed`` / ``tool.call_failed`` (``massgen_es.custom_tools.bundled``)."""
 
     call_id: str
     """The model's tool-call id."""
@@ -829,15 +831,48 @@ class MediaGenerated(Event, frozen=True, tag="media.generated"):
     prompt: str
     """The image, video or document prompt, or the text spoken."""
     model: str
+    directory: str = ""
+    """Where in the agent's roots the file goes (MassGen's ``storage_path``: relative to the workspace, or
+    absolute inside a writable root); empty: the workspace itself."""
 
 
 class MediaSaved(Event, frozen=True, tag="media.saved"):
-    """A generated file was written into the agent's workspace (``path``, absolute)."""
+    """A generated file was written into the agent's workspace (``path``, absolute), or was not
+    (``failure``: its ``directory`` is outside the agent's writable roots)."""
 
     call_id: str
     agent_id: str
     path: str
     bytes: int
+    failure: Failure | None = None
+
+
+class WorkspaceFileRequested(Event, frozen=True, tag="workspace.file_requested"):
+    """A worker-run tool (one of MassGen's bundled multimodal tools, ``massgen_es.custom_tools.bundled``)
+    needs a file the agent can read: the MCP broker, which owns the workspaces, checks ``path`` against
+    the agent's roots and stores the bytes in the Object Store (``workspace.file_read``). Also the
+    broker's work item."""
+
+    call_id: str
+    agent_id: str
+    kind: TurnKind
+    """The turn's kind: which roots the agent has (MassGen spec §3.5)."""
+    path: str
+    """As the model gave it: relative to the workspace, or absolute inside one of the agent's roots."""
+    max_bytes: int
+    """Larger files are refused (the provider's own limit for the file's use)."""
+
+
+class WorkspaceFileRead(Event, frozen=True, tag="workspace.file_read"):
+    """The answer to ``workspace.file_requested``: the file's bytes in the Object Store (``object``), or
+    why it could not be read (``failure``: outside the agent's roots, missing, not a file, too large)."""
+
+    call_id: str
+    agent_id: str
+    path: str
+    """The resolved absolute path (the request's, when it could not be resolved)."""
+    object: ObjectRef | None = None
+    failure: Failure | None = None
 
 
 EventType = (
@@ -889,6 +924,8 @@ EventType = (
     | SandboxChanged
     | MediaGenerated
     | MediaSaved
+    | WorkspaceFileRequested
+    | WorkspaceFileRead
 )
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed, RunCancelled)
@@ -930,7 +967,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ApprovalRequested: ("mcp_broker",),
     ApprovalDecided: ("cli", "mcp_broker"),  # a person's answer; the broker's denial on timeout
     ToolCallStarted: ("mcp_broker",),
-    ToolCallCompleted: ("mcp_broker",),
+    ToolCallCompleted: ("mcp_broker", "agent_worker"),  # the worker runs MassGen's bundled multimodal tools
     ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time
     McpServerStateChanged: ("mcp_broker",),
     WorkspaceSnapshotRequested: ("agent_worker",),
@@ -942,6 +979,8 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     SandboxChanged: ("executor",),
     MediaGenerated: ("agent_worker",),
     MediaSaved: ("mcp_broker",),
+    WorkspaceFileRequested: ("agent_worker",),
+    WorkspaceFileRead: ("mcp_broker",),
 }
 """Who may write each event type (``Source.service`` of its records): the catalogue of
 docs/architecture/events.md, checked on every run of the integration tests (``check_writer``)."""

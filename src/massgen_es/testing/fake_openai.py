@@ -23,7 +23,15 @@ others (``fake.requests("gpt-image-1")``):
 
 - ``POST /v1/images/generations``: ``{"created", "data": [{"b64_json"}], "usage"}`` as gpt-image models
   answer (``ImagesResponse``), the image being :attr:`FakeOpenAI.image_png`, once per ``n``;
-- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``.
+- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``;
+- ``POST /v1/images/edits`` (multipart): like the generations route; recorded with ``images``, the
+  uploaded files as ``[file name, size]`` pairs, in place of the file bytes;
+- ``POST /v1/audio/transcriptions`` (multipart): :attr:`FakeOpenAI.transcript` (with the file's name
+  and size filled in) as text or ``{"text"}`` JSON, per ``response_format``; recorded with ``file`` as
+  ``[file name, size]``.
+
+A Chat Completions request with ``"audio"`` in ``modalities`` gets its scripted reply's text as the audio's
+``transcript`` and :attr:`FakeOpenAI.speech_mp3` (base64) as its ``data``, as audio models answer.
 
 And the Videos API (Sora; the worker's ``generate_video``), a job per ``POST``, as ``client.videos`` drives it:
 
@@ -191,6 +199,8 @@ class FakeOpenAI:
         """The ``openai-poll-after-ms`` a video job's answers carry."""
         self._videos: dict[str, dict[str, Any]] = {}
         self._video_polls: dict[str, int] = {}
+        self.transcript = "Transcript of {name} ({size} bytes)."
+        """What ``/v1/audio/transcriptions`` sends back; ``{name}`` and ``{size}`` are the uploaded file's."""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -342,6 +352,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path == "/v1/videos":
             self._video_create(query)
             return
+        if path in ("/v1/images/edits", "/v1/audio/transcriptions"):
+            self._multipart(path, query)
+            return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
@@ -422,18 +435,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _form_body(self) -> dict[str, str]:
         """A ``multipart/form-data`` body's fields (what ``client.videos.create`` sends), else the JSON body's."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        kind = self.headers.get("Content-Type", "")
-        if not kind.startswith("multipart/form-data"):
+        if not self.headers.get("Content-Type", "").startswith("multipart/form-data"):
             return json.loads(raw or b"{}")
+        return {name: data.decode() for name, _, data in self._parts(raw)}
+
+    def _parts(self, raw: bytes) -> list[tuple[str, str | None, bytes]]:
+        """A ``multipart/form-data`` body's parts: ``(field name, file name or None, bytes)``."""
         form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {kind}\r\n\r\n".encode() + raw)
-        fields: dict[str, str] = {}
-        for part in form.iter_parts():
-            name = part.get_param("name", header="content-disposition")
+            f"Content-Type: {self.headers.get('Content-Type', '')}\r\n\r\n".encode() + raw)
+        parts: list[tuple[str, str | None, bytes]] = []
+        for part in form.iter_parts() if form.is_multipart() else ():
             payload = part.get_payload(decode=True)
-            if isinstance(name, str) and isinstance(payload, bytes):
-                fields[name] = payload.decode()
-        return fields
+            parts.append((str(part.get_param("name", header="content-disposition")), part.get_filename(),
+                          payload if isinstance(payload, bytes) else b""))
+        return parts
 
     def _video_create(self, query: dict[str, str]) -> None:
         """``POST /v1/videos`` (module docstring)."""
@@ -491,6 +506,40 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+    def _multipart(self, path: str, query: dict[str, str]) -> None:
+        """The image edits and transcription routes (module docstring)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body: dict[str, Any] = {}
+        for name, file_name, data in self._parts(raw):
+            if file_name is not None:  # a file: its name and size, never its bytes
+                key = "images" if name in ("image", "image[]") else str(name)
+                body.setdefault(key, []).append([file_name, len(data)])
+            else:
+                body[str(name)] = data.decode()
+        if "file" in body:
+            body["file"] = body["file"][0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received(path=path, query=query, headers=headers, body=body), None)
+        if path.endswith("/transcriptions"):
+            if "file" not in body or not body.get("model"):
+                self._send_json(400, _error_body(400, "`file` and `model` are required"))
+                return
+            text = self.owner.transcript.format(name=body["file"][0], size=body["file"][1])
+            if body.get("response_format") == "text":
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            self._send_json(200, {"text": text})
+            return
+        if not body.get("images") or not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`image` and `prompt` are required"))
+            return
+        image = base64.b64encode(self.owner.image_png).decode()
+        self._send_json(200, {"created": int(time.time()), "data": [{"b64_json": image}]})
 
     def _azure_refusal(
         self, headers: dict[str, str], query: dict[str, str], deployment: str
@@ -533,6 +582,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or (None if calls else "")}
         if calls:
             message["tool_calls"] = calls
+        if "audio" in (body.get("modalities") or ()):  # an audio model speaks its reply
+            message["content"] = None
+            message["audio"] = {"id": f"audio_{self.owner._next_id()}", "expires_at": int(time.time()) + 3600,
+                                "data": base64.b64encode(self.owner.speech_mp3).decode(), "transcript": reply.text}
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
         self._send_json(200, {
             "id": f"chatcmpl-{self.owner._next_id()}", "object": "chat.completion",

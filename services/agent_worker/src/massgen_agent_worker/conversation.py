@@ -10,8 +10,9 @@
   ``max_retries`` times after ``Retry-After`` or an exponential backoff (tenacity); each retry is a
   ``provider.retried`` event, so replay shows it.
 - **Generation tools** (``enable_image_generation``, ``_audio_``, ``_video_``, ``_file_generation``): offered
-  with the MCP tools and run here, through the provider's API (:mod:`.generation`), not at the broker; a
-  failed generation is a tool result the model reads (``Error: ...``), not a failed turn.
+  with the MCP tools and run here, through the provider's API (:mod:`.generation`), not at the broker; so are
+  MassGen's bundled multimodal custom tools (:mod:`.multimodal`). A failed generation is a tool result the
+  model reads (``Error: ...``), not a failed turn.
 - **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
   handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import tenacity
 
-from massgen_agent_worker import decisions, generation, providers
+from massgen_agent_worker import decisions, generation, multimodal, providers
 from massgen_agent_worker.tools import ToolClient
 from massgen_es import backends, media, pricing
 from massgen_es.bus import Draft
@@ -124,14 +125,21 @@ class Conversation:
         return await self.call(call_req)
 
     async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
-        """Execute MCP calls through the broker, generation calls here; ``{call id: text for the model}``."""
+        """Execute MCP calls through the broker, generation calls and MassGen's bundled multimodal tools
+        here; ``{call id: text for the model}``."""
+        bundled = multimodal.worker_tools(self.backend)
         made = [c for c in calls if c.name in generation.NAMES]
-        rest = [c for c in calls if c.name not in generation.NAMES]
+        ours = [c for c in calls if c.name in bundled]
+        rest = [c for c in calls if c.name not in generation.NAMES and c.name not in bundled]
         answers = await self.tools.call_all(
             self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", rest, self.backend
         ) if rest else {}
         for call in made:
             answers[call.id] = await self.generate(call, f"{self.key}:{tag}:media:{call.id}")
+        for call in ours:
+            answers[call.id] = await multimodal.run(
+                self.tools, self.objects, self.req, self.record.run_id, self.record.id,
+                f"{self.key}:{tag}:mm:{call.id}", self.backend, bundled[call.name], call)
         return answers
 
     async def generate(self, call: ToolCall, request_id: str) -> str:

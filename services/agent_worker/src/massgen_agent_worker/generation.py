@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -48,6 +49,9 @@ SPEECH_MODEL = "gpt-4o-mini-tts"
 VIDEO_MODEL = "sora-2"
 """MassGen's ``text_to_video_generation`` default."""
 SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+AUDIO_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                 "wav": "audio/wav", "pcm": "audio/pcm"}
+"""The speech API's ``response_format`` values and their MIME types."""
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
 VIDEO_SECONDS = ("4", "8", "12")
 VIDEO_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -148,8 +152,12 @@ def _choice(tool: str, name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-async def generate_image(cfg: BackendConfig, prompt: str, *, size: str = "auto", stem: str = "image") -> Generated:
-    """A PNG of ``prompt`` from the Images API, named ``<stem>.png``.
+async def generate_image(
+    cfg: BackendConfig, prompt: str, *, size: str = "auto", stem: str = "image",
+    client: openai.AsyncOpenAI | None = None, inputs: Sequence[tuple[str, bytes]] = (),
+) -> Generated:
+    """A PNG of ``prompt`` from the Images API, named ``<stem>.png``: generated, or the ``inputs`` images
+    (file name, bytes) edited (the Images API's edits).
 
     Raises:
         ToolArgumentError: ``size`` is not one of :data:`SIZES`.
@@ -157,9 +165,13 @@ async def generate_image(cfg: BackendConfig, prompt: str, *, size: str = "auto",
         ConfigError: the API-key variable is not set.
     """
     _choice("generate_image", "size", size, SIZES)
-    client = chatcompletion.client(cfg)
+    client = client or chatcompletion.client(cfg)
     try:
-        response = await client.images.generate(model=IMAGE_MODEL, prompt=prompt, size=size, n=1)
+        if inputs:
+            response = await client.images.edit(
+                model=IMAGE_MODEL, image=list(inputs), prompt=prompt, size=cast(Any, size), n=1)
+        else:
+            response = await client.images.generate(model=IMAGE_MODEL, prompt=prompt, size=cast(Any, size), n=1)
     except openai.APIError as exc:
         raise chatcompletion.map_openai_error(exc, _label(cfg)) from exc
     b64 = response.data[0].b64_json if response.data else None
@@ -172,26 +184,33 @@ async def generate_image(cfg: BackendConfig, prompt: str, *, size: str = "auto",
     return Generated("image", data, "image/png", f"{stem}.png", prompt, IMAGE_MODEL)
 
 
-async def generate_audio(cfg: BackendConfig, text: str, *, voice: str = "alloy", stem: str = "audio") -> Generated:
-    """``text`` spoken (text-to-speech), as ``<stem>.mp3``.
+async def generate_audio(
+    cfg: BackendConfig, text: str, *, voice: str = "alloy", stem: str = "audio", fmt: str = "mp3",
+    instructions: str | None = None, model: str | None = None, client: openai.AsyncOpenAI | None = None,
+) -> Generated:
+    """``text`` spoken (text-to-speech, ``model`` or :data:`SPEECH_MODEL`, with the optional voice
+    ``instructions``), as ``<stem>.<fmt>``.
 
     Raises:
-        ToolArgumentError: ``voice`` is not one of :data:`VOICES`.
+        ToolArgumentError: ``voice`` is not one of :data:`VOICES`, or ``fmt`` not one of :data:`AUDIO_FORMATS`.
         ProviderError: the call failed.
         ConfigError: the API-key variable is not set.
     """
     _choice("generate_audio", "voice", voice, VOICES)
-    client = chatcompletion.client(cfg)
+    _choice("generate_audio", "format", fmt, tuple(AUDIO_FORMATS))
+    client, model = client or chatcompletion.client(cfg), model or SPEECH_MODEL
+    extra = {"instructions": instructions} if instructions else {}
     try:
-        response = await client.audio.speech.create(model=SPEECH_MODEL, voice=voice, input=text, response_format="mp3")
+        response = await client.audio.speech.create(
+            model=model, voice=voice, input=text, response_format=cast(Any, fmt), **extra)
     except openai.APIError as exc:
         raise chatcompletion.map_openai_error(exc, _label(cfg)) from exc
-    return Generated("audio", response.content, "audio/mpeg", f"{stem}.mp3", text, SPEECH_MODEL)
+    return Generated("audio", response.content, AUDIO_FORMATS[fmt], f"{stem}.{fmt}", text, model)
 
 
 async def generate_video(
     cfg: BackendConfig, prompt: str, *, seconds: int | str = 4, size: str | None = None, model: str = VIDEO_MODEL,
-    stem: str = "video",
+    stem: str = "video", client: openai.AsyncOpenAI | None = None,
 ) -> Generated:
     """An MP4 of ``prompt`` from the Videos API (Sora; MassGen spec §2.8, ``text_to_video_generation``),
     named ``<stem>.mp4``: create the job, poll it until it completes or fails (each change of status or
@@ -209,7 +228,7 @@ async def generate_video(
     secs = _choice("generate_video", "seconds", str(seconds), VIDEO_SECONDS)
     if size is not None:
         _choice("generate_video", "size", size, VIDEO_SIZES)
-    client, label = chatcompletion.client(cfg), _label(cfg)
+    client, label = client or chatcompletion.client(cfg), _label(cfg)
     deadline = time.monotonic() + cfg.request_timeout_seconds
     try:
         video = await client.videos.create(prompt=prompt, model=model, seconds=cast(VideoSeconds, secs),
@@ -260,7 +279,7 @@ def _file_stem(filename: str | None, default: str) -> str:
 
 async def generate_file(
     cfg: BackendConfig, prompt: str, *, file_format: str = "txt", filename: str | None = None,
-    model: str | None = None, stem: str = "document",
+    model: str | None = None, stem: str = "document", client: openai.AsyncOpenAI | None = None,
 ) -> Generated:
     """A ``file_format`` document of ``prompt`` (MassGen spec §2.8, ``text_to_file_generation``): the
     backend's model (or ``model``) writes the content in one Responses API call, told to produce only the
@@ -276,7 +295,7 @@ async def generate_file(
     writer = model or cfg.model
     if not writer:
         raise ConfigError("generate_file needs a model to write the content: set `backend.model`")
-    client, label = chatcompletion.client(cfg), _label(cfg)
+    client, label = client or chatcompletion.client(cfg), _label(cfg)
     try:
         response = await client.responses.create(model=writer, instructions=documents.instructions(fmt), input=prompt)
     except openai.APIError as exc:
@@ -306,9 +325,18 @@ def _arguments(call: ToolCall, required: str) -> dict[str, Any]:
     return {k: v for k, v in args.items() if isinstance(k, str) and isinstance(v, str | int) and v != ""}
 
 
-async def generate(cfg: BackendConfig, call: ToolCall) -> Generated:
-    """Run a generation tool call (:data:`NAMES`) through the provider's API; the file is named after the
-    call (``image_<call id>.png``; ``generate_file``: the model's ``filename`` if it gave one).
+async def generate(
+    cfg: BackendConfig, call: ToolCall, *, client: openai.AsyncOpenAI | None = None,
+    inputs: Sequence[tuple[str, bytes]] = (),
+) -> Generated:
+    """Run a generation tool call (:data:`NAMES`) through the provider's API: ``client``, or the backend's
+    own endpoint and key. The file is named after the call (``image_<call id>.png``; ``generate_file``:
+    the model's ``filename`` if it gave one).
+
+    MassGen's bundled generation tools (``massgen_es.custom_tools.bundled``) come here too: ``inputs``
+    (file name, bytes) are images ``generate_image`` edits (the Images API's edits), and
+    ``generate_audio`` takes the optional ``format`` (:data:`AUDIO_FORMATS`), ``instructions`` and
+    ``model`` arguments of MassGen's ``text_to_speech_transcription_generation``.
 
     Raises:
         ToolArgumentError: missing or bad arguments, or not a generation tool.
@@ -318,19 +346,25 @@ async def generate(cfg: BackendConfig, call: ToolCall) -> Generated:
     safe_id = "".join(ch for ch in call.id if ch.isalnum() or ch in "-_")[:40] or "call"
     if call.name == GENERATE_IMAGE.name:
         args = _arguments(call, "prompt")
-        return await generate_image(cfg, args["prompt"], size=str(args.get("size", "auto")), stem=f"image_{safe_id}")
+        return await generate_image(cfg, args["prompt"], size=str(args.get("size", "auto")), stem=f"image_{safe_id}",
+                                    client=client, inputs=inputs)
     if call.name == GENERATE_AUDIO.name:
         args = _arguments(call, "text")
-        return await generate_audio(cfg, args["text"], voice=str(args.get("voice", "alloy")), stem=f"audio_{safe_id}")
+        instructions, model = args.get("instructions"), args.get("model")
+        return await generate_audio(cfg, args["text"], voice=str(args.get("voice", "alloy")), stem=f"audio_{safe_id}",
+                                    fmt=str(args.get("format", "mp3")), client=client,
+                                    instructions=str(instructions) if instructions else None,
+                                    model=str(model) if model else None)
     if call.name == GENERATE_VIDEO.name:
         args = _arguments(call, "prompt")
-        size = args.get("size")
+        size, model = args.get("size"), args.get("model")
         return await generate_video(cfg, args["prompt"], seconds=args.get("seconds", 4),
-                                    size=str(size) if size is not None else None, stem=f"video_{safe_id}")
+                                    size=str(size) if size is not None else None, stem=f"video_{safe_id}",
+                                    model=str(model) if model else VIDEO_MODEL, client=client)
     if call.name == GENERATE_FILE.name:
         args = _arguments(call, "prompt")
-        filename = args.get("filename")
+        filename, model = args.get("filename"), args.get("model")
         return await generate_file(cfg, args["prompt"], file_format=str(args.get("file_format", "txt")),
                                    filename=str(filename) if filename is not None else None,
-                                   stem=f"document_{safe_id}")
+                                   model=str(model) if model else None, stem=f"document_{safe_id}", client=client)
     raise ToolArgumentError(f"{call.name} is not a generation tool")

@@ -153,7 +153,8 @@ class Executor:
     async def _prewarm(self, run_id: str, submitted: RunSubmitted) -> None:
         for spec in submitted.agents:
             b = self._backend(submitted, spec.id)
-            if (b.enable_mcp_command_line or b.resolved_custom_tools) and b.command_line_execution_mode == "docker":
+            executed = any(t.runs_in == "executor" for t in b.resolved_custom_tools)  # not the worker's own
+            if (b.enable_mcp_command_line or executed) and b.command_line_execution_mode == "docker":
                 await self._sandbox(run_id, spec.id, b, reason="warm")
 
     def _read_only(self, run_id: str, b: BackendConfig) -> list[Path]:

@@ -56,6 +56,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceFileRead,
 )
 from massgen_replay.views import preview
 
@@ -322,8 +323,18 @@ def _media(ev: MediaGenerated) -> tuple[str, str, str, list[str]]:
 
 
 def _media_saved(ev: MediaSaved) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"not saved: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
     text = f"saved {ev.path} ({ev.bytes} bytes)"
     return "tool", text, text, []
+
+
+def _file_read(ev: WorkspaceFileRead) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"file not read: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    assert ev.object is not None
+    text = f"read {ev.path} ({ev.object.size} bytes)"
+    return "tool", text, f"{text}\nobject {ev.object.name} ({ev.object.digest})", []
 
 
 RULES: dict[type, Rule] = {
@@ -337,7 +348,7 @@ RULES: dict[type, Rule] = {
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,
     ToolCallCompleted: _tool_done, ToolCallFailed: _tool_failed, ExecutionRequested: _exec,
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,
-    SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved,
+    SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved, WorkspaceFileRead: _file_read,
 }
 """How each event type shows; any other type shows as ``info`` with its JSON as the body."""
 

@@ -57,6 +57,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceFileRead,
     WorkspaceSnapshotted,
 )
 from massgen_replay.analytics import RunAnalytics
@@ -172,7 +173,11 @@ class RunView:
             self._log(r, ev.agent_id, "media", f"{ev.kind} {ev.file_name} ({ev.object.size} bytes, {ev.mime_type}, "
                       f"{ev.model}; object {ev.object.name[:12]}): {preview(ev.prompt)}")
         elif isinstance(ev, MediaSaved):
-            self._log(r, ev.agent_id, "media", f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
+            self._log(r, ev.agent_id, "media", f"not saved: {ev.failure.message}" if ev.failure else
+                      f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
+        elif isinstance(ev, WorkspaceFileRead):
+            self._log(r, ev.agent_id, "media", f"could not read {ev.path}: {ev.failure.message}" if ev.failure else
+                      f"read {ev.path} ({ev.object.size if ev.object else 0} bytes) for a tool")
         else:
             self._apply_run(r, ev)
 
