@@ -12,11 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
+
 from corpus_fakes import memory_llm
 from harness import Stack, agent_script, answer, of, tool_names
 from massgen_agent_worker import memory as mem
-
+from massgen_agent_worker.worker import AgentWorker
+from massgen_es.bus import Draft, once
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.errors import ConfigError
 from massgen_es.events import (
@@ -25,8 +28,11 @@ from massgen_es.events import (
     MemoryStored,
     Message,
     RunCompleted,
+    Source,
     ToolCall,
     ToolCallCompleted,
+    TurnFailed,
+    TurnRequested,
     TurnResponded,
 )
 from massgen_es.memory import context_window
@@ -208,3 +214,51 @@ def test_a_per_agent_memory_block_is_deep_merged_over_the_top_level_one(tmp_path
     submitted = run_submitted("q", cfg)
     assert submitted.agents[1].backend["resolved_memory"]["retrieval"]["limit"] == 9
     assert submitted.agents[0].backend["resolved_memory"]["persistent_memory"]["llm"]["api_key_env"] == "OPENAI_API_KEY"
+
+
+async def test_a_redelivered_turn_does_not_store_its_answer_twice(fake: FakeOpenAI, fresh_nats, tmp_path: Path, keys):
+    """A worker that stored a turn's answer and died before acking: the turn comes again (delivery 2). Its
+    ``memory:result`` is in the log, so mem0 is not asked again and ``memory.stored`` stays one event."""
+    fake.default(MEMORY_MODEL, memory_llm)
+    fake.default("solo", lambda body: Reply(text="FACT: the tide turns at noon. Done."))
+    cfg = parse_config({"agents": [{"id": "keeper", "backend": {"type": "chatcompletion", "model": "solo",
+                                                                "base_url": fake.base_url}}],
+                        "memory": memory_block(fake, tmp_path / "qdrant")})
+    submitted = run_submitted("When does the tide turn?", cfg)
+    req = TurnRequested(turn_id="t1", agent_id="keeper", attempt=1, kind="presentation", answers_version=0,
+                        messages=(Message(role="system", content="You answer."),
+                                  Message(role="user", content="When does the tide turn?")),
+                        tools=(), backend=submitted.agents[0].backend)
+    async with Stack(fresh_nats.url) as stack:
+        await stack.log.append("run-r", "cli", [Draft("run-r:submitted", submitted)],
+                               origin=Source(service="cli", instance="t"))
+        [seq] = await stack.log.append("run-r", "orchestrator", [Draft("run-r:turn", req)],
+                                       origin=Source(service="orchestrator", instance="t"))
+        record = next(r for r in await stack.log.read("run-r") if r.seq == seq)
+        worker = AgentWorker(stack.nc)
+        await worker._turn(record, req, 1, once.Fence(seq))
+        extractions = len([b for b in fake.requests(MEMORY_MODEL) if b.get("response_format")])
+        await worker._turn(record, req, 2, once.Fence(seq))
+        records = await stack.log.read("run-r")
+    assert extractions == 1
+    assert len([b for b in fake.requests(MEMORY_MODEL) if b.get("response_format")]) == 1
+    [stored] = of(records, MemoryStored)
+    assert [f.text for f in stored.facts] == ["the tide turns at noon"]
+    assert len(of(records, TurnResponded)) == 1  # the response too is one event (its deterministic id)
+
+
+async def test_without_the_memory_extra_a_turn_fails_naming_it(
+    fake: FakeOpenAI, fresh_nats, tmp_path: Path, keys, monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setitem(sys.modules, "mem0", None)  # what `import mem0` meets where the extra is not installed
+    fake.default("solo", lambda body: Reply(text="an answer"))
+    cfg = parse_config({"agents": [{"id": "keeper", "backend": {"type": "chatcompletion", "model": "solo",
+                                                                "base_url": fake.base_url}}],
+                        "memory": memory_block(fake, tmp_path / "no-extra")})
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        records = await stack.wait_done(await stack.submit(msgspec.to_builtins(cfg)), 60)
+    failed = of(records, TurnFailed)
+    assert failed and all("pip install 'massgen-agent-worker[memory]'" in f.failure.message for f in failed)
+    assert not fake.requests("solo")  # no model call before memory could work

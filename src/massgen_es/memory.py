@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import msgspec
 
@@ -131,6 +131,10 @@ def context_window(model: str | None) -> int:
     return next((n for prefix, n in CONTEXT_WINDOWS if name.startswith(prefix)), DEFAULT_CONTEXT_WINDOW)
 
 
+def _is_dict(value: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict)
+
+
 def merged(top: dict[str, Any] | None, agent: dict[str, Any] | None) -> dict[str, Any] | None:
     """``agent`` deep-merged over ``top`` (MassGen's per-agent override), None when neither is given."""
     if top is None and agent is None:
@@ -139,7 +143,8 @@ def merged(top: dict[str, Any] | None, agent: dict[str, Any] | None) -> dict[str
     def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out = dict(a)
         for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+            old = out.get(k)
+            out[k] = merge(old, v) if _is_dict(old) and _is_dict(v) else v
         return out
 
     return merge(top or {}, agent or {})
@@ -149,7 +154,8 @@ def resolve(raw: dict[str, Any] | None, where: str, origin: str) -> MemoryConfig
     """The agent's memory settings from its merged block (:func:`merged`), checked; None when off.
 
     Raises:
-        ConfigError: an unknown key, a bad value, a threshold outside (0, 1], a literal API key, naming the key path (``where`` is e.g. ``agents[0].memory``).
+        ConfigError: an unknown key, a bad value, a threshold outside (0, 1], a literal API key; the
+            message names the key path (``where`` is e.g. ``agents[0].memory``).
     """
     if raw is None:
         return None

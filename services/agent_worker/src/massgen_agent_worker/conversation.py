@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-
 from typing import Literal
 
 import msgspec
@@ -34,8 +33,8 @@ import tenacity
 
 from massgen_agent_worker import decisions, generation, providers
 from massgen_agent_worker import memory as mem
-from massgen_agent_worker.tools import ToolClient
 from massgen_agent_worker.providers import chatcompletion
+from massgen_agent_worker.tools import ToolClient
 from massgen_es import backends, media, pricing
 from massgen_es import memory as memory_block
 from massgen_es.bus import Draft
@@ -104,7 +103,8 @@ class Conversation:
         catalog = await self.tools.catalog(req, self.record.run_id, self.record.id, backend)
         media_tools = generation.tools(backend)
         if not catalog.servers and not media_tools:
-            return await self.decide(msgspec.structs.replace(req, messages=tuple(await self.compress(list(req.messages)))))
+            squeezed = await self.compress(list(req.messages))
+            return await self.decide(msgspec.structs.replace(req, messages=tuple(squeezed)))
         if req.planning_mode:  # what planning mode holds back: tools an LLM (or a person) says irreversible
             await self.tools.classify(req, self.record.run_id, self.record.id, catalog)
         workflow = {t.name for t in req.tools}

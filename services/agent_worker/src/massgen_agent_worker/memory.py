@@ -39,7 +39,7 @@ import openai
 
 from massgen_es import ops
 from massgen_es.errors import ConfigError
-from massgen_es.events import Message, MemoryFact
+from massgen_es.events import MemoryFact, Message
 from massgen_es.memory import MemoryConfig, MemoryModel
 
 log = logging.getLogger("massgen.agent_worker.memory")
