@@ -37,6 +37,8 @@ from massgen_es.events import (
 )
 from massgen_es.memory import context_window
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay import lanes
+from massgen_replay.views import RunView
 
 TOOL_SERVER = str(Path(__file__).parent / "mcp_servers" / "tool_server.py")
 MEMORY_MODEL = "mem-nano"
@@ -94,7 +96,14 @@ async def test_facts_stored_in_run_one_are_retrieved_into_run_two_of_the_same_se
     prompts = [json.dumps(b["messages"]) for b in fake.requests("solo-2")]
     assert "Relevant memories from earlier conversations" in prompts[0] and "the vault code is 4711" in prompts[0]
     assert not any("Relevant memories" in json.dumps(b["messages"]) for b in fake.requests("solo-1")[:1])
-    # mem0's calls went to the configured provider (the fake), embeddings included; no telemetry module ran.
+    # Replay shows what was stored and retrieved, from the events alone.
+    view = RunView(second[0].run_id)
+    for r in second:
+        view.apply(r)
+    assert any(e.kind == "memory" and "retrieved 1 fact(s): the vault code is 4711" in e.text for e in view.timeline)
+    lane = [i.summary for i in lanes.items(first)]
+    assert any(s.startswith("memory: stored 1 fact(s)") for s in lane)
+    # mem0's calls went to the configured provider (the fake), embeddings included.
     paths = {r.path for r in fake.received()}
     assert {"/v1/embeddings", "/v1/chat/completions"} <= paths
     assert all(r.headers.get("authorization") == "Bearer memory-test-key" for r in fake.received(MEMORY_MODEL))
@@ -159,6 +168,7 @@ async def test_a_turn_whose_context_passes_the_threshold_is_compressed_and_recor
     assert [m["role"] for m in after["messages"]] == ["system", "user"]
     # MassGen retrieves after compressing: recorded with the reason.
     assert any(r.reason == "compression" for r in of(records, MemoryRetrieved))
+    assert any(i.summary.startswith("context compressed: ~") for i in lanes.items(records))
     assert of(records, TurnResponded)
 
 

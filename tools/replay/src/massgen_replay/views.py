@@ -17,6 +17,7 @@ from massgen_es.events import (
     ApprovalRequested,
     BudgetExceeded,
     ConsensusReached,
+    ContextCompressed,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -24,6 +25,8 @@ from massgen_es.events import (
     McpServerStateChanged,
     MediaGenerated,
     MediaSaved,
+    MemoryRetrieved,
+    MemoryStored,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
@@ -173,6 +176,14 @@ class RunView:
                       f"{ev.model}; object {ev.object.name[:12]}): {preview(ev.prompt)}")
         elif isinstance(ev, MediaSaved):
             self._log(r, ev.agent_id, "media", f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
+        elif isinstance(ev, MemoryRetrieved | MemoryStored):
+            verb = "retrieved" if isinstance(ev, MemoryRetrieved) else "stored"
+            what = (f"{verb} failed: {preview(ev.failure.message)}" if ev.failure else
+                    f"{verb} {len(ev.facts)} fact(s): " + preview("; ".join(f.text for f in ev.facts)))
+            self._log(r, ev.agent_id, "memory", what)
+        elif isinstance(ev, ContextCompressed):
+            self._log(r, ev.agent_id, "memory", f"context compressed ~{ev.tokens_before} -> ~{ev.tokens_after} "
+                      f"tokens of {ev.context_window}: {preview(ev.summary)}")
         else:
             self._apply_run(r, ev)
 
