@@ -103,7 +103,10 @@ async def test_facts_stored_in_run_one_are_retrieved_into_run_two_of_the_same_se
     assert any(e.kind == "memory" and "retrieved 1 fact(s): the vault code is 4711" in e.text for e in view.timeline)
     lane = [i.summary for i in lanes.items(first)]
     assert any(s.startswith("memory: stored 1 fact(s)") for s in lane)
-    # mem0's calls went to the configured provider (the fake), embeddings included.
+    # mem0's telemetry (PostHog) was off when it was imported; its calls went to the configured provider.
+    from mem0.memory import telemetry
+
+    assert telemetry.MEM0_TELEMETRY is False
     paths = {r.path for r in fake.received()}
     assert {"/v1/embeddings", "/v1/chat/completions"} <= paths
     assert all(r.headers.get("authorization") == "Bearer memory-test-key" for r in fake.received(MEMORY_MODEL))
@@ -204,6 +207,15 @@ def test_memory_config_is_checked_with_key_paths(tmp_path: Path):
         parse_config({**base, "memory": {"persistent_memory": {"qdrant": {"mode": "cloud"}}}})
     off = parse_config({**base, "memory": {"enabled": False, "persistent_memory": {"enabled": True}}})
     assert off.team[0].backend.resolved_memory is None
+
+
+def test_record_reasoning_loads_with_a_warning_that_it_has_no_effect(caplog: pytest.LogCaptureFixture):
+    base = {"agents": [{"id": "a", "backend": {"type": "openai", "model": "gpt-5-nano"}}]}
+    with caplog.at_level("WARNING", logger="massgen.config"):
+        cfg = parse_config({**base, "memory": {"persistent_memory": {"enabled": True},
+                                               "recording": {"record_reasoning": True}}}, "f.yaml")
+    assert cfg.team[0].backend.resolved_memory is not None
+    assert "`memory.recording.record_reasoning` has no effect here" in caplog.text
 
 
 def test_a_per_agent_memory_block_is_deep_merged_over_the_top_level_one(tmp_path: Path):

@@ -15,6 +15,7 @@ taken from :data:`CONTEXT_WINDOWS`.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
@@ -23,6 +24,7 @@ import msgspec
 
 from massgen_es.errors import ConfigError
 
+_log = logging.getLogger("massgen.config")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 DEFAULT_CONTEXT_WINDOW = 128_000
@@ -178,6 +180,10 @@ def resolve(raw: dict[str, Any] | None, where: str, origin: str) -> MemoryConfig
                               f"`trigger_threshold` ({c.trigger_threshold}): compression would not reduce anything")
         if c.context_window is not None and c.context_window < 1:
             raise ConfigError(f"{origin}: `{where}.compression.context_window` must be a number of tokens >= 1")
+    if cfg.recording.record_reasoning:
+        _log.warning("%s: `%s.recording.record_reasoning` has no effect here: the adapters keep no reasoning "
+                     "text, so a turn's answer (and with `record_all_tool_calls` its tool calls) is recorded", origin,
+                     where)
     if cfg.retrieval.limit < 1:
         raise ConfigError(f"{origin}: `{where}.retrieval.limit` must be >= 1")
     p = cfg.persistent_memory
