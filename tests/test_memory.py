@@ -152,7 +152,8 @@ async def test_a_turn_whose_context_passes_the_threshold_is_compressed_and_recor
     backend = {"type": "chatcompletion", "model": "packer", "base_url": fake.base_url,
                "mcp_servers": [{"name": "t", "command": sys.executable, "args": [TOOL_SERVER]}]}
     block = memory_block(fake, tmp_path / "qdrant",
-                         compression={"trigger_threshold": 0.02, "target_ratio": 0.01, "context_window": 20_000})
+                         compression={"trigger_threshold": 0.02, "target_ratio": 0.01, "context_window": 20_000},
+                         recording={"record_all_tool_calls": True, "record_reasoning": False})
     async with Stack(fresh_nats.url) as stack:
         stack.orchestrator()
         stack.worker()
@@ -172,6 +173,11 @@ async def test_a_turn_whose_context_passes_the_threshold_is_compressed_and_recor
     # MassGen retrieves after compressing: recorded with the reason.
     assert any(r.reason == "compression" for r in of(records, MemoryRetrieved))
     assert any(i.summary.startswith("context compressed: ~") for i in lanes.items(records))
+    # record_all_tool_calls: the answer turn gave mem0 its task, the echo call, its result and the answer.
+    answered = [e for e in of(records, MemoryStored) if e.messages > 2]
+    assert answered and all(e.messages == 4 and e.failure is None for e in answered)
+    gave = [b for b in fake.requests(MEMORY_MODEL) if b.get("response_format")]
+    assert any("(tool calls) mcp__t__echo" in json.dumps(b) for b in gave)
     assert of(records, TurnResponded)
 
 
@@ -284,3 +290,27 @@ async def test_without_the_memory_extra_a_turn_fails_naming_it(
     failed = of(records, TurnFailed)
     assert failed and all("pip install 'massgen-agent-worker[memory]'" in f.failure.message for f in failed)
     assert not fake.requests("solo")  # no model call before memory could work
+
+
+async def test_an_unreachable_qdrant_server_is_a_recorded_failure_and_the_run_goes_on(
+    fake: FakeOpenAI, fresh_nats, tmp_path: Path, keys,
+):
+    """``qdrant.mode: server`` as MassGen's examples write it, at a loopback port where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    fake.default(MEMORY_MODEL, memory_llm)
+    fake.default("solo", agent_script("FACT: nothing is stored.", "agent1"))
+    block = memory_block(fake, tmp_path / "unused")
+    block["persistent_memory"]["qdrant"] = {"mode": "server", "host": "127.0.0.1", "port": port}
+    cfg = {"agents": [{"id": "keeper", "backend": {"type": "chatcompletion", "model": "solo",
+                                                   "base_url": fake.base_url}}], "memory": block}
+    async with Stack(fresh_nats.url) as stack:
+        stack.orchestrator()
+        stack.worker()
+        records = await stack.wait_done(await stack.submit(cfg), 60)
+    assert of(records, RunCompleted)
+    failures = [e.failure for e in (*of(records, MemoryRetrieved), *of(records, MemoryStored))]
+    assert failures and all(f is not None and "refused" in f.message.lower() for f in failures), failures

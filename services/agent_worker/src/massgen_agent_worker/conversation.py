@@ -175,13 +175,14 @@ class Conversation:
         todo = mem.plan(messages, task, window, c.trigger_threshold, c.target_ratio)
         if todo is None:
             return messages
+        removed = set(todo.removed)
         gone = [messages[i] for i in todo.removed]
         summariser = self.memory or mem.AgentMemory(cfg, self.req.agent_id, "", self.record.run_id)
         try:
             summary = await summariser.summarise(gone)
         except openai.APIError as exc:
             raise chatcompletion.map_openai_error(exc, "memory LLM endpoint") from exc
-        kept = [m for i, m in enumerate(messages) if i not in set(todo.removed)]
+        kept = [m for i, m in enumerate(messages) if i not in removed]
         out = mem.with_system_note(kept, f"Summary of the earlier conversation:\n{summary}")
         self.compressions += 1
         await self.emit(f"{self._delivery}:compressed:{self.compressions}", ContextCompressed(
