@@ -171,6 +171,8 @@ class AgentWorker:
             return None, False
         run_id = record.run_id
         if run_id not in self._sessions:
+            if len(self._sessions) >= 1024:  # a long-lived worker: forget the oldest runs
+                self._sessions.pop(next(iter(self._sessions)))
             first = next((r.event for r in await self.log.read(run_id, source="cli")
                           if isinstance(r.event, RunSubmitted)), None)
             self._sessions[run_id] = (first.session_id if first is not None else None) or run_id
