@@ -120,7 +120,19 @@ def test_unscripted_model_and_unknown_path(fake, client):
     with pytest.raises(openai.InternalServerError, match="no scripted reply for model 'ghost'"):
         client.chat.completions.create(model="ghost", messages=MSGS)
     with pytest.raises(openai.NotFoundError):
-        client.embeddings.create(model="m", input="x")
+        client.moderations.create(input="x")
+
+
+def test_embeddings_are_deterministic_unit_vectors_close_for_texts_sharing_words(fake, client):
+    got = client.embeddings.create(model="text-embedding-3-small", input=["the vault code", "vault code 4711", "x"])
+    a, b, c = (d.embedding for d in got.data)
+    assert len(a) == 1536 and abs(sum(v * v for v in a) - 1) < 1e-9
+    dot = lambda u, v: sum(p * q for p, q in zip(u, v, strict=True))  # noqa: E731
+    assert dot(a, b) > 0.5 > dot(a, c)
+    again = client.embeddings.create(model="m", input="the vault code", dimensions=64)
+    assert len(again.data[0].embedding) == 64
+    assert client.embeddings.create(model="m", input="the vault code").data[0].embedding == a
+    assert fake.received()[-1].path == "/v1/embeddings"
 
 
 def test_handlers_default_and_models(fake, client):

@@ -28,6 +28,11 @@ orchestrator and timeout keys, tools, MCP servers):
   one run by a package runner (``npx``, ``uvx``, ``pipx``, ``bunx``: none of the corpus's packages is
   installed here, so they would be downloaded), one whose command is not installed, and one at a
   non-loopback URL.
+- the ``memory`` block (MassGen spec §5.4) keeps its meaning (persistent memory with mem0, compression,
+  retrieval), but the store and the memory models stay on the machine: ``qdrant.mode: server`` (a Qdrant
+  at localhost:6333, which nobody runs here) becomes ``local`` (Qdrant in-process, in the checkout's
+  ``.massgen/qdrant``), and mem0's LLM and embedder (``persistent_memory.llm``/``embedding``) point at
+  FakeOpenAI (:func:`corpus_fakes.memory_llm` extracts the facts; embeddings are word hashes).
 
 All runs share one stack: a nats-server of their own and the services in-process (orchestrator, agent
 workers, MCP broker, executor), a few runs at a time.
@@ -53,12 +58,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from corpus_fakes import ScriptedLLMock, openai_member
+from corpus_fakes import ScriptedLLMock, memory_llm, openai_member
 from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
-from massgen_es.events import RunCompleted, RunFailed, ToolsListed
+from massgen_es.events import MemoryRetrieved, MemoryStored, RunCompleted, RunFailed, ToolsListed
 from massgen_es.testing.fake_openai import FakeOpenAI
 
 CORPUS = Path(__file__).parent / "massgen_configs" / "corpus"
@@ -214,6 +219,14 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
+    for block in (data.get("memory"), *(a.get("memory") for a in agents)):
+        persistent = block.get("persistent_memory") if isinstance(block, dict) else None
+        if isinstance(persistent, dict):
+            persistent["qdrant"] = {**(persistent.get("qdrant") or {}), "mode": "local"}
+            for key, model in (("llm", "gpt-4.1-nano-2025-04-14"), ("embedding", "text-embedding-3-small")):
+                persistent[key] = {**(persistent.get(key) or {"model": model}), "base_url": fake.base_url}
+                if key == "llm":
+                    fake.default(persistent[key]["model"], memory_llm)
     for agent in agents:
         b = agent["backend"]
         kind = b["type"]
@@ -237,6 +250,13 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
                     dropped.append(f"{agent.get('id')}/{server.get('name')}: {why}")
             b["mcp_servers"] = kept
     return data, dropped
+
+
+def _persistent_memory(data: dict[str, Any]) -> bool:
+    """Whether a config turns persistent memory on (top level; MassGen spec §5.4)."""
+    block = data.get("memory")
+    p = block.get("persistent_memory") if isinstance(block, dict) and block.get("enabled", True) else None
+    return isinstance(p, dict) and p.get("enabled", True) is not False
 
 
 def _key_variables(data: dict[str, Any]) -> set[str]:
@@ -313,6 +333,13 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                         return
                     completed, failed = of(records, RunCompleted), of(records, RunFailed)
                     ok = bool(completed) and bool(completed[0].final_answer.strip())
+                    if ok and _persistent_memory(raw[name]):  # its memory worked: facts stored, no failure
+                        stored = of(records, MemoryStored)
+                        broken = [e.failure.message for e in (*stored, *of(records, MemoryRetrieved)) if e.failure]
+                        if not stored or broken:
+                            outcomes.append(Outcome(name, False, time.monotonic() - t0,
+                                                    f"memory: {broken[:1] or 'nothing stored'}", tuple(dropped)))
+                            return
                     why = "" if ok else "empty final answer" if completed else (
                         f"run.failed: {failed[0].reason}: {failed[0].failure.message if failed[0].failure else ''}"
                         if failed else "ended without a final answer: " + ", ".join(

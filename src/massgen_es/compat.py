@@ -66,7 +66,6 @@ _SKILLS = _refuse("skills (openskills directories offered to agents)")
 
 SCOPES: dict[str, dict[str, Key]] = {
     "top": {
-        "memory": _refuse("conversation memory and context compression (mem0 + Qdrant, spec §5.4)"),
         "session_id": _refuse("memory session ids", "a conversation here is `massgen submit --session ID` or "
                               "`massgen chat`"),
         "display": _ignore("display block of the computer-use examples, which MassGen does not read"),
@@ -81,7 +80,6 @@ SCOPES: dict[str, dict[str, Key]] = {
         "debug": _ignore("debug flag MassGen's CLI sets; use `massgen replay --debug` on the run"),
     },
     "agent": {
-        "memory": _refuse("per-agent conversation memory (spec §5.4)"),
         "append_system_prompt": Key("append_system", "extra system prompt text"),
     },
     "backend": {

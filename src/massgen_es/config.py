@@ -28,6 +28,7 @@ import msgspec
 import yaml
 
 from massgen_es import backends, compat, custom_tools, mcp, media, models
+from massgen_es import memory as memory_block
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
@@ -229,6 +230,9 @@ class BackendConfig(_Strict, frozen=True):
     enable_file_generation: bool = False
     """Offer ``generate_file(prompt, file_format, filename?)``: the backend's model writes the content, the
     worker renders it as PDF, DOCX, XLSX, PPTX, Markdown or text; likewise stored and saved."""
+    resolved_memory: memory_block.MemoryConfig | None = None
+    """Filled in when the config is loaded: the agent's ``memory`` block merged over the top-level one
+    (``massgen_es.memory.resolve``); the agent worker runs it. Not a config key."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -237,6 +241,8 @@ class AgentConfig(_Strict, frozen=True):
     id: str
     backend: BackendConfig
     system_message: str = ""
+    memory: dict[str, Any] | None = None
+    """Per-agent ``memory`` keys, deep-merged over the top-level block (MassGen spec §5.4)."""
 
 
 class CoordinationConfig(_Strict, frozen=True):
@@ -308,6 +314,9 @@ class Config(_Strict, frozen=True):
     tool_safety: ToolSafetyConfig = ToolSafetyConfig()
     """Ours, not MassGen's: which tools need a person's approval or are refused, and which planning mode
     holds back (``massgen_es.tool_safety``)."""
+    memory: memory_block.MemoryConfig | None = None
+    """MassGen's memory block (spec §5.4): persistent memory (mem0 + Qdrant) and context compression, run
+    by the agent worker (``massgen_es.memory``; needs the worker's ``memory`` extra)."""
 
     @property
     def team(self) -> tuple[AgentConfig, ...]:
@@ -444,7 +453,12 @@ def _check(cfg: Config, origin: str) -> Config:
         if agent.id in seen:
             raise ConfigError(f"{origin}: duplicate agent id `{agent.id}` at `{where}.id`; ids must be unique")
         seen.add(agent.id)
-        fixed.append(msgspec.structs.replace(agent, backend=_check_backend(agent.backend, f"{where}.backend", origin)))
+        backend = _check_backend(agent.backend, f"{where}.backend", origin)
+        if backend.resolved_memory is None:  # else a recorded run's backend parsed again (`massgen fork --set`)
+            top = msgspec.to_builtins(cfg.memory) if cfg.memory is not None else None
+            backend = msgspec.structs.replace(backend, resolved_memory=memory_block.resolve(
+                memory_block.merged(top, agent.memory), f"{where}.memory" if agent.memory else "memory", origin))
+        fixed.append(msgspec.structs.replace(agent, backend=backend))
     o = cfg.orchestrator
     for i, cp in enumerate(o.context_paths):
         _check_context_path(cp, f"orchestrator.context_paths[{i}]", origin)

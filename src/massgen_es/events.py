@@ -875,6 +875,72 @@ class WorkspaceFileRead(Event, frozen=True, tag="workspace.file_read"):
     failure: Failure | None = None
 
 
+# ---------------------------------------------------------------- memory (issue 16 item 4)
+
+
+class MemoryFact(msgspec.Struct, frozen=True, kw_only=True):
+    """One fact of an agent's persistent memory (mem0): its id in the store, its text, and for a store
+    what mem0 did with it (``ADD``, ``UPDATE``, ``DELETE``)."""
+
+    id: str
+    text: str
+    event: str | None = None
+    score: float | None = None
+    """Retrieval: similarity to the query (higher is closer)."""
+
+
+class MemoryRetrieved(Event, frozen=True, tag="memory.retrieved"):
+    """Facts of the agent's persistent memory put into the system message of a turn attempt (MassGen spec
+    §5.4: at a turn's start, and again after its context was compressed). ``facts`` may be empty."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    session: str
+    """The memory session (``persistent_memory.session_name``, the run's session, or the run)."""
+    query: str
+    reason: Literal["turn", "compression"]
+    facts: tuple[MemoryFact, ...] = ()
+    excluded_recent: int = 0
+    """Facts left out because this run recorded them (``retrieval.exclude_recent``)."""
+    failure: Failure | None = None
+    """The search failed (the turn went on without facts)."""
+
+
+class MemoryStored(Event, frozen=True, tag="memory.stored"):
+    """A turn attempt's question and answer (and, with ``recording.record_all_tool_calls``, its tool calls)
+    were given to the agent's persistent memory; ``facts``: what mem0 extracted and did. Appended with the
+    id ``<turn key>:memory:result``: a redelivered turn that finds it does not store again."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    session: str
+    facts: tuple[MemoryFact, ...] = ()
+    messages: int = 0
+    """How many messages were given to mem0."""
+    failure: Failure | None = None
+    """The store failed (mem0 or its models); the turn's answer still counts."""
+
+
+class ContextCompressed(Event, frozen=True, tag="context.compressed"):
+    """A call's messages passed ``trigger_threshold`` of the model's context window, so the older ones were
+    summarised into the system message until the rest fits ``target_ratio`` of it (MassGen's
+    ContextWindowMonitor + ContextCompressor). Token counts are estimates (characters / 4)."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    context_window: int
+    trigger_threshold: float
+    target_ratio: float
+    tokens_before: int
+    tokens_after: int
+    messages_removed: int
+    summary: str
+    summary_model: str
+
+
 EventType = (
     RunSubmitted
     | RunForked
@@ -926,6 +992,9 @@ EventType = (
     | MediaSaved
     | WorkspaceFileRequested
     | WorkspaceFileRead
+    | MemoryRetrieved
+    | MemoryStored
+    | ContextCompressed
 )
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed, RunCancelled)
@@ -981,6 +1050,9 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     MediaSaved: ("mcp_broker",),
     WorkspaceFileRequested: ("agent_worker",),
     WorkspaceFileRead: ("mcp_broker",),
+    MemoryRetrieved: ("agent_worker",),
+    MemoryStored: ("agent_worker",),
+    ContextCompressed: ("agent_worker",),
 }
 """Who may write each event type (``Source.service`` of its records): the catalogue of
 docs/architecture/events.md, checked on every run of the integration tests (``check_writer``)."""

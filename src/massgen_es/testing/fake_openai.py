@@ -43,6 +43,11 @@ And the Videos API (Sora; the worker's ``generate_video``), a job per ``POST``, 
 - ``GET /v1/videos/{id}/content``: :attr:`FakeOpenAI.video_mp4` as ``video/mp4`` once the job completed,
   else a 404.
 
+And one serves embeddings (what mem0's OpenAI embedder sends for the worker's persistent memory):
+
+- ``POST /v1/embeddings``: one vector per ``input`` string (:func:`embedding`: deterministic, words
+  hashed into ``dimensions`` buckets, default 1536, unit length, so texts sharing words are close).
+
 Example:
     with FakeOpenAI() as fake:
         fake.script("gpt-test", Reply(text="hello"))
@@ -56,8 +61,10 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import hashlib
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -98,6 +105,19 @@ class Reply:
 
 
 Handler = Callable[[dict], Reply]
+
+EMBEDDING_DIMS = 1536
+"""Length of the ``/v1/embeddings`` vectors when the request names no ``dimensions`` (text-embedding-3-small's)."""
+
+
+def embedding(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    """A deterministic unit vector for ``text``: each lower-cased word adds 1 to the bucket its SHA-256
+    picks, so texts sharing words have a high cosine similarity (a stand-in for a real embedding model)."""
+    vec = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec] if any(vec) else [1.0 / math.sqrt(dims)] * dims
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
 
@@ -355,6 +375,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path in ("/v1/images/edits", "/v1/audio/transcriptions"):
             self._multipart(path, query)
             return
+        if path == "/v1/embeddings":
+            self._embeddings(query)
+            return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
             return
@@ -401,6 +424,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as e:
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
             return None
+
+    def _embeddings(self, query: dict[str, str]) -> None:
+        """The embeddings route (module docstring): ``input`` a string or a list of strings."""
+        body = self._json_body()
+        if body is None:
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received("/v1/embeddings", query, headers, body), None)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            self._send_json(400, _error_body(400, "`input` must be a string or a list of strings"))
+            return
+        dims = int(body.get("dimensions") or EMBEDDING_DIMS)
+        words = sum(len(t.split()) for t in texts)
+        self._send_json(200, {
+            "object": "list", "model": body.get("model"),
+            "data": [{"object": "embedding", "index": i, "embedding": embedding(t, dims)} for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": words, "total_tokens": words},
+        })
 
     def _media(self, path: str, query: dict[str, str]) -> None:
         """The images and speech routes (module docstring)."""

@@ -20,6 +20,7 @@ from massgen_es.events import (
     AnswerPosted,
     BudgetExceeded,
     ConsensusReached,
+    ContextCompressed,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -29,6 +30,9 @@ from massgen_es.events import (
     McpServerStateChanged,
     MediaGenerated,
     MediaSaved,
+    MemoryFact,
+    MemoryRetrieved,
+    MemoryStored,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
@@ -337,6 +341,32 @@ def _file_read(ev: WorkspaceFileRead) -> tuple[str, str, str, list[str]]:
     return "tool", text, f"{text}\nobject {ev.object.name} ({ev.object.digest})", []
 
 
+def _facts(facts: tuple[MemoryFact, ...]) -> str:
+    return "\n".join(f"- {f.text}" + (f" [{f.event}]" if f.event else "") + (
+        f" (score {f.score:.3f})" if f.score is not None else "") for f in facts)
+
+
+def _recalled(ev: MemoryRetrieved) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"memory search failed: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    head = f"memory: {len(ev.facts)} fact(s) retrieved ({ev.reason}, session {ev.session})" + (
+        f", {ev.excluded_recent} of this run left out" if ev.excluded_recent else "")
+    return "tool", head, f"{head}\nquery: {ev.query}\n\n{_facts(ev.facts)}", []
+
+
+def _remembered(ev: MemoryStored) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"memory store failed: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    head = f"memory: stored {len(ev.facts)} fact(s) from {ev.messages} message(s) (session {ev.session})"
+    return "tool", head, f"{head}\n\n{_facts(ev.facts)}", []
+
+
+def _compressed(ev: ContextCompressed) -> tuple[str, str, str, list[str]]:
+    head = (f"context compressed: ~{ev.tokens_before} -> ~{ev.tokens_after} tokens of {ev.context_window} "
+            f"({ev.messages_removed} message(s) summarised by {ev.summary_model})")
+    return "tool", head, f"{head}\ntrigger {ev.trigger_threshold:g}, target {ev.target_ratio:g}\n\n{ev.summary}", []
+
+
 RULES: dict[type, Rule] = {
     RunSubmitted: _submitted, TurnRequested: _requested, TurnStarted: _started, UsageRecorded: _usage,
     ProviderRetried: _retried, TurnResponded: _responded, TurnRejected: _rejected, TurnFailed: _turn_failed,
@@ -349,6 +379,7 @@ RULES: dict[type, Rule] = {
     ToolCallCompleted: _tool_done, ToolCallFailed: _tool_failed, ExecutionRequested: _exec,
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,
     SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved, WorkspaceFileRead: _file_read,
+    MemoryRetrieved: _recalled, MemoryStored: _remembered, ContextCompressed: _compressed,
 }
 """How each event type shows; any other type shows as ``info`` with its JSON as the body."""
 

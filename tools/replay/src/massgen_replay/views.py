@@ -17,6 +17,7 @@ from massgen_es.events import (
     ApprovalRequested,
     BudgetExceeded,
     ConsensusReached,
+    ContextCompressed,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -24,6 +25,8 @@ from massgen_es.events import (
     McpServerStateChanged,
     MediaGenerated,
     MediaSaved,
+    MemoryRetrieved,
+    MemoryStored,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
@@ -178,6 +181,14 @@ class RunView:
         elif isinstance(ev, WorkspaceFileRead):
             self._log(r, ev.agent_id, "media", f"could not read {ev.path}: {ev.failure.message}" if ev.failure else
                       f"read {ev.path} ({ev.object.size if ev.object else 0} bytes) for a tool")
+        elif isinstance(ev, MemoryRetrieved | MemoryStored):
+            verb = "retrieved" if isinstance(ev, MemoryRetrieved) else "stored"
+            what = (f"{verb} failed: {preview(ev.failure.message)}" if ev.failure else
+                    f"{verb} {len(ev.facts)} fact(s): " + preview("; ".join(f.text for f in ev.facts)))
+            self._log(r, ev.agent_id, "memory", what)
+        elif isinstance(ev, ContextCompressed):
+            self._log(r, ev.agent_id, "memory", f"context compressed ~{ev.tokens_before} -> ~{ev.tokens_after} "
+                      f"tokens of {ev.context_window}: {preview(ev.summary)}")
         else:
             self._apply_run(r, ev)
 
