@@ -47,6 +47,7 @@ FILESYSTEM_SERVER = "filesystem"
 WORKSPACE_TOOLS_SERVER = "workspace_tools"
 """Name of MassGen's copy/delete/compare server that ``backend.cwd`` adds too (MassGen spec §3.5); ours is
 ``massgen_mcp_broker.workspace_tools``."""
+_STANDARD_FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem"
 _MASSGEN_WORKSPACE_TOOLS = "filesystem_manager._workspace_tools_server"
 PLANNING_SERVER = "planning"
 """Name of the task-planning server that ``coordination.enable_agent_task_planning`` adds to every agent
@@ -466,6 +467,7 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     b = _key_by_reference(b, where, origin)
     _check_model(b, where, origin)
     _check_call_limits(b, where, origin)
+    b = _without_workspace_tools_of_no_workspace(b, where, origin)
     _check_mcp_servers(b, where, origin)
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
@@ -559,6 +561,21 @@ def is_massgen_workspace_tools(server: McpServerConfig) -> bool:
     return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in (executable, *args))
 
 
+def is_standard_filesystem_server(server: McpServerConfig) -> bool:
+    """Whether ``server`` is the official filesystem server named ``filesystem``
+    (``npx -y @modelcontextprotocol/server-filesystem <paths>``), as MassGen's examples declare it next to
+    ``cwd``. With a workspace such an entry means the one ``cwd`` adds, which is that same server over
+    the agent's own roots (its ``.`` would be the broker's directory); another server of that name
+    replaces ours, as a user server suppresses MassGen's injection (spec §3.5)."""
+    if server.name != FILESYSTEM_SERVER or server.type != "stdio":
+        return False
+    try:
+        executable, args = mcp.executable_and_args(server)
+    except ValueError:
+        return False
+    return any(a.startswith(_STANDARD_FILESYSTEM_PACKAGE) for a in (executable, *args))
+
+
 def planning_server(c: CoordinationConfig) -> McpServerConfig:
     """The ``mcp_servers`` entry that ``enable_agent_task_planning`` adds to every agent (MassGen spec
     §1.15): ours, its limit and filesystem mode in its arguments (the broker adds the workspace)."""
@@ -592,7 +609,7 @@ def server_names(b: BackendConfig) -> list[str]:
     and ``workspace_tools`` when ``cwd`` is set (MassGen spec §3.5; a user server named
     ``workspace_tools`` replaces ours unless it is MassGen's own, see :func:`is_massgen_workspace_tools`)."""
     names = [s.name for s in b.mcp_servers]
-    if b.cwd is not None:
+    if b.cwd is not None:  # a user's `filesystem` takes our server's place (is_standard_filesystem_server)
         names += [n for n in (FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER) if n not in names]
     return names
 
@@ -605,18 +622,35 @@ def _check_mcp_servers(b: BackendConfig, where: str, origin: str) -> None:
             mcp.validate_server(server, f"{where}.mcp_servers[{i}]")
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        if b.cwd is None and is_massgen_workspace_tools(server):
-            raise ConfigError(
-                f"{origin}: `{where}.mcp_servers[{i}]` is MassGen's workspace_tools server, which is built in "
-                f"here and works in the agent's workspace: set `{where}.cwd` (e.g. `cwd: workspace`) and remove "
-                "this entry, or keep it (it then means the built-in one)"
-            )
-        if server.name in names or (b.cwd is not None and server.name == FILESYSTEM_SERVER):
-            raise ConfigError(
-                f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`"
-                + (" (the name `filesystem` is taken by the workspace server that `cwd` adds)" if b.cwd else "")
-            )
+        if server.name in names:
+            raise ConfigError(f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`")
+        if b.cwd is not None and server.name == FILESYSTEM_SERVER and not is_standard_filesystem_server(server):
+            _log.warning("%s: `%s.mcp_servers[%d]` is named `filesystem`: it replaces the workspace server that "
+                         "`cwd` adds, as in MassGen (spec §3.5); rename it to keep both", origin, where, i)
         names.add(server.name)
+
+
+def _without_workspace_tools_of_no_workspace(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """``b`` without MassGen's own ``workspace_tools`` entry when the agent has no workspace (no ``cwd``).
+
+    MassGen runs that server over ``--allowed-paths .``, the directory MassGen runs in (spec §3.5). Here the
+    built-in one serves it (:func:`is_massgen_workspace_tools`), and it works only in an agent's own
+    workspace: without ``cwd`` there is nothing for it to work in, so the entry is left out with a warning
+    naming the fix, and the config loads (MassGen's ``tools/planning`` examples declare it on agents
+    without ``cwd``). A workspace is not made up for the agent: its user-declared ``filesystem`` server
+    keeps that name, which ``cwd``'s would take.
+    """
+    if b.cwd is not None:
+        return b
+    kept: list[McpServerConfig] = []
+    for i, server in enumerate(b.mcp_servers):
+        if is_massgen_workspace_tools(server):
+            _log.warning("%s: `%s.mcp_servers[%d]` is MassGen's workspace_tools server, built in here and working "
+                         "only in the agent's workspace; this agent has none, so it runs without it (set `%s.cwd`, "
+                         "e.g. `cwd: workspace`, to give it one)", origin, where, i, where)
+        else:
+            kept.append(server)
+    return b if len(kept) == len(b.mcp_servers) else msgspec.structs.replace(b, mcp_servers=tuple(kept))
 
 
 def _check_command_line(b: BackendConfig, where: str, origin: str) -> None:
