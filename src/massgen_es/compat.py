@@ -62,7 +62,6 @@ def _ignore(what: str) -> Key:
 
 _COMPUTER_USE = _refuse("computer use (a virtual display driven by the model)")
 _AG2 = _refuse("AG2 (AutoGen) agents as a backend")
-_SKILLS = _refuse("skills (openskills directories offered to agents)")
 
 SCOPES: dict[str, dict[str, Key]] = {
     "top": {
@@ -124,10 +123,8 @@ SCOPES: dict[str, dict[str, Key]] = {
                            "is `timeout_settings.orchestrator_timeout_seconds`"),
     },
     "coordination": {
-        "enable_memory_filesystem_mode": _refuse("memory files in the workspace"),
-        "use_skills": _SKILLS,
-        "massgen_skills": _SKILLS,
-        "skills_directory": _SKILLS,
+        "massgen_skills": _refuse("bundled skills (file_search, serena, semtools: texts and tools MassGen ships)",
+                                  "put skills of your own in `skills_directory` with `use_skills: true`"),
     },
     "mcp_server": {},
     "custom_tool": {

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, mcp, media, models
+from massgen_es import backends, compat, custom_tools, mcp, media, models, skills
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
 from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
@@ -252,6 +252,14 @@ class CoordinationConfig(_Strict, frozen=True):
     """Tasks a plan may hold (MassGen spec §1.15)."""
     task_planning_filesystem_mode: bool = False
     """The plan is mirrored to ``tasks/plan.json`` in the agent's workspace (agents with ``cwd``)."""
+    use_skills: bool = False
+    """The skills of ``skills_directory`` are listed in every agent's system prompt and readable by the
+    agents (``massgen_es.skills``; MassGen's openskills integration)."""
+    skills_directory: str = skills.DEFAULT_DIRECTORY
+    """Where skills are found (relative to the directory massgen runs in): one sub-directory per skill."""
+    enable_memory_filesystem_mode: bool = False
+    """Agents keep short- and long-term memory files in ``memory/`` of their workspace; every agent's
+    prompt shows the memories the agents shared with their answers (MassGen's memory filesystem mode)."""
 
 
 class OrchestratorConfig(_Strict, frozen=True):
@@ -760,13 +768,23 @@ def run_submitted(
         raise ConfigError("the question is empty; pass the question to answer as the first argument")
     t = cfg.timeout_settings
     o = cfg.orchestrator
+    shared, offered = o.context_paths, ""
+    if o.coordination.use_skills:  # found now, recorded in the system messages (massgen_es.skills)
+        directory = Path(o.coordination.skills_directory).expanduser()
+        found = skills.discover(directory)
+        if not found:
+            _log.warning("`orchestrator.coordination.skills_directory` %r holds no skills (no */%s); the agents "
+                         "are offered none", o.coordination.skills_directory, skills.SKILL_FILE)
+        else:
+            shared = (*shared, ContextPath(path=str(directory.resolve()), permission="read"))
+            offered = skills.prompt_section(found)
     return RunSubmitted(
         question=question,
         agents=tuple(
             AgentSpec(
                 id=a.id,
-                backend=_backend_dict(a.backend, cfg.orchestrator.context_paths),
-                system_message=a.system_message,
+                backend=_backend_dict(a.backend, shared if a.backend.cwd is not None else o.context_paths),
+                system_message="\n\n".join(p for p in (a.system_message, offered) if p),
             )
             for a in cfg.team
         ),
@@ -786,6 +804,7 @@ def run_submitted(
             max_orchestration_restarts=o.coordination.max_orchestration_restarts,
             debug_final_answer=o.debug_final_answer,
             skip_coordination_rounds=o.skip_coordination_rounds,
+            memory_filesystem_mode=o.coordination.enable_memory_filesystem_mode,
         ),
         config_path=config_path,
     )

@@ -190,6 +190,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The run's tool rules: the config's, then the workspace's and the user's override files."""
     approval_timeout_s: float = 300.0
     """How long a call marked ``ask`` waits for a person before it is denied."""
+    memory_filesystem_mode: bool = False
+    """MassGen's ``enable_memory_filesystem_mode``: agents keep memory files in ``memory/short_term`` and
+    ``memory/long_term`` of their workspace; the memories shared with answers (``workspace.snapshotted``)
+    are shown in every coordination prompt (``massgen_orchestrator.memory``)."""
 
 
 TurnKind = Literal["coordination", "presentation", "post_evaluation"]
@@ -694,6 +698,19 @@ class WorkspaceSnapshotRequested(Event, frozen=True, tag="workspace.snapshot_req
     turn_id: str
 
 
+class MemoryNote(msgspec.Struct, frozen=True, kw_only=True):
+    """A memory file an agent shared with its answer (MassGen's memory filesystem mode):
+    ``memory/<tier>/<name>.md`` of its workspace, Markdown with ``name``/``description`` front matter."""
+
+    tier: Literal["short_term", "long_term"]
+    name: str
+    description: str = ""
+    content: str = ""
+    """The text after the front matter: short-term memories only (long-term ones are read on demand)."""
+    path: str
+    """The file in the shared snapshot (absolute, read-only for the other agents)."""
+
+
 class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     """An agent's workspace was copied, read-only, to ``path`` for the other agents, under the same
     anonymous id its answer has (MassGen spec §3.5)."""
@@ -704,6 +721,8 @@ class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     path: str
     files: int
     bytes: int
+    memories: tuple[MemoryNote, ...] = ()
+    """With ``RunSettings.memory_filesystem_mode``: the memory files of the snapshot (``massgen_es.memory_files``)."""
 
 
 

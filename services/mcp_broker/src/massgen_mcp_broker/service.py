@@ -44,6 +44,7 @@ from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
+from massgen_es.memory_files import read_memories
 from massgen_es.config import FILESYSTEM_SERVER, PLANNING_SERVER, WORKSPACE_TOOLS_SERVER
 from massgen_es.errors import (
     CircuitOpen,
@@ -470,9 +471,11 @@ class McpBroker:
             return
         target = run.snapshots / grant.anon_id
         files, size = await asyncio.to_thread(_copy_tree, grant.workspace, target)
+        # MassGen's memory filesystem mode: the memories shared with the answer go into the log
+        memories = await asyncio.to_thread(read_memories, target) if run.settings.memory_filesystem_mode else ()
         await self._emit(run.run_id, record.id, [(f"{record.id}:done", WorkspaceSnapshotted(
             agent_id=grant.agent_id, anon_id=grant.anon_id, turn_id=req.turn_id, path=str(target),
-            files=files, bytes=size))])
+            files=files, bytes=size, memories=memories))])
 
 
     # ------------------------------------------------------------------ generated media

@@ -71,7 +71,7 @@ from massgen_es.events import (
     VoteRecord,
 )
 from massgen_es.failures import failure_of
-from massgen_orchestrator import post_evaluation, prompts
+from massgen_orchestrator import memory, post_evaluation, prompts
 from massgen_orchestrator.junk import strip_echoed_label, why_junk
 from massgen_orchestrator.state import AgentState, RunState, Turn, current_turn, evolve, logical_order
 
@@ -554,6 +554,8 @@ class _Decider:
             messages = prompts.with_restart_context(messages, context)
         if s.planning_mode:  # MassGen spec §1.14: agents describe what they would do
             messages = prompts.with_planning(messages, s.planning_mode_instruction)
+        if s.memory_filesystem_mode and agent.backend.get("cwd") is not None:  # massgen_orchestrator.memory
+            messages = memory.with_memory(messages, {a.anon_id: st.memories.get(a.anon_id, ()) for a in st.agents.values()})
         self.emit(
             TurnRequested(
                 turn_id=ids.turn_id(agent.id, agent.turns_started + 1),

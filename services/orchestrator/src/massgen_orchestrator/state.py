@@ -19,6 +19,7 @@ from massgen_es.events import (
     BudgetExceeded,
     ConsensusReached,
     Event,
+    MemoryNote,
     Message,
     PostEvaluationStarted,
     PresentationCompleted,
@@ -42,6 +43,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceSnapshotted,
 )
 
 
@@ -138,6 +140,8 @@ class RunState:
     cost_usd: float = 0.0
     """Sum of the recorded cost of every LLM call so far (calls with no known price count 0)."""
     budget_exceeded: bool = False
+    memories: dict[str, tuple[MemoryNote, ...]] = field(default_factory=dict[str, tuple[MemoryNote, ...]])
+    """Per anonymous id, the memory files of the agent's latest shared workspace (memory filesystem mode)."""
 
     @property
     def version(self) -> int:
@@ -196,6 +200,8 @@ def evolve(state: RunState, record: Record) -> RunState:
             _end_turn(agent)
         case VoteInvalidated():
             state.agents[ev.voter_id].vote = None
+        case WorkspaceSnapshotted() if ev.memories or ev.anon_id in state.memories:
+            state.memories[ev.anon_id] = ev.memories  # the latest snapshot replaces the agent's memories
         case _:
             _run_progress(state, ev)
     return state
