@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_executor import EXEC, commands, exec_team
+from test_executor import commands, exec_team
 from test_executor import run as run_with_executor
 from test_mcp_broker import mcp_team, of, run, script
 
@@ -94,7 +94,8 @@ async def test_memories_shared_with_an_answer_are_logged_and_shown_in_every_late
 ):
     fs = "mcp__filesystem__"
     rounds = (
-        ((fs + "create_directory", {"path": "memory/short_term"}), (fs + "create_directory", {"path": "memory/long_term"})),
+        ((fs + "create_directory", {"path": "memory/short_term"}),
+         (fs + "create_directory", {"path": "memory/long_term"})),
         ((fs + "write_file", {"path": "memory/short_term/findings.md", "content": NOTE}),
          (fs + "write_file", {"path": "memory/long_term/report.md", "content": DETAIL})),
     )

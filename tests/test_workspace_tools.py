@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from test_mcp_broker import mcp_team, of, run, script
 
 from massgen_es.config import WORKSPACE_TOOLS_SERVER, parse_config, run_submitted, server_names
-from massgen_es.errors import ConfigError
 from massgen_es.events import ToolCallCompleted, ToolCallFailed, ToolsListed
 from massgen_mcp_broker.runs import RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Session

@@ -116,7 +116,6 @@ SCOPES: dict[str, dict[str, Key]] = {
         "group_config": _AG2,
     },
     "orchestrator": {
-        "dspy": _refuse("DSPy question paraphrasing"),
         "session_storage": _ignore("session storage path, which MassGen hard-codes; sessions here are in the "
                                    "event log"),
         "timeout": _ignore("`orchestrator.timeout` block, which only MassGen's validator reads; the run's limit "

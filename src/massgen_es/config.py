@@ -30,7 +30,7 @@ import yaml
 from massgen_es import backends, compat, custom_tools, mcp, media, models, skills
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
-from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
+from massgen_es.events import AgentSpec, ExecutionMode, Paraphrasing, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
 from massgen_es.tool_safety import ToolSafetyConfig
 
@@ -262,6 +262,26 @@ class CoordinationConfig(_Strict, frozen=True):
     prompt shows the memories the agents shared with their answers (MassGen's memory filesystem mode)."""
 
 
+class DspyConfig(_Strict, frozen=True):
+    """``orchestrator.dspy``: MassGen's question paraphrasing (spec §1.15, §5.2). Each agent is also
+    asked a rewrite of the question, made once per run by ``backend`` (``massgen_orchestrator.paraphrase``;
+    the ``dspy`` library itself is not used)."""
+
+    enabled: bool = False
+    backend: BackendConfig | None = None
+    """The backend that writes the rewrites (required when enabled)."""
+    num_variants: int = 3
+    strategy: Literal["balanced", "diverse", "conservative", "adaptive"] = "balanced"
+    use_chain_of_thought: bool = False
+    temperature_range: tuple[float, float] | None = None
+    cache_enabled: bool = True
+    """Accepted: the rewrites are made once per run and recorded, which is what MassGen's cache saves."""
+    semantic_threshold: float = 0.85
+    """Accepted; it only matters with ``validate_semantics``."""
+    validate_semantics: bool = False
+    """MassGen's semantic check of each rewrite; not built here (``true`` is refused)."""
+
+
 class OrchestratorConfig(_Strict, frozen=True):
     """The ``orchestrator:`` block (MassGen spec §5.2, protocol subset)."""
 
@@ -280,6 +300,8 @@ class OrchestratorConfig(_Strict, frozen=True):
     agent_temporary_workspace: str | None = None
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
     coordination: CoordinationConfig = CoordinationConfig()
+    dspy: DspyConfig | None = None
+    """MassGen's question paraphrasing (spec §1.15)."""
     debug_final_answer: str | None = None
     """MassGen's debug aid: attempt 1's final answer is this text (to test restarts, spec §1.12)."""
     skip_coordination_rounds: bool = False
@@ -462,13 +484,36 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_orchestration_restarts` must be >= 0")
     if o.coordination.max_tasks_per_plan < 1:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_tasks_per_plan` must be >= 1")
+    if o.dspy is not None and o.dspy.enabled:
+        o = msgspec.structs.replace(o, dspy=_check_dspy(o.dspy, origin))
     if o.coordination.enable_agent_task_planning:
         fixed = [_with_planning(a, o.coordination, "agent" if cfg.agent else f"agents[{i}]", origin)
                  for i, a in enumerate(fixed)]
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
         _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
-    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None)
+    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None, orchestrator=o)
+
+
+def _check_dspy(d: DspyConfig, origin: str) -> DspyConfig:
+    """An enabled ``orchestrator.dspy`` block: a valid backend, at least one variant, a sane range.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    where = "orchestrator.dspy"
+    if d.backend is None:
+        raise ConfigError(f"{origin}: `{where}.backend` is missing; name the backend that paraphrases "
+                          "(e.g. `backend: {type: openai, model: gpt-4o-mini}`)")
+    if d.num_variants < 1:
+        raise ConfigError(f"{origin}: `{where}.num_variants` must be >= 1")
+    if d.validate_semantics:
+        raise ConfigError(f"{origin}: `{where}.validate_semantics` is MassGen's semantic check of each "
+                          "paraphrase, which this system does not support; remove it or set it to false")
+    r = d.temperature_range
+    if r is not None and not (0 <= r[0] <= r[1] <= 2):
+        raise ConfigError(f"{origin}: `{where}.temperature_range` must be [low, high] with 0 <= low <= high <= 2")
+    return msgspec.structs.replace(d, backend=_check_backend(d.backend, f"{where}.backend", origin))
 
 
 def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
@@ -805,6 +850,10 @@ def run_submitted(
             debug_final_answer=o.debug_final_answer,
             skip_coordination_rounds=o.skip_coordination_rounds,
             memory_filesystem_mode=o.coordination.enable_memory_filesystem_mode,
+            paraphrase=Paraphrasing(
+                num_variants=o.dspy.num_variants, backend=_backend_dict(o.dspy.backend), strategy=o.dspy.strategy,
+                use_chain_of_thought=o.dspy.use_chain_of_thought, temperature_range=o.dspy.temperature_range,
+            ) if o.dspy is not None and o.dspy.enabled and o.dspy.backend is not None else None,
         ),
         config_path=config_path,
     )

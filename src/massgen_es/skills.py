@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -50,10 +51,10 @@ def front_matter(text: str) -> dict[str, object]:
     if end is None:
         return {}
     try:
-        data = yaml.safe_load("\n".join(lines[1:end]))
+        data: object = yaml.safe_load("\n".join(lines[1:end]))
     except yaml.YAMLError:
         return {}
-    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
+    return {str(k): v for k, v in cast("dict[object, object]", data).items()} if isinstance(data, dict) else {}
 
 
 def discover(directory: Path) -> list[Skill]:
@@ -61,7 +62,7 @@ def discover(directory: Path) -> list[Skill]:
     directory has none (the caller warns); a file without front matter is named after its directory."""
     if not directory.is_dir():
         return []
-    found = []
+    found: list[Skill] = []
     for skill_file in sorted(directory.glob(f"*/{SKILL_FILE}")):
         meta = front_matter(skill_file.read_text(errors="replace"))
         name = str(meta.get("name") or skill_file.parent.name).strip()

@@ -22,8 +22,8 @@ from massgen_es.config import (
     BackendConfig,
     McpServerConfig,
     is_massgen_workspace_tools,
-    is_standard_filesystem_server,
     is_planning_server,
+    is_standard_filesystem_server,
 )
 from massgen_es.errors import ConfigError
 from massgen_es.events import Record, RunSettings, RunSubmitted, ToolCallCompleted, ToolCallRequested

@@ -44,7 +44,6 @@ from massgen_es.bus.classifications import ClassificationStore
 from massgen_es.bus.jetstream import ACK_WAIT_S, JetStreamEventLog, ToolQueue
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.bus.secrets import SecretStore
-from massgen_es.memory_files import read_memories
 from massgen_es.config import FILESYSTEM_SERVER, PLANNING_SERVER, WORKSPACE_TOOLS_SERVER
 from massgen_es.errors import (
     CircuitOpen,
@@ -76,6 +75,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
+from massgen_es.memory_files import read_memories
 from massgen_mcp_broker import approvals, inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
