@@ -58,7 +58,7 @@ from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
-from massgen_es.events import RunCompleted, RunFailed, ToolsListed
+from massgen_es.events import QuestionParaphrased, RunCompleted, RunFailed, ToolsListed
 from massgen_es.testing.fake_openai import FakeOpenAI
 
 CORPUS = Path(__file__).parent / "massgen_configs" / "corpus"
@@ -214,19 +214,12 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
+    dspy = (data.get("orchestrator") or {}).get("dspy")
+    if isinstance(dspy, dict) and isinstance(dspy.get("backend"), dict):  # the paraphrasing backend too
+        _on_fakes(dspy["backend"], fake, llm)
     for agent in agents:
         b = agent["backend"]
-        kind = b["type"]
-        if kind in LLMOCK_PROVIDER:
-            b["base_url"] = llm.base_url(LLMOCK_PROVIDER[kind])
-        elif kind == "azure_openai":
-            b.pop("base_url", None)
-            b["azure_endpoint"] = fake.azure_endpoint
-            fake.default(b["model"], openai_member)  # the deployment
-        else:
-            b["base_url"] = fake.base_url
-            model = b.get("model") or models.get(None).name
-            fake.default(model, openai_member)
+        _on_fakes(b, fake, llm)
         if "mcp_servers" in b:
             kept = []
             for server in _servers(b):
@@ -237,6 +230,21 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
                     dropped.append(f"{agent.get('id')}/{server.get('name')}: {why}")
             b["mcp_servers"] = kept
     return data, dropped
+
+
+def _on_fakes(b: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> None:
+    """Point one backend block at its loopback fake."""
+    kind = b["type"]
+    if kind in LLMOCK_PROVIDER:
+        b["base_url"] = llm.base_url(LLMOCK_PROVIDER[kind])
+    elif kind == "azure_openai":
+        b.pop("base_url", None)
+        b["azure_endpoint"] = fake.azure_endpoint
+        fake.default(b["model"], openai_member)  # the deployment
+    else:
+        b["base_url"] = fake.base_url
+        model = b.get("model") or models.get(None).name
+        fake.default(model, openai_member)
 
 
 def _key_variables(data: dict[str, Any]) -> set[str]:
@@ -317,6 +325,9 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                         f"run.failed: {failed[0].reason}: {failed[0].failure.message if failed[0].failure else ''}"
                         if failed else "ended without a final answer: " + ", ".join(
                             f"{r.type}({getattr(r.event, 'agent_id', '')})" for r in records[-6:]))
+                    if ok and ((cfg.get("orchestrator") or {}).get("dspy") or {}).get("enabled") and not any(
+                            any(e.variants) for e in of(records, QuestionParaphrased)):
+                        ok, why = False, "orchestrator.dspy is enabled but no paraphrase was made"
                     unstarted = sorted({f"{e.agent_id}/{e.server}: {e.failure.message}"
                                         for e in of(records, ToolsListed) if e.failure is not None})
                     outcomes.append(Outcome(name, ok, time.monotonic() - t0, why, tuple(dropped), tuple(unstarted)))
