@@ -16,6 +16,8 @@ from massgen_es.events import QuestionParaphrased, RunCompleted, TurnRequested
 from massgen_es.testing import eventually
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_orchestrator import paraphrase
+from massgen_replay import lanes
+from massgen_replay.views import RunView, preview
 
 QUESTION = "What is the capital of France?"
 
@@ -65,6 +67,13 @@ async def test_each_agent_is_asked_its_round_robin_paraphrase_next_to_the_origin
     first_coordination = min(r.seq for r in records if r.type == "turn.requested" and r.event.kind == "coordination")
     assert all(r.seq < first_coordination for r in records if isinstance(r.event, QuestionParaphrased))
     assert_no_duplicates(run_id, records)  # and the core reproduces every decision from the log
+    view = RunView(run_id)
+    for r in records:
+        view.apply(r)
+    shown = {(e.agent_id, e.text) for e in view.timeline if e.kind == "paraphrase"}
+    assert shown == {(a, preview(t)) for a, t in done.by_agent.items()}  # replay shows what each was asked
+    [item] = [i for i in lanes.items(records) if i.type == "question.paraphrased"]
+    assert item.summary == "question paraphrased: 2 of 2 variants" and f"agent-c: {first}" in item.body
 
 
 async def test_a_restarted_orchestrator_does_not_paraphrase_again(fresh_nats, fake):

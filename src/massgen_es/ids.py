@@ -75,6 +75,11 @@ def paraphrase_turn_id(agent_id: str) -> str:
     return f"{agent_id}.{PARAPHRASE}"
 
 
+def is_paraphrase(turn: str) -> bool:
+    """Whether ``turn`` is a paraphrase turn id."""
+    return turn.endswith(f".{PARAPHRASE}")
+
+
 def is_presentation(turn: str) -> bool:
     """Whether ``turn`` is a presentation turn id."""
     return turn.endswith(f".{PRESENTATION}")
