@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from test_executor import commands, exec_team
+from test_executor import IMAGE, commands, engine, exec_team  # noqa: F401 - engine: the fixture
 from test_executor import run as run_with_executor
 from test_mcp_broker import mcp_team, of, run, script
 
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.errors import ConfigError
-from massgen_es.events import ExecutionCompleted, RunCompleted, WorkspaceSnapshotted
+from massgen_es.events import ExecutionCompleted, ExecutionFailed, RunCompleted, WorkspaceSnapshotted
 from massgen_es.skills import discover, front_matter
 
 SKILL = "---\nname: poem-maker\ndescription: Writes a poem\n  in four lines.\n---\n# Steps\n1. Rhyme.\n"
@@ -80,6 +80,25 @@ async def test_an_agent_reads_a_skill_with_execute_command_in_its_sandbox(fresh_
     assert (done.mode, done.exit_code, done.stdout) == ("local", 0, SKILL)
     first = next(r.event for r in records if r.type == "turn.requested")
     assert f"read: {skill}" in first.messages[0].content  # the list reached the model's system prompt
+    assert of(records, RunCompleted)
+
+
+@pytest.mark.usefixtures("engine")  # a real Docker engine, or the test fails loudly
+async def test_in_docker_the_skill_is_mounted_read_only_at_the_same_path(fresh_nats, fake, massgen_home, tmp_path):
+    root = skills_dir(tmp_path)
+    root.chmod(0o755)  # the sandbox user (uid 1000) reads it
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tmp_path.chmod(0o755)
+    skill = root / "poem" / "SKILL.md"
+    cfg = exec_team(fake, commands(({"command": f"cat {skill}"}, {"command": f"touch {root}/poem/added.md"})),
+                    command_line_execution_mode="docker", command_line_docker_image=IMAGE)
+    cfg["orchestrator"] = {"coordination": {"use_skills": True, "skills_directory": str(root)}}
+    _, records = await run_with_executor(fresh_nats, massgen_home, cfg)
+    read, write = [r.event for r in records if isinstance(r.event, ExecutionCompleted | ExecutionFailed)]
+    assert isinstance(read, ExecutionCompleted) and (read.mode, read.exit_code, read.stdout) == ("docker", 0, SKILL)
+    assert isinstance(write, ExecutionFailed) or write.exit_code != 0  # skills are read-only in the sandbox
+    assert not (root / "poem" / "added.md").exists()
     assert of(records, RunCompleted)
 
 
