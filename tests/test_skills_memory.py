@@ -86,12 +86,8 @@ async def test_an_agent_reads_a_skill_with_execute_command_in_its_sandbox(fresh_
 @pytest.mark.usefixtures("engine")  # a real Docker engine, or the test fails loudly
 async def test_in_docker_the_skill_is_mounted_read_only_at_the_same_path(fresh_nats, fake, massgen_home, tmp_path):
     root = skills_dir(tmp_path)
-    root.chmod(0o755)  # the sandbox user (uid 1000) reads it
-    for path in root.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    tmp_path.chmod(0o755)
     skill = root / "poem" / "SKILL.md"
-    cfg = exec_team(fake, commands(({"command": f"cat {skill}"}, {"command": f"touch {root}/poem/added.md"})),
+    cfg = exec_team(fake, commands(({"command": f"cat {skill}"},), ({"command": f"touch {root}/poem/added.md"},)),
                     command_line_execution_mode="docker", command_line_docker_image=IMAGE)
     cfg["orchestrator"] = {"coordination": {"use_skills": True, "skills_directory": str(root)}}
     _, records = await run_with_executor(fresh_nats, massgen_home, cfg)
