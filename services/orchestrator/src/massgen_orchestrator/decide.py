@@ -6,7 +6,11 @@ No clock, randomness or I/O: time arrives as ``timer.fired`` events, ids derive 
 
 Rules, each named after a test in ``tests/test_decide.py``:
 
-- every agent starts on the task in parallel (``run.submitted``);
+- every agent starts on the task in parallel (``run.submitted``); with ``RunSettings.paraphrase``
+  (MassGen's ``orchestrator.dspy``, spec §1.15) the question's rewrites are asked first, one turn each,
+  and once all settled ``question.paraphrased`` gives each agent its ``<PARAPHRASED MESSAGE>``;
+- with ``memory_filesystem_mode`` every coordination prompt of an agent with a workspace shows the
+  memory files the agents shared with their answers (``massgen_orchestrator.memory``);
 - answers are shown as ``agentN`` (N = config position), one numbering everywhere;
 - a response is validated in MassGen's order (spec §1.4 table) and rejected with its error text, up to
   ``max_attempts`` LLM calls per turn; then the turn fails;
