@@ -15,6 +15,7 @@ from test_mcp_broker import mcp_team, of, run, script
 from massgen_es.config import parse_config, run_submitted
 from massgen_es.errors import ConfigError
 from massgen_es.events import ExecutionCompleted, ExecutionFailed, RunCompleted, WorkspaceSnapshotted
+from massgen_es.memory_files import read_memories
 from massgen_es.skills import discover, front_matter
 
 SKILL = "---\nname: poem-maker\ndescription: Writes a poem\n  in four lines.\n---\n# Steps\n1. Rhyme.\n"
@@ -143,3 +144,20 @@ def test_memory_mode_off_shows_no_memory_section(tmp_path):
     cfg = team(tmp_path)
     cfg["orchestrator"] = {"coordination": {"enable_memory_filesystem_mode": False}}
     assert not run_submitted("q", parse_config(cfg)).settings.memory_filesystem_mode
+
+
+def test_memory_files_are_read_with_their_front_matter_and_never_through_a_symlink(tmp_path):
+    ws, outside = tmp_path / "ws", tmp_path / "secret"
+    (ws / "memory" / "short_term").mkdir(parents=True)
+    (outside / "long_term").mkdir(parents=True)
+    (outside / "long_term" / "key.md").write_text("---\nname: key\n---\nsk-live-123")
+    (ws / "memory" / "short_term" / "findings.md").write_text(NOTE)
+    (ws / "memory" / "short_term" / "linked.md").symlink_to(outside / "long_term" / "key.md")
+    (ws / "memory" / "long_term").symlink_to(outside / "long_term")
+    [note] = read_memories(ws)
+    assert (note.tier, note.name, note.description, note.content) == (
+        "short_term", "findings", "What I found", "- Paris is the capital.")
+    other = tmp_path / "ws2"
+    other.mkdir()
+    (other / "memory").symlink_to(outside)  # the whole memory folder pointing elsewhere
+    assert read_memories(other) == ()

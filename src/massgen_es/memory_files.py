@@ -39,12 +39,13 @@ def _body(text: str) -> str:
 
 def read_memories(root: Path) -> tuple[MemoryNote, ...]:
     """The memory files under ``root/memory`` (a workspace or its snapshot), short-term first, each tier
-    sorted by file name; symlinks are skipped (a shared copy must not point elsewhere)."""
+    sorted by file name; symlinked files, and folders leading outside ``root``, are skipped (an agent
+    must not make the broker read files elsewhere into the log)."""
     notes: list[MemoryNote] = []
     for tier in TIERS:
         folder = root / MEMORY_DIR / tier
-        if not folder.is_dir() or folder.is_symlink():
-            continue
+        if not folder.is_dir() or not folder.resolve().is_relative_to(root.resolve()):
+            continue  # a symlinked memory/ or tier folder could point anywhere on the broker's disk
         files = [f for f in sorted(folder.glob("*.md")) if f.is_file() and not f.is_symlink()][:MAX_NOTES]
         for f in files:
             text = f.read_text(errors="replace")
