@@ -58,7 +58,7 @@ from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
-from massgen_es.events import QuestionParaphrased, RunCompleted, RunFailed, ToolsListed
+from massgen_es.events import QuestionParaphrased, RunCompleted, RunFailed, RunSubmitted, ToolsListed
 from massgen_es.testing.fake_openai import FakeOpenAI
 
 CORPUS = Path(__file__).parent / "massgen_configs" / "corpus"
@@ -104,7 +104,7 @@ def _resource_paths(node: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A working directory that looks like a MassGen checkout: every relative context path and uploaded
-    file the corpus names exists (empty)."""
+    file the corpus names exists (empty), and its default skills directory holds one skill."""
     root = tmp_path_factory.mktemp("massgen-checkout")
     names = {n for f in FILES for n in _resource_paths(yaml.safe_load(f.read_text()))}
     for name in sorted(n for n in names if not (Path(n).is_absolute() or n.startswith("~"))):
@@ -114,6 +114,9 @@ def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             target.touch()
         else:
             target.mkdir(parents=True, exist_ok=True)
+    skill = root / ".agent" / "skills" / "corpus-notes" / "SKILL.md"  # MassGen's default skills_directory
+    skill.parent.mkdir(parents=True)
+    skill.write_text("---\nname: corpus-notes\ndescription: How to take notes\n---\nWrite them down.\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         yield root
@@ -328,6 +331,11 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                     if ok and ((cfg.get("orchestrator") or {}).get("dspy") or {}).get("enabled") and not any(
                             any(e.variants) for e in of(records, QuestionParaphrased)):
                         ok, why = False, "orchestrator.dspy is enabled but no paraphrase was made"
+                    coordination = ((cfg.get("orchestrator") or {}).get("coordination") or {})
+                    agents = [a for e in of(records, RunSubmitted) for a in e.agents]
+                    if ok and coordination.get("use_skills") and not (agents and all(
+                            "- corpus-notes: How to take notes" in a.system_message for a in agents)):
+                        ok, why = False, "use_skills is on but the agents were offered no skill"
                     unstarted = sorted({f"{e.agent_id}/{e.server}: {e.failure.message}"
                                         for e in of(records, ToolsListed) if e.failure is not None})
                     outcomes.append(Outcome(name, ok, time.monotonic() - t0, why, tuple(dropped), tuple(unstarted)))
