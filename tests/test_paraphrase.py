@@ -136,5 +136,8 @@ def test_the_config_names_what_is_missing_or_not_built():
     with pytest.raises(ConfigError, match=r"`orchestrator.dspy.backend.model`"):
         parse_config({**base, "orchestrator": {"dspy": {"enabled": True, "backend": {"type": "local",
                                                                                      "model": "nope"}}}})
+    massgen_keys = parse_config({**base, "orchestrator": {"dspy": {"enabled": True, "backend": {
+        **backend, "top_k": 5, "provider": "vLLM"}}}})  # MassGen's backend keys mean there what they mean here
+    assert run_submitted("q", massgen_keys).settings.paraphrase.backend["extra_body"] == {"top_k": 5}
     off = parse_config({**base, "orchestrator": {"dspy": {"enabled": False}}})
     assert run_submitted("q", off).settings.paraphrase is None

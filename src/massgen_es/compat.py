@@ -172,6 +172,9 @@ def translate(data: dict[str, Any]) -> Translation:
         _apply(orch, "orchestrator", "orchestrator", out, None)
         if _is_dict(orch.get("coordination")):
             _apply(orch["coordination"], "coordination", "orchestrator.coordination", out, None)
+        dspy = orch.get("dspy")
+        if _is_dict(dspy) and _is_dict(dspy.get("backend")):  # the paraphrasing backend: a backend block too
+            _apply(dspy["backend"], "backend", "orchestrator.dspy.backend", out, None)
     agents = root.get("agents")
     entries = [(f"agents[{i}]", a) for i, a in enumerate(agents)] if _is_list(agents) else []
     if _is_dict(root.get("agent")):
