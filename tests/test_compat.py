@@ -51,8 +51,8 @@ def test_keys_massgen_ignores_load_with_a_warning_naming_them(caplog: pytest.Log
 
 @pytest.mark.parametrize(("data", "feature"), [
     ({"session_id": "s-1"}, r"`session_id` is MassGen's memory session ids"),
-    ({"orchestrator": {"dspy": {"enabled": True}}}, r"`orchestrator\.dspy` is MassGen's DSPy"),
-    ({"orchestrator": {"coordination": {"use_skills": True}}}, r"use_skills` is MassGen's skills"),
+    ({"orchestrator": {"coordination": {"massgen_skills": ["serena"]}}},
+     r"massgen_skills` is MassGen's bundled skills"),
     ({"agents": [{"id": "a", "backend": {"type": "ag2", "agent_config": {}}}]}, r"'ag2' is MassGen's AG2"),
 ])
 def test_a_massgen_feature_not_built_is_refused_by_name_never_as_a_typo(data: dict, feature: str):

@@ -150,6 +150,27 @@ class ToolRule(msgspec.Struct, frozen=True, kw_only=True):
     rationale: str = ""
 
 
+class Paraphrasing(msgspec.Struct, frozen=True, kw_only=True):
+    """MassGen's DSPy question paraphrasing (``orchestrator.dspy``, spec §1.15), as the run uses it:
+    one LLM call per variant, each on ``backend`` at its temperature (``massgen_orchestrator.paraphrase``).
+
+    Attributes:
+        num_variants: rewrites asked for (MassGen's ``num_variants``); only as many as there are agents
+            are requested, since variant ``i`` goes to agents ``i``, ``i + n``, ... (round-robin).
+        backend: the backend block that paraphrases (secrets replaced by env-var references).
+        strategy: ``balanced``, ``diverse``, ``conservative`` or ``adaptive``: how far a rewrite may go.
+        use_chain_of_thought: the model reasons briefly before the rewrite (kept out of the variant).
+        temperature_range: ``(lowest, highest)`` temperature, spread over the variants' calls in order
+            (MassGen's ``temperature_range``); None: the strategy's range.
+    """
+
+    num_variants: int
+    backend: dict[str, Any]
+    strategy: Literal["balanced", "diverse", "conservative", "adaptive"] = "balanced"
+    use_chain_of_thought: bool = False
+    temperature_range: tuple[float, float] | None = None
+
+
 class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Protocol settings of a run (MassGen spec §1.10, §5.2)."""
 
@@ -190,11 +211,20 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The run's tool rules: the config's, then the workspace's and the user's override files."""
     approval_timeout_s: float = 300.0
     """How long a call marked ``ask`` waits for a person before it is denied."""
+    paraphrase: Paraphrasing | None = None
+    """MassGen's ``orchestrator.dspy``: before coordination the question is paraphrased once per agent
+    slot and each agent sees its variant as ``<PARAPHRASED MESSAGE>`` (``question.paraphrased``)."""
+    memory_filesystem_mode: bool = False
+    """MassGen's ``enable_memory_filesystem_mode``: agents keep memory files in ``memory/short_term`` and
+    ``memory/long_term`` of their workspace; the memories shared with answers (``workspace.snapshotted``)
+    are shown in every coordination prompt (``massgen_orchestrator.memory``)."""
 
 
-TurnKind = Literal["coordination", "presentation", "post_evaluation"]
+TurnKind = Literal["coordination", "presentation", "post_evaluation", "paraphrase"]
 """What a turn is for: coordination (``new_answer``/``vote``), the winner's final presentation (no
-workflow tools), or the winner's post-evaluation of it (``submit``/``restart_orchestration``, spec §1.12)."""
+workflow tools), the winner's post-evaluation of it (``submit``/``restart_orchestration``, spec §1.12),
+or one rewrite of the question before coordination (``RunSettings.paraphrase``; on the paraphrasing
+backend, for the agent named, no tools)."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -468,6 +498,20 @@ class PostEvaluationSubmitted(Event, frozen=True, tag="evaluation.submitted"):
     """Empty when the evaluator called ``submit``; otherwise why it counts as submitted."""
 
 
+class QuestionParaphrased(Event, frozen=True, tag="question.paraphrased"):
+    """Every paraphrase turn of the run settled (``RunSettings.paraphrase``, MassGen spec §1.15): the
+    variants, and what each agent is asked besides the original (computed once; a resumed run reuses it).
+
+    Attributes:
+        variants: one per paraphrase turn, in order; ``""`` where the call failed or gave no usable text.
+        by_agent: agent id -> its ``<PARAPHRASED MESSAGE>`` (round-robin over the variants); an agent
+            whose variant is empty is not listed and sees the original only.
+    """
+
+    variants: tuple[str, ...]
+    by_agent: dict[str, str]
+
+
 class RunRestarted(Event, frozen=True, tag="run.restarted"):
     """The evaluator called ``restart_orchestration``: a new attempt starts from scratch (every agent's
     answers and votes reset), and every coordination turn of it begins with this feedback (MassGen's
@@ -696,6 +740,19 @@ class WorkspaceSnapshotRequested(Event, frozen=True, tag="workspace.snapshot_req
     turn_id: str
 
 
+class MemoryNote(msgspec.Struct, frozen=True, kw_only=True):
+    """A memory file an agent shared with its answer (MassGen's memory filesystem mode):
+    ``memory/<tier>/<name>.md`` of its workspace, Markdown with ``name``/``description`` front matter."""
+
+    tier: Literal["short_term", "long_term"]
+    name: str
+    description: str = ""
+    content: str = ""
+    """The text after the front matter: short-term memories only (long-term ones are read on demand)."""
+    path: str
+    """The file in the shared snapshot (absolute, read-only for the other agents)."""
+
+
 class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     """An agent's workspace was copied, read-only, to ``path`` for the other agents, under the same
     anonymous id its answer has (MassGen spec §3.5)."""
@@ -706,6 +763,8 @@ class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     path: str
     files: int
     bytes: int
+    memories: tuple[MemoryNote, ...] = ()
+    """With ``RunSettings.memory_filesystem_mode``: the memory files of the snapshot (``massgen_es.memory_files``)."""
 
 
 
@@ -962,6 +1021,7 @@ EventType = (
     | PresentationCompleted
     | PostEvaluationStarted
     | PostEvaluationSubmitted
+    | QuestionParaphrased
     | RunRestarted
     | RunCompleted
     | RunTimedOut
@@ -1020,6 +1080,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     PresentationCompleted: ("orchestrator",),
     PostEvaluationStarted: ("orchestrator",),
     PostEvaluationSubmitted: ("orchestrator",),
+    QuestionParaphrased: ("orchestrator",),
     RunRestarted: ("orchestrator",),
     RunCompleted: ("orchestrator",),
     RunTimedOut: ("orchestrator",),

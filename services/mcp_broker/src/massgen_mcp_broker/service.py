@@ -81,6 +81,7 @@ from massgen_es.events import (
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
+from massgen_es.memory_files import read_memories
 from massgen_mcp_broker import approvals, inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
@@ -478,9 +479,11 @@ class McpBroker:
             return
         target = run.snapshots / grant.anon_id
         files, size = await asyncio.to_thread(_copy_tree, grant.workspace, target)
+        # MassGen's memory filesystem mode: the memories shared with the answer go into the log
+        memories = await asyncio.to_thread(read_memories, target) if run.settings.memory_filesystem_mode else ()
         await self._emit(run.run_id, record.id, [(f"{record.id}:done", WorkspaceSnapshotted(
             agent_id=grant.agent_id, anon_id=grant.anon_id, turn_id=req.turn_id, path=str(target),
-            files=files, bytes=size))])
+            files=files, bytes=size, memories=memories))])
 
 
     # ------------------------------------------------------------------ generated media

@@ -38,6 +38,7 @@ from massgen_es.events import (
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCompleted,
@@ -236,6 +237,12 @@ def _restarted(ev: RunRestarted) -> tuple[str, str, str, list[str]]:
     return "decision", head, body, []
 
 
+def _paraphrased(ev: QuestionParaphrased) -> tuple[str, str, str, list[str]]:
+    shown = [t for t in ev.variants if t]
+    body = "\n".join(f"{a}: {t}" for a, t in ev.by_agent.items()) or "no usable paraphrase: the original only"
+    return "decision", f"question paraphrased: {len(shown)} of {len(ev.variants)} variants", body, []
+
+
 def _ended(ev: RunCompleted | RunTimedOut) -> tuple[str, str, str, list[str]]:
     what = "completed" if isinstance(ev, RunCompleted) else "timed out"
     body = ev.final_answer or "(no final answer)"
@@ -373,6 +380,7 @@ RULES: dict[type, Rule] = {
     AnswerPosted: _answer, VoteCast: _vote, VoteInvalidated: _invalidated, AgentDropped: _dropped,
     ConsensusReached: _consensus, PresentationStarted: _presenting, PresentationCompleted: _presented,
     PostEvaluationStarted: _evaluating, PostEvaluationSubmitted: _evaluated, RunRestarted: _restarted,
+    QuestionParaphrased: _paraphrased,
     RunCompleted: _ended, RunTimedOut: _ended, RunFailed: _run_failed,
     RunCancelled: _cancelled, BudgetExceeded: _budget,
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,

@@ -32,6 +32,7 @@ from massgen_es.events import (
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCancelRequested,
@@ -77,8 +78,19 @@ _TOOL_EVENTS = (
 """Events of an agent's tools and commands: shown only for an agent of the run."""
 _DECISION_EVENTS = (
     VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted, PostEvaluationStarted,
-    PostEvaluationSubmitted, RunRestarted,
+    PostEvaluationSubmitted, RunRestarted, QuestionParaphrased,
 )
+
+
+def _started_status(ev: TurnStarted) -> str:
+    """An agent's status once a worker took up one of its turns, by the turn's kind (from its id)."""
+    if ids.is_presentation(ev.turn_id):
+        return "presenting"
+    if ids.is_post_evaluation(ev.turn_id):
+        return "evaluating"
+    if ids.is_paraphrase(ev.turn_id):
+        return "paraphrasing the question"
+    return f"thinking (attempt {ev.attempt})"
 
 
 def preview(text: str, n: int = 100) -> str:
@@ -278,6 +290,11 @@ class RunView:
                 self._log(r, ev.evaluator_id, "evaluated", f"auto-submitted: {ev.auto}" if ev.auto else "submitted")
             case RunRestarted():
                 self._restart(r, ev)
+            case QuestionParaphrased():  # MassGen spec §1.15: what each agent is asked besides the original
+                for agent_id, text in ev.by_agent.items():
+                    self._log(r, agent_id, "paraphrase", preview(text))
+                if not ev.by_agent:
+                    self._log(r, None, "paraphrase", "no usable paraphrase; every agent has the original only")
             case _:
                 pass
 
@@ -295,14 +312,10 @@ class RunView:
         match ev:
             case TurnRequested():
                 agent.status = {"coordination": "queued", "presentation": "presenting (queued)",
-                                "post_evaluation": "evaluating (queued)"}[ev.kind]
+                                "post_evaluation": "evaluating (queued)",
+                                "paraphrase": "paraphrasing the question (queued)"}[ev.kind]
             case TurnStarted():
-                if ids.is_presentation(ev.turn_id):
-                    agent.status = "presenting"
-                elif ids.is_post_evaluation(ev.turn_id):
-                    agent.status = "evaluating"
-                else:
-                    agent.status = f"thinking (attempt {ev.attempt})"
+                agent.status = _started_status(ev)
                 agent.text = ""
                 again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
                 self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
