@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -167,12 +168,17 @@ class DockerSandboxes:
             ) from None
 
     async def exec(
-        self, name: str, command: str, *, work_dir: Path, timeout_s: float, max_bytes: int
+        self, name: str, command: str, *, work_dir: Path, timeout_s: float, max_bytes: int,
+        env: Mapping[str, str] | None = None,
     ) -> ExecResult:
-        """Run ``command`` with ``/bin/sh -c`` in container ``name`` as the sandbox user."""
-        return await asyncio.to_thread(self._exec, name, command, work_dir, timeout_s, max_bytes)
+        """Run ``command`` with ``/bin/sh -c`` in container ``name`` as the sandbox user, with ``env`` added
+        to its environment (through the Engine API: not in the command line)."""
+        return await asyncio.to_thread(self._exec, name, command, work_dir, timeout_s, max_bytes, env)
 
-    def _exec(self, name: str, command: str, work_dir: Path, timeout_s: float, max_bytes: int) -> ExecResult:
+    def _exec(
+        self, name: str, command: str, work_dir: Path, timeout_s: float, max_bytes: int,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
         container = self.client().containers.get(name)
         started = time.monotonic()
         argv = ["timeout", "-s", "KILL", f"{timeout_s:g}", "/bin/sh", "-c", command]
@@ -180,7 +186,8 @@ class DockerSandboxes:
         # docker stub's ExecResult only has the other shapes (exit code maybe None, output bytes or a stream).
         code, (out, err) = cast(
             "tuple[int, tuple[bytes | None, bytes | None]]",
-            container.exec_run(argv, workdir=str(work_dir), user=f"{SANDBOX_UID}:{SANDBOX_UID}", demux=True),
+            container.exec_run(argv, workdir=str(work_dir), user=f"{SANDBOX_UID}:{SANDBOX_UID}", demux=True,
+                               environment=dict(env) if env else None),
         )
         out, out_cut = _cap(out or b"", max_bytes)
         err, err_cut = _cap(err or b"", max_bytes)
