@@ -19,6 +19,10 @@ orchestrator and timeout keys, tools, MCP servers):
   tools offered to the model). API-key variables hold a dummy key. Claude Code refuses
   ``permission_mode: bypassPermissions`` as root outside a sandbox it is told about, so when the tests
   run as root (CI's containers) ``IS_SANDBOX=1`` tells it this machine is one;
+- an ``upload_files`` entry that names a URL (``https://cdn.openai.com/API/docs/audio/alloy.wav``) is
+  pointed at a loopback :class:`~corpus_fakes.UploadServer` (``http://127.0.0.1:PORT/cdn.openai.com/API/...``),
+  which answers a small file of the type the path says: the run downloads it at submit and attaches it
+  as MassGen's would;
 - MCP servers run for real when they can without the network: a stdio server whose command is installed
   is started as written (the corpus's ``python -m massgen.tests.…`` servers then fail to start, since
   MassGen is not installed here, and the run must go on without their tools, as MassGen's does), and a
@@ -53,7 +57,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from corpus_fakes import ScriptedLLMock, openai_member
+from corpus_fakes import ScriptedLLMock, UploadServer, openai_member
 from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
@@ -99,6 +103,20 @@ def _resource_paths(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _resource_paths(item)
+
+
+def _upload_urls(node: Any) -> Iterator[str]:
+    """The URLs a config names as ``upload_files`` entries."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "upload_files" and isinstance(value, list):
+                yield from (v for e in value if isinstance(e, dict) for k, v in e.items()
+                            if k in UPLOAD_KEYS and isinstance(v, str) and "://" in v)
+            else:
+                yield from _upload_urls(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _upload_urls(item)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +226,12 @@ def _servers(backend: dict[str, Any]) -> list[dict[str, Any]]:
     return list(servers)
 
 
-def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tuple[dict[str, Any], list[str]]:
-    """The config with every backend on a loopback fake and the MCP servers that would reach the network
-    removed (returned as ``"<agent>/<server>: <why>"``)."""
+def rewrite(
+    data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock, uploads: str = "http://127.0.0.1:9"
+) -> tuple[dict[str, Any], list[str]]:
+    """The config with every backend on a loopback fake, every ``upload_files`` URL on the loopback
+    ``uploads`` server (``https://host/path`` becomes ``<uploads>/host/path``), and the MCP servers that
+    would reach the network removed (returned as ``"<agent>/<server>: <why>"``)."""
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
@@ -227,6 +248,10 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
             b["base_url"] = fake.base_url
             model = b.get("model") or models.get(None).name
             fake.default(model, openai_member)
+        for entry in b.get("upload_files") or ():
+            for key, value in list(entry.items()):
+                if key in UPLOAD_KEYS and isinstance(value, str) and "://" in value:
+                    entry[key] = f"{uploads}/{value.split('://', 1)[1]}"
         if "mcp_servers" in b:
             kept = []
             for server in _servers(b):
@@ -292,7 +317,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
         monkeypatch.setenv("IS_SANDBOX", "1")
     outcomes: list[Outcome] = []
     started = time.monotonic()
-    with FakeOpenAI(azure_api_key=FAKE_KEY) as fake, ScriptedLLMock() as llm:
+    with FakeOpenAI(azure_api_key=FAKE_KEY) as fake, ScriptedLLMock() as llm, UploadServer() as files:
         async with Stack(fresh_nats.url) as stack:
             stack.orchestrator()
             stack.worker(concurrency=8)
@@ -305,7 +330,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                     t0 = time.monotonic()
                     dropped: list[str] = []
                     try:
-                        cfg, dropped = rewrite(raw[name], fake, llm)
+                        cfg, dropped = rewrite(raw[name], fake, llm, files.base_url)
                         records = await stack.wait_done(await stack.submit(cfg), RUN_TIMEOUT_S)
                     except Exception as exc:  # noqa: BLE001 - every failure goes in the table
                         why = f"{type(exc).__name__}: {exc}"
@@ -338,5 +363,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
         print(f"  MCP servers dropped: {sum(len(o.dropped) for o in outcomes)}; failed to start: "
               f"{sum(len(o.unstarted) for o in outcomes)}")
     assert len(outcomes) == len(raw)
+    url_uploads = [v for data in raw.values() for v in _upload_urls(data)]
+    assert len(files.requests) >= len(url_uploads), (files.requests, url_uploads)  # each URL was downloaded
     assert not bad, "configs that load but did not run to a final answer:\n" + "\n".join(
         f"{o.name}: {o.why}" for o in bad)

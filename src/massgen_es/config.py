@@ -777,7 +777,7 @@ def _backend_dict(b: BackendConfig, shared_paths: tuple[ContextPath, ...] = ()) 
         )
         for s in b.mcp_servers
     )
-    uploads = media.with_objects(b.upload_files)
+    uploads = media.with_objects(b.upload_files, b.media_max_file_size_mb)
     b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers, upload_files=uploads)
     return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}
 
