@@ -2,9 +2,10 @@
 compatibility corpus (issue 16 item 1): every file loads or is refused by name, and every file that loads
 runs to a final answer against wire-level fakes of its providers.
 
-MassGen runs its examples from its repository root, so the relative context paths and ``upload_files``
-they name (``massgen/configs/resources/...``, ``docs/``) are created empty under a temporary directory
-used as the working directory (files where the name ends in an extension, directories otherwise).
+MassGen runs its examples from its repository root, so the relative context paths, ``upload_files`` and
+Docker ``env_file`` they name (``massgen/configs/resources/...``, ``docs/``, ``.env``) are created empty
+under a temporary directory used as the working directory (files where the name ends in an extension or
+starts with a dot, directories otherwise).
 
 The run walk (``test_every_config_that_loads_runs_to_a_final_answer``) rewrites each config that loads
 only where it would leave the machine, and keeps the rest of its meaning (agents, system messages,
@@ -23,6 +24,9 @@ orchestrator and timeout keys, tools, MCP servers):
   pointed at a loopback :class:`~corpus_fakes.UploadServer` (``http://127.0.0.1:PORT/cdn.openai.com/API/...``),
   which answers a small file of the type the path says: the run downloads it at submit and attaches it
   as MassGen's would;
+- a Docker sandbox gets no network (``command_line_docker_network_mode: none``) and no
+  ``command_line_docker_packages`` (their preinstall would download from an index); its credential mounts
+  and environment are kept;
 - MCP servers run for real when they can without the network: a stdio server whose command is installed
   is started as written (the corpus's ``python -m massgen.tests.…`` servers then fail to start, since
   MassGen is not installed here, and the run must go on without their tools, as MassGen's does), and a
@@ -91,10 +95,13 @@ UPLOAD_KEYS = ("image_path", "audio_path", "video_path", "file_path")
 
 
 def _resource_paths(node: Any) -> Iterator[str]:
-    """The paths a config names as ``context_paths`` or ``upload_files`` entries."""
+    """The paths a config names as ``context_paths`` or ``upload_files`` entries, or as a Docker sandbox's
+    ``env_file``."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("context_paths", "upload_files") and isinstance(value, list):
+            if key == "env_file" and isinstance(value, str):
+                yield value
+            elif key in ("context_paths", "upload_files") and isinstance(value, list):
                 for e in (e for e in value if isinstance(e, dict)):
                     yield from (v for k, v in e.items() if k in ("path", *UPLOAD_KEYS) and isinstance(v, str)
                                 and "://" not in v)
@@ -127,7 +134,8 @@ def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     names = {n for f in FILES for n in _resource_paths(yaml.safe_load(f.read_text()))}
     for name in sorted(n for n in names if not (Path(n).is_absolute() or n.startswith("~"))):
         target = root / name
-        if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", target.suffix):  # a file (`v0.0.21-example` is not)
+        if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", target.suffix) or target.name.startswith("."):  # a file
+            # (`v0.0.21-example` is not; `.env` is)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
         else:
@@ -230,8 +238,9 @@ def rewrite(
     data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock, uploads: str = "http://127.0.0.1:9"
 ) -> tuple[dict[str, Any], list[str]]:
     """The config with every backend on a loopback fake, every ``upload_files`` URL on the loopback
-    ``uploads`` server (``https://host/path`` becomes ``<uploads>/host/path``), and the MCP servers that
-    would reach the network removed (returned as ``"<agent>/<server>: <why>"``)."""
+    ``uploads`` server (``https://host/path`` becomes ``<uploads>/host/path``), Docker sandboxes without
+    network or package preinstall, and the MCP servers that would reach the network removed (returned as
+    ``"<agent>/<server>: <why>"``)."""
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
@@ -248,6 +257,9 @@ def rewrite(
             b["base_url"] = fake.base_url
             model = b.get("model") or models.get(None).name
             fake.default(model, openai_member)
+        if b.get("command_line_execution_mode") == "docker":
+            b["command_line_docker_network_mode"] = "none"
+            b.pop("command_line_docker_packages", None)
         for entry in b.get("upload_files") or ():
             for key, value in list(entry.items()):
                 if key in UPLOAD_KEYS and isinstance(value, str) and "://" in value:

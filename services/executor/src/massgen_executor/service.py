@@ -47,6 +47,7 @@ from massgen_es import mcp, scrub, subjects, workspaces
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
+from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import BackendConfig
 from massgen_es.custom_tools import CustomToolSpec, runner, source_of
 from massgen_es.errors import CustomToolError, ExecutionError, Interrupted, MassgenError, ToolTimeout, UnknownTool
@@ -97,6 +98,7 @@ class Executor:
         self.log = JetStreamEventLog(nc)
         self.queue = ExecQueue(nc)
         self.objects = ObjectStore(nc)
+        self.secrets = SecretStore(nc)
         self.home = home
         self.concurrency, self.ack_wait_s, self.max_deliver, self.warm = concurrency, ack_wait_s, max_deliver, warm
         self.source = Source(service="executor", instance=instance or Source.instance_id())
@@ -169,11 +171,15 @@ class Executor:
         workspace = self._workspace(run_id, agent_id)
         read_only = self._read_only(run_id, b)
         spec = SandboxSpec.of(b)
-        name, created = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only)
+        # The sandbox's variables (`command_line_docker_credentials`) travel as secret references.
+        env = {k: await self.secrets.resolve(v) for k, v in b.resolved_docker_env.items()}
+        scrub.remember(env.values())
+        name, created, preinstall = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only, env)
         self._sandboxes.setdefault(run_id, set()).add(name)
         if created:
             await self._emit(run_id, f"{run_id}:exec:sandbox:{name}:created", None, SandboxChanged(
-                agent_id=agent_id, container=name, state="created", image=spec.image, reason=reason))
+                agent_id=agent_id, container=name, state="created", image=spec.image, reason=reason,
+                preinstall=preinstall))
         return name
 
     async def _release(self, run_id: str, reason: str) -> None:
