@@ -21,6 +21,7 @@ from massgen_es.config import parse_config, run_submitted, secrets
 from massgen_es.docker_setup import read_env_file
 from massgen_es.errors import ConfigError
 from massgen_es.events import ExecutionCompleted, RunCompleted, RunSubmitted, SandboxChanged
+from massgen_replay.views import RunView
 
 TOKEN = "tok-7c1e9a4b2d8f6e3a5b0c"  # no known credential shape: only the secret path keeps it out of the log
 
@@ -123,6 +124,11 @@ async def test_preinstalled_packages_are_there_for_the_first_command_and_a_faile
     system, python = created.preinstall.splitlines()  # system packages first, as in MassGen
     assert system.startswith("system: jq: failed (exit ") and "the sandbox has no network" in system
     assert python.startswith(f"python: {wheel}: ok (")
+    view = RunView(records[0].run_id)
+    for r in records:
+        view.apply(r)
+    [shown] = [e.text for e in view.timeline if e.kind == "sandbox" and "created" in e.text]
+    assert "; preinstall: system: jq: failed (exit " in shown  # what `massgen replay` shows
     assert of(records, RunCompleted)
 
 
