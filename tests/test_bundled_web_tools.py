@@ -16,11 +16,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from test_executor import IMAGE, engine  # noqa: F401 - `engine` is a fixture
 
 from harness import Stack, of, team, tool_names, vote
 from massgen_es.config import load_config, parse_config
 from massgen_es.custom_tools import CRAWL4AI_TOOLS, UNSUPPORTED
-from massgen_es.events import ExecutionCompleted, RunCompleted
+from massgen_es.events import ExecutionCompleted, ExecutionFailed, RunCompleted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 
 CORPUS = Path(__file__).parent / "massgen_configs" / "corpus"
@@ -111,9 +112,9 @@ def calling(*calls: tuple[str, dict[str, Any]]):
     return handle
 
 
-async def run(fresh_nats, home: Path, fake: FakeOpenAI, handler, tools: list[dict]) -> tuple[str, list]:
+async def run(fresh_nats, home: Path, fake: FakeOpenAI, handler, tools: list[dict], **backend) -> tuple[str, list]:
     cfg, (model,) = team(fake, 1)
-    cfg["agents"][0]["backend"].update(custom_tools=tools)
+    cfg["agents"][0]["backend"].update(custom_tools=tools, **backend)
     fake.default(model, handler)
     async with Stack(fresh_nats.url) as stack:
         stack.orchestrator()
@@ -237,3 +238,26 @@ async def test_fetch_github_issues_reports_issues_with_the_token_kept_out_of_the
     assert "- **Feature vs Bug Ratio**: 1 features / 1 bugs" in report and "[Documentation]" in report
     everything = b"".join(msgspec.json.encode(r.event) for r in records)
     assert token.encode() not in everything and of(records, RunCompleted)
+
+
+async def test_in_docker_mode_the_tools_use_the_container_s_network_or_say_it_has_none(
+    fresh_nats, fake, massgen_home, server, monkeypatch, engine  # noqa: F811
+):
+    base, handler = server
+    token = "tok-91b2c3d4e5f60718293a"
+    monkeypatch.setenv("GITHUB_API_URL", base)
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    handler.issues = [_issue(7, "Add a dark mode", ["enhancement"], 1, 0)]
+    call = calling(("custom_tool__fetch_github_issues", {"repo": "acme/widgets"}))
+    docker = {"command_line_execution_mode": "docker", "command_line_docker_image": IMAGE}
+    _, records = await run(fresh_nats, massgen_home, fake, call, [GITHUB_ENTRY], **docker)
+    [failed] = of(records, ExecutionFailed)
+    assert "needs the network" in failed.failure.message and "command_line_docker_network_mode: host" in (
+        failed.failure.message)
+    _, records = await run(fresh_nats, massgen_home, fake, call, [GITHUB_ENTRY], **docker,
+                           command_line_docker_network_mode="host")  # the fake listens on this machine's loopback
+    [done] = of(records, ExecutionCompleted)
+    assert done.sandbox and "1. **#7**: Add a dark mode" in done.stdout
+    [get] = [s for s in handler.seen if s["path"].startswith("/repos/")]
+    assert get["authorization"] == f"Bearer {token}"  # through the exec's environment
+    assert token.encode() not in b"".join(msgspec.json.encode(r.event) for r in records)
