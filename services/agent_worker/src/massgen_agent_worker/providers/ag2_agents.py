@@ -1,0 +1,414 @@
+"""``ag2``: AG2 (AutoGen) agents as a backend, with the real ``ag2`` package (``import autogen``), as
+MassGen's ``ExternalAgentBackend`` + ``adapters/ag2_adapter.py`` do (MassGen spec §2.1/§2.2). Config shape
+and checks: ``massgen_es.ag2``.
+
+- **Single agent** (``agent_config``): an ``AssistantAgent``/``ConversableAgent`` with the request's tools
+  (the workflow tools ``new_answer``/``vote``...) as tool *signatures* (``update_tool_signature``), so a
+  call comes back as a tool call for the orchestrator and is never executed inside AG2, as in MassGen.
+  With a code executor, code blocks of a reply that takes no workflow decision are run and their result
+  goes back to the agent as the next message, AG2's own assistant/executor loop, up to
+  ``max_tool_rounds`` rounds.
+- **Group chat** (``group_config``): the agents, a ``User`` agent holding the workflow tools (MassGen's
+  default user agent, or ``user_agent``), and AG2's ``AutoPattern``/``RoundRobinPattern``
+  (``initiate_group_chat``); the chat ends when ``User`` takes a workflow decision (or, on a turn
+  without workflow tools, speaks), or after ``max_rounds``.
+- **LLM calls** go through AG2's own clients (``openai``, ``anthropic``, ``google``), each ``llm_config``
+  entry on the endpoint and key our backend of the same provider uses (``massgen_es.ag2.API_TYPES``),
+  unless the entry sets ``base_url`` / ``api_key: ${NAME}``. AG2's reply cache (``cache_seed``) is off:
+  every reply is a real call. google-genai reads a custom Gemini endpoint from process-wide state, so a
+  worker serves one custom Gemini endpoint for AG2 agents (a second one is a ``ConfigError``).
+- **Code execution** never happens in the worker: :class:`ExecutorCodeExecutor` (AG2's ``CodeExecutor``
+  protocol) sends each block to the executor service through ``run_tool`` as an ``execute_command``
+  call (``execution.requested`` / ``execution.completed`` events, the agent's local or Docker sandbox).
+- **Events**: AG2 runs synchronously in a thread of its own; every message an AG2 agent sends is streamed
+  to ``on_text`` as it is sent (AG2 gives whole messages, not tokens), prefixed with the speaker's name
+  in a group chat; usage is AG2's usage summary over all agents (``gather_usage_summary``), priced by our
+  table. AG2's console output is silenced.
+- **Errors**: AG2 passes the provider SDK's exceptions through; they map as the ``chatcompletion``,
+  ``claude`` and ``gemini`` adapters map them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from autogen import AssistantAgent, ConversableAgent, LLMConfig, gather_usage_summary
+from autogen.agentchat import initiate_group_chat
+from autogen.agentchat.group.patterns import AutoPattern, RoundRobinPattern
+from autogen.coding import CodeBlock, CodeResult, MarkdownCodeExtractor
+from autogen.io import IOStream
+
+from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText
+from massgen_agent_worker.tools import EXECUTE_COMMAND
+from massgen_es import ag2, backends, pricing
+from massgen_es.config import BackendConfig
+from massgen_es.errors import ConfigError, MassgenError, ProviderError
+from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
+
+RunTool = Callable[[ToolCall], Awaitable[str]]
+USER = "User"
+WORKFLOW_TOOLS = frozenset({"new_answer", "vote", "submit", "restart"})
+"""Tools that are a decision for the orchestrator (in a group chat only ``User`` holds them)."""
+PYTHON = ("python", "py", "python3")
+SHELL = ("bash", "sh", "shell", "console")
+_HEREDOC = "MASSGEN_AG2_CODE_EOF"
+
+
+class _Silent:
+    """AG2's IOStream with the console output dropped (what matters goes out as events)."""
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", flush: bool = False) -> None:
+        """Drop printed text."""
+
+    def send(self, message: Any) -> None:
+        """Drop AG2's structured events."""
+
+    def input(self, prompt: str = "", *, password: bool = False) -> str:
+        """No human input (agents run with ``human_input_mode=NEVER``)."""
+        return ""
+
+
+def command_for(block: CodeBlock) -> str | None:
+    """The shell command that runs one code block in the sandbox: Python through ``python3`` reading the
+    code from a quoted here-document, shell code as it is; None for another language."""
+    language = (block.language or "python").lower()
+    if language in PYTHON:
+        return f"python3 - <<'{_HEREDOC}'\n{block.code}\n{_HEREDOC}"
+    if language in SHELL:
+        return block.code
+    return None
+
+
+class ExecutorCodeExecutor:
+    """An AG2 ``CodeExecutor`` that runs code blocks at the executor service, never in the worker.
+
+    Args:
+        run_tool: the turn's tool runner (coroutine function; records the call as events).
+        loop: the event loop ``run_tool`` belongs to (AG2 calls this executor from its own thread).
+        timeout_s: each block's time limit (the AG2 executor's ``timeout``); None: the agent's default.
+    """
+
+    def __init__(self, run_tool: RunTool, loop: asyncio.AbstractEventLoop, timeout_s: float | None) -> None:
+        self.run_tool, self.loop, self.timeout_s = run_tool, loop, timeout_s
+        self._ids = itertools.count(1)
+        self._extractor = MarkdownCodeExtractor()
+
+    @property
+    def code_extractor(self) -> MarkdownCodeExtractor:
+        """AG2's Markdown code-block extractor (```` ```python ```` fences)."""
+        return self._extractor
+
+    def execute_code_blocks(self, code_blocks: list[CodeBlock]) -> CodeResult:
+        """Run the blocks in order, stopping at the first that fails (as AG2's command-line executors do);
+        returns the last exit code and all output."""
+        outputs: list[str] = []
+        exit_code = 0
+        for block in code_blocks:
+            command = command_for(block)
+            if command is None:
+                return CodeResult(exit_code=1, output="\n".join([*outputs, f"unknown language {block.language}"]))
+            args: dict[str, Any] = {"command": command}
+            if self.timeout_s is not None:
+                args["timeout"] = self.timeout_s
+            call = ToolCall(id=f"ag2_code_{next(self._ids)}", name=EXECUTE_COMMAND.name, arguments=json.dumps(args))
+            text = asyncio.run_coroutine_threadsafe(self.run_tool(call), self.loop).result()
+            exit_code, output = _result(text)
+            outputs.append(output)
+            if exit_code != 0:
+                break
+        return CodeResult(exit_code=exit_code, output="\n".join(o for o in outputs if o))
+
+    def restart(self) -> None:
+        """Nothing to restart: each block is a fresh command in the sandbox."""
+
+
+def _result(text: str) -> tuple[int, str]:
+    """``(exit code, output)`` of an ``execute_command`` result as the tool runner returns it (MassGen's
+    JSON, or ``Error: ...``)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return 1, text
+    if not isinstance(data, dict):
+        return 1, text
+    output = "".join(str(data.get(k) or "") for k in ("stdout", "stderr"))
+    if data.get("timed_out"):
+        output += "\n[timed out]"
+    return (0 if data.get("success") else int(data.get("exit_code") or 1)), output
+
+
+_gemini_lock = threading.Lock()
+_gemini_url: str | None = None
+
+
+def _gemini_endpoint(url: str) -> None:
+    """Point google-genai (AG2's Gemini client) at ``url``; it reads this from process-wide state."""
+    global _gemini_url
+    from google.genai import _base_url  # noqa: PLC2701 - the SDK's documented override (set_default_base_urls)
+
+    with _gemini_lock:
+        if _gemini_url not in (None, url):
+            raise ConfigError(f"backend ag2: this worker already serves AG2's Gemini calls at {_gemini_url}; "
+                              f"one worker serves one custom Gemini endpoint (asked: {url})")
+        _gemini_url = url
+        _base_url.set_default_base_urls(gemini_url=url, vertex_url=None)
+
+
+def llm_config(raw: object) -> LLMConfig:
+    """AG2's ``LLMConfig`` for a config's ``llm_config`` (entries checked by ``massgen_es.ag2.check``), each
+    entry with its endpoint and key (see the module docstring) and AG2's cache off.
+
+    Raises:
+        ConfigError: an API-key variable is not set.
+    """
+    entries: list[dict[str, Any]] = []
+    for raw_entry in ag2.llm_entries(raw):
+        entry = dict(raw_entry)
+        api_type = str(entry.setdefault("api_type", "openai"))
+        ours = ag2.API_TYPES[api_type]
+        url = entry.pop("base_url", None) or backends.base_url(ours, None)
+        env = ag2.key_reference(raw_entry) or backends.key_env(ours, None, url) or ""
+        key = os.environ.get(env) or (os.environ.get("GOOGLE_API_KEY") if api_type == "google" else None)
+        if not key:
+            raise ConfigError(f"backend ag2: set the environment variable {env} (the key of llm_config api_type "
+                              f"{api_type}, or name another with `api_key: ${{NAME}}`)")
+        entry["api_key"] = key
+        if api_type == "google":
+            if url:
+                _gemini_endpoint(url)
+        elif url:
+            entry["base_url"] = url
+        entry["cache_seed"] = None
+        entries.append(entry)
+    return LLMConfig(*entries)
+
+
+def _function(spec: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": spec.name, "description": spec.description,
+                                             "parameters": spec.parameters}}
+
+
+def _openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.role == "assistant" and m.tool_calls:
+            out.append({"role": "assistant", "content": m.content or None, "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls]})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+class _Run:
+    """One call: the AG2 agents built from the config, what they streamed, and how to finish."""
+
+    def __init__(self, cfg: BackendConfig, request: TurnRequested, on_text: OnText, run_tool: RunTool | None,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.cfg, self.request, self.on_text, self.run_tool, self.loop = cfg, request, on_text, run_tool, loop
+        self.agents: list[ConversableAgent] = []
+        self.group = cfg.group_config is not None
+        self.sent_any = False
+
+    def emit(self, text: str) -> None:
+        """Stream ``text`` from AG2's thread (``""``: progress without text); pieces joined by blank lines."""
+        chunk = ("\n\n" if text and self.sent_any else "") + text
+        self.sent_any = self.sent_any or bool(text)
+        asyncio.run_coroutine_threadsafe(self.on_text(chunk), self.loop).result()
+
+    def _stream(self, sender: ConversableAgent, message: dict[str, Any] | str, recipient: Any, silent: bool) -> Any:
+        """AG2 hook on every message an agent sends (a group chat's turns): streamed with the speaker's name."""
+        text = message if isinstance(message, str) else str(message.get("content") or "")
+        self.emit(f"[{sender.name}] {text}" if text else "")
+        return message
+
+    def agent(self, block: Mapping[str, Any], default_llm: object) -> ConversableAgent:
+        """An AG2 agent from one agent block (MassGen's ``setup_agent_from_config``)."""
+        kwargs: dict[str, Any] = {
+            "name": block["name"],
+            "system_message": block.get("system_message", "You are a helpful AI assistant."),
+            "human_input_mode": "NEVER",
+            "llm_config": llm_config(block.get("llm_config", default_llm)),
+            "code_execution_config": self.code_execution(block),
+        }
+        if block.get("description"):
+            kwargs["description"] = block["description"]
+        cls = AssistantAgent if block.get("type", "conversable") == "assistant" else ConversableAgent
+        made = cls(**kwargs)
+        made.register_hook("process_message_before_send", self._stream)
+        self.agents.append(made)
+        return made
+
+    def code_execution(self, block: Mapping[str, Any]) -> dict[str, Any] | bool:
+        """``{"executor": ExecutorCodeExecutor}`` for an agent with a code executor, else False."""
+        executor = ag2.executor_of(block)
+        if executor is None:
+            return False
+        if self.run_tool is None:
+            raise ConfigError("backend ag2: code execution needs the worker's tool runner, which this call lacks")
+        timeout = executor.get("timeout")
+        return {"executor": ExecutorCodeExecutor(self.run_tool, self.loop,
+                                                 float(timeout) if timeout is not None else None)}
+
+    def single(self) -> tuple[str, list[dict[str, Any]]]:
+        """Run ``agent_config``: ``(content, tool calls)`` of its last reply."""
+        assert self.cfg.agent_config is not None
+        agent = self.agent(self.cfg.agent_config, None)
+        for spec in self.request.tools:
+            agent.update_tool_signature(_function(spec), is_remove=False, silent_override=True)
+        history = _openai_messages(self.request.messages)
+        runner = None
+        if ag2.executor_of(self.cfg.agent_config) is not None:
+            runner = ConversableAgent("code_runner", llm_config=False, human_input_mode="NEVER",
+                                      code_execution_config=self.code_execution(self.cfg.agent_config))
+        for _ in range(self.cfg.max_tool_rounds + 1):
+            reply = agent.generate_reply(messages=history)
+            content, calls = _content_and_calls(reply)
+            self.emit(content)
+            if calls or runner is None:
+                return content, calls
+            executed = runner.generate_reply(messages=[{"role": "user", "content": content}])
+            if executed is None:
+                return content, calls
+            result = executed if isinstance(executed, str) else str(executed.get("content") or "")
+            self.emit(result)
+            history += [{"role": "assistant", "content": content}, {"role": "user", "content": result}]
+        return content, calls
+
+    def group_chat(self) -> tuple[str, list[dict[str, Any]]]:
+        """Run ``group_config`` (MassGen's ``_setup_group_chat`` + ``_execute_group_chat``)."""
+        group = self.cfg.group_config
+        assert group is not None
+        default_llm = group["llm_config"]
+        experts = [self.agent(block, default_llm) for block in group["agents"]]
+        workflow = [t for t in self.request.tools if t.name in WORKFLOW_TOOLS]
+        if group.get("user_agent"):
+            user = self.agent(group["user_agent"], default_llm)
+        else:
+            user = ConversableAgent(
+                name=USER, human_input_mode="NEVER", code_execution_config=False,
+                description="Makes final decision after reviewing expert discussions. Calls workflow tools to "
+                            "provide the final answer.",
+                llm_config=llm_config(default_llm))
+            user.register_hook("process_message_before_send", self._stream)
+            self.agents.append(user)
+        for spec in workflow:
+            user.update_tool_signature(_function(spec), is_remove=False, silent_override=True)
+        for expert in experts:
+            for spec in self.request.tools:
+                if spec.name not in WORKFLOW_TOOLS:
+                    expert.update_tool_signature(_function(spec), is_remove=False, silent_override=True)
+        pattern_cfg = group["pattern"]
+        manager_llm = (pattern_cfg.get("group_manager_args") or {}).get("llm_config", default_llm)
+
+        def ends(message: dict[str, Any]) -> bool:
+            return message.get("name") == USER and ("tool_calls" in message or not workflow)
+
+        pattern_type = AutoPattern if pattern_cfg["type"] == "auto" else RoundRobinPattern
+        initial = next(a for a in experts if a.name == pattern_cfg["initial_agent"])
+        pattern = pattern_type(initial_agent=initial, agents=experts, user_agent=user,
+                               group_manager_args={"llm_config": llm_config(manager_llm), "is_termination_msg": ends})
+        messages = [{**m, "name": USER} for m in _openai_messages(self.request.messages) if m["role"] != "tool"]
+        result, _context, _last = initiate_group_chat(
+            pattern=pattern, messages=messages, max_rounds=int(group.get("max_rounds", ag2.DEFAULT_MAX_ROUNDS)))
+        self.usage_summary = result.cost
+        history = result.chat_history
+        from_user = [m for m in history[len(messages):] if m.get("name") == USER]
+        last = from_user[-1] if from_user else (history[-1] if history else {})
+        return str(last.get("content") or ""), list(last.get("tool_calls") or [])
+
+    def run(self) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+        """The call, in AG2's synchronous API (this runs in a thread): content, tool calls, usage summary."""
+        with IOStream.set_default(_Silent()):
+            if self.group:
+                content, calls = self.group_chat()
+                return content, calls, dict(self.usage_summary or {})
+            content, calls = self.single()
+            return content, calls, dict(gather_usage_summary(self.agents))
+
+
+def _content_and_calls(reply: Any) -> tuple[str, list[dict[str, Any]]]:
+    if isinstance(reply, dict):
+        return str(reply.get("content") or ""), list(reply.get("tool_calls") or [])  # pyright: ignore[reportUnknownArgumentType]
+    return ("" if reply is None else str(reply)), []
+
+
+def usage_of(summary: Mapping[str, Any]) -> tuple[Usage, float | None, str]:
+    """Summed usage, its cost by our price table (None when a model has no price) and the main model,
+    from AG2's ``gather_usage_summary`` (``usage_including_cached_inference``: ``{model: {prompt_tokens,
+    completion_tokens, ...}}``)."""
+    per_model = {k: v for k, v in (summary.get("usage_including_cached_inference") or {}).items()
+                 if k != "total_cost" and isinstance(v, dict)}
+    total = Usage(input_tokens=0, output_tokens=0)
+    cost: float | None = 0.0
+    for model, u in per_model.items():
+        one = Usage(input_tokens=int(u.get("prompt_tokens") or 0), output_tokens=int(u.get("completion_tokens") or 0))
+        total = Usage(input_tokens=total.input_tokens + one.input_tokens,
+                      output_tokens=total.output_tokens + one.output_tokens)
+        price = pricing.cost_usd("ag2", model, one)
+        cost = None if cost is None or price is None else cost + price
+    main = max(per_model, key=lambda m: per_model[m].get("total_tokens") or 0) if per_model else "ag2"
+    return total, (round(cost, 8) if cost is not None else None), main
+
+
+def _provider_error(exc: Exception) -> ProviderError:
+    """AG2 passes the provider SDK's exception through: map it as our adapter of that SDK does."""
+    import openai
+
+    if isinstance(exc, openai.APIError):
+        from massgen_agent_worker.providers.chatcompletion import map_openai_error
+
+        return map_openai_error(exc, "ag2 (openai)")
+    with contextlib.suppress(ImportError):
+        import anthropic
+
+        if isinstance(exc, anthropic.APIError):
+            from massgen_agent_worker.providers.claude import map_anthropic_error
+
+            return map_anthropic_error(exc, "ag2 (anthropic)")
+    with contextlib.suppress(ImportError):
+        from google.genai import errors as genai_errors
+
+        if isinstance(exc, genai_errors.APIError):
+            from massgen_agent_worker.providers.gemini import map_genai_error
+
+            return map_genai_error(exc, "ag2 (google)")
+    return ProviderError(f"ag2: {type(exc).__name__}: {exc}")
+
+
+async def complete(
+    cfg: BackendConfig, request: TurnRequested, on_text: OnText, run_tool: RunTool | None = None
+) -> Completion:
+    """Run the AG2 agent or group chat once for ``request`` (see the module docstring).
+
+    Raises:
+        ConfigError: an API-key variable is not set, or the block is invalid.
+        ProviderError: a provider call failed (a subclass per failure kind).
+    """
+    run = _Run(cfg, request, on_text, run_tool, asyncio.get_running_loop())
+    try:
+        content, raw_calls, summary = await asyncio.to_thread(run.run)
+    except (MassgenError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # AG2 lets the SDK's exceptions through
+        raise _provider_error(exc) from exc
+    calls = tuple(
+        ToolCall(id=str(c.get("id") or f"ag2_call_{i}"), name=str(c["function"]["name"]),
+                 arguments=str(c["function"].get("arguments") or "{}"))
+        for i, c in enumerate(raw_calls) if isinstance(c, dict) and isinstance(c.get("function"), dict)
+    )
+    usage, cost, model = usage_of(summary)
+    return Completion(content=content, tool_calls=calls, finish_reason="tool_calls" if calls else "stop",
+                      usage=usage, model=model, cost_usd=cost)
+
+
+adapter = FunctionAdapter(complete)
