@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from corpus_fakes import openai_member
+from corpus_fakes import ScriptedLLMock, openai_member
 from harness import Stack, of, tool_names
 from massgen_es.config import parse_config
 from massgen_es.errors import ConfigError
@@ -20,6 +20,7 @@ from massgen_es.events import (
     ExecutionRequested,
     RunCompleted,
     TextDelta,
+    TurnFailed,
     UsageRecorded,
     VoteCast,
 )
@@ -126,6 +127,28 @@ async def test_ag2_code_blocks_run_at_the_executor(fresh_nats, fake, massgen_hom
     assert completed and completed[0].stdout.strip() == "42" and completed[0].mode == "local"
     assert [a.content for a in of(records, AnswerPosted)] == ["The result is 42"]
     assert of(records, RunCompleted)
+
+
+async def test_anthropic_and_google_llm_configs_go_through_our_claude_and_gemini_adapters(
+    fresh_nats, massgen_home, monkeypatch
+):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    with ScriptedLLMock() as llm:
+        claude = {"type": "ag2", "agent_config": {"type": "assistant", "name": "AG2_Assistant", "llm_config": [
+            {"api_type": "anthropic", "model": "claude-sonnet-4-20250514", "temperature": 0.3, "cache_seed": 42,
+             "base_url": llm.base_url("anthropic")}]}}
+        gemini = {"type": "ag2", "group_config": {
+            "llm_config": {"api_type": "google", "model": "gemini-2.5-flash", "base_url": llm.base_url("gemini")},
+            "agents": [{"type": "assistant", "name": "Coder"}, {"type": "assistant", "name": "Tester"}],
+            "pattern": {"type": "round_robin", "initial_agent": "Coder"}, "max_rounds": 6}}
+        records = await run(fresh_nats, massgen_home, cfg(claude, gemini))
+        assert llm.requests("anthropic") and llm.requests("gemini")
+    assert not of(records, TurnFailed)
+    assert {a.agent_id for a in of(records, AnswerPosted)} == {"agent-a", "agent-b"}
+    assert of(records, RunCompleted)
+    models = {u.agent_id: u.model for u in of(records, UsageRecorded)}
+    assert models["agent-a"].startswith("claude") and models["agent-b"].startswith("gemini")
 
 
 @pytest.mark.parametrize(("backend", "message"), [

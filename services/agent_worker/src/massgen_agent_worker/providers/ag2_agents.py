@@ -12,11 +12,11 @@ and checks: ``massgen_es.ag2``.
   default user agent, or ``user_agent``), and AG2's ``AutoPattern``/``RoundRobinPattern``
   (``initiate_group_chat``); the chat ends when ``User`` takes a workflow decision (or, on a turn
   without workflow tools, speaks), or after ``max_rounds``.
-- **LLM calls** go through AG2's own clients (``openai``, ``anthropic``, ``google``), each ``llm_config``
-  entry on the endpoint and key our backend of the same provider uses (``massgen_es.ag2.API_TYPES``),
-  unless the entry sets ``base_url`` / ``api_key: ${NAME}``. AG2's reply cache (``cache_seed``) is off:
-  every reply is a real call. google-genai reads a custom Gemini endpoint from process-wide state, so a
-  worker serves one custom Gemini endpoint for AG2 agents (a second one is a ``ConfigError``).
+- **LLM calls**: an ``openai`` ``llm_config`` entry goes through AG2's own OpenAI client, on the endpoint
+  and key our ``openai`` backend uses unless the entry sets ``base_url`` / ``api_key: ${NAME}``;
+  ``anthropic`` and ``google`` entries go through our ``claude`` / ``gemini`` adapters
+  (:class:`ProviderClient`), with their endpoint and key defaults. AG2's reply cache (``cache_seed``) is
+  off: every reply is a real call.
 - **Code execution** never happens in the worker: :class:`ExecutorCodeExecutor` (AG2's ``CodeExecutor``
   protocol) sends each block to the executor service through ``run_tool`` as an ``execute_command``
   call (``execution.requested`` / ``execution.completed`` events, the agent's local or Docker sandbox).
@@ -24,18 +24,18 @@ and checks: ``massgen_es.ag2``.
   to ``on_text`` as it is sent (AG2 gives whole messages, not tokens), prefixed with the speaker's name
   in a group chat; usage is AG2's usage summary over all agents (``gather_usage_summary``), priced by our
   table. AG2's console output is silenced.
-- **Errors**: AG2 passes the provider SDK's exceptions through; they map as the ``chatcompletion``,
-  ``claude`` and ``gemini`` adapters map them.
+- **Errors**: AG2 passes the ``openai`` SDK's exceptions through; they map as the ``chatcompletion``
+  adapter maps them (our adapters behind :class:`ProviderClient` raise ours already).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import itertools
 import json
 import os
-import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -44,7 +44,13 @@ from autogen.agentchat import initiate_group_chat
 from autogen.agentchat.group.patterns import AutoPattern, RoundRobinPattern
 from autogen.coding import CodeBlock, CodeResult, MarkdownCodeExtractor
 from autogen.io import IOStream
+from autogen.oai import client as ag2_client
+from autogen.oai.client import OpenAIClient
+from openai.types.chat import ChatCompletion
 
+import msgspec
+
+from massgen_agent_worker import providers
 from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText
 from massgen_agent_worker.tools import EXECUTE_COMMAND
 from massgen_es import ag2, backends, pricing
@@ -144,50 +150,96 @@ def _result(text: str) -> tuple[int, str]:
     return (0 if data.get("success") else int(data.get("exit_code") or 1)), output
 
 
-_gemini_lock = threading.Lock()
-_gemini_url: str | None = None
-
-
-def _gemini_endpoint(url: str) -> None:
-    """Point google-genai (AG2's Gemini client) at ``url``; it reads this from process-wide state."""
-    global _gemini_url
-    from google.genai import _base_url  # noqa: PLC2701 - the SDK's documented override (set_default_base_urls)
-
-    with _gemini_lock:
-        if _gemini_url not in (None, url):
-            raise ConfigError(f"backend ag2: this worker already serves AG2's Gemini calls at {_gemini_url}; "
-                              f"one worker serves one custom Gemini endpoint (asked: {url})")
-        _gemini_url = url
-        _base_url.set_default_base_urls(gemini_url=url, vertex_url=None)
-
-
 def llm_config(raw: object) -> LLMConfig:
-    """AG2's ``LLMConfig`` for a config's ``llm_config`` (entries checked by ``massgen_es.ag2.check``), each
-    entry with its endpoint and key (see the module docstring) and AG2's cache off.
+    """AG2's ``LLMConfig`` for a config's ``llm_config`` (entries checked by ``massgen_es.ag2.check``), AG2's
+    reply cache off. An ``openai`` entry gets its endpoint and key here (AG2's own OpenAI client calls
+    it); an ``anthropic`` or ``google`` entry keeps its ``base_url`` / ``api_key: ${NAME}`` for
+    :class:`ProviderClient`, which resolves them as our ``claude`` / ``gemini`` backend does.
 
     Raises:
-        ConfigError: an API-key variable is not set.
+        ConfigError: the API-key variable of an ``openai`` entry is not set.
     """
     entries: list[dict[str, Any]] = []
     for raw_entry in ag2.llm_entries(raw):
         entry = dict(raw_entry)
         api_type = str(entry.setdefault("api_type", "openai"))
-        ours = ag2.API_TYPES[api_type]
-        url = entry.pop("base_url", None) or backends.base_url(ours, None)
-        env = ag2.key_reference(raw_entry) or backends.key_env(ours, None, url) or ""
-        key = os.environ.get(env) or (os.environ.get("GOOGLE_API_KEY") if api_type == "google" else None)
+        entry["cache_seed"] = None
+        if api_type != "openai":  # ProviderClient: the key stays a reference, resolved by our adapter
+            entries.append(entry)
+            continue
+        url = entry.get("base_url") or backends.base_url("openai", None)
+        env = ag2.key_reference(raw_entry) or backends.key_env("openai", None, url) or ""
+        key = os.environ.get(env)
         if not key:
             raise ConfigError(f"backend ag2: set the environment variable {env} (the key of llm_config api_type "
-                              f"{api_type}, or name another with `api_key: ${{NAME}}`)")
-        entry["api_key"] = key
-        if api_type == "google":
-            if url:
-                _gemini_endpoint(url)
-        elif url:
-            entry["base_url"] = url
-        entry["cache_seed"] = None
+                              "openai, or name another with `api_key: ${NAME}`)")
+        entry.update(api_key=key, base_url=url)
         entries.append(entry)
     return LLMConfig(*entries)
+
+
+class ProviderClient(OpenAIClient):
+    """AG2's model client for ``api_type`` ``anthropic`` and ``google``: the call goes through our own
+    ``claude`` / ``gemini`` adapter (same endpoint and key defaults, error mapping and usage), since
+    AG2 0.14's Anthropic client passes arguments our pinned ``anthropic`` SDK no longer takes and its
+    Gemini client needs Vertex AI's SDK. Installed in place of AG2's own two by :func:`_use_our_clients`;
+    answers as AG2's OpenAI client does (an OpenAI ``ChatCompletion``)."""
+
+    backend_type = ""
+
+    def __init__(self, response_format: Any = None, **config: Any) -> None:
+        # not OpenAIClient.__init__, which inspects an openai client; these are the attributes it sets
+        self._oai_client = None
+        self.response_format = response_format
+        self.config = config
+
+    def create(self, params: dict[str, Any]) -> ChatCompletion:
+        """One call of the agent's model through our adapter, in the running call's context."""
+        return _current.get().provider_call(self.backend_type, self.config, params)
+
+
+class _ClaudeClient(ProviderClient):
+    backend_type = "claude"
+
+
+class _GeminiClient(ProviderClient):
+    backend_type = "gemini"
+
+
+def _use_our_clients() -> None:
+    """Make AG2 build :class:`ProviderClient` s for ``anthropic`` and ``google`` entries (AG2 picks the class
+    by ``api_type`` from its ``autogen.oai.client`` module)."""
+    ag2_client.AnthropicClient = _ClaudeClient  # type: ignore[misc, assignment]
+    ag2_client.GeminiClient = _GeminiClient  # type: ignore[misc, assignment]
+    ag2_client.anthropic_import_exception = None
+    ag2_client.gemini_import_exception = None
+
+
+_use_our_clients()
+_current: contextvars.ContextVar[_Run] = contextvars.ContextVar("ag2_run")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    return "" if content is None else str(content)
+
+
+def neutral_messages(messages: list[dict[str, Any]]) -> tuple[Message, ...]:
+    """AG2's OpenAI-format messages as our neutral ones (a message's ``name`` is dropped)."""
+    out: list[Message] = []
+    for m in messages:
+        role, content = m.get("role"), _text_of(m.get("content"))
+        if role == "tool":
+            out.append(Message(role="tool", content=content, tool_call_id=str(m.get("tool_call_id") or "")))
+        elif role == "assistant":
+            calls = tuple(ToolCall(id=str(c.get("id")), name=str(c["function"]["name"]),
+                                   arguments=str(c["function"].get("arguments") or "{}"))
+                          for c in m.get("tool_calls") or () if isinstance(c, dict))
+            out.append(Message(role="assistant", content=content, tool_calls=calls))
+        else:
+            out.append(Message(role="system" if role == "system" else "user", content=content))
+    return tuple(out)
 
 
 def _function(spec: ToolSpec) -> dict[str, Any]:
@@ -230,6 +282,37 @@ class _Run:
         text = message if isinstance(message, str) else str(message.get("content") or "")
         self.emit(f"[{sender.name}] {text}" if text else "")
         return message
+
+    def provider_call(self, backend_type: str, config: Mapping[str, Any], params: dict[str, Any]) -> ChatCompletion:
+        """One LLM call of an AG2 agent through our adapter of ``backend_type`` (see :class:`ProviderClient`),
+        run on the worker's event loop; the reply as an OpenAI ``ChatCompletion``."""
+        backend: dict[str, Any] = {"type": backend_type, "model": params.get("model") or config.get("model"),
+                                   "max_retries": 0, "request_timeout_seconds": self.cfg.request_timeout_seconds}
+        for key in ("base_url", "temperature", "top_p", "max_tokens"):
+            value = params.get(key, config.get(key))
+            if value is not None:
+                backend[key] = value
+        if ag2.key_reference(config):
+            backend["api_key_env"] = ag2.key_reference(config)
+        tools = tuple(ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
+                               parameters=t["function"].get("parameters") or {"type": "object", "properties": {}})
+                      for t in params.get("tools") or () if isinstance(t, dict) and "function" in t)
+        turn = msgspec.structs.replace(self.request, messages=neutral_messages(params.get("messages") or []),
+                                       tools=tools, backend=backend)
+
+        async def progress(_text: str) -> None:
+            await self.on_text("")  # the whole message is streamed when AG2 sends it
+
+        done = asyncio.run_coroutine_threadsafe(providers.complete(turn, progress), self.loop).result()
+        calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                 for c in done.tool_calls]
+        return ChatCompletion.model_validate({
+            "id": f"ag2-{backend_type}", "object": "chat.completion", "created": int(time.time()), "model": done.model,
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if calls else "stop", "message": {
+                "role": "assistant", "content": done.content or None, "tool_calls": calls or None}}],
+            "usage": {"prompt_tokens": done.usage.input_tokens, "completion_tokens": done.usage.output_tokens,
+                      "total_tokens": done.usage.input_tokens + done.usage.output_tokens},
+        })
 
     def agent(self, block: Mapping[str, Any], default_llm: object) -> ConversableAgent:
         """An AG2 agent from one agent block (MassGen's ``setup_agent_from_config``)."""
@@ -328,6 +411,7 @@ class _Run:
 
     def run(self) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
         """The call, in AG2's synchronous API (this runs in a thread): content, tool calls, usage summary."""
+        _current.set(self)  # this thread's context: ProviderClient finds its call here
         with IOStream.set_default(_Silent()):
             if self.group:
                 content, calls = self.group_chat()
@@ -361,27 +445,13 @@ def usage_of(summary: Mapping[str, Any]) -> tuple[Usage, float | None, str]:
 
 
 def _provider_error(exc: Exception) -> ProviderError:
-    """AG2 passes the provider SDK's exception through: map it as our adapter of that SDK does."""
+    """AG2 passes the ``openai`` SDK's exceptions through: map them as the ``chatcompletion`` adapter does."""
     import openai
 
     if isinstance(exc, openai.APIError):
         from massgen_agent_worker.providers.chatcompletion import map_openai_error
 
         return map_openai_error(exc, "ag2 (openai)")
-    with contextlib.suppress(ImportError):
-        import anthropic
-
-        if isinstance(exc, anthropic.APIError):
-            from massgen_agent_worker.providers.claude import map_anthropic_error
-
-            return map_anthropic_error(exc, "ag2 (anthropic)")
-    with contextlib.suppress(ImportError):
-        from google.genai import errors as genai_errors
-
-        if isinstance(exc, genai_errors.APIError):
-            from massgen_agent_worker.providers.gemini import map_genai_error
-
-            return map_genai_error(exc, "ag2 (google)")
     return ProviderError(f"ag2: {type(exc).__name__}: {exc}")
 
 
