@@ -35,8 +35,8 @@ def llm(fake: FakeOpenAI, model: str) -> dict[str, Any]:
 
 def single(fake: FakeOpenAI, model: str, **agent: Any) -> dict[str, Any]:
     return {"type": "ag2", "agent_config": {
-        "type": "assistant", "name": "AG2_Assistant", "system_message": "You are a helpful AI assistant powered by AG2.",
-        "llm_config": llm(fake, model), **agent}}
+        "type": "assistant", "name": "AG2_Assistant", "llm_config": llm(fake, model),
+        "system_message": "You are a helpful AI assistant powered by AG2.", **agent}}
 
 
 def cfg(*backends: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +84,8 @@ async def test_an_ag2_group_chat_takes_its_decision_through_its_user_agent(fresh
     group = {"type": "ag2", "group_config": {
         "llm_config": llm(fake, "grp-default"),
         "agents": [
-            {"type": "assistant", "name": "Coder", "system_message": "You write code.", "llm_config": llm(fake, "grp-coder")},
+            {"type": "assistant", "name": "Coder", "system_message": "You write code.",
+             "llm_config": llm(fake, "grp-coder")},
             {"type": "assistant", "name": "Reviewer", "description": "Reviews code", "system_message": "You review."},
         ],
         "pattern": {"type": "auto", "initial_agent": "Coder",
@@ -181,3 +182,17 @@ def test_the_llm_config_key_reference_stays_a_reference_in_the_event():
     parsed = parse_config({"agents": [{"id": "a", "backend": {"type": "ag2", "agent_config": {
         "name": "A", "llm_config": {"model": "m", "api_key": "${MY_AG2_KEY}"}}}}]})
     assert "${MY_AG2_KEY}" in json.dumps(parsed.team[0].backend.agent_config)
+
+
+async def test_a_worker_without_the_ag2_extra_names_it(monkeypatch):
+    import sys
+
+    from massgen_agent_worker import providers
+
+    monkeypatch.setitem(sys.modules, "autogen", None)  # `import autogen` fails as on a worker without the extra
+    monkeypatch.delitem(sys.modules, "massgen_agent_worker.providers.ag2_agents", raising=False)
+    monkeypatch.delattr(providers, "ag2_agents", raising=False)
+    monkeypatch.setattr(providers, "_loaded", {})
+    backend = providers.backend_config({"type": "ag2", "agent_config": {"name": "A", "llm_config": {"model": "m"}}})
+    with pytest.raises(ConfigError, match=re.escape("services/agent_worker[ag2]")):
+        await providers.adapter_for(backend)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from massgen_es.errors import ConfigError
 
@@ -56,13 +56,16 @@ def _fail(origin: str, where: str, problem: str) -> ConfigError:
     return ConfigError(f"{origin}: `{where}` {problem}")
 
 
+def _items(value: object) -> list[object]:
+    """The elements of a list (YAML sequence), else []."""
+    return list(cast(list[object], value)) if isinstance(value, list) else []
+
+
 def llm_entries(llm_config: object) -> list[Mapping[str, Any]]:
     """The entries of an AG2 ``llm_config`` (a mapping, or a list of mappings); [] for anything else."""
     if _is_map(llm_config):
         return [llm_config]
-    if isinstance(llm_config, list):
-        return [e for e in llm_config if _is_map(e)]  # pyright: ignore[reportUnknownVariableType]
-    return []
+    return [e for e in _items(llm_config) if _is_map(e)]
 
 
 def agent_configs(backend: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -73,8 +76,7 @@ def agent_configs(backend: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         yield single
     group = backend.get("group_config")
     if _is_map(group):
-        agents = group.get("agents")
-        for agent in agents if isinstance(agents, list) else ():  # pyright: ignore[reportUnknownVariableType]
+        for agent in _items(group.get("agents")):
             if _is_map(agent):
                 yield agent
         if _is_map(group.get("user_agent")):
@@ -119,18 +121,21 @@ def check(backend: Mapping[str, Any], where: str, origin: str) -> None:
                         "get the workflow tools and code execution only; remove it or use another backend type")
     if single is not None:
         _check_agent(single, f"{where}.agent_config", origin, default_llm=None)
-        return
+    else:
+        _check_group(group, f"{where}.group_config", origin)
+
+
+def _check_group(group: object, at: str, origin: str) -> None:
     if not _is_map(group):
-        raise _fail(origin, f"{where}.group_config", "must be a mapping with `llm_config`, `agents` and `pattern`")
-    at = f"{where}.group_config"
+        raise _fail(origin, at, "must be a mapping with `llm_config`, `agents` and `pattern`")
     if "llm_config" not in group:
         raise _fail(origin, f"{at}.llm_config", "is missing: a group chat needs a default llm_config for its agents")
     _check_llm(group["llm_config"], f"{at}.llm_config", origin)
-    agents = group.get("agents")
-    if not isinstance(agents, list) or not agents:
+    agents = _items(group.get("agents"))
+    if not agents:
         raise _fail(origin, f"{at}.agents", "must be a non-empty list of AG2 agents")
     names: list[str] = []
-    for i, agent in enumerate(agents):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    for i, agent in enumerate(agents):
         names.append(_check_agent(agent, f"{at}.agents[{i}]", origin, default_llm=group["llm_config"]))
     if len(set(names)) != len(names) or "User" in names:
         raise _fail(origin, f"{at}.agents", "needs unique agent names, none of them `User` (the name of the "
@@ -140,7 +145,17 @@ def check(backend: Mapping[str, Any], where: str, origin: str) -> None:
         if name != "User":
             raise _fail(origin, f"{at}.user_agent.name", "must be `User` (MassGen's group chat ends when User "
                         "takes its workflow decision)")
-    pattern = group.get("pattern")
+    _check_pattern(group.get("pattern"), names, at, origin)
+    rounds = group.get("max_rounds", DEFAULT_MAX_ROUNDS)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise _fail(origin, f"{at}.max_rounds", "must be a whole number >= 1")
+    extra = set(group) - {"llm_config", "agents", "pattern", "max_rounds", "user_agent"}
+    if extra:
+        raise _fail(origin, f"{at}.{sorted(extra)[0]}", "is not a group_config key (llm_config, agents, pattern, "
+                    "max_rounds, user_agent)")
+
+
+def _check_pattern(pattern: object, names: list[str], at: str, origin: str) -> None:
     if not _is_map(pattern):
         raise _fail(origin, f"{at}.pattern", "is missing: give `{type: auto, initial_agent: <agent name>}`")
     if pattern.get("type") not in PATTERNS:
@@ -153,13 +168,6 @@ def check(backend: Mapping[str, Any], where: str, origin: str) -> None:
             raise _fail(origin, f"{at}.pattern.group_manager_args", "takes only `llm_config` here")
         if "llm_config" in manager:
             _check_llm(manager["llm_config"], f"{at}.pattern.group_manager_args.llm_config", origin)
-    rounds = group.get("max_rounds", DEFAULT_MAX_ROUNDS)
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-        raise _fail(origin, f"{at}.max_rounds", "must be a whole number >= 1")
-    extra = set(group) - {"llm_config", "agents", "pattern", "max_rounds", "user_agent"}
-    if extra:
-        raise _fail(origin, f"{at}.{sorted(extra)[0]}", "is not a group_config key (llm_config, agents, pattern, "
-                    "max_rounds, user_agent)")
 
 
 def _check_agent(agent: object, at: str, origin: str, default_llm: object) -> str:
@@ -195,10 +203,11 @@ def _check_agent(agent: object, at: str, origin: str, default_llm: object) -> st
 
 def _check_llm(llm_config: object, at: str, origin: str) -> None:
     entries = llm_entries(llm_config)
-    if not entries or (isinstance(llm_config, list) and len(entries) != len(llm_config)):  # pyright: ignore[reportUnknownArgumentType]
+    single = _is_map(llm_config)
+    if not entries or (not single and len(entries) != len(_items(llm_config))):
         raise _fail(origin, at, "must be a mapping `{api_type, model, ...}` or a list of them")
     for i, entry in enumerate(entries):
-        here = at if _is_map(llm_config) else f"{at}[{i}]"
+        here = at if single else f"{at}[{i}]"
         extra = set(entry) - _ENTRY_KEYS
         if extra:
             raise _fail(origin, f"{here}.{sorted(extra)[0]}", f"is not supported in an llm_config entry here "

@@ -37,9 +37,10 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from autogen import AssistantAgent, ConversableAgent, LLMConfig, gather_usage_summary
+import msgspec
+from autogen import Agent, AssistantAgent, ConversableAgent, LLMConfig, gather_usage_summary
 from autogen.agentchat import initiate_group_chat
 from autogen.agentchat.group.patterns import AutoPattern, RoundRobinPattern
 from autogen.coding import CodeBlock, CodeResult, MarkdownCodeExtractor
@@ -47,8 +48,6 @@ from autogen.io import IOStream
 from autogen.oai import client as ag2_client
 from autogen.oai.client import OpenAIClient
 from openai.types.chat import ChatCompletion
-
-import msgspec
 
 from massgen_agent_worker import providers
 from massgen_agent_worker.providers import Completion, FunctionAdapter, OnText
@@ -59,6 +58,16 @@ from massgen_es.errors import ConfigError, MassgenError, ProviderError
 from massgen_es.events import Message, ToolCall, ToolSpec, TurnRequested, Usage
 
 RunTool = Callable[[ToolCall], Awaitable[str]]
+T = TypeVar("T")
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` on the worker's ``loop`` from AG2's thread, and return its result."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(wait(), loop).result()
 USER = "User"
 WORKFLOW_TOOLS = frozenset({"new_answer", "vote", "submit", "restart"})
 """Tools that are a decision for the orchestrator (in a group chat only ``User`` holds them)."""
@@ -124,7 +133,7 @@ class ExecutorCodeExecutor:
             if self.timeout_s is not None:
                 args["timeout"] = self.timeout_s
             call = ToolCall(id=f"ag2_code_{next(self._ids)}", name=EXECUTE_COMMAND.name, arguments=json.dumps(args))
-            text = asyncio.run_coroutine_threadsafe(self.run_tool(call), self.loop).result()
+            text = _on_loop(self.loop, self.run_tool(call))
             exit_code, output = _result(text)
             outputs.append(output)
             if exit_code != 0:
@@ -275,7 +284,7 @@ class _Run:
         """Stream ``text`` from AG2's thread (``""``: progress without text); pieces joined by blank lines."""
         chunk = ("\n\n" if text and self.sent_any else "") + text
         self.sent_any = self.sent_any or bool(text)
-        asyncio.run_coroutine_threadsafe(self.on_text(chunk), self.loop).result()
+        _on_loop(self.loop, self.on_text(chunk))
 
     def _stream(self, sender: ConversableAgent, message: dict[str, Any] | str, recipient: Any, silent: bool) -> Any:
         """AG2 hook on every message an agent sends (a group chat's turns): streamed with the speaker's name."""
@@ -303,7 +312,7 @@ class _Run:
         async def progress(_text: str) -> None:
             await self.on_text("")  # the whole message is streamed when AG2 sends it
 
-        done = asyncio.run_coroutine_threadsafe(providers.complete(turn, progress), self.loop).result()
+        done = _on_loop(self.loop, providers.complete(turn, progress))
         calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                  for c in done.tool_calls]
         return ChatCompletion.model_validate({
@@ -331,7 +340,7 @@ class _Run:
         self.agents.append(made)
         return made
 
-    def code_execution(self, block: Mapping[str, Any]) -> dict[str, Any] | bool:
+    def code_execution(self, block: Mapping[str, Any]) -> dict[str, Any] | Literal[False]:
         """``{"executor": ExecutorCodeExecutor}`` for an agent with a code executor, else False."""
         executor = ag2.executor_of(block)
         if executor is None:
@@ -417,7 +426,7 @@ class _Run:
                 content, calls = self.group_chat()
                 return content, calls, dict(self.usage_summary or {})
             content, calls = self.single()
-            return content, calls, dict(gather_usage_summary(self.agents))
+            return content, calls, dict(gather_usage_summary(list[Agent](self.agents)))
 
 
 def _content_and_calls(reply: Any) -> tuple[str, list[dict[str, Any]]]:
