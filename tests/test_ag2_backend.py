@@ -12,6 +12,7 @@ import pytest
 
 from corpus_fakes import ScriptedLLMock, openai_member
 from harness import Stack, of, tool_names
+from massgen_es import ag2
 from massgen_es.config import parse_config
 from massgen_es.errors import ConfigError
 from massgen_es.events import (
@@ -196,3 +197,12 @@ async def test_a_worker_without_the_ag2_extra_names_it(monkeypatch):
     backend = providers.backend_config({"type": "ag2", "agent_config": {"name": "A", "llm_config": {"model": "m"}}})
     with pytest.raises(ConfigError, match=re.escape("services/agent_worker[ag2]")):
         await providers.adapter_for(backend)
+
+
+def test_only_an_ag2_agent_with_a_code_executor_runs_commands_without_the_command_line_tool():
+    coder = {"name": "A", "llm_config": {"model": "m"},
+             "code_execution_config": {"executor": {"type": "LocalCommandLineCodeExecutor"}}}
+    assert ag2.executes_code({"type": "ag2", "agent_config": coder})
+    assert ag2.executes_code({"type": "autogen", "group_config": {"agents": [{"name": "B"}, coder]}})
+    assert not ag2.executes_code({"type": "ag2", "agent_config": {**coder, "code_execution_config": False}})
+    assert not ag2.executes_code({"type": "openai", "agent_config": coder})
