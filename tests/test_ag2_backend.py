@@ -206,3 +206,34 @@ def test_only_an_ag2_agent_with_a_code_executor_runs_commands_without_the_comman
     assert ag2.executes_code({"type": "autogen", "group_config": {"agents": [{"name": "B"}, coder]}})
     assert not ag2.executes_code({"type": "ag2", "agent_config": {**coder, "code_execution_config": False}})
     assert not ag2.executes_code({"type": "openai", "agent_config": coder})
+
+
+async def test_a_cancelled_call_ends_its_ag2_thread(fake: FakeOpenAI):
+    import asyncio
+    import contextlib
+
+    from massgen_agent_worker import providers
+    from massgen_agent_worker.providers import ag2_agents
+    from massgen_es.events import Message, TurnRequested
+
+    fake.default("slow-coder", lambda body: Reply(text="```python\nprint(1)\n```"))
+    backend = single(fake, "slow-coder", code_execution_config={"executor": {"type": "LocalCommandLineCodeExecutor"}})
+    request = TurnRequested(turn_id="t", agent_id="a", attempt=1, kind="coordination", backend=backend,
+                            messages=(Message(role="user", content="compute"),), tools=(), answers_version=0)
+    waiting = asyncio.Event()
+
+    async def never_answers(call):  # the executor never answers: AG2's thread waits on the loop
+        waiting.set()
+        await asyncio.sleep(3600)
+
+    async def on_text(_text: str) -> None:
+        return None
+
+    task = asyncio.ensure_future(ag2_agents.complete(providers.backend_config(backend), request, on_text,
+                                                     run_tool=never_answers))
+    await asyncio.wait_for(waiting.wait(), 30)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # the worker's thread pool drains: AG2's thread gave up its wait instead of blocking forever
+    await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 5)

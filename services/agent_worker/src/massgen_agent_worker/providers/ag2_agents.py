@@ -31,10 +31,12 @@ and checks: ``massgen_es.ag2``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import itertools
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
@@ -61,19 +63,36 @@ RunTool = Callable[[ToolCall], Awaitable[str]]
 T = TypeVar("T")
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` on the worker's ``loop`` from AG2's thread, and return its result."""
-
-    async def wait() -> T:
-        return await awaitable
-
-    return asyncio.run_coroutine_threadsafe(wait(), loop).result()
 USER = "User"
 WORKFLOW_TOOLS = frozenset({"new_answer", "vote", "submit", "restart"})
 """Tools that are a decision for the orchestrator (in a group chat only ``User`` holds them)."""
 PYTHON = ("python", "py", "python3")
 SHELL = ("bash", "sh", "shell", "console")
 _HEREDOC = "MASSGEN_AG2_CODE_EOF"
+
+
+class Abandoned(Exception):
+    """The call was cancelled (a timeout, the worker stopping): raised in AG2's thread to end its chat."""
+
+
+_POLL_S = 0.25
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T], cancelled: threading.Event) -> T:
+    """Await ``awaitable`` on the worker's ``loop`` from AG2's thread and return its result; once the call
+    is ``cancelled``, give up (:class:`Abandoned`) instead of waiting on a loop that may be gone."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    future = asyncio.run_coroutine_threadsafe(wait(), loop)
+    while True:
+        try:
+            return future.result(timeout=_POLL_S)
+        except concurrent.futures.TimeoutError:
+            if cancelled.is_set():
+                future.cancel()
+                raise Abandoned("the AG2 call was cancelled") from None
 
 
 class _Silent:
@@ -108,10 +127,12 @@ class ExecutorCodeExecutor:
         run_tool: the turn's tool runner (coroutine function; records the call as events).
         loop: the event loop ``run_tool`` belongs to (AG2 calls this executor from its own thread).
         timeout_s: each block's time limit (the AG2 executor's ``timeout``); None: the agent's default.
+        cancelled: set when the call is cancelled (a waiting block is then abandoned).
     """
 
-    def __init__(self, run_tool: RunTool, loop: asyncio.AbstractEventLoop, timeout_s: float | None) -> None:
-        self.run_tool, self.loop, self.timeout_s = run_tool, loop, timeout_s
+    def __init__(self, run_tool: RunTool, loop: asyncio.AbstractEventLoop, timeout_s: float | None,
+                 cancelled: threading.Event) -> None:
+        self.run_tool, self.loop, self.timeout_s, self.cancelled = run_tool, loop, timeout_s, cancelled
         self._ids = itertools.count(1)
         self._extractor = MarkdownCodeExtractor()
 
@@ -133,7 +154,7 @@ class ExecutorCodeExecutor:
             if self.timeout_s is not None:
                 args["timeout"] = self.timeout_s
             call = ToolCall(id=f"ag2_code_{next(self._ids)}", name=EXECUTE_COMMAND.name, arguments=json.dumps(args))
-            text = _on_loop(self.loop, self.run_tool(call))
+            text = _on_loop(self.loop, self.run_tool(call), self.cancelled)
             exit_code, output = _result(text)
             outputs.append(output)
             if exit_code != 0:
@@ -279,12 +300,13 @@ class _Run:
         self.agents: list[ConversableAgent] = []
         self.group = cfg.group_config is not None
         self.sent_any = False
+        self.cancelled = threading.Event()
 
     def emit(self, text: str) -> None:
         """Stream ``text`` from AG2's thread (``""``: progress without text); pieces joined by blank lines."""
         chunk = ("\n\n" if text and self.sent_any else "") + text
         self.sent_any = self.sent_any or bool(text)
-        _on_loop(self.loop, self.on_text(chunk))
+        _on_loop(self.loop, self.on_text(chunk), self.cancelled)
 
     def _stream(self, sender: ConversableAgent, message: dict[str, Any] | str, recipient: Any, silent: bool) -> Any:
         """AG2 hook on every message an agent sends (a group chat's turns): streamed with the speaker's name."""
@@ -312,7 +334,7 @@ class _Run:
         async def progress(_text: str) -> None:
             await self.on_text("")  # the whole message is streamed when AG2 sends it
 
-        done = _on_loop(self.loop, providers.complete(turn, progress))
+        done = _on_loop(self.loop, providers.complete(turn, progress), self.cancelled)
         calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                  for c in done.tool_calls]
         return ChatCompletion.model_validate({
@@ -349,7 +371,7 @@ class _Run:
             raise ConfigError("backend ag2: code execution needs the worker's tool runner, which this call lacks")
         timeout = executor.get("timeout")
         return {"executor": ExecutorCodeExecutor(self.run_tool, self.loop,
-                                                 float(timeout) if timeout is not None else None)}
+                                                 float(timeout) if timeout is not None else None, self.cancelled)}
 
     def single(self) -> tuple[str, list[dict[str, Any]]]:
         """Run ``agent_config``: ``(content, tool calls)`` of its last reply."""
@@ -476,7 +498,10 @@ async def complete(
     run = _Run(cfg, request, on_text, run_tool, asyncio.get_running_loop())
     try:
         content, raw_calls, summary = await asyncio.to_thread(run.run)
-    except (MassgenError, asyncio.CancelledError):
+    except asyncio.CancelledError:
+        run.cancelled.set()  # AG2's thread stops at its next wait on this loop (an LLM call ends by its timeout)
+        raise
+    except MassgenError:
         raise
     except Exception as exc:  # AG2 lets the SDK's exceptions through
         raise _provider_error(exc) from exc
