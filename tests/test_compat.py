@@ -53,7 +53,6 @@ def test_keys_massgen_ignores_load_with_a_warning_naming_them(caplog: pytest.Log
     ({"session_id": "s-1"}, r"`session_id` is MassGen's memory session ids"),
     ({"orchestrator": {"coordination": {"massgen_skills": ["serena"]}}},
      r"massgen_skills` is MassGen's bundled skills"),
-    ({"agents": [{"id": "a", "backend": {"type": "ag2", "agent_config": {}}}]}, r"'ag2' is MassGen's AG2"),
 ])
 def test_a_massgen_feature_not_built_is_refused_by_name_never_as_a_typo(data: dict, feature: str):
     with pytest.raises(ConfigError, match=feature) as info:

@@ -11,7 +11,8 @@ The run walk (``test_every_config_that_loads_runs_to_a_final_answer``) rewrites 
 only where it would leave the machine, and keeps the rest of its meaning (agents, system messages,
 orchestrator and timeout keys, tools, MCP servers):
 
-- each agent's backend points at a loopback fake of its own provider type (``tests/corpus_fakes.py``):
+- each agent's backend points at a loopback fake of its own provider type (``tests/corpus_fakes.py``; an
+  ``ag2`` backend's every ``llm_config`` entry at the fake of its ``api_type``):
   :class:`~massgen_es.testing.fake_openai.FakeOpenAI` serves Chat Completions (``chatcompletion`` and
   its presets, ``local``; ``azure_openai`` on its deployment route) and the Responses API (``openai``);
   a real llmock server serves Anthropic (``claude``, and the real Claude Code CLI of ``claude_code``)
@@ -68,7 +69,7 @@ import yaml
 
 from corpus_fakes import ScriptedLLMock, UploadServer, memory_llm, openai_member
 from harness import Stack, of
-from massgen_es import backends, models
+from massgen_es import ag2, backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
 from massgen_es.events import (
@@ -303,7 +304,15 @@ def _persistent_memory(data: dict[str, Any]) -> bool:
 def _on_fakes(b: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> None:
     """Point one backend block at its loopback fake."""
     kind = b["type"]
-    if kind in LLMOCK_PROVIDER:
+    if kind in ag2.TYPES:
+        for entry in _ag2_entries(b):
+            ours = ag2.API_TYPES[entry.get("api_type", "openai")]
+            if ours in LLMOCK_PROVIDER:
+                entry["base_url"] = llm.base_url(LLMOCK_PROVIDER[ours])
+            else:
+                entry["base_url"] = fake.base_url
+                fake.default(entry["model"], openai_member)
+    elif kind in LLMOCK_PROVIDER:
         b["base_url"] = llm.base_url(LLMOCK_PROVIDER[kind])
     elif kind == "azure_openai":
         b.pop("base_url", None)
@@ -313,6 +322,14 @@ def _on_fakes(b: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> None:
         b["base_url"] = fake.base_url
         model = b.get("model") or models.get(None).name
         fake.default(model, openai_member)
+
+
+def _ag2_entries(backend: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every ``llm_config`` entry of an ``ag2`` backend (its agents', the group's default and its manager's)."""
+    group = backend.get("group_config") or {}
+    blocks = [*ag2.agent_configs(backend), group, (group.get("pattern") or {}).get("group_manager_args") or {}]
+    for block in blocks:
+        yield from ag2.llm_entries(block.get("llm_config"))  # type: ignore[misc]
 
 
 def _key_variables(data: dict[str, Any]) -> set[str]:

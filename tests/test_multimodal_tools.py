@@ -24,6 +24,7 @@ from massgen_es.config import parse_config
 from massgen_es.custom_tools import bundled
 from massgen_es.errors import ConfigError, ToolArgumentError
 from massgen_es.events import (
+    ExecutionRequested,
     MediaGenerated,
     MediaSaved,
     RunCompleted,
@@ -395,6 +396,23 @@ async def test_text_to_video_and_file_generation_run_the_workers_video_and_docum
     (video,) = [r.body for r in fake.received() if r.path == "/v1/videos"]
     assert (video["prompt"], video["model"], video["seconds"]) == ("a dog on a beach", "sora-2", "8")
     assert not any(s.startswith("Error") for s in seen)
+
+
+async def test_an_interop_lesson_planner_is_a_worker_tool_whose_plan_reaches_the_model(
+    fresh_nats, openai_env: FakeOpenAI, tmp_path: Path, massgen_home: Path
+):
+    from test_interop_planners import play
+
+    fake = openai_env
+    fake.default("gpt-4o", play)
+    records, seen = await run_agent(fresh_nats, fake, massgen_home, ["langgraph_lesson_planner"], [
+        ("custom_tool__langgraph_lesson_planner", {"prompt": "a lesson on fractions"})])
+    (done,) = [e for e in of(records, ToolCallCompleted) if e.tool == "langgraph_lesson_planner"]
+    result = json.loads(seen[0])
+    assert result["success"] and result["operation"] == "lesson_plan" and json.loads(done.content) == result
+    assert "<title>Fractions</title>" in result["lesson_plan"]
+    assert len(fake.requests("gpt-4o")) >= 4  # the four roles, on the worker's OPENAI_BASE_URL
+    assert not of(records, ExecutionRequested)  # never the executor: it holds no keys
 
 
 async def test_bad_files_come_back_to_the_model_as_tool_errors_without_a_model_call(

@@ -42,5 +42,5 @@ def test_api_key_variable_follows_the_type_or_the_endpoint_host(backend_type, ur
 def test_presets_bring_their_endpoint():
     assert backends.base_url("groq", None) == "https://api.groq.com/openai/v1"
     assert backends.base_url("groq", "http://proxy/v1") == "http://proxy/v1"
-    assert all(c.adapter in {"chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code"}
-               for c in backends.BACKENDS.values())
+    assert all(c.adapter in {"chatcompletion", "local", "openai", "claude", "gemini", "azure_openai", "claude_code",
+                             "ag2"} for c in backends.BACKENDS.values())

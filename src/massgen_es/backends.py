@@ -64,6 +64,9 @@ BACKENDS: dict[str, Capabilities] = {
         adapter="claude_code", key_env="ANTHROPIC_API_KEY", native_tools=True, structured_output=False,
         thinking=True, web_search=True, code_execution=True,
     ),
+    # AG2 agents (massgen_es.ag2): endpoints and keys per llm_config entry, those of its api_type's backend
+    "ag2": Capabilities(adapter="ag2", structured_output=False, streaming_usage=False),
+    "autogen": Capabilities(adapter="ag2", structured_output=False, streaming_usage=False),
     "chatcompletion": _preset(None, None),
     "local": Capabilities(adapter="local", native_tools=False),
     "grok": _preset("https://api.x.ai/v1", "XAI_API_KEY", web_search=True, reasoning=True),
@@ -170,6 +173,8 @@ TYPE_ONLY_KEYS = {
     "permission_mode": ("claude_code",),
     "disallowed_tools": ("claude_code",),
     "text": ("openai",),
+    "agent_config": ("ag2", "autogen"),
+    "group_config": ("ag2", "autogen"),
 }
 
 

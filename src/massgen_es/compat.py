@@ -61,7 +61,6 @@ def _ignore(what: str) -> Key:
 
 
 _COMPUTER_USE = _refuse("computer use (a virtual display driven by the model)")
-_AG2 = _refuse("AG2 (AutoGen) agents as a backend")
 
 SCOPES: dict[str, dict[str, Key]] = {
     "top": {
@@ -103,8 +102,6 @@ SCOPES: dict[str, dict[str, Key]] = {
         "display_width": _COMPUTER_USE,
         "display_height": _COMPUTER_USE,
         "computer_environment": _COMPUTER_USE,
-        "agent_config": _AG2,
-        "group_config": _AG2,
     },
     "orchestrator": {
         "session_storage": _ignore("session storage path, which MassGen hard-codes; sessions here are in the "
@@ -124,8 +121,9 @@ SCOPES: dict[str, dict[str, Key]] = {
 }
 """Per block, MassGen's keys that need the table. A key not listed here and not one of ours is unknown."""
 
-BACKEND_TYPES: dict[str, Key] = {"ag2": _AG2}
-"""MassGen backend types this system does not have, by ``backend.type``."""
+BACKEND_TYPES: dict[str, Key] = {}
+"""MassGen backend types this system does not have, by ``backend.type`` (none today: ``ag2`` is built,
+``massgen_es.ag2``)."""
 
 MCP_SECURITY_LEVELS = ("strict", "moderate", "permissive")
 """MassGen's MCP security levels (spec §3.4); any other value means ``strict`` there, so here too."""

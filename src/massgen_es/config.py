@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, docker_setup, mcp, media, models, skills
+from massgen_es import ag2, backends, compat, custom_tools, docker_setup, mcp, media, models, skills
 from massgen_es import memory as memory_block
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
@@ -40,6 +40,8 @@ BackendType = Literal[
     # chatcompletion presets: a default base_url and API-key variable each (massgen_es.backends)
     "grok", "cerebras", "together", "fireworks", "groq", "openrouter", "moonshot", "kimi", "nebius", "qwen",
     "zai", "lmstudio", "vllm", "sglang",
+    # AG2 (AutoGen) agents or group chats, MassGen's ExternalAgentBackend (massgen_es.ag2)
+    "ag2", "autogen",
 ]
 Sensitivity = Literal["lenient", "balanced", "strict"]
 
@@ -162,6 +164,12 @@ class BackendConfig(_Strict, frozen=True):
     """``claude_code``: built-in tools Claude Code may not use."""
     max_thinking_tokens: int | None = None
     """``claude_code``: thinking budget."""
+    agent_config: dict[str, Any] | None = None
+    """``ag2``: one AG2 agent (``type``, ``name``, ``system_message``, ``llm_config``,
+    ``code_execution_config``); see ``massgen_es.ag2``."""
+    group_config: dict[str, Any] | None = None
+    """``ag2``: an AG2 group chat (``llm_config``, ``agents``, ``pattern``, ``max_rounds``); see
+    ``massgen_es.ag2``."""
     mcp_servers: tuple[McpServerConfig, ...] = ()
     """MCP servers of this agent (MassGen also accepts a mapping keyed by name; normalised on load)."""
     allowed_tools: tuple[str, ...] | None = None
@@ -558,6 +566,8 @@ def _check_dspy(d: DspyConfig, origin: str) -> DspyConfig:
 def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     b = _key_by_reference(b, where, origin)
     _check_model(b, where, origin)
+    if b.type in ag2.TYPES:
+        b = _checked_ag2(b, where, origin)
     _check_call_limits(b, where, origin)
     b = _without_workspace_tools_of_no_workspace(b, where, origin)
     _check_mcp_servers(b, where, origin)
@@ -586,6 +596,14 @@ def _with_docker_setup(b: BackendConfig, where: str, origin: str) -> BackendConf
         return b
     mounts, env = docker_setup.resolve(creds, where, origin)
     return msgspec.structs.replace(b, resolved_docker_mounts=mounts, resolved_docker_env=env)
+
+
+def _checked_ag2(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """An ``ag2`` backend's AG2 blocks are valid (``massgen_es.ag2.check``); an AG2 Docker code executor
+    makes the agent's sandbox a Docker one."""
+    ag2.check(msgspec.to_builtins(b), where, origin)
+    mode = ag2.sandbox_mode(msgspec.to_builtins(b))
+    return msgspec.structs.replace(b, command_line_execution_mode=mode) if mode == "docker" else b
 
 
 def _key_by_reference(b: BackendConfig, where: str, origin: str) -> BackendConfig:

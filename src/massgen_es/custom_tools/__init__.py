@@ -86,11 +86,7 @@ UNSUPPORTED: Mapping[str, str] = {
     "claude_computer_use": "Anthropic computer use (desktop/browser control)",
     "gemini_computer_use": "Gemini computer use (browser control)",
     "browser_automation": "browser automation with Playwright and a model",
-    "ag2_lesson_planner": "an AG2 agent team (interop)",
-    "langgraph_lesson_planner": "a LangGraph agent (interop)",
     "agentscope_lesson_planner": "an AgentScope agent (interop)",
-    "openai_assistant_lesson_planner": "an OpenAI Assistants agent (interop)",
-    "smolagent_lesson_planner": "a smolagents agent (interop)",
 }
 """MassGen's bundled tools (``massgen/tool/...``) that this system does not provide: a config naming one
 is refused at load with what the tool does."""

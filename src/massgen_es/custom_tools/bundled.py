@@ -1,6 +1,7 @@
-"""MassGen's bundled multimodal tools (``massgen/tool/_multimodal_tools/``, MassGen spec §2.8), run by the
-agent worker rather than the executor: each calls an OpenAI model, and only the worker holds provider
-keys. This table is what config resolution reads (:func:`massgen_es.custom_tools.resolve`): MassGen's
+"""MassGen's bundled tools that call a provider: the multimodal ones (``massgen/tool/_multimodal_tools/``,
+MassGen spec §2.8) and the framework-interop lesson planners (``massgen/tool/_extraframework_agents/``),
+run by the agent worker rather than the executor: each calls an OpenAI model, and only the worker holds
+provider keys. This table is what config resolution reads (:func:`massgen_es.custom_tools.resolve`): MassGen's
 parameters for each function (its signature without ``allowed_paths`` and ``agent_cwd``: the agent's
 roots decide what it may read and write), which arguments name files the tool reads from the agent's
 workspace, and, for a tool that makes a file, the generation tool of the worker that makes it.
@@ -187,5 +188,13 @@ TOOLS: Mapping[str, WorkerTool] = {
                 storage_path=_STORAGE),
         "generate_and_store_file", produces="generate_file",
         arguments={"prompt": "prompt", "file_format": "file_format", "filename": "filename", "model": "model"}),
+    **{name: WorkerTool(
+        f"Create a comprehensive fourth-grade lesson plan for a topic with a small team of {framework} agents "
+        "(curriculum standards, timed activities, review, formatting).",
+        _schema(("prompt",), prompt=_text("The lesson's topic, or what the lesson plan should cover."),
+                model=_text("OpenAI model the team uses.", "gpt-4o")),
+        "lesson_plan") for name, framework in (
+            ("ag2_lesson_planner", "AG2"), ("langgraph_lesson_planner", "LangGraph"),
+            ("openai_assistant_lesson_planner", "OpenAI"), ("smolagent_lesson_planner", "smolagents"))},
 }
 """MassGen's bundled tools this system runs in the agent worker, by MassGen's function name."""

@@ -37,7 +37,7 @@ from massgen_agent_worker import decisions, generation, multimodal, providers
 from massgen_agent_worker import memory as mem
 from massgen_agent_worker.providers import chatcompletion
 from massgen_agent_worker.tools import ToolClient
-from massgen_es import backends, media, pricing
+from massgen_es import ag2, backends, media, pricing
 from massgen_es import memory as memory_block
 from massgen_es.bus import Draft
 from massgen_es.bus.objects import ObjectStore
@@ -334,7 +334,7 @@ class Conversation:
                 await self.deltas.add(text)
 
         kwargs = {}
-        if self.backend.type == "claude_code":  # runs its own tool loop: MCP calls go through us
+        if self.backend.type in ("claude_code", *ag2.TYPES):  # run their own tool loops: tools go through us
             kwargs["run_tool"] = self._run_one_tool
         if self.attachments:  # config validation let only adapters that take them have uploads
             kwargs["attachments"] = self.attachments

@@ -1,5 +1,6 @@
-"""MassGen's bundled multimodal tools (``massgen_es.custom_tools.bundled``, MassGen spec §2.8), run here:
-each calls an OpenAI model, and the worker holds the provider keys (the executor never does).
+"""MassGen's bundled tools that call a provider (``massgen_es.custom_tools.bundled``): the multimodal ones
+(MassGen spec §2.8) and the interop lesson planners (:mod:`.interop`), run here: each calls an OpenAI
+model, and the worker holds the provider keys (the executor never does).
 
 A call of ``custom_tool__<name>`` is recorded like an MCP call of server ``custom_tool``
 (``tool.call_requested``, then ``tool.call_completed`` with MassGen's JSON result, or ``tool.call_failed``,
@@ -36,7 +37,7 @@ from typing import Any
 import msgspec
 import openai
 
-from massgen_agent_worker import extract, generation
+from massgen_agent_worker import extract, generation, interop
 from massgen_agent_worker.providers import chatcompletion
 from massgen_agent_worker.tools import CUSTOM_TOOLS, ToolClient
 from massgen_es import custom_tools, mcp
@@ -47,6 +48,7 @@ from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.custom_tools.bundled import TOOLS, WorkerTool
 from massgen_es.errors import (
     ConfigError,
+    CustomToolError,
     MassgenError,
     ProviderError,
     ProviderServerError,
@@ -328,11 +330,25 @@ async def _produce(c: Call) -> Outcome:
     return Outcome({"note": "The file was generated and saved.", "prompt": made.prompt}, made)
 
 
+def _planner(function: str) -> Handler:
+    """A handler for one of MassGen's interop lesson planners (:mod:`.interop`), on this tool's endpoint and key."""
+
+    async def handle(c: Call) -> Outcome:
+        plan = await interop.PLANNERS[function](
+            c.args["prompt"], base_url=str(c.client.base_url), api_key=c.client.api_key, model=c.args["model"])
+        if plan.startswith("Error"):  # the planners report failures as MassGen's tools do: as text
+            raise CustomToolError(plan.removeprefix("Error: "))
+        return Outcome({"prompt": c.args["prompt"], "lesson_plan": plan})
+
+    return handle
+
+
 HANDLERS: Mapping[str, Handler] = {
     "understand_image": _understand_image,
     "understand_audio": _understand_audio,
     "understand_video": _understand_video,
     "understand_file": _understand_file,
     "text_to_speech_continue_generation": _spoken_reply,
+    **{function: _planner(function) for function in interop.PLANNERS},
 }
 """The bundled tools the worker implements itself; a tool with ``produces`` needs none (:func:`_produce`)."""

@@ -43,7 +43,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, scrub, subjects, workspaces
+from massgen_es import ag2, mcp, scrub, subjects, workspaces
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
@@ -253,7 +253,7 @@ class Executor:
         b = self._backend(submitted, req.agent_id)
         if req.custom_tool:
             return await self._custom_tool(run_id, request_id, req, fence, b)
-        if not b.enable_mcp_command_line:
+        if not (b.enable_mcp_command_line or ag2.executes_code(msgspec.to_builtins(b))):  # AG2 code blocks too
             raise CommandRefused("command execution is not enabled for this agent (enable_mcp_command_line)")
         workspace = self._workspace(run_id, req.agent_id)
         work_dir = mcp.resolve_in_roots(req.work_dir or ".", [mcp.Root(workspace, True)], write=False)

@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 import yaml
 
-from massgen_es import backends, models
+from massgen_es import ag2, backends, models
 from massgen_es.config import BackendType
 from massgen_es.errors import ConfigError
 
@@ -96,9 +96,10 @@ MENU: dict[str, McpServer] = {
 
 
 def backend_types() -> list[str]:
-    """The backend types, the local one (no key needed) first."""
+    """The backend types, the local one (no key needed) first; not ``ag2``, whose AG2 agent blocks
+    (``agent_config`` / ``group_config``, ``massgen_es.ag2``) are written by hand."""
     first = ["local", "openai", "claude", "gemini", "azure_openai", "claude_code", "chatcompletion"]
-    return [*first, *(t for t in get_args(BackendType) if t not in first)]
+    return [*first, *(t for t in get_args(BackendType) if t not in first and t not in ag2.TYPES)]
 
 
 def _needs_key(backend_type: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from massgen_es import backends, mcp, models
+from massgen_es import ag2, backends, mcp, models
 from massgen_es.config import (
     FILESYSTEM_SERVER,
     WORKSPACE_TOOLS_SERVER,
@@ -30,6 +30,8 @@ def _endpoint(b: BackendConfig) -> str:
         return b.azure_endpoint or "$AZURE_OPENAI_ENDPOINT"
     if b.type == "claude_code":
         return "the Claude Code CLI (local process)"
+    if b.type in ag2.TYPES:
+        return "AG2 agents in the worker (each llm_config entry's endpoint)"
     return backends.base_url(b.type, b.base_url) or f"the {b.type} SDK's default"
 
 

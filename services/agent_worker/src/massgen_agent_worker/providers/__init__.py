@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from massgen_es import backends
+from massgen_es import ag2, backends
 from massgen_es.config import BackendConfig
 from massgen_es.errors import ConfigError
 from massgen_es.events import ProviderBlock, ToolCall, TurnRequested, Usage
@@ -154,6 +154,12 @@ def _claude_code() -> Adapter:
     return claude_code.adapter
 
 
+def _ag2() -> Adapter:
+    from massgen_agent_worker.providers import ag2_agents
+
+    return ag2_agents.adapter
+
+
 ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "chatcompletion": _chatcompletion,
     "openai": _openai,
@@ -162,6 +168,7 @@ ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "azure_openai": _azure_openai,
     "local": _local,
     "claude_code": _claude_code,
+    "ag2": _ag2,
 }
 """Loader of each adapter, by the adapter name of ``massgen_es.backends.Capabilities.adapter``."""
 
@@ -207,7 +214,9 @@ async def adapter_for(cfg: BackendConfig) -> Adapter:
         # module another thread is still initialising (sys.modules alone would hand it over half-done).
         adapter = _loaded[name] = await asyncio.to_thread(_with_shared_modules, load)
     except ImportError as exc:
-        raise ConfigError(f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`") from None
+        extra = f" (the optional dependencies `pip install -e '{ag2.EXTRA}'`)" if name == "ag2" else ""
+        raise ConfigError(
+            f"backend {cfg.type}: its SDK is not installed ({exc.name}); run `make install`{extra}") from None
     return adapter
 
 
