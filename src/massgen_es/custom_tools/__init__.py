@@ -8,7 +8,8 @@ offers the specs; the executor runs a call in the agent's sandbox (:mod:`massgen
 
 A function without ``path``, or with a ``path`` under MassGen's ``massgen/tool/``, names one of MassGen's
 bundled tools: the basic ones are ours (:mod:`massgen_es.custom_tools.basic`), the others are refused
-with the reason (:data:`UNSUPPORTED`).
+with the reason (:data:`UNSUPPORTED`). The computer-use tools (:mod:`massgen_es.custom_tools.automation`)
+are run by the agent worker (``runs_at="worker"``), which holds the provider keys they need.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from massgen_es.custom_tools import schema
+from massgen_es.custom_tools import automation, schema
 from massgen_es.errors import ConfigError
 
 PREFIX = "custom_tool__"
@@ -58,10 +59,6 @@ UNSUPPORTED: Mapping[str, str] = {
     "crawl4ai_pdf": "web scraping through a crawl4ai server",
     "crawl4ai_execute_js": "web scraping through a crawl4ai server",
     "crawl4ai_crawl": "web scraping through a crawl4ai server",
-    "computer_use": "OpenAI computer use (desktop/browser control)",
-    "claude_computer_use": "Anthropic computer use (desktop/browser control)",
-    "gemini_computer_use": "Gemini computer use (browser control)",
-    "browser_automation": "browser automation with Playwright and a model",
     "ag2_lesson_planner": "an AG2 agent team (interop)",
     "langgraph_lesson_planner": "a LangGraph agent (interop)",
     "agentscope_lesson_planner": "an AgentScope agent (interop)",
@@ -91,6 +88,9 @@ class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     preset_args: dict[str, Any] = {}
     """Always passed, hidden from the model (MassGen's ``preset_args``)."""
     category: str | None = None
+    runs_at: str = "executor"
+    """``executor`` (the function runs in the agent's sandbox) or ``worker`` (one of MassGen's bundled tools
+    the agent worker runs itself: :data:`massgen_es.custom_tools.automation.TOOLS`; ``source`` is empty)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,8 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
         raise ConfigError(f"{origin}: `{at}.name`: {name!r} is not a valid tool name; use letters, digits, `_` "
                           "and `-` (at most 50)")
     bundled = e.path is None or _massgen_path(e.path)
+    if bundled and function in automation.TOOLS:
+        return _worker_tool(e, j, function, name, at, origin)
     if bundled:
         refused = UNSUPPORTED.get(function)
         if refused is not None:
@@ -177,6 +179,19 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
                           "file that defines the function (relative paths start from the current directory)")
     return _from_file(file, _read(file, f"{at}.path", origin), function, name, e.descriptions[j], e.preset_args[j],
                       at, fkey, origin, e.category)
+
+
+def _worker_tool(e: Entry, j: int, function: str, name: str, at: str, origin: str) -> CustomToolSpec:
+    preset = dict(e.preset_args[j])
+    problem = automation.preset_problem(function, preset)
+    if problem:
+        key, why = problem.split(": ", 1)
+        raise ConfigError(f"{origin}: `{at}.preset_args.{key}`: {why}")
+    doc, _ = automation.TOOLS[function]
+    return CustomToolSpec(
+        name=PREFIX + name, description=e.descriptions[j] or doc, parameters=automation.schema(function, set(preset)),
+        function=function, path=f"massgen/tool/{function}", source="", preset_args=preset, category=e.category,
+        runs_at=automation.WORKER_RUN)
 
 
 def _from_file(

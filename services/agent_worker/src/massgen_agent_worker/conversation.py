@@ -11,6 +11,8 @@
   ``provider.retried`` event, so replay shows it.
 - **Generation tools** (``enable_image_generation`` / ``enable_audio_generation``): offered with the MCP
   tools and run here, through the provider's API (:mod:`.generation`), not at the broker.
+- **Computer-use tools** (MassGen's bundled ``computer_use``, ``claude_computer_use``, ``gemini_computer_use``,
+  ``browser_automation``): custom tools the worker runs itself (:mod:`.automation`), not the executor.
 - **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
   handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Timeouts**: ``first_token_timeout_seconds`` until the first streamed chunk of any kind, and
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import tenacity
 
-from massgen_agent_worker import decisions, generation, providers
+from massgen_agent_worker import automation, decisions, generation, providers
 from massgen_agent_worker.tools import ToolClient
 from massgen_es import backends, media, pricing
 from massgen_es.bus import Draft
@@ -124,13 +126,19 @@ class Conversation:
 
     async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
         """Execute MCP calls through the broker, generation calls here; ``{call id: text for the model}``."""
+        here = automation.worker_tools(self.backend)
         made = [c for c in calls if c.name in generation.NAMES]
-        rest = [c for c in calls if c.name not in generation.NAMES]
+        used = [c for c in calls if c.name in here]
+        rest = [c for c in calls if c.name not in generation.NAMES and c.name not in here]
         answers = await self.tools.call_all(
             self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", rest, self.backend
         ) if rest else {}
         for call in made:
             answers[call.id] = await self.generate(call, f"{self.key}:{tag}:media:{call.id}")
+        for call in used:  # computer use: the loop and its browser run here (massgen_agent_worker.automation)
+            answers[call.id] = await automation.run_call(
+                here[call.name], call, self.req, self.backend, self.tools, self.objects, self.record.run_id,
+                self.record.id, f"{self.key}:{tag}:cu:{call.id}")
         return answers
 
     async def generate(self, call: ToolCall, request_id: str) -> str:

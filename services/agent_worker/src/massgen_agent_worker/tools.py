@@ -238,7 +238,7 @@ class ToolClient:
         A call nobody answers in time is recorded as failed by the worker itself under the result id the
         service would use, so at most one outcome per call is ever stored.
         """
-        executed = {EXECUTE_COMMAND.name, *(t.name for t in backend.resolved_custom_tools)}
+        executed = {EXECUTE_COMMAND.name, *(t.name for t in backend.resolved_custom_tools if t.runs_at == "executor")}
         execs = [(i, c) for i, c in enumerate(calls) if c.name in executed]
         tools = [(i, c) for i, c in enumerate(calls) if c.name not in executed]
         parts = await asyncio.gather(

@@ -1,0 +1,356 @@
+"""MassGen's computer-use bundled tools (``computer_use``, ``claude_computer_use``, ``gemini_computer_use``,
+``browser_automation``; spec §4.3), run by the agent worker (``massgen_agent_worker.computer_use``).
+
+Each provider's official SDK talks to a wire-level fake (FakeOpenAI's Responses route emitting
+``computer_call`` items; llmock for Anthropic ``tool_use`` blocks and Gemini function calls), and the
+actions are carried out in a real Chromium on a loopback page whose server sees the clicks and the
+submitted form. The end-to-end test runs a whole team over a real nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from llmock.scenarios import Reply as MockReply
+from llmock.scenarios import ToolCall as MockToolCall
+from llmock.testing import LLMockServer
+
+from corpus_fakes import tool_names
+from harness import Stack, of
+from massgen_agent_worker import computer_use as cu
+from massgen_agent_worker.computer_use.loop import Call
+from massgen_es.bus.objects import ObjectStore
+from massgen_es.config import load_config
+from massgen_es.custom_tools import automation
+from massgen_es.errors import ConfigError
+from massgen_es.events import ComputerStep, ComputerUseCompleted, RunCompleted
+from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+
+pytestmark = pytest.mark.skipif(cu.browser.chromium() is None, reason="no Chromium (scripts/browser.sh installs it)")
+
+CORPUS = Path(__file__).parent / "massgen_configs" / "corpus" / "tools" / "custom_tools"
+PNG = b"\x89PNG\r\n\x1a\n"
+W, H = 800, 600
+PAGE = b"""<!doctype html><html><head><title>Test page</title></head><body style="margin:0">
+<button id="b" style="position:absolute;left:100px;top:100px;width:200px;height:80px"
+ onclick="fetch('/clicked')">Press</button>
+<form action="/submitted" method="get" style="position:absolute;left:100px;top:300px;margin:0">
+<input id="q" name="q" style="width:300px;height:40px;margin:0"></form>
+<h1 style="position:absolute;left:100px;top:400px;margin:0">Hello page</h1></body></html>"""
+BUTTON = (200, 140)
+FIELD = (250, 320)
+
+
+class Site:
+    """A loopback HTTP server with :data:`PAGE`; ``hits`` lists every path (with query) it served."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                site.hits.append(self.path)
+                body = PAGE if self.path == "/" else b"ok"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html" if self.path == "/" else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    async def saw(self, path: str, timeout_s: float = 5.0) -> bool:
+        for _ in range(int(timeout_s / 0.05)):
+            if any(h.startswith(path) for h in self.hits):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    s = Site()
+    yield s
+    s.server.shutdown()
+
+
+@pytest.fixture
+def llm() -> Iterator[LLMockServer]:
+    server = LLMockServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+class Steps:
+    """A recorder keeping every step."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, str, bytes, str, str]] = []
+
+    async def __call__(self, step: int, call: Call, screenshot: bytes, url: str, error: str) -> None:
+        self.steps.append((step, call.name, screenshot, url, error))
+
+
+HEADLESS = {"headless": True}
+
+
+# ---------------------------------------------------------------- the three providers
+
+
+async def test_openai_computer_calls_click_the_page_and_get_screenshots_back(site: Site, fake: FakeOpenAI):
+    fake.script("computer-use-preview",
+                Reply(computer_actions=({"type": "click", "x": BUTTON[0], "y": BUTTON[1], "button": "left"},)),
+                Reply(text="I pressed the button."))
+    steps = Steps()
+    out = json.loads(await cu.computer_use("Press the button", display_width=W, display_height=H,
+                                           environment_config=HEADLESS, initial_url=site.url, api_key="sk-test",
+                                           base_url=fake.base_url, record=steps))
+    assert await site.saw("/clicked")
+    assert out["success"] is True and out["final_output"] == "I pressed the button." and out["iterations"] == 2
+    assert out["action_log"] == [{"iteration": 1, "action": {"type": "click", "x": 200, "y": 140, "button": "left"},
+                                  "url": site.url}]
+    first, second = fake.requests("computer-use-preview")
+    assert first["tools"] == [{"type": "computer_use_preview", "display_width": W, "display_height": H,
+                               "environment": "browser"}]
+    assert first["reasoning"] == {"summary": "concise"}
+    assert first["input"][0]["content"][0]["text"] == "Press the button"
+    (output,) = second["input"]
+    assert second["previous_response_id"].startswith("resp_") and output["type"] == "computer_call_output"
+    assert output["current_url"] == site.url and output["output"]["type"] == "computer_screenshot"
+    sent = base64.b64decode(output["output"]["image_url"].removeprefix("data:image/png;base64,"))
+    assert sent.startswith(PNG)
+    ((n, name, shot, url, error),) = steps.steps
+    assert (n, name, url, error) == (1, "computer", site.url, "") and shot == sent
+
+
+async def test_claude_tool_use_clicks_and_the_next_request_carries_the_screenshot(site: Site, llm: LLMockServer):
+    llm.state.scenarios.add(MockReply(tool_calls=(MockToolCall(
+        "computer", {"action": "left_click", "coordinate": list(BUTTON)}),)))
+    llm.state.scenarios.add(MockReply(text="Done: pressed it."))
+    out = json.loads(await cu.claude_computer_use("Press the button", display_width=W, display_height=H,
+                                                  initial_url=site.url, api_key="sk-ant-test",
+                                                  base_url=llm.base_url("anthropic")))
+    assert await site.saw("/clicked")
+    assert out["success"] is True and out["final_output"] == "Done: pressed it." and out["iterations"] == 2
+    first, second = [r.body for r in llm.state.journal.records() if r.provider == "anthropic"]
+    assert first["tools"][0]["type"] == "computer_20250124" and first["tools"][0]["display_width_px"] == W
+    assert first["messages"] == [{"role": "user", "content": "Press the button"}]
+    result = second["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and "is_error" not in result
+    assert base64.b64decode(result["content"][0]["source"]["data"]).startswith(PNG)
+
+
+async def test_a_failed_action_is_an_error_claude_sees_and_the_loop_goes_on(site: Site, llm: LLMockServer):
+    llm.state.scenarios.add(MockReply(tool_calls=(MockToolCall("computer", {"action": "teleport"}),)))
+    llm.state.scenarios.add(MockReply(tool_calls=(MockToolCall("bash", {"command": "ls"}),)))
+    llm.state.scenarios.add(MockReply(text="Gave up."))
+    steps = Steps()
+    out = json.loads(await cu.claude_computer_use("Do it", display_width=W, display_height=H, initial_url=site.url,
+                                                  api_key="sk-ant-test", base_url=llm.base_url("anthropic"),
+                                                  record=steps))
+    bodies = [r.body for r in llm.state.journal.records() if r.provider == "anthropic"]
+    teleport, bash = bodies[1]["messages"][-1]["content"][0], bodies[2]["messages"][-1]["content"][0]
+    assert teleport["is_error"] is True and teleport["content"][0]["text"] == "Error: unknown action 'teleport'"
+    assert bash["is_error"] is True
+    assert "'bash' is not available in the browser environment" in bash["content"][0]["text"]
+    assert [s[4] for s in steps.steps] == ["unknown action 'teleport'", bash["content"][0]["text"][len("Error: "):]]
+    assert out["success"] is True and out["final_output"] == "Gave up."
+
+
+async def test_gemini_type_text_at_fills_the_field_on_its_0_to_999_grid_and_submits(site: Site, llm: LLMockServer):
+    grid = {"x": FIELD[0] * 1000 // W + 1, "y": FIELD[1] * 1000 // H + 1}
+    llm.state.scenarios.add(MockReply(tool_calls=(MockToolCall("type_text_at", {**grid, "text": "hello world"}),)))
+    llm.state.scenarios.add(MockReply(text="Submitted."))
+    out = json.loads(await cu.gemini_computer_use("Search hello world", display_width=W, display_height=H,
+                                                  initial_url=site.url, environment_config=HEADLESS,
+                                                  api_key="gm-test", base_url=llm.base_url("gemini")))
+    assert await site.saw("/submitted?q=hello+world")
+    assert out["success"] is True and out["final_output"] == "Submitted."
+    first, second = [r.body for r in llm.state.journal.records() if r.provider == "gemini"]
+    assert first["tools"] == [{"computerUse": {"environment": "ENVIRONMENT_BROWSER"}}]
+    assert [p.get("text") for p in first["contents"][0]["parts"]][0] == "Search hello world"
+    response, image = second["contents"][-1]["parts"]
+    assert response["functionResponse"]["name"] == "type_text_at"
+    assert response["functionResponse"]["response"]["url"].startswith(site.url + "submitted?q=hello+world")
+    assert base64.urlsafe_b64decode(image["inlineData"]["data"] + "==").startswith(PNG)  # the SDK sends URL-safe base64
+
+
+async def test_max_iterations_caps_the_model_requests(site: Site, fake: FakeOpenAI):
+    fake.default("computer-use-preview", lambda body: Reply(computer_actions=({"type": "screenshot"},)))
+    steps = Steps()
+    out = json.loads(await cu.computer_use("Loop forever", display_width=W, display_height=H, max_iterations=3,
+                                           environment_config=HEADLESS, initial_url=site.url, api_key="sk-test",
+                                           base_url=fake.base_url, record=steps))
+    assert len(fake.requests("computer-use-preview")) == 3 and len(steps.steps) == 3
+    assert out["success"] is False and out["error"] == "Reached maximum iterations (3)" and out["iterations"] == 3
+
+
+async def test_an_openai_action_that_fails_ends_the_session_with_its_error(site: Site, fake: FakeOpenAI):
+    fake.script("computer-use-preview", Reply(computer_actions=({"type": "click", "x": 5, "y": 5, "button": "back"},)))
+    out = json.loads(await cu.computer_use("Go back", display_width=W, display_height=H, initial_url=site.url,
+                                           environment_config=HEADLESS, api_key="sk-test", base_url=fake.base_url))
+    assert out["success"] is False
+    assert out["error"] == "Action execution failed: click: button 'back' is not left, right or middle"
+    assert len(fake.requests("computer-use-preview")) == 1  # OpenAI's protocol has no way to tell the model
+
+
+async def test_a_provider_error_is_a_computer_use_error(fake: FakeOpenAI):
+    fake.script("computer-use-preview", Reply(status=400, error_message="model not enabled"))
+    refused = "OpenAI Responses API refused the request: Error code: 400 - model not enabled"
+    with pytest.raises(cu.ComputerUseError, match=refused):
+        await cu.computer_use("x", display_width=W, display_height=H, environment_config=HEADLESS,
+                              api_key="sk-test", base_url=fake.base_url)
+
+
+@pytest.mark.parametrize("environment", ["linux", "docker", "mac"])
+async def test_the_docker_desktop_environments_are_refused_naming_what_is_missing(environment: str):
+    with pytest.raises(cu.ComputerUseError, match=r"Docker desktop \(a container with an X display driven by "
+                                                  r"xdotool and scrot\), which this system does not provide"):
+        await cu.gemini_computer_use("x", environment=environment, api_key="k")
+
+
+async def test_a_missing_key_names_its_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(cu.ComputerUseError, match="ANTHROPIC_API_KEY is not set in the agent worker's environment"):
+        await cu.claude_computer_use("x")
+
+
+# ---------------------------------------------------------------- browser_automation (no model of its own)
+
+
+async def test_browser_automation_extracts_clicks_and_types(site: Site):
+    steps = Steps()
+    out = json.loads(await cu.browser_automation("Read the heading", url=site.url, action="extract", selector="h1",
+                                                 headless=True, record=steps))
+    assert out["success"] is True and out["extracted_text"] == ["Hello page"] and out["current_title"] == "Test page"
+    assert out["screenshot_size"] == len(steps.steps[0][2]) and steps.steps[0][2].startswith(PNG)
+    out = json.loads(await cu.browser_automation("Press", url=site.url, action="click", selector="#b", headless=True))
+    assert out["success"] is True and await site.saw("/clicked")
+    out = json.loads(await cu.browser_automation("Press", url=site.url, action="click", selector="#nope",
+                                                 headless=True, screenshot=False))
+    assert out["success"] is False and "Timeout" in out["error"] and "screenshot_size" not in out
+    with pytest.raises(cu.ComputerUseError, match="action 'type' needs selector and text"):
+        await cu.browser_automation("Type", url=site.url, action="type")
+
+
+# ---------------------------------------------------------------- loading MassGen's configs
+
+
+def _without_understand_image(name: str, tmp_path: Path) -> Path:
+    """A corpus config without its ``understand_image`` entries (another tool, refused on its own)."""
+    data = yaml.safe_load((CORPUS / name).read_text())
+    for agent in data.get("agents") or [data["agent"]]:
+        tools = agent["backend"]["custom_tools"]
+        agent["backend"]["custom_tools"] = [t for t in tools if "understand_image" not in t["function"]]
+    out = tmp_path / name
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+@pytest.mark.parametrize(("name", "tool", "preset"), [
+    ("computer_use_example.yaml", "computer_use", {}),
+    ("computer_use_browser_example.yaml", "computer_use", {}),
+    ("computer_use_docker_example.yaml", "computer_use", {}),  # its `default_params` are ignored, as by MassGen
+    ("claude_computer_use_browser_example.yaml", "claude_computer_use", {"environment": "browser"}),
+    ("gemini_computer_use_example.yaml", "gemini_computer_use", {"environment": "browser"}),
+    ("simple_browser_automation_example.yaml", "browser_automation", {}),
+])
+def test_the_computer_use_examples_load_as_worker_run_tools(name: str, tool: str, preset: dict, tmp_path: Path):
+    (agent,) = load_config(_without_understand_image(name, tmp_path)).agents
+    (spec,) = agent.backend.resolved_custom_tools
+    assert (spec.name, spec.function, spec.runs_at, spec.source) == (f"custom_tool__{tool}", tool, "worker", "")
+    assert preset.items() <= spec.preset_args.items()
+    assert set(spec.parameters["properties"]).isdisjoint(spec.preset_args)
+    assert spec.parameters["required"] == ["query" if tool == "claude_computer_use" else "task"]
+
+
+@pytest.mark.parametrize("name", ["claude_computer_use_docker_example.yaml", "gemini_computer_use_docker_example.yaml",
+                                  "multi_agent_computer_use_example.yaml"])
+def test_the_linux_examples_are_refused_at_their_environment(name: str, tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"`agents\[0\]\.backend\.custom_tools\[0\]\.preset_args\.environment`: "
+                                          r"environment 'linux' is MassGen's Docker desktop"):
+        load_config(_without_understand_image(name, tmp_path))
+
+
+def test_a_browser_other_than_chromium_is_refused_at_load(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    tool = {"name": "gemini_computer_use", "path": "massgen/tool/_gemini_computer_use/gemini_computer_use_tool.py",
+            "function": "gemini_computer_use", "preset_args": {"environment_config": {"browser_type": "firefox"}}}
+    cfg.write_text(yaml.safe_dump({"agents": [{"id": "a", "backend": {
+        "type": "openai", "model": "gpt-4.1", "custom_tools": [tool]}}]}))
+    with pytest.raises(ConfigError, match=r"preset_args\.browser_type`: browser_type 'firefox' is not installed here"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("function", sorted(automation.TOOLS))
+def test_the_declared_parameters_are_the_worker_functions(function: str):
+    declared = automation.parameters(function)
+    params = inspect.signature(cu.TOOLS[function]).parameters
+    # agent_cwd is MassGen's injected workspace path: in the signature, never offered to the model
+    assert [p for p in params if params[p].kind is not inspect.Parameter.KEYWORD_ONLY and p != "agent_cwd"] == declared
+    defaults = {n: d for n, _, d, _ in automation.TOOLS[function][1] if d is not ... and d is not None}
+    assert {n: params[n].default for n in defaults} == defaults
+
+
+# ---------------------------------------------------------------- end to end
+
+
+async def test_a_computer_use_call_runs_at_the_worker_and_is_recorded_for_replay(
+    fresh_nats, fake: FakeOpenAI, site: Site, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-e2e-test-key")
+
+    def agent(body: dict) -> Reply:
+        names = tool_names(body)
+        if "vote" in names:
+            return Reply(tool_calls=(("vote", {"agent_id": "agent1", "reason": "done"}),))
+        if "new_answer" in names:
+            done = [i for i in body.get("input", []) if i.get("type") == "function_call_output"]
+            if not done:
+                return Reply(tool_calls=(("custom_tool__computer_use", {"task": "Press the button"}),))
+            return Reply(tool_calls=(("new_answer", {"content": "Pressed. " + done[0]["output"][:60]}),))
+        return Reply(text="FINAL the button was pressed")
+
+    fake.default("gpt-4.1", agent)
+    fake.script("computer-use-preview",
+                Reply(computer_actions=({"type": "click", "x": BUTTON[0], "y": BUTTON[1], "button": "left"},)),
+                Reply(text="Pressed the button."))
+    cfg = {"agents": [{"id": "automation_agent", "backend": {
+        "type": "openai", "model": "gpt-4.1", "base_url": fake.base_url, "custom_tools": [{
+            "name": ["computer_use"], "path": "massgen/tool/_computer_use/computer_use_tool.py",
+            "function": ["computer_use"], "preset_args": {
+                "display_width": W, "display_height": H, "max_iterations": 5, "initial_url": site.url,
+                "environment_config": HEADLESS}}]}}]}
+    async with Stack(fresh_nats.url) as s:
+        s.orchestrator()
+        s.worker()
+        run_id = await s.submit(cfg, "Press the button on the page.")
+        records = await s.wait_done(run_id, 90)
+        (step,) = of(records, ComputerStep)
+        assert step.screenshot is not None
+        shot = await ObjectStore(s.nc).get(step.screenshot)
+    assert await site.saw("/clicked")
+    assert shot.startswith(PNG) and step.step == 1 and step.url == site.url and step.error == ""
+    assert json.loads(step.action) == {"type": "click", "x": 200, "y": 140, "button": "left"}
+    (done,) = of(records, ComputerUseCompleted)
+    assert not done.is_error and json.loads(done.result)["final_output"] == "Pressed the button."
+    assert done.arguments["task"] == "Press the button" and done.steps == 1
+    assert of(records, RunCompleted)[0].final_answer.strip()
+    assert "sk-e2e-test-key" not in json.dumps([str(r.event) for r in records])
