@@ -35,6 +35,8 @@ from massgen_es.custom_tools import automation
 from massgen_es.errors import ConfigError
 from massgen_es.events import ComputerStep, ComputerUseCompleted, RunCompleted
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
+from massgen_replay import lanes, render
+from massgen_replay.read import project
 
 pytestmark = pytest.mark.skipif(cu.browser.chromium() is None, reason="no Chromium (scripts/browser.sh installs it)")
 
@@ -354,3 +356,11 @@ async def test_a_computer_use_call_runs_at_the_worker_and_is_recorded_for_replay
     assert done.arguments["task"] == "Press the button" and done.steps == 1
     assert of(records, RunCompleted)[0].final_answer.strip()
     assert "sk-e2e-test-key" not in json.dumps([str(r.event) for r in records])
+    view = project(run_id, records)  # what `massgen replay` shows
+    shown = [e.text for e in view.timeline if e.kind == "computer"]
+    assert shown[0] == (f"computer_use step 1: {step.action} at {site.url}; screenshot {step.screenshot.name[:12]} "
+                        f"({len(shot)} bytes)")
+    assert shown[1].startswith("computer_use done after 1 step(s) in ")
+    assert render.progress(view, next(e for e in view.timeline if e.kind == "computer")) is not None
+    (item,) = [i for i in lanes.items(records) if i.type == "computer.step"]  # the HTML timeline's lane item
+    assert (item.lane, item.kind) == ("automation_agent", "tool") and f"screenshot {step.screenshot.name}" in item.body
