@@ -25,15 +25,17 @@ from llmock.scenarios import Reply as MockReply
 from llmock.scenarios import ToolCall as MockToolCall
 from llmock.testing import LLMockServer
 
-from corpus_fakes import tool_names
+from corpus_fakes import ScriptedLLMock, tool_names
 from harness import Stack, of
+from massgen_agent_worker import automation as automation_worker
 from massgen_agent_worker import computer_use as cu
 from massgen_agent_worker.computer_use.loop import Call
+from massgen_agent_worker.tools import ToolClient
 from massgen_es.bus.objects import ObjectStore
-from massgen_es.config import load_config
+from massgen_es.config import load_config, parse_config
 from massgen_es.custom_tools import automation
 from massgen_es.errors import ConfigError
-from massgen_es.events import ComputerStep, ComputerUseCompleted, RunCompleted
+from massgen_es.events import ComputerStep, ComputerUseCompleted, RunCompleted, Source, ToolCall, TurnRequested
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_replay import lanes, render
 from massgen_replay.read import project
@@ -312,6 +314,66 @@ def test_the_declared_parameters_are_the_worker_functions(function: str):
 
 
 # ---------------------------------------------------------------- end to end
+
+
+async def test_a_session_over_its_time_is_stopped_and_the_model_told(
+    fresh_nats, fake: FakeOpenAI, site: Site, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(automation_worker, "SESSION_TIMEOUT_S", 8.0)
+    fake.default("computer-use-preview", lambda body: Reply(computer_actions=({"type": "screenshot"},), delay_s=0.3))
+    cfg = {"agents": [{"id": "a", "backend": {
+        "type": "openai", "model": "gpt-4.1", "base_url": fake.base_url, "api_key_env": "MASSGEN_TEST_CU_KEY",
+        "custom_tools": [{"name": "computer_use", "path": "massgen/tool/_computer_use/computer_use_tool.py",
+                          "function": "computer_use", "preset_args": {"initial_url": site.url, "display_width": W,
+                                                                      "display_height": H}}]}}]}
+    monkeypatch.setenv("MASSGEN_TEST_CU_KEY", "sk-test-cu")
+    async with Stack(fresh_nats.url) as s:
+        run_id = await s.submit(cfg, "Loop")
+        submitted = (await s.log.read(run_id))[0].event
+        req = TurnRequested(turn_id="t1", agent_id="a", attempt=1, kind="coordination", messages=(), tools=(),
+                            backend=submitted.agents[0].backend, answers_version=0)
+        spec = parse_config(cfg).agents[0].backend.resolved_custom_tools[0]
+        tools = ToolClient(s.nc, Source(service="agent_worker", instance="t"))
+        text = await automation_worker.run_call(spec, ToolCall(id="c1", name=spec.name, arguments='{"task": "x"}'),
+                                                req, parse_config(cfg).agents[0].backend, tools, ObjectStore(s.nc),
+                                                run_id, f"{run_id}:t1", f"{run_id}:w:t1:1:d1:r0:cu:c1")
+        (done,) = of(await s.log.read(run_id), ComputerUseCompleted)
+    assert text == "Error: computer_use took longer than 8 s and was stopped"
+    assert done.is_error and done.result == text
+    assert fake.requests("computer-use-preview")  # it was looping, with the backend key and endpoint
+    assert fake.received("computer-use-preview")[0].headers["authorization"] == "Bearer sk-test-cu"
+
+
+RUNNABLE = ["computer_use_example.yaml", "computer_use_browser_example.yaml", "computer_use_docker_example.yaml",
+            "claude_computer_use_browser_example.yaml", "gemini_computer_use_example.yaml",
+            "simple_browser_automation_example.yaml"]
+
+
+@pytest.mark.timeout(600)
+async def test_the_loadable_computer_use_examples_run_to_a_final_answer(
+    fresh_nats, massgen_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The corpus walk's way (``tests/test_massgen_corpus.py``: each backend on a fake of its provider,
+    the team answers, votes, presents) over this file's copies of the examples without
+    ``understand_image``, which is refused on its own."""
+    from test_massgen_corpus import FAKE_KEY, _key_variables, rewrite
+
+    raw = {n: yaml.safe_load(_without_understand_image(n, tmp_path).read_text()) for n in RUNNABLE}
+    for var in set().union(*map(_key_variables, raw.values())):
+        monkeypatch.setenv(var, FAKE_KEY)
+    with FakeOpenAI() as fake, ScriptedLLMock() as llm:
+        async with Stack(fresh_nats.url) as s:
+            s.orchestrator()
+            s.worker(concurrency=4)
+            s.broker(massgen_home)
+            s.executor(massgen_home)
+            ran = {}
+            for name, data in raw.items():
+                cfg, dropped = rewrite(data, fake, llm)
+                records = await s.wait_done(await s.submit(cfg), 120)
+                done = of(records, RunCompleted)
+                ran[name] = bool(done) and bool(done[0].final_answer.strip())
+    assert ran == dict.fromkeys(RUNNABLE, True)
 
 
 async def test_a_computer_use_call_runs_at_the_worker_and_is_recorded_for_replay(

@@ -13,6 +13,7 @@ provider's key variable in the worker's environment and the SDK's default endpoi
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
@@ -30,6 +31,10 @@ from massgen_es.events import ComputerStep, ComputerUseCompleted, ToolCall, Turn
 
 if TYPE_CHECKING:
     from massgen_agent_worker.computer_use.loop import Call
+
+SESSION_TIMEOUT_S = 900.0
+"""The longest one computer-use call may take (its browser is then closed and the model told): each step
+is bounded by its provider call and the page's timeouts, but a session of ``max_iterations`` steps is not."""
 
 OWN_BACKEND = {"computer_use": "openai", "claude_computer_use": "claude", "gemini_computer_use": "gemini"}
 """The backend type whose key and endpoint each model-driven tool uses when the agent has it."""
@@ -97,7 +102,10 @@ async def _call(function: str, arguments: dict[str, Any], backend: BackendConfig
     except TypeError as exc:
         raise ToolArgumentError(f"invalid arguments for {function}: {exc}") from None
     try:
-        return await tool(**arguments, **_endpoint(function, backend), record=record)
+        async with asyncio.timeout(SESSION_TIMEOUT_S):
+            return await tool(**arguments, **_endpoint(function, backend), record=record)
+    except TimeoutError:
+        raise _Failed(f"{function} took longer than {SESSION_TIMEOUT_S:g} s and was stopped") from None
     except ComputerUseError as exc:
         raise _Failed(str(exc)) from None
     except PlaywrightError as exc:  # the browser itself failed (crashed, closed) mid-session
