@@ -13,7 +13,11 @@ import asyncio
 import base64
 import inspect
 import json
+import os
+import subprocess
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -173,7 +177,7 @@ async def test_a_failed_action_is_an_error_claude_sees_and_the_loop_goes_on(site
     teleport, bash = bodies[1]["messages"][-1]["content"][0], bodies[2]["messages"][-1]["content"][0]
     assert teleport["is_error"] is True and teleport["content"][0]["text"] == "Error: unknown action 'teleport'"
     assert bash["is_error"] is True
-    assert "'bash' is not available in the browser environment" in bash["content"][0]["text"]
+    assert "'bash' is not offered here; use `computer`" in bash["content"][0]["text"]
     assert [s[4] for s in steps.steps] == ["unknown action 'teleport'", bash["content"][0]["text"][len("Error: "):]]
     assert out["success"] is True and out["final_output"] == "Gave up."
 
@@ -223,17 +227,86 @@ async def test_a_provider_error_is_a_computer_use_error(fake: FakeOpenAI):
                               api_key="sk-test", base_url=fake.base_url)
 
 
-@pytest.mark.parametrize("environment", ["linux", "docker", "mac"])
-async def test_the_docker_desktop_environments_are_refused_naming_what_is_missing(environment: str):
-    with pytest.raises(cu.ComputerUseError, match=r"Docker desktop \(a container with an X display driven by "
-                                                  r"xdotool and scrot\), which this system does not provide"):
-        await cu.gemini_computer_use("x", environment=environment, api_key="k")
+async def test_an_unknown_environment_or_a_missing_container_is_refused_by_name():
+    with pytest.raises(cu.ComputerUseError, match="environment 'amiga' is not one of MassGen's"):
+        await cu.gemini_computer_use("x", environment="amiga", api_key="k")
+    with pytest.raises(cu.ComputerUseError, match="Docker container 'massgen-no-such-cua' not found"):
+        await cu.gemini_computer_use("x", environment="linux", api_key="k",
+                                     environment_config={"container_name": "massgen-no-such-cua"})
 
 
 async def test_a_missing_key_names_its_variable(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(cu.ComputerUseError, match="ANTHROPIC_API_KEY is not set in the agent worker's environment"):
         await cu.claude_computer_use("x")
+
+
+# ---------------------------------------------------------------- the linux environment (a Docker desktop)
+
+CUA_IMAGE = os.environ.get("MASSGEN_CUA_IMAGE", "massgen/cua-desktop:latest")
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def desktop() -> Iterator[str]:
+    """A container of :data:`CUA_IMAGE` (``make sandbox`` builds it: scripts/cua-image.sh) on no network,
+    with an xterm at the top left of its 800x600 X screen; removed afterwards."""
+    name = f"massgen-cua-test-{uuid.uuid4().hex[:8]}"
+    started = _docker("run", "-d", "--name", name, "--network", "none", "-e", f"WIDTH={W}", "-e", f"HEIGHT={H}",
+                      CUA_IMAGE)
+    assert started.returncode == 0, f"{started.stderr} (build the image: bash scripts/cua-image.sh)"
+    try:
+        for _ in range(100):
+            if _docker("exec", name, "xdotool", "getdisplaygeometry").returncode == 0:
+                break
+            time.sleep(0.1)
+        _docker("exec", "-d", name, "xterm", "-geometry", "60x20+0+0")
+        for _ in range(100):
+            if _docker("exec", name, "xdotool", "search", "--class", "xterm").returncode == 0:
+                break
+            time.sleep(0.1)
+        yield name
+    finally:
+        _docker("rm", "-f", name)
+
+
+async def test_claude_drives_a_linux_desktop_container_with_xdotool_and_scrot(desktop: str, llm: LLMockServer):
+    for call in ({"action": "left_click", "coordinate": [100, 100]}, {"action": "type", "text": "touch /tmp/typed-ok"},
+                 {"action": "key", "text": "Return"}):
+        llm.state.scenarios.add(MockReply(tool_calls=(MockToolCall("computer", call),)))
+    llm.state.scenarios.add(MockReply(text="Created the file."))
+    steps = Steps()
+    out = json.loads(await cu.claude_computer_use(
+        "Create /tmp/typed-ok in the terminal", environment="linux", display_width=W, display_height=H,
+        environment_config={"container_name": desktop, "display": ":99"}, api_key="sk-ant-test",
+        base_url=llm.base_url("anthropic"), record=steps))
+    for _ in range(50):  # the shell in the xterm runs the command
+        if _docker("exec", desktop, "test", "-f", "/tmp/typed-ok").returncode == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert _docker("exec", desktop, "test", "-f", "/tmp/typed-ok").returncode == 0
+    assert out["success"] is True and out["environment"] == "linux" and out["iterations"] == 4
+    assert [(s[0], s[3], s[4]) for s in steps.steps] == [(1, "", ""), (2, "", ""), (3, "", "")]
+    assert all(s[2].startswith(PNG) for s in steps.steps)  # scrot's screenshots of the X screen
+    last = [r.body for r in llm.state.journal.records() if r.provider == "anthropic"][-1]
+    assert base64.b64decode(last["messages"][-1]["content"][0]["content"][0]["source"]["data"]).startswith(PNG)
+
+
+async def test_a_page_action_in_the_linux_desktop_is_an_error_the_model_sees(desktop: str, fake: FakeOpenAI):
+    fake.script("computer-use-preview", Reply(computer_actions=({"type": "keypress", "keys": ["ctrl", "l"]},)),
+                Reply(text="ok"))
+    out = json.loads(await cu.computer_use("x", environment="ubuntu", display_width=W, display_height=H,
+                                           environment_config={"container_name": desktop}, api_key="sk-test",
+                                           base_url=fake.base_url))
+    first, second = fake.requests("computer-use-preview")
+    assert first["tools"][0]["environment"] == "linux"  # MassGen's alias
+    assert "current_url" not in second["input"][0] and out["success"] is True
+    with pytest.raises(cu.ComputerUseError, match="initial_url needs environment \"browser\""):
+        await cu.computer_use("x", environment="linux", initial_url="http://127.0.0.1:1/", api_key="sk-test",
+                              environment_config={"container_name": desktop})
 
 
 # ---------------------------------------------------------------- browser_automation (no model of its own)
@@ -285,12 +358,13 @@ def test_the_computer_use_examples_load_as_worker_run_tools(name: str, tool: str
     assert spec.parameters["required"] == ["query" if tool == "claude_computer_use" else "task"]
 
 
-@pytest.mark.parametrize("name", ["claude_computer_use_docker_example.yaml", "gemini_computer_use_docker_example.yaml",
-                                  "multi_agent_computer_use_example.yaml"])
-def test_the_linux_examples_are_refused_at_their_environment(name: str, tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"`agents\[0\]\.backend\.custom_tools\[0\]\.preset_args\.environment`: "
-                                          r"environment 'linux' is MassGen's Docker desktop"):
-        load_config(_without_understand_image(name, tmp_path))
+@pytest.mark.parametrize(("name", "tool"), [("claude_computer_use_docker_example.yaml", "claude_computer_use"),
+                                           ("gemini_computer_use_docker_example.yaml", "gemini_computer_use")])
+def test_the_linux_examples_load_with_their_container(name: str, tool: str, tmp_path: Path):
+    (agent,) = load_config(_without_understand_image(name, tmp_path)).agents
+    (spec,) = agent.backend.resolved_custom_tools
+    assert spec.runs_at == "worker" and spec.preset_args["environment"] == "linux"
+    assert spec.preset_args["environment_config"] == {"container_name": "cua-container", "display": ":99"}
 
 
 def test_a_browser_other_than_chromium_is_refused_at_load(tmp_path: Path):
@@ -345,12 +419,13 @@ async def test_a_session_over_its_time_is_stopped_and_the_model_told(
 
 
 RUNNABLE = ["computer_use_example.yaml", "computer_use_browser_example.yaml", "computer_use_docker_example.yaml",
-            "claude_computer_use_browser_example.yaml", "gemini_computer_use_example.yaml",
-            "simple_browser_automation_example.yaml"]
+            "claude_computer_use_browser_example.yaml", "claude_computer_use_docker_example.yaml",
+            "gemini_computer_use_example.yaml", "gemini_computer_use_docker_example.yaml",
+            "multi_agent_computer_use_example.yaml", "simple_browser_automation_example.yaml"]
 
 
 @pytest.mark.timeout(600)
-async def test_the_loadable_computer_use_examples_run_to_a_final_answer(
+async def test_the_computer_use_examples_run_to_a_final_answer(
     fresh_nats, massgen_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The corpus walk's way (``tests/test_massgen_corpus.py``: each backend on a fake of its provider,

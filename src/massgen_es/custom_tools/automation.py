@@ -7,9 +7,9 @@ worker holds). This module declares what the model sees, MassGen's parameters wi
 the loader can build the tool's schema and check ``preset_args`` without the worker's code; a test
 keeps it equal to the worker's function signatures.
 
-Only the ``browser`` environment is built: MassGen's ``linux``/``mac``/``windows`` environments drive a
-Docker container with an X display (its ``cua-container``, xdotool and scrot), which this system does not
-provide; :func:`environment_problem` says so, at load for ``preset_args`` and at run time.
+Environments (MassGen's): ``browser``, a Chromium page; ``linux`` (also ``ubuntu``, ``docker``, and
+``mac``/``windows``, which MassGen too runs in its Linux container), a running Docker container with an X
+display driven by xdotool and scrot (MassGen's ``cua-container``; ``images/cua-desktop`` here).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ WORKER_RUN = "worker"
 """``CustomToolSpec.runs_at`` of these tools."""
 
 _S, _I, _B, _O = "string", "integer", "boolean", "object"
-_ENV = ("environment", _S, "browser", "Environment: `browser` (a Chromium page of the display size).")
+_ENV = ("environment", _S, "browser", "Environment: `browser` (a Chromium page of the display size) or `linux` "
+        "(a Docker container's X desktop, named by environment_config.container_name).")
 
 
 def _size(width: int, height: int, iterations: int) -> tuple[tuple[str, str, Any, str], ...]:
@@ -32,7 +33,8 @@ def _size(width: int, height: int, iterations: int) -> tuple[tuple[str, str, Any
 
 _URL = ("initial_url", _S, None, "URL to start at (default: a blank page); not in MassGen's signature of this "
         "tool: its browser has no address bar the model could type into.")
-_CFG = ("environment_config", _O, None, "Browser settings: `headless` (bool), `browser_type` (`chromium`).")
+_CFG = ("environment_config", _O, None, "Browser: `headless` (bool), `browser_type` (`chromium`); linux: "
+        "`container_name` (default cua-container), `display` (default :99).")
 
 TOOLS: Mapping[str, tuple[str, tuple[tuple[str, str, Any, str], ...]]] = {
     "computer_use": (
@@ -70,16 +72,15 @@ TOOLS: Mapping[str, tuple[str, tuple[tuple[str, str, Any, str], ...]]] = {
 """By MassGen's function name: the description and each parameter as ``(name, JSON type, default,
 description)``; a default of ``...`` means required."""
 
-NOT_BUILT_ENVIRONMENTS = ("linux", "mac", "windows", "ubuntu", "docker")
+DESKTOP_ENVIRONMENTS = ("linux", "ubuntu", "docker", "mac", "windows")
+"""MassGen's environments that run in a Docker container's X desktop (``ubuntu``/``docker`` are its aliases
+of ``linux``; ``mac``/``windows`` it also runs in the Linux container)."""
 
 
 def environment_problem(environment: object) -> str:
-    """Why ``environment`` cannot run here, or ``""`` for ``browser``."""
-    if environment == "browser":
+    """Why ``environment`` cannot run here, or ``""`` for ``browser`` and the desktop ones."""
+    if environment == "browser" or environment in DESKTOP_ENVIRONMENTS:
         return ""
-    if environment in NOT_BUILT_ENVIRONMENTS:
-        return (f"environment {environment!r} is MassGen's Docker desktop (a container with an X display "
-                "driven by xdotool and scrot), which this system does not provide; use environment \"browser\"")
     return f"environment {environment!r} is not one of MassGen's (browser, linux, mac, windows); use \"browser\""
 
 
@@ -123,6 +124,8 @@ def preset_problem(function: str, preset: Mapping[str, Any]) -> str:
     problem = environment_problem(preset.get("environment", "browser"))
     if problem:
         return f"environment: {problem}"
+    if preset.get("environment", "browser") != "browser":
+        return ""
     config = preset.get("environment_config")
     browser = preset.get("browser_type", config.get("browser_type") if isinstance(config, Mapping) else None)
     problem = browser_problem(browser)

@@ -14,10 +14,9 @@ keyword-only ``api_key``/``base_url``/``record`` are the worker's: the key of th
 its endpoint (None: the provider's key variable, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``,
 ``GEMINI_API_KEY``, and the SDK's default endpoint).
 
-Only MassGen's ``browser`` environment is built. ``linux``/``mac``/``windows`` (a Docker container
-with an X display driven by xdotool and scrot, MassGen's ``cua-container``) are refused by
-:func:`check_environment`, at load for ``preset_args`` (``massgen_es.custom_tools``) and here for a
-model's argument.
+Environments: ``browser`` (:mod:`.browser`, a Chromium page) and MassGen's ``linux`` (:mod:`.desktop`: a
+running Docker container with an X display, ``environment_config.container_name`` and ``display``;
+``ubuntu``/``docker``/``mac``/``windows`` run there too, as in MassGen).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from google.genai import types
 from playwright.async_api import Error as PlaywrightError
 
 from massgen_agent_worker.computer_use.browser import ActionError, Browser
+from massgen_agent_worker.computer_use.desktop import Desktop
 from massgen_agent_worker.computer_use.drivers import GEMINI_MODEL, ClaudeDriver, GeminiDriver, OpenAIDriver
 from massgen_agent_worker.computer_use.loop import Call, ComputerUseError, Driver, Recorder, run
 from massgen_es import scrub
@@ -47,15 +47,23 @@ KEY_VARIABLES = {"computer_use": "OPENAI_API_KEY", "claude_computer_use": "ANTHR
 
 
 def check_environment(environment: str, browser_type: str = "chromium") -> None:
-    """Refuse what is not built here: any environment but ``browser`` (the message names the missing
-    piece: MassGen's Docker desktop), any browser but Chromium.
+    """Refuse an environment MassGen does not have, and for ``browser`` any browser but Chromium (the only
+    one installed).
 
     Raises:
         ComputerUseError: naming the value and the fix.
     """
-    problem = automation.environment_problem(environment) or automation.browser_problem(browser_type)
+    problem = automation.environment_problem(environment) or (
+        automation.browser_problem(browser_type) if environment == "browser" else "")
     if problem:
         raise ComputerUseError(problem)
+
+
+def _environment(environment: str, config: dict[str, Any], width: int, height: int, headless: bool,
+                 start_url: str) -> Browser | Desktop:
+    if environment == "browser":
+        return Browser(width, height, headless=headless, start_url=start_url)
+    return Desktop(str(config.get("container_name") or "cua-container"), str(config.get("display") or ":99"))
 
 
 def _key(tool: str, api_key: str | None) -> str:
@@ -67,12 +75,14 @@ def _key(tool: str, api_key: str | None) -> str:
     return key
 
 
-async def _session(driver: Driver, task: str, width: int, height: int, max_iterations: int, headless: bool,
-                   record: Recorder | None, start_url: str = "") -> str:
+async def _session(driver: Driver, task: str, environment: str, config: dict[str, Any], width: int, height: int,
+                   max_iterations: int, headless: bool, record: Recorder | None, start_url: str = "") -> str:
+    if start_url and environment != "browser":
+        raise ComputerUseError("initial_url needs environment \"browser\"; in the linux desktop, open a browser")
     try:
-        async with Browser(width, height, headless=headless, start_url=start_url) as env:
-            return await run(driver, env, task, max_iterations, record)
-    except ActionError as exc:  # the browser did not start, or the start page did not load
+        async with _environment(environment, config, width, height, headless, start_url) as env:
+            return await run(driver, env, task, max_iterations, record, environment)
+    except ActionError as exc:  # the browser or the container is not there, or the start page did not load
         raise ComputerUseError(str(exc)) from None
 
 
@@ -101,8 +111,9 @@ async def computer_use(
         raise ComputerUseError("initial_screenshot_path is not supported here (the computer-use loop runs at the "
                                "agent worker, which cannot read the workspace); leave it out")
     client = openai.AsyncOpenAI(api_key=_key("computer_use", api_key), base_url=base_url, max_retries=1)
-    driver = OpenAIDriver(client, model, display_width, display_height, include_reasoning)
-    return await _session(driver, task, display_width, display_height, max_iterations,
+    environment = "linux" if environment in ("ubuntu", "docker") else environment  # MassGen's aliases
+    driver = OpenAIDriver(client, model, display_width, display_height, include_reasoning, environment)
+    return await _session(driver, task, environment, config, display_width, display_height, max_iterations,
                           bool(config.get("headless", False)), record, initial_url or "")
 
 
@@ -121,7 +132,7 @@ async def claude_computer_use(
     _size(display_width, display_height)
     client = anthropic.AsyncAnthropic(api_key=_key("claude_computer_use", api_key), base_url=base_url, max_retries=1)
     driver = ClaudeDriver(client, model, display_width, display_height)
-    return await _session(driver, query, display_width, display_height, max_iterations,
+    return await _session(driver, query, environment, config, display_width, display_height, max_iterations,
                           bool(config.get("headless", headless)), record, initial_url or "")
 
 
@@ -142,7 +153,7 @@ async def gemini_computer_use(
     client = genai.Client(api_key=_key("gemini_computer_use", api_key), http_options=options)
     driver = GeminiDriver(client, model, display_width, display_height, include_thoughts,
                           list(excluded_functions or ()))
-    return await _session(driver, task, display_width, display_height, max_iterations,
+    return await _session(driver, task, environment, config, display_width, display_height, max_iterations,
                           bool(config.get("headless", True)), record, initial_url or "")
 
 

@@ -27,6 +27,9 @@ Action = dict[str, Any]
 MAX_WAIT_S = 10.0
 """A ``wait`` action sleeps at most this long (a model asking for minutes would hold the turn)."""
 NAV_TIMEOUT_MS = 15_000
+SETTLE_MS = 150
+"""After each action, before waiting for the page to load: long enough for a navigation to start (MassGen
+waits a whole second after every action)."""
 _KEYS = {
     "enter": "Enter", "return": "Enter", "esc": "Escape", "escape": "Escape", "tab": "Tab", "space": "Space",
     "backspace": "Backspace", "delete": "Delete", "del": "Delete", "ctrl": "Control", "control": "Control",
@@ -145,8 +148,9 @@ class Browser:
             raise ActionError(f"{kind} failed: {exc.message.splitlines()[0]}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ActionError(f"{kind}: bad or missing argument ({exc})") from None
-        try:  # let a click's navigation or rendering settle before the screenshot
-            await self.page.wait_for_load_state(timeout=3_000)
+        try:  # let a navigation the action started (a click, Enter in a form) begin, then load
+            await self.page.wait_for_timeout(SETTLE_MS)
+            await self.page.wait_for_load_state(timeout=5_000)
         except PlaywrightError:
             pass
 

@@ -73,10 +73,11 @@ class OpenAIDriver:
     name = "computer_use"
     reports_errors = False
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str, width: int, height: int, reasoning: bool) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, width: int, height: int, reasoning: bool,
+                 environment: str = "browser") -> None:
         self.client, self.model = client, model
         self.tool = {"type": "computer_use_preview", "display_width": width, "display_height": height,
-                     "environment": "browser"}
+                     "environment": environment}
         self.reasoning = reasoning
         self.previous = ""
         self.checks: dict[str, list[dict[str, Any]]] = {}
@@ -106,8 +107,9 @@ class OpenAIDriver:
         items: list[dict[str, Any]] = []
         for o in outcomes:
             item: dict[str, Any] = {"type": "computer_call_output", "call_id": o.call.id,
-                                    "output": {"type": "computer_screenshot", "image_url": _data_url(o.screenshot)},
-                                    "current_url": o.url}
+                                    "output": {"type": "computer_screenshot", "image_url": _data_url(o.screenshot)}}
+            if o.url:  # a browser's page; a desktop has none
+                item["current_url"] = o.url
             if self.checks.get(o.call.id):
                 item["acknowledged_safety_checks"] = self.checks[o.call.id]
             items.append(item)
@@ -189,7 +191,7 @@ class ClaudeDriver:
             args = block.input if isinstance(block.input, dict) else {}
             call = Call(block.id, block.name, [], {"name": block.name, **args})
             if block.name != "computer":
-                call.error = f"the tool {block.name!r} is not available in the browser environment; use `computer`"
+                call.error = f"the tool {block.name!r} is not offered here; use `computer`"
             else:
                 try:
                     call.actions = claude_actions(args)

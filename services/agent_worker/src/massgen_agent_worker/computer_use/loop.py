@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from massgen_agent_worker.computer_use.browser import Action, ActionError, Browser
+from massgen_agent_worker.computer_use.desktop import Desktop
 
 
 class ComputerUseError(Exception):
@@ -80,7 +81,7 @@ class Recorder(Protocol):
         ...
 
 
-async def run(driver: Driver, env: Browser, task: str, max_iterations: int, record: Recorder | None,
+async def run(driver: Driver, env: Browser | Desktop, task: str, max_iterations: int, record: Recorder | None,
               environment: str = "browser") -> str:
     """Run the loop; returns MassGen's result text, a JSON object: ``success``, ``operation``, ``task``,
     ``environment``, ``iterations`` (model requests made), ``action_log`` (``{iteration, action, url,
