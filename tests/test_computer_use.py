@@ -39,7 +39,15 @@ from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import load_config, parse_config
 from massgen_es.custom_tools import automation
 from massgen_es.errors import ConfigError
-from massgen_es.events import ComputerStep, ComputerUseCompleted, RunCompleted, Source, ToolCall, TurnRequested
+from massgen_es.events import (
+    ComputerStep,
+    ComputerUseCompleted,
+    ExecutionRequested,
+    RunCompleted,
+    Source,
+    ToolCall,
+    TurnRequested,
+)
 from massgen_es.testing.fake_openai import FakeOpenAI, Reply
 from massgen_replay import lanes, render
 from massgen_replay.read import project
@@ -491,6 +499,7 @@ async def test_a_computer_use_call_runs_at_the_worker_and_is_recorded_for_replay
     (done,) = of(records, ComputerUseCompleted)
     assert not done.is_error and json.loads(done.result)["final_output"] == "Pressed the button."
     assert done.arguments["task"] == "Press the button" and done.steps == 1
+    assert not of(records, ExecutionRequested)  # run at the worker, never sent to the executor
     assert of(records, RunCompleted)[0].final_answer.strip()
     assert "sk-e2e-test-key" not in json.dumps([str(r.event) for r in records])
     view = project(run_id, records)  # what `massgen replay` shows
