@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -398,32 +399,51 @@ def test_the_declared_parameters_are_the_worker_functions(function: str):
 # ---------------------------------------------------------------- end to end
 
 
-async def test_a_session_over_its_time_is_stopped_and_the_model_told(
-    fresh_nats, fake: FakeOpenAI, site: Site, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setattr(automation_worker, "SESSION_TIMEOUT_S", 8.0)
-    fake.default("computer-use-preview", lambda body: Reply(computer_actions=({"type": "screenshot"},), delay_s=0.3))
+async def _one_call(nats_url: str, fake: FakeOpenAI, preset: dict[str, Any]) -> tuple[str, ComputerUseCompleted]:
+    """One ``custom_tool__computer_use`` call through the worker's :func:`run_call` (an ``openai`` agent on
+    ``fake``, key in ``MASSGEN_TEST_CU_KEY``): the model's text and the recorded ``computer.completed``."""
     cfg = {"agents": [{"id": "a", "backend": {
         "type": "openai", "model": "gpt-4.1", "base_url": fake.base_url, "api_key_env": "MASSGEN_TEST_CU_KEY",
         "custom_tools": [{"name": "computer_use", "path": "massgen/tool/_computer_use/computer_use_tool.py",
-                          "function": "computer_use", "preset_args": {"initial_url": site.url, "display_width": W,
-                                                                      "display_height": H}}]}}]}
-    monkeypatch.setenv("MASSGEN_TEST_CU_KEY", "sk-test-cu")
-    async with Stack(fresh_nats.url) as s:
+                          "function": "computer_use", "preset_args": preset}]}}]}
+    backend = parse_config(cfg).agents[0].backend
+    async with Stack(nats_url) as s:
         run_id = await s.submit(cfg, "Loop")
         submitted = (await s.log.read(run_id))[0].event
         req = TurnRequested(turn_id="t1", agent_id="a", attempt=1, kind="coordination", messages=(), tools=(),
                             backend=submitted.agents[0].backend, answers_version=0)
-        spec = parse_config(cfg).agents[0].backend.resolved_custom_tools[0]
+        spec = backend.resolved_custom_tools[0]
         tools = ToolClient(s.nc, Source(service="agent_worker", instance="t"))
         text = await automation_worker.run_call(spec, ToolCall(id="c1", name=spec.name, arguments='{"task": "x"}'),
-                                                req, parse_config(cfg).agents[0].backend, tools, ObjectStore(s.nc),
-                                                run_id, f"{run_id}:t1", f"{run_id}:w:t1:1:d1:r0:cu:c1")
+                                                req, backend, tools, ObjectStore(s.nc), run_id, f"{run_id}:t1",
+                                                f"{run_id}:w:t1:1:d1:r0:cu:c1")
         (done,) = of(await s.log.read(run_id), ComputerUseCompleted)
+    return text, done
+
+
+async def test_a_session_over_its_time_is_stopped_and_the_model_told(
+    fresh_nats, fake: FakeOpenAI, site: Site, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(automation_worker, "SESSION_TIMEOUT_S", 8.0)
+    monkeypatch.setenv("MASSGEN_TEST_CU_KEY", "sk-test-cu")
+    fake.default("computer-use-preview", lambda body: Reply(computer_actions=({"type": "screenshot"},), delay_s=0.3))
+    text, done = await _one_call(fresh_nats.url, fake, {"initial_url": site.url, "display_width": W,
+                                                        "display_height": H})
     assert text == "Error: computer_use took longer than 8 s and was stopped"
     assert done.is_error and done.result == text
     assert fake.requests("computer-use-preview")  # it was looping, with the backend key and endpoint
     assert fake.received("computer-use-preview")[0].headers["authorization"] == "Bearer sk-test-cu"
+
+
+async def test_a_worker_without_playwright_answers_with_what_to_install(
+    fresh_nats, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MASSGEN_TEST_CU_KEY", "sk-test-cu")
+    monkeypatch.setitem(sys.modules, "playwright.async_api", None)  # what `import` finds in a worker without it
+    text, done = await _one_call(fresh_nats.url, fake, {})
+    assert text.startswith("Error: computer_use needs Playwright in the agent worker, which is not installed")
+    assert text.endswith("install massgen-agent-worker[computer-use]")
+    assert done.is_error and done.steps == 0 and not fake.requests("computer-use-preview")
 
 
 RUNNABLE = ["computer_use_example.yaml", "computer_use_browser_example.yaml", "computer_use_docker_example.yaml",
