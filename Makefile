@@ -24,7 +24,7 @@ MCP_NPM := @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotoc
 
 $(STAMP): $(BIN)/python pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml src/massgen_es/models.py
 	@command -v npm >/dev/null 2>&1 || { echo "need npm (Node.js) on PATH for the MCP servers" >&2; exit 1; }
-	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local]' -e services/mcp_broker -e services/executor -e tools/replay -e tools/cli
+	$(BIN)/pip install -q -e '.[dev]' -e services/orchestrator -e 'services/agent_worker[local,memory]' -e services/mcp_broker -e services/executor -e tools/replay -e tools/cli
 	$(if $(MODEL),$(BIN)/massgen models install $(MODEL))
 	$(BIN)/massgen models install
 	npm install -q --no-fund --no-audit --prefix $(VENV)/mcp $(MCP_NPM)

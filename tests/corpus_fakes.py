@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import json
+import re
 from typing import Any
 
 from llmock.scenarios import Plan, RequestInfo, ScenarioQueue
@@ -167,3 +168,20 @@ class ScriptedLLMock(LLMockServer):
     def requests(self, provider: str) -> int:
         """How many requests of ``provider`` (``openai``, ``anthropic``, ``gemini``) llmock journaled."""
         return sum(1 for r in self.state.journal.records() if r.provider == provider)
+
+
+def memory_llm(body: dict[str, Any]) -> Reply:
+    """The memory LLM of a config's ``persistent_memory`` (mem0's fact extraction and our compression
+    summary), on FakeOpenAI's Chat Completions route. mem0 asks for a JSON object (``response_format``):
+    the facts are the ``FACT: ...`` sentences of its prompt (the turn's messages), else the prompt's last
+    line, as mem0's ``{"memory": [{"text"}]}``. A summary request (no JSON asked) gets ``SUMMARY: `` and
+    the start of what it summarises."""
+    prompt = "\n".join(str(m.get("content") or "") for m in body.get("messages") or () if isinstance(m, dict))
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        facts = list(dict.fromkeys(f.strip().rstrip(".") for f in re.findall(r"FACT: ([^\n.]+)", prompt)))
+        if not facts:
+            lines = [ln.strip() for ln in prompt.splitlines() if ln.strip()]
+            facts = [lines[-1][:200]] if lines else []
+        return Reply(text=json.dumps({"memory": [{"text": f} for f in facts]}))
+    user = next((str(m.get("content")) for m in reversed(body.get("messages") or ()) if m.get("role") == "user"), "")
+    return Reply(text="SUMMARY: " + " ".join(user.split())[:300])

@@ -50,9 +50,9 @@ def test_keys_massgen_ignores_load_with_a_warning_naming_them(caplog: pytest.Log
 
 
 @pytest.mark.parametrize(("data", "feature"), [
-    ({"memory": {"enabled": True}}, r"`memory` is MassGen's conversation memory"),
-    ({"orchestrator": {"dspy": {"enabled": True}}}, r"`orchestrator\.dspy` is MassGen's DSPy"),
-    ({"orchestrator": {"coordination": {"use_skills": True}}}, r"use_skills` is MassGen's skills"),
+    ({"session_id": "s-1"}, r"`session_id` is MassGen's memory session ids"),
+    ({"orchestrator": {"coordination": {"massgen_skills": ["serena"]}}},
+     r"massgen_skills` is MassGen's bundled skills"),
     ({"agents": [{"id": "a", "backend": {"type": "ag2", "agent_config": {}}}]}, r"'ag2' is MassGen's AG2"),
 ])
 def test_a_massgen_feature_not_built_is_refused_by_name_never_as_a_typo(data: dict, feature: str):
@@ -64,8 +64,8 @@ def test_a_massgen_feature_not_built_is_refused_by_name_never_as_a_typo(data: di
 def test_every_refused_feature_of_a_file_is_named_at_once():
     with pytest.raises(ConfigError) as info:
         parse_config({**_team(command_line_docker_packages={"preinstall": {"python": ["numpy"]}}),
-                      "memory": {"enabled": True}})
-    assert "`memory`" in str(info.value) and "agents[0].backend.command_line_docker_packages" in str(info.value)
+                      "session_id": "s-1"})
+    assert "`session_id`" in str(info.value) and "agents[0].backend.command_line_docker_packages" in str(info.value)
 
 
 def test_a_key_nobody_knows_is_still_a_typo():
@@ -87,13 +87,13 @@ def test_a_bad_backend_type_lists_the_backend_types():
 
 
 def test_migrate_rewrites_massgen_keys_and_names_what_it_dropped_and_what_stays_refused():
-    data = {**_team("openai", enable_code_interpreter=True, top_k=5), "ui": {"type": "x"}, "memory": {"enabled": True}}
+    data = {**_team("openai", enable_code_interpreter=True, top_k=5), "ui": {"type": "x"}, "session_id": "s-1"}
     out, notes = compat.migrate(data)
     backend = out["agents"][0]["backend"]
     assert backend["enable_code_execution"] is True and "enable_code_interpreter" not in backend
     assert backend["extra_body"] == {"top_k": 5} and "ui" in out and "type" not in out["ui"]
     assert any("`ui.type` ignored" in n for n in notes)
-    assert any(n.startswith("still refused here: `memory`") for n in notes)
+    assert any(n.startswith("still refused here: `session_id`") for n in notes)
 
 
 def test_migrate_keeps_the_files_comments(tmp_path):
@@ -121,10 +121,10 @@ def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_
     massgen = str(Path(sys.executable).with_name("massgen"))
     path = tmp_path / "massgen.yaml"
     path.write_text("agents:\n  - id: a  # mine\n    backend: {type: vllm, model: m, top_k: 5}\n"
-                    "memory: {enabled: true}\n")
+                    "session_id: s-1\n")
     done = subprocess.run([massgen, "config", "migrate", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "# mine" in done.stdout and "extra_body" in done.stdout
-    assert "still refused here: `memory` is MassGen's conversation memory" in done.stderr
+    assert "still refused here: `session_id` is MassGen's memory session ids" in done.stderr
     path.write_text("agents:\n  - id: a\n    backend: {type: vllm, model: m, top_k: 5}\n")
     done = subprocess.run([massgen, "config", "migrate", "--write", str(path)], capture_output=True, text=True,
                           timeout=60)
@@ -132,5 +132,5 @@ def test_config_migrate_prints_the_rewritten_file_and_exits_1_naming_what_stays_
 
 
 def test_a_refused_key_that_turns_its_feature_off_loads():
-    cfg = parse_config({**_team(enable_video_generation=False), "memory": {"enabled": False}})
+    cfg = parse_config({**_team(enable_computer_use=False), "memory": {"enabled": False}})
     assert cfg.team[0].id == "a"

@@ -340,7 +340,7 @@ async def test_browser_automation_extracts_clicks_and_types(site: Site):
 
 
 def _without_understand_image(name: str, tmp_path: Path) -> Path:
-    """A corpus config without its ``understand_image`` entries (another tool, refused on its own)."""
+    """A corpus config without its ``understand_image`` entries (another bundled tool, tested on its own)."""
     data = yaml.safe_load((CORPUS / name).read_text())
     for agent in data.get("agents") or [data["agent"]]:
         tools = agent["backend"]["custom_tools"]
@@ -361,7 +361,7 @@ def _without_understand_image(name: str, tmp_path: Path) -> Path:
 def test_the_computer_use_examples_load_as_worker_run_tools(name: str, tool: str, preset: dict, tmp_path: Path):
     (agent,) = load_config(_without_understand_image(name, tmp_path)).agents
     (spec,) = agent.backend.resolved_custom_tools
-    assert (spec.name, spec.function, spec.runs_at, spec.source) == (f"custom_tool__{tool}", tool, "worker", "")
+    assert (spec.name, spec.function, spec.runs_in, spec.source) == (f"custom_tool__{tool}", tool, "agent_worker", "")
     assert preset.items() <= spec.preset_args.items()
     assert set(spec.parameters["properties"]).isdisjoint(spec.preset_args)
     assert spec.parameters["required"] == ["query" if tool == "claude_computer_use" else "task"]
@@ -372,7 +372,7 @@ def test_the_computer_use_examples_load_as_worker_run_tools(name: str, tool: str
 def test_the_linux_examples_load_with_their_container(name: str, tool: str, tmp_path: Path):
     (agent,) = load_config(_without_understand_image(name, tmp_path)).agents
     (spec,) = agent.backend.resolved_custom_tools
-    assert spec.runs_at == "worker" and spec.preset_args["environment"] == "linux"
+    assert spec.runs_in == "agent_worker" and spec.preset_args["environment"] == "linux"
     assert spec.preset_args["environment_config"] == {"container_name": "cua-container", "display": ":99"}
 
 
@@ -458,7 +458,7 @@ async def test_the_computer_use_examples_run_to_a_final_answer(
 ):
     """The corpus walk's way (``tests/test_massgen_corpus.py``: each backend on a fake of its provider,
     the team answers, votes, presents) over this file's copies of the examples without
-    ``understand_image``, which is refused on its own."""
+    ``understand_image`` (another bundled tool; the corpus walk runs the files as they are)."""
     from test_massgen_corpus import FAKE_KEY, _key_variables, rewrite
 
     raw = {n: yaml.safe_load(_without_understand_image(n, tmp_path).read_text()) for n in RUNNABLE}

@@ -214,9 +214,14 @@ def test_massgen_examples_using_two_num_tool_load(name):
         assert spec.function == ("wrong_two_num_tool" if "wrong_custom_tool" in name else "two_num_tool")
 
 
-def test_massgen_example_with_understand_image_is_refused():
-    with pytest.raises(ConfigError, match=r"custom_tools\[0\]\.function`: `understand_image` is one of MassGen's"):
-        load_config(CONFIGS / "multimodal_tools" / "understand_image.yaml")
+def test_massgen_example_with_understand_image_loads_it_as_a_tool_the_worker_runs(tmp_path, monkeypatch):
+    # Its context path is relative to a MassGen checkout (tests/test_multimodal_tools.py runs the tool).
+    image = tmp_path / "massgen/configs/resources/v0.1.3-example/multimodality.jpg"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"\xff\xd8")
+    monkeypatch.chdir(tmp_path)
+    [spec] = load_config(CONFIGS / "multimodal_tools" / "understand_image.yaml").agents[0].backend.resolved_custom_tools
+    assert (spec.name, spec.runs_in, spec.source) == ("custom_tool__understand_image", "agent_worker", "")
 
 
 # ---------------------------------------------------------------- whole runs

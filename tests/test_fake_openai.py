@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -119,7 +120,19 @@ def test_unscripted_model_and_unknown_path(fake, client):
     with pytest.raises(openai.InternalServerError, match="no scripted reply for model 'ghost'"):
         client.chat.completions.create(model="ghost", messages=MSGS)
     with pytest.raises(openai.NotFoundError):
-        client.embeddings.create(model="m", input="x")
+        client.moderations.create(input="x")
+
+
+def test_embeddings_are_deterministic_unit_vectors_close_for_texts_sharing_words(fake, client):
+    got = client.embeddings.create(model="text-embedding-3-small", input=["the vault code", "vault code 4711", "x"])
+    a, b, c = (d.embedding for d in got.data)
+    assert len(a) == 1536 and abs(sum(v * v for v in a) - 1) < 1e-9
+    dot = lambda u, v: sum(p * q for p, q in zip(u, v, strict=True))  # noqa: E731
+    assert dot(a, b) > 0.5 > dot(a, c)
+    again = client.embeddings.create(model="m", input="the vault code", dimensions=64)
+    assert len(again.data[0].embedding) == 64
+    assert client.embeddings.create(model="m", input="the vault code").data[0].embedding == a
+    assert fake.received()[-1].path == "/v1/embeddings"
 
 
 def test_handlers_default_and_models(fake, client):
@@ -254,3 +267,51 @@ def test_responses_route_streams_a_function_call_and_answers_without_streaming(f
     fake.script("gpt-r", team_member("Paris"))
     voted = client.responses.create(model="gpt-r", input="q", tools=tools)  # type: ignore[arg-type]
     assert voted.output[0].type == "function_call" and voted.output[0].name == "vote"
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+def test_video_jobs_follow_the_sdks_own_create_and_poll_then_download(fake, client):
+    fake.video_polls = 2
+    video = client.videos.create_and_poll(prompt="a red dot moving", model="sora-2", seconds="8", size="1280x720")
+    assert (video.status, video.progress, video.seconds, video.size) == ("completed", 100, "8", "1280x720")
+    assert client.videos.download_content(video.id).content == fake.video_mp4
+    polls = [r for r in fake.received() if r.path == f"/v1/videos/{video.id}"]
+    assert len(polls) == 3 and polls[0].headers["x-stainless-poll-helper"] == "true"
+    assert fake.requests("sora-2") == [{"prompt": "a red dot moving", "model": "sora-2", "seconds": "8",
+                                        "size": "1280x720"}]
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+def test_a_failed_video_job_carries_its_error_and_has_no_content(fake, client):
+    fake.video_failure = ("moderation_blocked", "blocked")
+    video = client.videos.create_and_poll(prompt="x")
+    assert video.status == "failed" and video.error is not None
+    assert (video.error.code, video.error.message) == ("moderation_blocked", "blocked")
+    with pytest.raises(openai.NotFoundError):
+        client.videos.download_content(video.id)
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve("video_nope")
+def test_transcriptions_answer_text_or_json_and_record_the_file_by_name_and_size(fake, client):
+    fake.transcript = "heard {name}, {size} bytes"
+    text = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", b"RIFF1234"), response_format="text")
+    as_json = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", b"RIFF1234"))
+    assert (str(text).strip(), as_json.text) == ("heard talk.wav, 8 bytes", "heard talk.wav, 8 bytes")
+    assert fake.received()[0].body == {"model": "whisper-1", "file": ["talk.wav", 8], "response_format": "text"}
+
+
+def test_image_edits_send_the_image_back_and_record_the_inputs(fake, client):
+    made = client.images.edit(model="gpt-image-1", image=[("a.png", b"\x89PNG1"), ("b.png", b"\x89PNG22")],
+                              prompt="merge them")
+    assert made.data and made.data[0].b64_json and base64.b64decode(made.data[0].b64_json) == fake.image_png
+    assert fake.received()[0].body == {"model": "gpt-image-1", "prompt": "merge them",
+                                       "images": [["a.png", 5], ["b.png", 6]]}
+
+
+def test_an_audio_chat_reply_carries_speech_and_its_transcript(fake, client):
+    fake.script("gpt-4o-audio-preview", Reply(text="Hello back"))
+    reply = client.chat.completions.create(model="gpt-4o-audio-preview", modalities=["text", "audio"],
+                                           audio={"voice": "alloy", "format": "mp3"},
+                                           messages=[{"role": "user", "content": "Hi"}])
+    audio = reply.choices[0].message.audio
+    assert audio is not None and audio.transcript == "Hello back"
+    assert base64.b64decode(audio.data) == fake.speech_mp3

@@ -28,6 +28,11 @@ orchestrator and timeout keys, tools, MCP servers):
   one run by a package runner (``npx``, ``uvx``, ``pipx``, ``bunx``: none of the corpus's packages is
   installed here, so they would be downloaded), one whose command is not installed, and one at a
   non-loopback URL.
+- the ``memory`` block (MassGen spec §5.4) keeps its meaning (persistent memory with mem0, compression,
+  retrieval), but the store and the memory models stay on the machine: ``qdrant.mode: server`` (a Qdrant
+  at localhost:6333, which nobody runs here) becomes ``local`` (Qdrant in-process, in the checkout's
+  ``.massgen/qdrant``), and mem0's LLM and embedder (``persistent_memory.llm``/``embedding``) point at
+  FakeOpenAI (:func:`corpus_fakes.memory_llm` extracts the facts; embeddings are word hashes).
 
 All runs share one stack: a nats-server of their own and the services in-process (orchestrator, agent
 workers, MCP broker, executor), a few runs at a time.
@@ -53,12 +58,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from corpus_fakes import ScriptedLLMock, openai_member
+from corpus_fakes import ScriptedLLMock, memory_llm, openai_member
 from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
-from massgen_es.events import RunCompleted, RunFailed, ToolsListed
+from massgen_es.events import (
+    MemoryRetrieved, MemoryStored, QuestionParaphrased, RunCompleted, RunFailed, RunSubmitted, ToolsListed,
+)
 from massgen_es.testing.fake_openai import FakeOpenAI
 
 CORPUS = Path(__file__).parent / "massgen_configs" / "corpus"
@@ -104,7 +111,7 @@ def _resource_paths(node: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A working directory that looks like a MassGen checkout: every relative context path and uploaded
-    file the corpus names exists (empty)."""
+    file the corpus names exists (empty), and its default skills directory holds one skill."""
     root = tmp_path_factory.mktemp("massgen-checkout")
     names = {n for f in FILES for n in _resource_paths(yaml.safe_load(f.read_text()))}
     for name in sorted(n for n in names if not (Path(n).is_absolute() or n.startswith("~"))):
@@ -114,6 +121,9 @@ def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             target.touch()
         else:
             target.mkdir(parents=True, exist_ok=True)
+    skill = root / ".agent" / "skills" / "corpus-notes" / "SKILL.md"  # MassGen's default skills_directory
+    skill.parent.mkdir(parents=True)
+    skill.write_text("---\nname: corpus-notes\ndescription: How to take notes\n---\nWrite them down.\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         yield root
@@ -214,19 +224,20 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
+    for block in (data.get("memory"), *(a.get("memory") for a in agents)):
+        persistent = block.get("persistent_memory") if isinstance(block, dict) else None
+        if isinstance(persistent, dict):
+            persistent["qdrant"] = {**(persistent.get("qdrant") or {}), "mode": "local"}
+            for key, model in (("llm", "gpt-4.1-nano-2025-04-14"), ("embedding", "text-embedding-3-small")):
+                persistent[key] = {**(persistent.get(key) or {"model": model}), "base_url": fake.base_url}
+                if key == "llm":
+                    fake.default(persistent[key]["model"], memory_llm)
+    dspy = (data.get("orchestrator") or {}).get("dspy")
+    if isinstance(dspy, dict) and isinstance(dspy.get("backend"), dict):  # the paraphrasing backend too
+        _on_fakes(dspy["backend"], fake, llm)
     for agent in agents:
         b = agent["backend"]
-        kind = b["type"]
-        if kind in LLMOCK_PROVIDER:
-            b["base_url"] = llm.base_url(LLMOCK_PROVIDER[kind])
-        elif kind == "azure_openai":
-            b.pop("base_url", None)
-            b["azure_endpoint"] = fake.azure_endpoint
-            fake.default(b["model"], openai_member)  # the deployment
-        else:
-            b["base_url"] = fake.base_url
-            model = b.get("model") or models.get(None).name
-            fake.default(model, openai_member)
+        _on_fakes(b, fake, llm)
         if "mcp_servers" in b:
             kept = []
             for server in _servers(b):
@@ -237,6 +248,26 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
                     dropped.append(f"{agent.get('id')}/{server.get('name')}: {why}")
             b["mcp_servers"] = kept
     return data, dropped
+
+
+def _persistent_memory(data: dict[str, Any]) -> bool:
+    """Whether a config turns persistent memory on (top level; MassGen spec §5.4)."""
+    block = data.get("memory")
+    p = block.get("persistent_memory") if isinstance(block, dict) and block.get("enabled", True) else None
+    return isinstance(p, dict) and p.get("enabled", True) is not False
+def _on_fakes(b: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> None:
+    """Point one backend block at its loopback fake."""
+    kind = b["type"]
+    if kind in LLMOCK_PROVIDER:
+        b["base_url"] = llm.base_url(LLMOCK_PROVIDER[kind])
+    elif kind == "azure_openai":
+        b.pop("base_url", None)
+        b["azure_endpoint"] = fake.azure_endpoint
+        fake.default(b["model"], openai_member)  # the deployment
+    else:
+        b["base_url"] = fake.base_url
+        model = b.get("model") or models.get(None).name
+        fake.default(model, openai_member)
 
 
 def _key_variables(data: dict[str, Any]) -> set[str]:
@@ -313,10 +344,25 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                         return
                     completed, failed = of(records, RunCompleted), of(records, RunFailed)
                     ok = bool(completed) and bool(completed[0].final_answer.strip())
+                    if ok and _persistent_memory(raw[name]):  # its memory worked: facts stored, no failure
+                        stored = of(records, MemoryStored)
+                        broken = [e.failure.message for e in (*stored, *of(records, MemoryRetrieved)) if e.failure]
+                        if not stored or broken:
+                            outcomes.append(Outcome(name, False, time.monotonic() - t0,
+                                                    f"memory: {broken[:1] or 'nothing stored'}", tuple(dropped)))
+                            return
                     why = "" if ok else "empty final answer" if completed else (
                         f"run.failed: {failed[0].reason}: {failed[0].failure.message if failed[0].failure else ''}"
                         if failed else "ended without a final answer: " + ", ".join(
                             f"{r.type}({getattr(r.event, 'agent_id', '')})" for r in records[-6:]))
+                    if ok and ((cfg.get("orchestrator") or {}).get("dspy") or {}).get("enabled") and not any(
+                            any(e.variants) for e in of(records, QuestionParaphrased)):
+                        ok, why = False, "orchestrator.dspy is enabled but no paraphrase was made"
+                    coordination = ((cfg.get("orchestrator") or {}).get("coordination") or {})
+                    agents = [a for e in of(records, RunSubmitted) for a in e.agents]
+                    if ok and coordination.get("use_skills") and not (agents and all(
+                            "- corpus-notes: How to take notes" in a.system_message for a in agents)):
+                        ok, why = False, "use_skills is on but the agents were offered no skill"
                     unstarted = sorted({f"{e.agent_id}/{e.server}: {e.failure.message}"
                                         for e in of(records, ToolsListed) if e.failure is not None})
                     outcomes.append(Outcome(name, ok, time.monotonic() - t0, why, tuple(dropped), tuple(unstarted)))

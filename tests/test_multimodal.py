@@ -284,15 +284,6 @@ def test_generation_keys_are_refused_where_the_provider_has_no_such_api_here():
     assert "'chatcompletion'" in msg
 
 
-@pytest.mark.parametrize(("key", "feature"), [("enable_file_generation", "document generation"),
-                                              ("enable_video_generation", "video generation")])
-def test_file_and_video_generation_are_refused_as_unsupported_features(key, feature):
-    msg = load_error({"type": "openai", key: True})
-    assert f"`agents[0].backend.{key}` is MassGen's {feature}" in msg
-    assert "does not support" in msg and "spelling" not in msg
-    assert parse_config({"agents": [{"id": "a", "backend": {"type": "openai", "model": "m", key: False}}]})
-
-
 async def test_generate_image_and_audio_call_the_openai_sdk_against_the_fake(fake: FakeOpenAI, monkeypatch):
     monkeypatch.setenv("MASSGEN_TEST_MM_KEY", "sk-test")
     cfg = msgspec.convert({"type": "openai", "model": "gpt-5-nano", "base_url": fake.base_url,

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from test_mcp_broker import mcp_team, of, run, script
 
 from massgen_es.config import WORKSPACE_TOOLS_SERVER, parse_config, run_submitted, server_names
-from massgen_es.errors import ConfigError
 from massgen_es.events import ToolCallCompleted, ToolCallFailed, ToolsListed
 from massgen_mcp_broker.runs import RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Session
@@ -268,10 +266,15 @@ async def test_the_massgen_form_of_the_server_maps_to_ours(tmp_path, massgen_hom
         await session.close()
 
 
-def test_the_massgen_form_without_a_workspace_names_the_fix(tmp_path):
-    with pytest.raises(ConfigError, match=r"agents\[0\]\.backend\.mcp_servers\[0\]` is MassGen's workspace_tools"
-                                          r".*set `agents\[0\]\.backend\.cwd`"):
-        parse_config(massgen_team(tmp_path, MASSGEN_FORM))
+def test_the_massgen_form_without_a_workspace_is_left_out_with_a_warning_naming_the_fix(tmp_path, caplog):
+    own = {"name": "notes", "command": "npx", "args": ["-y", "my-notes"]}
+    team = massgen_team(tmp_path, MASSGEN_FORM)
+    team["agents"][0]["backend"]["mcp_servers"].append(own)
+    with caplog.at_level("WARNING", logger="massgen.config"):
+        cfg = parse_config(team)
+    assert server_names(cfg.team[0].backend) == ["notes"]  # no workspace: neither ours nor MassGen's runs
+    assert any("`agents[0].backend.mcp_servers[0]` is MassGen's workspace_tools server" in r.getMessage()
+               and "set `agents[0].backend.cwd`" in r.getMessage() for r in caplog.records)
 
 
 def test_a_server_of_your_own_named_workspace_tools_replaces_ours(tmp_path, massgen_home):
@@ -279,3 +282,24 @@ def test_a_server_of_your_own_named_workspace_tools_replaces_ours(tmp_path, mass
     cfg = parse_config(massgen_team(tmp_path, own, cwd="ws"))
     grant = RunContext.build("run-y", run_submitted("q", cfg), massgen_home).agents["a"]
     assert grant.builtin == {"filesystem"} and grant.servers[WORKSPACE_TOOLS_SERVER].command == "npx"
+
+
+async def test_the_official_filesystem_server_next_to_cwd_means_ours_over_the_workspace(tmp_path, massgen_home):
+    official = {"name": "filesystem", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "."],
+                "exclude_tools": ["read_media_file"]}
+    cfg = parse_config(massgen_team(tmp_path, official, cwd="ws"))
+    context = RunContext.build("run-f", run_submitted("q", cfg), massgen_home)
+    grant = context.agents["a"]
+    assert grant.builtin == {"filesystem", "workspace_tools"}
+    assert grant.servers["filesystem"].exclude_tools == ("read_media_file",)  # the entry's filters are kept
+    launch, _ = await resolve_launch(grant, grant.servers["filesystem"], context, None)  # type: ignore[arg-type]
+    assert "." not in launch.args and str(grant.workspace.resolve()) in launch.args
+
+
+def test_another_server_named_filesystem_next_to_cwd_replaces_ours_with_a_warning(tmp_path, massgen_home, caplog):
+    own = {"name": "filesystem", "command": "npx", "args": ["-y", "my-files"]}
+    with caplog.at_level("WARNING", logger="massgen.config"):
+        cfg = parse_config(massgen_team(tmp_path, own, cwd="ws"))
+    grant = RunContext.build("run-g", run_submitted("q", cfg), massgen_home).agents["a"]
+    assert grant.builtin == {"workspace_tools"} and grant.servers["filesystem"].args == ("-y", "my-files")
+    assert any("replaces the workspace server that `cwd` adds" in r.getMessage() for r in caplog.records)

@@ -62,11 +62,9 @@ def _ignore(what: str) -> Key:
 
 _COMPUTER_USE = _refuse("computer use (a virtual display driven by the model)")
 _AG2 = _refuse("AG2 (AutoGen) agents as a backend")
-_SKILLS = _refuse("skills (openskills directories offered to agents)")
 
 SCOPES: dict[str, dict[str, Key]] = {
     "top": {
-        "memory": _refuse("conversation memory and context compression (mem0 + Qdrant, spec §5.4)"),
         "session_id": _refuse("memory session ids", "a conversation here is `massgen submit --session ID` or "
                               "`massgen chat`"),
         "display": _ignore("display block of the computer-use examples, which MassGen does not read"),
@@ -81,7 +79,6 @@ SCOPES: dict[str, dict[str, Key]] = {
         "debug": _ignore("debug flag MassGen's CLI sets; use `massgen replay --debug` on the run"),
     },
     "agent": {
-        "memory": _refuse("per-agent conversation memory (spec §5.4)"),
         "append_system_prompt": Key("append_system", "extra system prompt text"),
     },
     "backend": {
@@ -106,9 +103,6 @@ SCOPES: dict[str, dict[str, Key]] = {
                                                    "configs, env files)"),
         "command_line_docker_packages": _refuse("package preinstall at container start", "build an image with "
                                                 "them instead (`command_line_docker_dockerfile`)"),
-        "enable_file_generation": _refuse("document generation (PDF/DOCX/XLSX/PPTX files)", "the agent can "
-                                          "still write files in its workspace with `cwd`"),
-        "enable_video_generation": _refuse("video generation (Sora)"),
         "enable_computer_use": _COMPUTER_USE,
         "display_width": _COMPUTER_USE,
         "display_height": _COMPUTER_USE,
@@ -117,17 +111,14 @@ SCOPES: dict[str, dict[str, Key]] = {
         "group_config": _AG2,
     },
     "orchestrator": {
-        "dspy": _refuse("DSPy question paraphrasing"),
         "session_storage": _ignore("session storage path, which MassGen hard-codes; sessions here are in the "
                                    "event log"),
         "timeout": _ignore("`orchestrator.timeout` block, which only MassGen's validator reads; the run's limit "
                            "is `timeout_settings.orchestrator_timeout_seconds`"),
     },
     "coordination": {
-        "enable_memory_filesystem_mode": _refuse("memory files in the workspace"),
-        "use_skills": _SKILLS,
-        "massgen_skills": _SKILLS,
-        "skills_directory": _SKILLS,
+        "massgen_skills": _refuse("bundled skills (file_search, serena, semtools: texts and tools MassGen ships)",
+                                  "put skills of your own in `skills_directory` with `use_skills: true`"),
     },
     "mcp_server": {},
     "custom_tool": {
@@ -176,6 +167,9 @@ def translate(data: dict[str, Any]) -> Translation:
         _apply(orch, "orchestrator", "orchestrator", out, None)
         if _is_dict(orch.get("coordination")):
             _apply(orch["coordination"], "coordination", "orchestrator.coordination", out, None)
+        dspy = orch.get("dspy")
+        if _is_dict(dspy) and _is_dict(dspy.get("backend")):  # the paraphrasing backend: a backend block too
+            _apply(dspy["backend"], "backend", "orchestrator.dspy.backend", out, None)
     agents = root.get("agents")
     entries = [(f"agents[{i}]", a) for i, a in enumerate(agents)] if _is_list(agents) else []
     if _is_dict(root.get("agent")):

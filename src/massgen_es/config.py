@@ -27,10 +27,11 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, mcp, media, models
+from massgen_es import backends, compat, custom_tools, mcp, media, models, skills
+from massgen_es import memory as memory_block
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
-from massgen_es.events import AgentSpec, ExecutionMode, RunSettings, RunSubmitted, ToolRule
+from massgen_es.events import AgentSpec, ExecutionMode, Paraphrasing, RunSettings, RunSubmitted, ToolRule
 from massgen_es.mcp import McpServerConfig
 from massgen_es.tool_safety import ToolSafetyConfig
 
@@ -47,6 +48,7 @@ FILESYSTEM_SERVER = "filesystem"
 WORKSPACE_TOOLS_SERVER = "workspace_tools"
 """Name of MassGen's copy/delete/compare server that ``backend.cwd`` adds too (MassGen spec §3.5); ours is
 ``massgen_mcp_broker.workspace_tools``."""
+_STANDARD_FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem"
 _MASSGEN_WORKSPACE_TOOLS = "filesystem_manager._workspace_tools_server"
 PLANNING_SERVER = "planning"
 """Name of the task-planning server that ``coordination.enable_agent_task_planning`` adds to every agent
@@ -224,6 +226,14 @@ class BackendConfig(_Strict, frozen=True):
     Images API); the file goes to the Object Store (``media.generated``) and the workspace if ``cwd`` is set."""
     enable_audio_generation: bool = False
     """Offer ``generate_audio(text, voice?)``, likewise (``openai``: text-to-speech)."""
+    enable_video_generation: bool = False
+    """Offer ``generate_video(prompt, seconds?, size?)``, likewise (``openai``: the Videos API, Sora)."""
+    enable_file_generation: bool = False
+    """Offer ``generate_file(prompt, file_format, filename?)``: the backend's model writes the content, the
+    worker renders it as PDF, DOCX, XLSX, PPTX, Markdown or text; likewise stored and saved."""
+    resolved_memory: memory_block.MemoryConfig | None = None
+    """Filled in when the config is loaded: the agent's ``memory`` block merged over the top-level one
+    (``massgen_es.memory.resolve``); the agent worker runs it. Not a config key."""
 
 
 class AgentConfig(_Strict, frozen=True):
@@ -232,6 +242,8 @@ class AgentConfig(_Strict, frozen=True):
     id: str
     backend: BackendConfig
     system_message: str = ""
+    memory: dict[str, Any] | None = None
+    """Per-agent ``memory`` keys, deep-merged over the top-level block (MassGen spec §5.4)."""
 
 
 class CoordinationConfig(_Strict, frozen=True):
@@ -251,6 +263,34 @@ class CoordinationConfig(_Strict, frozen=True):
     """Tasks a plan may hold (MassGen spec §1.15)."""
     task_planning_filesystem_mode: bool = False
     """The plan is mirrored to ``tasks/plan.json`` in the agent's workspace (agents with ``cwd``)."""
+    use_skills: bool = False
+    """The skills of ``skills_directory`` are listed in every agent's system prompt and readable by the
+    agents (``massgen_es.skills``; MassGen's openskills integration)."""
+    skills_directory: str = skills.DEFAULT_DIRECTORY
+    """Where skills are found (relative to the directory massgen runs in): one sub-directory per skill."""
+    enable_memory_filesystem_mode: bool = False
+    """Agents keep short- and long-term memory files in ``memory/`` of their workspace; every agent's
+    prompt shows the memories the agents shared with their answers (MassGen's memory filesystem mode)."""
+
+
+class DspyConfig(_Strict, frozen=True):
+    """``orchestrator.dspy``: MassGen's question paraphrasing (spec §1.15, §5.2). Each agent is also
+    asked a rewrite of the question, made once per run by ``backend`` (``massgen_orchestrator.paraphrase``;
+    the ``dspy`` library itself is not used)."""
+
+    enabled: bool = False
+    backend: BackendConfig | None = None
+    """The backend that writes the rewrites (required when enabled)."""
+    num_variants: int = 3
+    strategy: Literal["balanced", "diverse", "conservative", "adaptive"] = "balanced"
+    use_chain_of_thought: bool = False
+    temperature_range: tuple[float, float] | None = None
+    cache_enabled: bool = True
+    """Accepted: the rewrites are made once per run and recorded, which is what MassGen's cache saves."""
+    semantic_threshold: float = 0.85
+    """Accepted; it only matters with ``validate_semantics``."""
+    validate_semantics: bool = False
+    """MassGen's semantic check of each rewrite; not built here (``true`` is refused)."""
 
 
 class OrchestratorConfig(_Strict, frozen=True):
@@ -271,6 +311,8 @@ class OrchestratorConfig(_Strict, frozen=True):
     agent_temporary_workspace: str | None = None
     """Accepted for MassGen compatibility; see ``snapshot_storage``."""
     coordination: CoordinationConfig = CoordinationConfig()
+    dspy: DspyConfig | None = None
+    """MassGen's question paraphrasing (spec §1.15)."""
     debug_final_answer: str | None = None
     """MassGen's debug aid: attempt 1's final answer is this text (to test restarts, spec §1.12)."""
     skip_coordination_rounds: bool = False
@@ -303,6 +345,9 @@ class Config(_Strict, frozen=True):
     tool_safety: ToolSafetyConfig = ToolSafetyConfig()
     """Ours, not MassGen's: which tools need a person's approval or are refused, and which planning mode
     holds back (``massgen_es.tool_safety``)."""
+    memory: memory_block.MemoryConfig | None = None
+    """MassGen's memory block (spec §5.4): persistent memory (mem0 + Qdrant) and context compression, run
+    by the agent worker (``massgen_es.memory``; needs the worker's ``memory`` extra)."""
 
     @property
     def team(self) -> tuple[AgentConfig, ...]:
@@ -439,7 +484,12 @@ def _check(cfg: Config, origin: str) -> Config:
         if agent.id in seen:
             raise ConfigError(f"{origin}: duplicate agent id `{agent.id}` at `{where}.id`; ids must be unique")
         seen.add(agent.id)
-        fixed.append(msgspec.structs.replace(agent, backend=_check_backend(agent.backend, f"{where}.backend", origin)))
+        backend = _check_backend(agent.backend, f"{where}.backend", origin)
+        if backend.resolved_memory is None:  # else a recorded run's backend parsed again (`massgen fork --set`)
+            top = msgspec.to_builtins(cfg.memory) if cfg.memory is not None else None
+            backend = msgspec.structs.replace(backend, resolved_memory=memory_block.resolve(
+                memory_block.merged(top, agent.memory), f"{where}.memory" if agent.memory else "memory", origin))
+        fixed.append(msgspec.structs.replace(agent, backend=backend))
     o = cfg.orchestrator
     for i, cp in enumerate(o.context_paths):
         _check_context_path(cp, f"orchestrator.context_paths[{i}]", origin)
@@ -453,19 +503,43 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_orchestration_restarts` must be >= 0")
     if o.coordination.max_tasks_per_plan < 1:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_tasks_per_plan` must be >= 1")
+    if o.dspy is not None and o.dspy.enabled:
+        o = msgspec.structs.replace(o, dspy=_check_dspy(o.dspy, origin))
     if o.coordination.enable_agent_task_planning:
         fixed = [_with_planning(a, o.coordination, "agent" if cfg.agent else f"agents[{i}]", origin)
                  for i, a in enumerate(fixed)]
     t = cfg.timeout_settings
     for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
         _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
-    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None)
+    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None, orchestrator=o)
+
+
+def _check_dspy(d: DspyConfig, origin: str) -> DspyConfig:
+    """An enabled ``orchestrator.dspy`` block: a valid backend, at least one variant, a sane range.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    where = "orchestrator.dspy"
+    if d.backend is None:
+        raise ConfigError(f"{origin}: `{where}.backend` is missing; name the backend that paraphrases "
+                          "(e.g. `backend: {type: openai, model: gpt-4o-mini}`)")
+    if d.num_variants < 1:
+        raise ConfigError(f"{origin}: `{where}.num_variants` must be >= 1")
+    if d.validate_semantics:
+        raise ConfigError(f"{origin}: `{where}.validate_semantics` is MassGen's semantic check of each "
+                          "paraphrase, which this system does not support; remove it or set it to false")
+    r = d.temperature_range
+    if r is not None and not (0 <= r[0] <= r[1] <= 2):
+        raise ConfigError(f"{origin}: `{where}.temperature_range` must be [low, high] with 0 <= low <= high <= 2")
+    return msgspec.structs.replace(d, backend=_check_backend(d.backend, f"{where}.backend", origin))
 
 
 def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     b = _key_by_reference(b, where, origin)
     _check_model(b, where, origin)
     _check_call_limits(b, where, origin)
+    b = _without_workspace_tools_of_no_workspace(b, where, origin)
     _check_mcp_servers(b, where, origin)
     for i, cp in enumerate(b.context_paths):
         _check_context_path(cp, f"{where}.context_paths[{i}]", origin)
@@ -559,6 +633,21 @@ def is_massgen_workspace_tools(server: McpServerConfig) -> bool:
     return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in (executable, *args))
 
 
+def is_standard_filesystem_server(server: McpServerConfig) -> bool:
+    """Whether ``server`` is the official filesystem server named ``filesystem``
+    (``npx -y @modelcontextprotocol/server-filesystem <paths>``), as MassGen's examples declare it next to
+    ``cwd``. With a workspace such an entry means the one ``cwd`` adds, which is that same server over
+    the agent's own roots (its ``.`` would be the broker's directory); another server of that name
+    replaces ours, as a user server suppresses MassGen's injection (spec §3.5)."""
+    if server.name != FILESYSTEM_SERVER or server.type != "stdio":
+        return False
+    try:
+        executable, args = mcp.executable_and_args(server)
+    except ValueError:
+        return False
+    return any(a.startswith(_STANDARD_FILESYSTEM_PACKAGE) for a in (executable, *args))
+
+
 def planning_server(c: CoordinationConfig) -> McpServerConfig:
     """The ``mcp_servers`` entry that ``enable_agent_task_planning`` adds to every agent (MassGen spec
     §1.15): ours, its limit and filesystem mode in its arguments (the broker adds the workspace)."""
@@ -592,7 +681,7 @@ def server_names(b: BackendConfig) -> list[str]:
     and ``workspace_tools`` when ``cwd`` is set (MassGen spec §3.5; a user server named
     ``workspace_tools`` replaces ours unless it is MassGen's own, see :func:`is_massgen_workspace_tools`)."""
     names = [s.name for s in b.mcp_servers]
-    if b.cwd is not None:
+    if b.cwd is not None:  # a user's `filesystem` takes our server's place (is_standard_filesystem_server)
         names += [n for n in (FILESYSTEM_SERVER, WORKSPACE_TOOLS_SERVER) if n not in names]
     return names
 
@@ -605,18 +694,35 @@ def _check_mcp_servers(b: BackendConfig, where: str, origin: str) -> None:
             mcp.validate_server(server, f"{where}.mcp_servers[{i}]")
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        if b.cwd is None and is_massgen_workspace_tools(server):
-            raise ConfigError(
-                f"{origin}: `{where}.mcp_servers[{i}]` is MassGen's workspace_tools server, which is built in "
-                f"here and works in the agent's workspace: set `{where}.cwd` (e.g. `cwd: workspace`) and remove "
-                "this entry, or keep it (it then means the built-in one)"
-            )
-        if server.name in names or (b.cwd is not None and server.name == FILESYSTEM_SERVER):
-            raise ConfigError(
-                f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`"
-                + (" (the name `filesystem` is taken by the workspace server that `cwd` adds)" if b.cwd else "")
-            )
+        if server.name in names:
+            raise ConfigError(f"{origin}: duplicate MCP server name `{server.name}` at `{where}.mcp_servers[{i}].name`")
+        if b.cwd is not None and server.name == FILESYSTEM_SERVER and not is_standard_filesystem_server(server):
+            _log.warning("%s: `%s.mcp_servers[%d]` is named `filesystem`: it replaces the workspace server that "
+                         "`cwd` adds, as in MassGen (spec §3.5); rename it to keep both", origin, where, i)
         names.add(server.name)
+
+
+def _without_workspace_tools_of_no_workspace(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """``b`` without MassGen's own ``workspace_tools`` entry when the agent has no workspace (no ``cwd``).
+
+    MassGen runs that server over ``--allowed-paths .``, the directory MassGen runs in (spec §3.5). Here the
+    built-in one serves it (:func:`is_massgen_workspace_tools`), and it works only in an agent's own
+    workspace: without ``cwd`` there is nothing for it to work in, so the entry is left out with a warning
+    naming the fix, and the config loads (MassGen's ``tools/planning`` examples declare it on agents
+    without ``cwd``). A workspace is not made up for the agent: its user-declared ``filesystem`` server
+    keeps that name, which ``cwd``'s would take.
+    """
+    if b.cwd is not None:
+        return b
+    kept: list[McpServerConfig] = []
+    for i, server in enumerate(b.mcp_servers):
+        if is_massgen_workspace_tools(server):
+            _log.warning("%s: `%s.mcp_servers[%d]` is MassGen's workspace_tools server, built in here and working "
+                         "only in the agent's workspace; this agent has none, so it runs without it (set `%s.cwd`, "
+                         "e.g. `cwd: workspace`, to give it one)", origin, where, i, where)
+        else:
+            kept.append(server)
+    return b if len(kept) == len(b.mcp_servers) else msgspec.structs.replace(b, mcp_servers=tuple(kept))
 
 
 def _check_command_line(b: BackendConfig, where: str, origin: str) -> None:
@@ -726,13 +832,23 @@ def run_submitted(
         raise ConfigError("the question is empty; pass the question to answer as the first argument")
     t = cfg.timeout_settings
     o = cfg.orchestrator
+    shared, offered = o.context_paths, ""
+    if o.coordination.use_skills:  # found now, recorded in the system messages (massgen_es.skills)
+        directory = Path(o.coordination.skills_directory).expanduser()
+        found = skills.discover(directory)
+        if not found:
+            _log.warning("`orchestrator.coordination.skills_directory` %r holds no skills (no */%s); the agents "
+                         "are offered none", o.coordination.skills_directory, skills.SKILL_FILE)
+        else:
+            shared = (*shared, ContextPath(path=str(directory.resolve()), permission="read"))
+            offered = skills.prompt_section(found)
     return RunSubmitted(
         question=question,
         agents=tuple(
             AgentSpec(
                 id=a.id,
-                backend=_backend_dict(a.backend, cfg.orchestrator.context_paths),
-                system_message=a.system_message,
+                backend=_backend_dict(a.backend, shared if a.backend.cwd is not None else o.context_paths),
+                system_message="\n\n".join(p for p in (a.system_message, offered) if p),
             )
             for a in cfg.team
         ),
@@ -752,6 +868,11 @@ def run_submitted(
             max_orchestration_restarts=o.coordination.max_orchestration_restarts,
             debug_final_answer=o.debug_final_answer,
             skip_coordination_rounds=o.skip_coordination_rounds,
+            memory_filesystem_mode=o.coordination.enable_memory_filesystem_mode,
+            paraphrase=Paraphrasing(
+                num_variants=o.dspy.num_variants, backend=_backend_dict(o.dspy.backend), strategy=o.dspy.strategy,
+                use_chain_of_thought=o.dspy.use_chain_of_thought, temperature_range=o.dspy.temperature_range,
+            ) if o.dspy is not None and o.dspy.enabled and o.dspy.backend is not None else None,
         ),
         config_path=config_path,
     )

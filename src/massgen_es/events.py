@@ -150,6 +150,27 @@ class ToolRule(msgspec.Struct, frozen=True, kw_only=True):
     rationale: str = ""
 
 
+class Paraphrasing(msgspec.Struct, frozen=True, kw_only=True):
+    """MassGen's DSPy question paraphrasing (``orchestrator.dspy``, spec §1.15), as the run uses it:
+    one LLM call per variant, each on ``backend`` at its temperature (``massgen_orchestrator.paraphrase``).
+
+    Attributes:
+        num_variants: rewrites asked for (MassGen's ``num_variants``); only as many as there are agents
+            are requested, since variant ``i`` goes to agents ``i``, ``i + n``, ... (round-robin).
+        backend: the backend block that paraphrases (secrets replaced by env-var references).
+        strategy: ``balanced``, ``diverse``, ``conservative`` or ``adaptive``: how far a rewrite may go.
+        use_chain_of_thought: the model reasons briefly before the rewrite (kept out of the variant).
+        temperature_range: ``(lowest, highest)`` temperature, spread over the variants' calls in order
+            (MassGen's ``temperature_range``); None: the strategy's range.
+    """
+
+    num_variants: int
+    backend: dict[str, Any]
+    strategy: Literal["balanced", "diverse", "conservative", "adaptive"] = "balanced"
+    use_chain_of_thought: bool = False
+    temperature_range: tuple[float, float] | None = None
+
+
 class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Protocol settings of a run (MassGen spec §1.10, §5.2)."""
 
@@ -190,11 +211,20 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The run's tool rules: the config's, then the workspace's and the user's override files."""
     approval_timeout_s: float = 300.0
     """How long a call marked ``ask`` waits for a person before it is denied."""
+    paraphrase: Paraphrasing | None = None
+    """MassGen's ``orchestrator.dspy``: before coordination the question is paraphrased once per agent
+    slot and each agent sees its variant as ``<PARAPHRASED MESSAGE>`` (``question.paraphrased``)."""
+    memory_filesystem_mode: bool = False
+    """MassGen's ``enable_memory_filesystem_mode``: agents keep memory files in ``memory/short_term`` and
+    ``memory/long_term`` of their workspace; the memories shared with answers (``workspace.snapshotted``)
+    are shown in every coordination prompt (``massgen_orchestrator.memory``)."""
 
 
-TurnKind = Literal["coordination", "presentation", "post_evaluation"]
+TurnKind = Literal["coordination", "presentation", "post_evaluation", "paraphrase"]
 """What a turn is for: coordination (``new_answer``/``vote``), the winner's final presentation (no
-workflow tools), or the winner's post-evaluation of it (``submit``/``restart_orchestration``, spec §1.12)."""
+workflow tools), the winner's post-evaluation of it (``submit``/``restart_orchestration``, spec §1.12),
+or one rewrite of the question before coordination (``RunSettings.paraphrase``; on the paraphrasing
+backend, for the agent named, no tools)."""
 
 
 class VoteRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -468,6 +498,20 @@ class PostEvaluationSubmitted(Event, frozen=True, tag="evaluation.submitted"):
     """Empty when the evaluator called ``submit``; otherwise why it counts as submitted."""
 
 
+class QuestionParaphrased(Event, frozen=True, tag="question.paraphrased"):
+    """Every paraphrase turn of the run settled (``RunSettings.paraphrase``, MassGen spec §1.15): the
+    variants, and what each agent is asked besides the original (computed once; a resumed run reuses it).
+
+    Attributes:
+        variants: one per paraphrase turn, in order; ``""`` where the call failed or gave no usable text.
+        by_agent: agent id -> its ``<PARAPHRASED MESSAGE>`` (round-robin over the variants); an agent
+            whose variant is empty is not listed and sees the original only.
+    """
+
+    variants: tuple[str, ...]
+    by_agent: dict[str, str]
+
+
 class RunRestarted(Event, frozen=True, tag="run.restarted"):
     """The evaluator called ``restart_orchestration``: a new attempt starts from scratch (every agent's
     answers and votes reset), and every coordination turn of it begins with this feedback (MassGen's
@@ -574,7 +618,9 @@ class ToolsListed(Event, frozen=True, tag="tools.listed"):
 
 
 class ToolCallRequested(Event, frozen=True, tag="tool.call_requested"):
-    """A model called an MCP tool; also the broker's work item."""
+    """A model called an MCP tool; also the broker's work item. With ``server`` ``custom_tool``: one of
+    MassGen's bundled multimodal tools, which the agent worker runs itself (it holds the provider key) and
+    answers with ``tool.call_completed`` / ``tool.call_failed`` (``massgen_es.custom_tools.bundled``)."""
 
     call_id: str
     """The model's tool-call id."""
@@ -694,6 +740,19 @@ class WorkspaceSnapshotRequested(Event, frozen=True, tag="workspace.snapshot_req
     turn_id: str
 
 
+class MemoryNote(msgspec.Struct, frozen=True, kw_only=True):
+    """A memory file an agent shared with its answer (MassGen's memory filesystem mode):
+    ``memory/<tier>/<name>.md`` of its workspace, Markdown with ``name``/``description`` front matter."""
+
+    tier: Literal["short_term", "long_term"]
+    name: str
+    description: str = ""
+    content: str = ""
+    """The text after the front matter: short-term memories only (long-term ones are read on demand)."""
+    path: str
+    """The file in the shared snapshot (absolute, read-only for the other agents)."""
+
+
 class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     """An agent's workspace was copied, read-only, to ``path`` for the other agents, under the same
     anonymous id its answer has (MassGen spec §3.5)."""
@@ -704,6 +763,8 @@ class WorkspaceSnapshotted(Event, frozen=True, tag="workspace.snapshotted"):
     path: str
     files: int
     bytes: int
+    memories: tuple[MemoryNote, ...] = ()
+    """With ``RunSettings.memory_filesystem_mode``: the memory files of the snapshot (``massgen_es.memory_files``)."""
 
 
 
@@ -812,8 +873,8 @@ class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
 
 
 class MediaGenerated(Event, frozen=True, tag="media.generated"):
-    """A model's ``generate_image`` or ``generate_audio`` call made a file through its provider's own API
-    (``enable_image_generation`` / ``enable_audio_generation``; the agent worker calls it, as it holds the
+    """A model's ``generate_image``, ``generate_audio``, ``generate_video`` or ``generate_file`` call made a
+    file through its provider's own API (``enable_*_generation``; the agent worker calls it, as it holds the
     provider key). The bytes are in the Object Store. Also the MCP broker's work item: it writes the file
     into the agent's workspace when the agent has one (``media.saved``)."""
 
@@ -821,23 +882,122 @@ class MediaGenerated(Event, frozen=True, tag="media.generated"):
     turn_id: str
     agent_id: str
     attempt: int
-    kind: Literal["image", "audio"]
+    kind: Literal["image", "audio", "video", "file"]
     file_name: str
     """The name the model is told, and the file's name in the workspace (``image_<call>.png``)."""
     mime_type: str
     object: ObjectRef
     prompt: str
-    """The image prompt, or the text spoken."""
+    """The image, video or document prompt, or the text spoken."""
     model: str
+    directory: str = ""
+    """Where in the agent's roots the file goes (MassGen's ``storage_path``: relative to the workspace, or
+    absolute inside a writable root); empty: the workspace itself."""
 
 
 class MediaSaved(Event, frozen=True, tag="media.saved"):
-    """A generated file was written into the agent's workspace (``path``, absolute)."""
+    """A generated file was written into the agent's workspace (``path``, absolute), or was not
+    (``failure``: its ``directory`` is outside the agent's writable roots)."""
 
     call_id: str
     agent_id: str
     path: str
     bytes: int
+    failure: Failure | None = None
+
+
+class WorkspaceFileRequested(Event, frozen=True, tag="workspace.file_requested"):
+    """A worker-run tool (one of MassGen's bundled multimodal tools, ``massgen_es.custom_tools.bundled``)
+    needs a file the agent can read: the MCP broker, which owns the workspaces, checks ``path`` against
+    the agent's roots and stores the bytes in the Object Store (``workspace.file_read``). Also the
+    broker's work item."""
+
+    call_id: str
+    agent_id: str
+    kind: TurnKind
+    """The turn's kind: which roots the agent has (MassGen spec §3.5)."""
+    path: str
+    """As the model gave it: relative to the workspace, or absolute inside one of the agent's roots."""
+    max_bytes: int
+    """Larger files are refused (the provider's own limit for the file's use)."""
+
+
+class WorkspaceFileRead(Event, frozen=True, tag="workspace.file_read"):
+    """The answer to ``workspace.file_requested``: the file's bytes in the Object Store (``object``), or
+    why it could not be read (``failure``: outside the agent's roots, missing, not a file, too large)."""
+
+    call_id: str
+    agent_id: str
+    path: str
+    """The resolved absolute path (the request's, when it could not be resolved)."""
+    object: ObjectRef | None = None
+    failure: Failure | None = None
+
+
+# ---------------------------------------------------------------- memory (issue 16 item 4)
+
+
+class MemoryFact(msgspec.Struct, frozen=True, kw_only=True):
+    """One fact of an agent's persistent memory (mem0): its id in the store, its text, and for a store
+    what mem0 did with it (``ADD``, ``UPDATE``, ``DELETE``)."""
+
+    id: str
+    text: str
+    event: str | None = None
+    score: float | None = None
+    """Retrieval: similarity to the query (higher is closer)."""
+
+
+class MemoryRetrieved(Event, frozen=True, tag="memory.retrieved"):
+    """Facts of the agent's persistent memory put into the system message of a turn attempt (MassGen spec
+    §5.4: at a turn's start, and again after its context was compressed). ``facts`` may be empty."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    session: str
+    """The memory session (``persistent_memory.session_name``, the run's session, or the run)."""
+    query: str
+    reason: Literal["turn", "compression"]
+    facts: tuple[MemoryFact, ...] = ()
+    excluded_recent: int = 0
+    """Facts left out because this run recorded them (``retrieval.exclude_recent``)."""
+    failure: Failure | None = None
+    """The search failed (the turn went on without facts)."""
+
+
+class MemoryStored(Event, frozen=True, tag="memory.stored"):
+    """A turn attempt's question and answer (and, with ``recording.record_all_tool_calls``, its tool calls)
+    were given to the agent's persistent memory; ``facts``: what mem0 extracted and did. Appended with the
+    id ``<turn key>:memory:result``: a redelivered turn that finds it does not store again."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    session: str
+    facts: tuple[MemoryFact, ...] = ()
+    messages: int = 0
+    """How many messages were given to mem0."""
+    failure: Failure | None = None
+    """The store failed (mem0 or its models); the turn's answer still counts."""
+
+
+class ContextCompressed(Event, frozen=True, tag="context.compressed"):
+    """A call's messages passed ``trigger_threshold`` of the model's context window, so the older ones were
+    summarised into the system message until the rest fits ``target_ratio`` of it (MassGen's
+    ContextWindowMonitor + ContextCompressor). Token counts are estimates (characters / 4)."""
+
+    turn_id: str
+    agent_id: str
+    attempt: int
+    context_window: int
+    trigger_threshold: float
+    target_ratio: float
+    tokens_before: int
+    tokens_after: int
+    messages_removed: int
+    summary: str
+    summary_model: str
 
 
 # ---------------------------------------------------------------- computer use (issue 16)
@@ -905,6 +1065,7 @@ EventType = (
     | PresentationCompleted
     | PostEvaluationStarted
     | PostEvaluationSubmitted
+    | QuestionParaphrased
     | RunRestarted
     | RunCompleted
     | RunTimedOut
@@ -933,6 +1094,11 @@ EventType = (
     | SandboxChanged
     | MediaGenerated
     | MediaSaved
+    | WorkspaceFileRequested
+    | WorkspaceFileRead
+    | MemoryRetrieved
+    | MemoryStored
+    | ContextCompressed
     | ComputerStep
     | ComputerUseCompleted
 )
@@ -960,6 +1126,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     PresentationCompleted: ("orchestrator",),
     PostEvaluationStarted: ("orchestrator",),
     PostEvaluationSubmitted: ("orchestrator",),
+    QuestionParaphrased: ("orchestrator",),
     RunRestarted: ("orchestrator",),
     RunCompleted: ("orchestrator",),
     RunTimedOut: ("orchestrator",),
@@ -976,7 +1143,7 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     ApprovalRequested: ("mcp_broker",),
     ApprovalDecided: ("cli", "mcp_broker"),  # a person's answer; the broker's denial on timeout
     ToolCallStarted: ("mcp_broker",),
-    ToolCallCompleted: ("mcp_broker",),
+    ToolCallCompleted: ("mcp_broker", "agent_worker"),  # the worker runs MassGen's bundled multimodal tools
     ToolCallFailed: ("mcp_broker", "agent_worker"),  # the worker records a call nobody answered in time
     McpServerStateChanged: ("mcp_broker",),
     WorkspaceSnapshotRequested: ("agent_worker",),
@@ -988,6 +1155,11 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     SandboxChanged: ("executor",),
     MediaGenerated: ("agent_worker",),
     MediaSaved: ("mcp_broker",),
+    WorkspaceFileRequested: ("agent_worker",),
+    WorkspaceFileRead: ("mcp_broker",),
+    MemoryRetrieved: ("agent_worker",),
+    MemoryStored: ("agent_worker",),
+    ContextCompressed: ("agent_worker",),
     ComputerStep: ("agent_worker",),
     ComputerUseCompleted: ("agent_worker",),
 }

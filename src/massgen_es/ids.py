@@ -6,6 +6,8 @@
   attempts), ``<agent id>.present`` for the winner's presentation and ``<agent id>.evaluate`` for its
   post-evaluation; in attempt k > 1 of a run (after ``run.restarted``) these two are
   ``<agent id>.a<k>.present`` and ``<agent id>.a<k>.evaluate``, so every turn id of a run is unique;
+  ``<agent id>.paraphrase`` for the question's rewrite that agent (the first of its round-robin
+  slot) is given before coordination (MassGen's DSPy paraphrasing, spec §1.15);
 - decision ids: ``<run id>:o<cause seq>:<i>``, the i-th event the orchestrator decided on the input at
   stream sequence ``cause seq``; deterministic, so a redecided input dedupes by ``Nats-Msg-Id``, and
   readable back, so a restarted orchestrator knows where it stopped.
@@ -21,6 +23,7 @@ _ANON = re.compile(r"^agent([1-9][0-9]*)$")
 _DECISION = re.compile(r"^(?P<run>.+):o(?P<seq>[0-9]+):(?P<i>[0-9]+)$")
 PRESENTATION = "present"
 POST_EVALUATION = "evaluate"
+PARAPHRASE = "paraphrase"
 
 
 def anon_id(index: int) -> str:
@@ -65,6 +68,16 @@ def is_post_evaluation(turn: str) -> bool:
 def _attempt_prefix(agent_id: str, attempt: int) -> str:
     # Attempt 1 keeps the ids of runs recorded before restarts existed.
     return agent_id if attempt == 1 else f"{agent_id}.a{attempt}"
+
+
+def paraphrase_turn_id(agent_id: str) -> str:
+    """Id of the turn that paraphrases the question for agent ``agent_id``'s round-robin slot."""
+    return f"{agent_id}.{PARAPHRASE}"
+
+
+def is_paraphrase(turn: str) -> bool:
+    """Whether ``turn`` is a paraphrase turn id."""
+    return turn.endswith(f".{PARAPHRASE}")
 
 
 def is_presentation(turn: str) -> bool:

@@ -149,13 +149,18 @@ def check_uploads(backend_type: str, uploads: tuple[UploadFile, ...], max_mb: fl
                               f"{', '.join(sorted(accepted[u.kind]))}")
 
 
-GENERATION_KEYS = ("enable_image_generation", "enable_audio_generation")
-"""MassGen's ``enable_*_generation`` backend keys built here (MassGen spec §2.8, §5.2); its file and video
-generation keys are refused by ``massgen_es.compat``."""
+GENERATION_KEYS = ("enable_image_generation", "enable_audio_generation", "enable_video_generation",
+                   "enable_file_generation")
+"""MassGen's ``enable_*_generation`` backend keys (MassGen spec §2.8, §5.2), all built here."""
 
-GENERATES: dict[str, frozenset[str]] = {"openai": frozenset({"enable_image_generation", "enable_audio_generation"})}
-"""The generation keys each adapter honours, through its provider's own API (``openai``: the Images API and
-text-to-speech, ``massgen_agent_worker.generation``)."""
+GENERATES: dict[str, frozenset[str]] = {"openai": frozenset(GENERATION_KEYS)}
+"""The generation keys each adapter honours, through its provider's own API (``openai``: the Images API,
+text-to-speech, the Videos API (Sora) and, for documents, the Responses API writing the content;
+``massgen_agent_worker.generation``)."""
+
+
+_WHAT = {"enable_image_generation": "images", "enable_audio_generation": "audio",
+         "enable_video_generation": "video", "enable_file_generation": "documents"}
 
 
 def check_generation(backend_type: str, flags: dict[str, bool], where: str, origin: str) -> None:
@@ -169,7 +174,7 @@ def check_generation(backend_type: str, flags: dict[str, bool], where: str, orig
             continue
         if key not in GENERATES.get(backends.capabilities(backend_type).adapter, frozenset()):
             able = sorted(t for t, c in backends.BACKENDS.items() if key in GENERATES.get(c.adapter, frozenset()))
-            raise ConfigError(f"{origin}: `{where}.{key}`: this system generates {key.split('_')[1]} only through "
+            raise ConfigError(f"{origin}: `{where}.{key}`: this system generates {_WHAT[key]} only through "
                               f"the provider API of backend type {', '.join(able)}, not {backend_type!r}; remove the "
                               "key or change the backend type")
 

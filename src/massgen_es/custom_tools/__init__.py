@@ -7,9 +7,10 @@ the file's text carried along so that an executor on another machine can run it.
 offers the specs; the executor runs a call in the agent's sandbox (:mod:`massgen_es.custom_tools.runner`).
 
 A function without ``path``, or with a ``path`` under MassGen's ``massgen/tool/``, names one of MassGen's
-bundled tools: the basic ones are ours (:mod:`massgen_es.custom_tools.basic`), the others are refused
-with the reason (:data:`UNSUPPORTED`). The computer-use tools (:mod:`massgen_es.custom_tools.automation`)
-are run by the agent worker (``runs_at="worker"``), which holds the provider keys they need.
+bundled tools: the basic ones are ours (:mod:`massgen_es.custom_tools.basic`), the multimodal ones are run
+by the agent worker (:mod:`massgen_es.custom_tools.bundled`: they call OpenAI models, and only the worker
+holds provider keys), so are the computer-use ones
+(:mod:`massgen_es.custom_tools.automation`), the others are refused with the reason (:data:`UNSUPPORTED`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from massgen_es.custom_tools import automation, schema
+from massgen_es.custom_tools import automation, bundled, schema
 from massgen_es.errors import ConfigError
 
 PREFIX = "custom_tool__"
@@ -43,16 +44,6 @@ AUTO_DISCOVERED = ("two_num_tool",)
 """What ``auto_discover_custom_tools`` adds: the working bundled tools this system ships."""
 
 UNSUPPORTED: Mapping[str, str] = {
-    "understand_image": "multimodal: asks an OpenAI model about an image",
-    "understand_audio": "multimodal: transcribes audio with an OpenAI model",
-    "understand_video": "multimodal: asks an OpenAI model about video frames",
-    "understand_file": "multimodal: asks an OpenAI model about a PDF/DOCX/XLSX/PPTX file",
-    "text_to_image_generation": "multimodal: generates images with OpenAI",
-    "image_to_image_generation": "multimodal: edits images with OpenAI",
-    "text_to_video_generation": "multimodal: generates video with Sora",
-    "text_to_speech_transcription_generation": "multimodal: generates speech with OpenAI",
-    "text_to_speech_continue_generation": "multimodal: generates speech with OpenAI",
-    "text_to_file_generation": "multimodal: writes PDF/DOCX/XLSX/PPTX files with an OpenAI model",
     "crawl4ai_md": "web scraping through a crawl4ai server",
     "crawl4ai_html": "web scraping through a crawl4ai server",
     "crawl4ai_screenshot": "web scraping through a crawl4ai server",
@@ -88,9 +79,11 @@ class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     preset_args: dict[str, Any] = {}
     """Always passed, hidden from the model (MassGen's ``preset_args``)."""
     category: str | None = None
-    runs_at: str = "executor"
-    """``executor`` (the function runs in the agent's sandbox) or ``worker`` (one of MassGen's bundled tools
-    the agent worker runs itself: :data:`massgen_es.custom_tools.automation.TOOLS`; ``source`` is empty)."""
+    runs_in: Literal["executor", "agent_worker"] = "executor"
+    """Where a call runs: the executor, in the agent's sandbox; or the agent worker, for MassGen's bundled
+    multimodal and computer-use tools (``function`` names their entry in
+    :data:`massgen_es.custom_tools.bundled.TOOLS` or :data:`massgen_es.custom_tools.automation.TOOLS`;
+    ``source`` is empty)."""
 
 
 @dataclass(frozen=True)
@@ -154,10 +147,12 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
     if not _NAME.match(name):
         raise ConfigError(f"{origin}: `{at}.name`: {name!r} is not a valid tool name; use letters, digits, `_` "
                           "and `-` (at most 50)")
-    bundled = e.path is None or _massgen_path(e.path)
-    if bundled and function in automation.TOOLS:
-        return _worker_tool(e, j, function, name, at, origin)
-    if bundled:
+    in_massgen = e.path is None or _massgen_path(e.path)
+    if in_massgen and function in automation.TOOLS:
+        return _automation_tool(e, j, function, name, at, origin)
+    if in_massgen:
+        if function in bundled.TOOLS:
+            return _worker_tool(function, name, e.descriptions[j], e.preset_args[j], e.path, at, origin, e.category)
         refused = UNSUPPORTED.get(function)
         if refused is not None:
             raise ConfigError(
@@ -181,7 +176,7 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
                       at, fkey, origin, e.category)
 
 
-def _worker_tool(e: Entry, j: int, function: str, name: str, at: str, origin: str) -> CustomToolSpec:
+def _automation_tool(e: Entry, j: int, function: str, name: str, at: str, origin: str) -> CustomToolSpec:
     preset = dict(e.preset_args[j])
     problem = automation.preset_problem(function, preset)
     if problem:
@@ -191,7 +186,7 @@ def _worker_tool(e: Entry, j: int, function: str, name: str, at: str, origin: st
     return CustomToolSpec(
         name=PREFIX + name, description=e.descriptions[j] or doc, parameters=automation.schema(function, set(preset)),
         function=function, path=f"massgen/tool/{function}", source="", preset_args=preset, category=e.category,
-        runs_at=automation.WORKER_RUN)
+        runs_in="agent_worker")
 
 
 def _from_file(
@@ -219,6 +214,25 @@ def _from_file(
     return CustomToolSpec(
         name=PREFIX + name, description=description or doc or f"Custom tool {function}.", parameters=parameters,
         function=function, path=str(file), source=source, preset_args=dict(preset), category=category)
+
+
+def _worker_tool(
+    function: str, name: str, description: str | None, preset: Mapping[str, Any], path: str | None, at: str,
+    origin: str, category: str | None,
+) -> CustomToolSpec:
+    """A spec for one of :data:`bundled.TOOLS`: MassGen's parameters without the ``preset_args``."""
+    tool = bundled.TOOLS[function]
+    properties: dict[str, Any] = tool.parameters["properties"]
+    for key in preset:
+        if key not in properties:
+            raise ConfigError(f"{origin}: `{at}.preset_args.{key}`: `{function}` has no parameter `{key}`; "
+                              f"its parameters are: {', '.join(properties)}")
+    parameters = {**tool.parameters, "properties": {k: v for k, v in properties.items() if k not in preset},
+                  "required": [k for k in tool.parameters["required"] if k not in preset]}
+    return CustomToolSpec(
+        name=PREFIX + name, description=description or tool.description, parameters=parameters, function=function,
+        path=path or f"massgen/tool/_multimodal_tools/{function}.py", source="", preset_args=dict(preset),
+        category=category, runs_in="agent_worker")
 
 
 def _read(file: Path, key: str = "", origin: str = "") -> str:

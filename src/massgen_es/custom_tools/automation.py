@@ -17,9 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-WORKER_RUN = "worker"
-"""``CustomToolSpec.runs_at`` of these tools."""
-
 _S, _I, _B, _O = "string", "integer", "boolean", "object"
 _ENV = ("environment", _S, "browser", "Environment: `browser` (a Chromium page of the display size) or `linux` "
         "(a Docker container's X desktop, named by environment_config.container_name).")

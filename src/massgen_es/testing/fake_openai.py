@@ -24,7 +24,30 @@ others (``fake.requests("gpt-image-1")``):
 
 - ``POST /v1/images/generations``: ``{"created", "data": [{"b64_json"}], "usage"}`` as gpt-image models
   answer (``ImagesResponse``), the image being :attr:`FakeOpenAI.image_png`, once per ``n``;
-- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``.
+- ``POST /v1/audio/speech``: the raw :attr:`FakeOpenAI.speech_mp3` bytes as ``audio/mpeg``;
+- ``POST /v1/images/edits`` (multipart): like the generations route; recorded with ``images``, the
+  uploaded files as ``[file name, size]`` pairs, in place of the file bytes;
+- ``POST /v1/audio/transcriptions`` (multipart): :attr:`FakeOpenAI.transcript` (with the file's name
+  and size filled in) as text or ``{"text"}`` JSON, per ``response_format``; recorded with ``file`` as
+  ``[file name, size]``.
+
+A Chat Completions request with ``"audio"`` in ``modalities`` gets its scripted reply's text as the audio's
+``transcript`` and :attr:`FakeOpenAI.speech_mp3` (base64) as its ``data``, as audio models answer.
+
+And the Videos API (Sora; the worker's ``generate_video``), a job per ``POST``, as ``client.videos`` drives it:
+
+- ``POST /v1/videos`` (a multipart form, as the SDK sends it; recorded under its ``model``): the ``Video``
+  job, ``queued``; or :attr:`FakeOpenAI.video_refusal`'s HTTP error;
+- ``GET /v1/videos/{id}``: the job, ``in_progress`` for :attr:`FakeOpenAI.video_polls` polls (progress
+  rising), then ``completed``, or ``failed`` with :attr:`FakeOpenAI.video_failure`'s error; each answer
+  carries ``openai-poll-after-ms`` (:attr:`FakeOpenAI.poll_after_ms`) as the API does;
+- ``GET /v1/videos/{id}/content``: :attr:`FakeOpenAI.video_mp4` as ``video/mp4`` once the job completed,
+  else a 404.
+
+And one serves embeddings (what mem0's OpenAI embedder sends for the worker's persistent memory):
+
+- ``POST /v1/embeddings``: one vector per ``input`` string (:func:`embedding`: deterministic, words
+  hashed into ``dimensions`` buckets, default 1536, unit length, so texts sharing words are close).
 
 Example:
     with FakeOpenAI() as fake:
@@ -37,8 +60,12 @@ Example:
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
+import hashlib
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -83,10 +110,24 @@ class Reply:
 
 Handler = Callable[[dict], Reply]
 
+EMBEDDING_DIMS = 1536
+"""Length of the ``/v1/embeddings`` vectors when the request names no ``dimensions`` (text-embedding-3-small's)."""
+
+
+def embedding(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    """A deterministic unit vector for ``text``: each lower-cased word adds 1 to the bucket its SHA-256
+    picks, so texts sharing words have a high cosine similarity (a stand-in for a real embedding model)."""
+    vec = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec] if any(vec) else [1.0 / math.sqrt(dims)] * dims
+
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 AZURE_API_KEY = "fake-azure-key"
 """The ``api-key`` the Azure route accepts unless ``FakeOpenAI(azure_api_key=...)`` names another."""
+_VIDEO_ROUTE = re.compile(r"/v1/videos/(?P<id>[^/]+)(?P<content>/content)?")
 _AZURE_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 # Azure OpenAI's own error bodies for a refused key, an unknown deployment and a missing api-version.
 _AZURE_DENIED = {"error": {"code": "401", "message": (
@@ -170,6 +211,20 @@ class FakeOpenAI:
         """The image ``/v1/images/generations`` sends back (a 1x1 PNG unless a test sets another)."""
         self.speech_mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00" + bytes(64)
         """The audio ``/v1/audio/speech`` sends back."""
+        self.video_mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
+        """The video ``/v1/videos/{id}/content`` sends back."""
+        self.video_polls = 2
+        """How many polls of a video job answer ``in_progress`` before its end."""
+        self.video_failure: tuple[str, str] | None = None
+        """``(code, message)``: video jobs end ``failed`` with this error instead of ``completed``."""
+        self.video_refusal: tuple[int, str] | None = None
+        """``(status, message)``: ``POST /v1/videos`` is refused with this HTTP error."""
+        self.poll_after_ms = 5
+        """The ``openai-poll-after-ms`` a video job's answers carry."""
+        self._videos: dict[str, dict[str, Any]] = {}
+        self._video_polls: dict[str, int] = {}
+        self.transcript = "Transcript of {name} ({size} bytes)."
+        """What ``/v1/audio/transcriptions`` sends back; ``{name}`` and ``{size}`` are the uploaded file's."""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -300,7 +355,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
+        url = urlsplit(self.path)
+        video = _VIDEO_ROUTE.fullmatch(url.path.rstrip("/"))
+        if video is not None:
+            self._video(video["id"], content=bool(video["content"]), query=dict(parse_qsl(url.query)))
+        elif self.path.rstrip("/") == "/v1/models":
             names = self.owner._model_names()
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
             self._send_json(200, {"object": "list", "data": data})
@@ -313,6 +372,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         azure = _AZURE_ROUTE.fullmatch(path)
         if path in ("/v1/images/generations", "/v1/audio/speech"):
             self._media(path, query)
+            return
+        if path == "/v1/videos":
+            self._video_create(query)
+            return
+        if path in ("/v1/images/edits", "/v1/audio/transcriptions"):
+            self._multipart(path, query)
+            return
+        if path == "/v1/embeddings":
+            self._embeddings(query)
             return
         if path not in ("/v1/chat/completions", "/v1/responses") and azure is None:
             self._send_json(404, _error_body(404, f"unknown path {self.path}"))
@@ -361,6 +429,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
             return None
 
+    def _embeddings(self, query: dict[str, str]) -> None:
+        """The embeddings route (module docstring): ``input`` a string or a list of strings."""
+        body = self._json_body()
+        if body is None:
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received("/v1/embeddings", query, headers, body), None)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            self._send_json(400, _error_body(400, "`input` must be a string or a list of strings"))
+            return
+        dims = int(body.get("dimensions") or EMBEDDING_DIMS)
+        words = sum(len(t.split()) for t in texts)
+        self._send_json(200, {
+            "object": "list", "model": body.get("model"),
+            "data": [{"object": "embedding", "index": i, "embedding": embedding(t, dims)} for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": words, "total_tokens": words},
+        })
+
     def _media(self, path: str, query: dict[str, str]) -> None:
         """The images and speech routes (module docstring)."""
         body = self._json_body()
@@ -390,6 +478,115 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "usage": {"input_tokens": words, "output_tokens": 272, "total_tokens": words + 272,
                       "input_tokens_details": {"text_tokens": words, "image_tokens": 0}},
         })
+
+    def _form_body(self) -> dict[str, str]:
+        """A ``multipart/form-data`` body's fields (what ``client.videos.create`` sends), else the JSON body's."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            return json.loads(raw or b"{}")
+        return {name: data.decode() for name, _, data in self._parts(raw)}
+
+    def _parts(self, raw: bytes) -> list[tuple[str, str | None, bytes]]:
+        """A ``multipart/form-data`` body's parts: ``(field name, file name or None, bytes)``."""
+        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {self.headers.get('Content-Type', '')}\r\n\r\n".encode() + raw)
+        parts: list[tuple[str, str | None, bytes]] = []
+        for part in form.iter_parts() if form.is_multipart() else ():
+            payload = part.get_payload(decode=True)
+            parts.append((str(part.get_param("name", header="content-disposition")), part.get_filename(),
+                          payload if isinstance(payload, bytes) else b""))
+        return parts
+
+    def _video_create(self, query: dict[str, str]) -> None:
+        """``POST /v1/videos`` (module docstring)."""
+        try:
+            body = self._form_body()
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self._send_json(400, _error_body(400, f"invalid body: {e}"))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        owner = self.owner
+        owner._record_and_pick(Received("/v1/videos", query, headers, body), None)
+        if owner.video_refusal is not None:
+            self._send_json(owner.video_refusal[0], _error_body(*owner.video_refusal))
+            return
+        if not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`prompt` is required"))
+            return
+        job = {"id": f"video_{owner._next_id()}", "object": "video", "model": body.get("model") or "sora-2",
+               "status": "queued", "progress": 0, "created_at": int(time.time()), "completed_at": None,
+               "error": None, "prompt": body["prompt"], "seconds": body.get("seconds") or "4",
+               "size": body.get("size") or "720x1280"}
+        with owner._lock:
+            owner._videos[job["id"]] = job
+            owner._video_polls[job["id"]] = 0
+        self._send_json(200, job, {"openai-poll-after-ms": str(owner.poll_after_ms)})
+
+    def _video(self, video_id: str, *, content: bool, query: dict[str, str]) -> None:
+        """``GET /v1/videos/{id}`` and ``.../content`` (module docstring)."""
+        owner = self.owner
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = f"/v1/videos/{video_id}" + ("/content" if content else "")
+        owner._record_and_pick(Received(path, query, headers, {}), None)
+        with owner._lock:
+            job = owner._videos.get(video_id)
+            if job is not None and not content:
+                polls = owner._video_polls[video_id] = owner._video_polls[video_id] + 1
+                if polls <= owner.video_polls:
+                    job.update(status="in_progress", progress=min(99, 100 * polls // (owner.video_polls + 1)))
+                elif owner.video_failure is not None:
+                    code, message = owner.video_failure
+                    job.update(status="failed", error={"code": code, "message": message})
+                else:
+                    job.update(status="completed", progress=100, completed_at=int(time.time()))
+            job = dict(job) if job is not None else None
+        if job is None:
+            self._send_json(404, _error_body(404, f"no video {video_id!r}"))
+        elif not content:
+            self._send_json(200, job, {"openai-poll-after-ms": str(owner.poll_after_ms)})
+        elif job["status"] != "completed":
+            self._send_json(404, _error_body(404, f"video {video_id!r} is {job['status']}, not completed"))
+        else:
+            data = owner.video_mp4
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+    def _multipart(self, path: str, query: dict[str, str]) -> None:
+        """The image edits and transcription routes (module docstring)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body: dict[str, Any] = {}
+        for name, file_name, data in self._parts(raw):
+            if file_name is not None:  # a file: its name and size, never its bytes
+                key = "images" if name in ("image", "image[]") else str(name)
+                body.setdefault(key, []).append([file_name, len(data)])
+            else:
+                body[str(name)] = data.decode()
+        if "file" in body:
+            body["file"] = body["file"][0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record_and_pick(Received(path=path, query=query, headers=headers, body=body), None)
+        if path.endswith("/transcriptions"):
+            if "file" not in body or not body.get("model"):
+                self._send_json(400, _error_body(400, "`file` and `model` are required"))
+                return
+            text = self.owner.transcript.format(name=body["file"][0], size=body["file"][1])
+            if body.get("response_format") == "text":
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            self._send_json(200, {"text": text})
+            return
+        if not body.get("images") or not body.get("prompt"):
+            self._send_json(400, _error_body(400, "`image` and `prompt` are required"))
+            return
+        image = base64.b64encode(self.owner.image_png).decode()
+        self._send_json(200, {"created": int(time.time()), "data": [{"b64_json": image}]})
 
     def _azure_refusal(
         self, headers: dict[str, str], query: dict[str, str], deployment: str
@@ -432,6 +629,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or (None if calls else "")}
         if calls:
             message["tool_calls"] = calls
+        if "audio" in (body.get("modalities") or ()):  # an audio model speaks its reply
+            message["content"] = None
+            message["audio"] = {"id": f"audio_{self.owner._next_id()}", "expires_at": int(time.time()) + 3600,
+                                "data": base64.b64encode(self.owner.speech_mp3).decode(), "transcript": reply.text}
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
         self._send_json(200, {
             "id": f"chatcmpl-{self.owner._next_id()}", "object": "chat.completion",

@@ -25,7 +25,7 @@ from massgen_es import backends, mcp
 from massgen_es.bus import Draft
 from massgen_es.bus.objects import ObjectStore
 from massgen_es.config import BackendConfig
-from massgen_es.custom_tools import CustomToolSpec
+from massgen_es.custom_tools import CustomToolSpec, automation
 from massgen_es.errors import ConfigError, ToolArgumentError
 from massgen_es.events import ComputerStep, ComputerUseCompleted, ToolCall, TurnRequested
 
@@ -42,7 +42,8 @@ OWN_BACKEND = {"computer_use": "openai", "claude_computer_use": "claude", "gemin
 
 def worker_tools(backend: BackendConfig) -> dict[str, CustomToolSpec]:
     """The agent's custom tools this worker runs itself, by the name the model calls."""
-    return {t.name: t for t in backend.resolved_custom_tools if t.runs_at == "worker"}
+    return {t.name: t for t in backend.resolved_custom_tools
+            if t.runs_in == "agent_worker" and t.function in automation.TOOLS}
 
 
 def _endpoint(function: str, backend: BackendConfig) -> dict[str, Any]:

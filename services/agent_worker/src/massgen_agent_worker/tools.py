@@ -42,6 +42,8 @@ from massgen_es.events import (
     ToolsListRequested,
     ToolSpec,
     TurnRequested,
+    WorkspaceFileRead,
+    WorkspaceFileRequested,
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
 )
@@ -68,7 +70,8 @@ EXECUTE_COMMAND = ToolSpec(
 """MassGen's ``execute_command`` (spec §4.1), run by the executor service rather than an MCP server."""
 
 CUSTOM_TOOLS = "custom_tool"
-"""The catalog entry of an agent's custom tools (MassGen spec §2.5), run by the executor too."""
+"""The catalog entry of an agent's custom tools (MassGen spec §2.5), run by the executor too (MassGen's
+bundled multimodal tools by the worker itself, recorded as calls of this server: ``multimodal``)."""
 
 DISCOVERY_TIMEOUT_S = 90.0
 """How long a turn waits for its agent's tool catalogs (an npx server's first start can take seconds)."""
@@ -238,7 +241,7 @@ class ToolClient:
         A call nobody answers in time is recorded as failed by the worker itself under the result id the
         service would use, so at most one outcome per call is ever stored.
         """
-        executed = {EXECUTE_COMMAND.name, *(t.name for t in backend.resolved_custom_tools if t.runs_at == "executor")}
+        executed = {EXECUTE_COMMAND.name, *(t.name for t in backend.resolved_custom_tools if t.runs_in == "executor")}
         execs = [(i, c) for i, c in enumerate(calls) if c.name in executed]
         tools = [(i, c) for i, c in enumerate(calls) if c.name not in executed]
         parts = await asyncio.gather(
@@ -332,6 +335,16 @@ class ToolClient:
         got = await self._await(run_id, seq - 1, {once.result_id(request_id)}, 60.0)
         r = got.get(once.result_id(request_id))
         return r.event if r is not None and isinstance(r.event, MediaSaved) else None
+
+    async def read_file(
+        self, run_id: str, cause: str, request_id: str, event: WorkspaceFileRequested
+    ) -> WorkspaceFileRead | None:
+        """Record ``event`` as the broker's work item and wait until it read the file into the Object
+        Store (or says why not); None when it did not answer in time."""
+        seq = await self._request(run_id, cause, [Draft(request_id, event, cause)])
+        got = await self._await(run_id, seq - 1, {once.result_id(request_id)}, 60.0)
+        r = got.get(once.result_id(request_id))
+        return r.event if r is not None and isinstance(r.event, WorkspaceFileRead) else None
 
     async def snapshot(self, req: TurnRequested, run_id: str, cause: str) -> WorkspaceSnapshotted | None:
         """Share the agent's workspace after an answer; wait for the copy so other agents see it."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_agent_worker import providers
+from massgen_agent_worker import memory, providers
 from massgen_agent_worker.conversation import Conversation
 from massgen_agent_worker.tools import ToolClient
 from massgen_es.bus import Draft, once
@@ -34,6 +34,7 @@ from massgen_es.events import (
     TERMINAL_EVENTS,
     Event,
     Record,
+    RunSubmitted,
     Source,
     TextDelta,
     TurnFailed,
@@ -112,6 +113,8 @@ class AgentWorker:
         self.tools = ToolClient(nc, self.source)
         self.objects = ObjectStore(nc)
         self.handled = 0
+        self._sessions: dict[str, str] = {}
+        """Run id -> its session (``run.submitted``'s ``session_id``, else the run id), for memory."""
 
     async def run(self) -> None:
         """Pull and execute turns until cancelled; in-flight turns are cancelled and get redelivered."""
@@ -155,6 +158,28 @@ class AgentWorker:
             raise failure
         await msg.ack()
         self.handled += 1
+
+    async def _memory(self, record: Record, req: TurnRequested, key: str) -> tuple[memory.AgentMemory | None, bool]:
+        """The agent's persistent memory for this turn (None without ``persistent_memory``), and whether
+        this attempt already stored its answer (its ``memory:result`` is in the log: a redelivery).
+
+        Raises:
+            ConfigError: the backend block in the request is invalid.
+        """
+        cfg = providers.backend_config(req.backend).resolved_memory
+        if cfg is None or not cfg.persistent_memory.enabled:
+            return None, False
+        run_id = record.run_id
+        if run_id not in self._sessions:
+            if len(self._sessions) >= 1024:  # a long-lived worker: forget the oldest runs
+                self._sessions.pop(next(iter(self._sessions)))
+            first = next((r.event for r in await self.log.read(run_id, source="cli")
+                          if isinstance(r.event, RunSubmitted)), None)
+            self._sessions[run_id] = (first.session_id if first is not None else None) or run_id
+        p = cfg.persistent_memory
+        agent = memory.AgentMemory(cfg, p.agent_name or req.agent_id, p.session_name or self._sessions[run_id], run_id)
+        prior = await once.prior(self.log, run_id, "agent_worker", f"{key}:memory", after_seq=record.seq)
+        return agent, prior.outcome is not None
 
     async def _run_end(self, run_id: str, after_seq: int) -> Record:
         """The run's terminal record, once the orchestrator writes one after ``after_seq``."""
@@ -206,9 +231,13 @@ class AgentWorker:
             )
 
         deltas = Coalescer(flush)
-        talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools, self.objects)
         try:
+            agent_memory, stored = await self._memory(record, req, key)
+            talk = Conversation(req, record, f"{key}:d{delivery}", deltas, emit, self.tools, self.objects,
+                                agent_memory)
             result = await talk.run()
+            if not stored:
+                await talk.remember(result)
         except _RunEnded:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug (ours or an SDK's) costs this turn, recorded, not the run

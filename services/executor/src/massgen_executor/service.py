@@ -153,8 +153,8 @@ class Executor:
     async def _prewarm(self, run_id: str, submitted: RunSubmitted) -> None:
         for spec in submitted.agents:
             b = self._backend(submitted, spec.id)
-            sandboxed = any(t.runs_at == "executor" for t in b.resolved_custom_tools)
-            if (b.enable_mcp_command_line or sandboxed) and b.command_line_execution_mode == "docker":
+            executed = any(t.runs_in == "executor" for t in b.resolved_custom_tools)  # not the worker's own
+            if (b.enable_mcp_command_line or executed) and b.command_line_execution_mode == "docker":
                 await self._sandbox(run_id, spec.id, b, reason="warm")
 
     def _read_only(self, run_id: str, b: BackendConfig) -> list[Path]:
@@ -296,7 +296,7 @@ class Executor:
     ) -> Event:
         """Run one custom-tool call (module docstring): its function's result, or why there is none."""
         spec: CustomToolSpec | None = next((t for t in b.resolved_custom_tools
-                                            if t.name == req.custom_tool and t.runs_at == "executor"), None)
+                                            if t.name == req.custom_tool and t.runs_in == "executor"), None)
         if spec is None:
             raise UnknownTool(f"this agent has no custom tool {req.custom_tool!r}")
         workspace = self._workspace(run_id, req.agent_id)

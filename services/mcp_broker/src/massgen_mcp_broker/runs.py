@@ -23,6 +23,7 @@ from massgen_es.config import (
     McpServerConfig,
     is_massgen_workspace_tools,
     is_planning_server,
+    is_standard_filesystem_server,
 )
 from massgen_es.errors import ConfigError
 from massgen_es.events import Record, RunSettings, RunSubmitted, ToolCallCompleted, ToolCallRequested
@@ -149,8 +150,11 @@ class RunContext:
             if backend.cwd is not None:
                 workspace = workspaces.workspace(home, run_id, spec.id, seed)
                 # Placeholder configs: resolve_launch() builds the real commands and their roots.
-                servers[FILESYSTEM_SERVER] = McpServerConfig(name=FILESYSTEM_SERVER, command="node")
-                builtin.add(FILESYSTEM_SERVER)
+                mine = servers.get(FILESYSTEM_SERVER)
+                if mine is None or is_standard_filesystem_server(mine):  # the official one means ours
+                    # keeping its timeout and tool filters, as for workspace_tools below
+                    servers[FILESYSTEM_SERVER] = mine or McpServerConfig(name=FILESYSTEM_SERVER, command="node")
+                    builtin.add(FILESYSTEM_SERVER)
                 own = servers.get(WORKSPACE_TOOLS_SERVER)
                 # MassGen's own entry means ours (keeping its timeout and tool filters); another one replaces
                 # ours, as a user server of the same name suppresses MassGen's injection (spec §3.5).

@@ -10,7 +10,10 @@ For each request a worker pushed it appends the outcome to the run's ``mcp`` sub
   ``tool.call_completed`` or ``tool.call_failed`` (id ``<request id>:result``, so a worker's own
   timeout record and the broker's can never both land);
 - ``workspace.snapshot_requested``: copies the agent's workspace to ``snapshots/<anon id>``.
-- ``media.generated``: writes a generated file (from the Object Store) into the agent's workspace.
+- ``media.generated``: writes a generated file (from the Object Store) into the agent's workspace (or the
+  directory it names inside the agent's writable roots);
+- ``workspace.file_requested``: reads a file the agent may read into the Object Store, for the worker's
+  bundled multimodal tools (``workspace.file_read``).
 
 Each tool call runs at most once (``massgen_es.bus.once``, issue 13 item 3): ``tool.call_started`` is
 recorded just before the server is called; a redelivered call that already has its outcome is acked,
@@ -51,6 +54,7 @@ from massgen_es.errors import (
     MassgenError,
     NoRecordedResult,
     ServerUnavailable,
+    ToolArgumentError,
     ToolCallError,
     ToolError,
     ToolPermissionError,
@@ -71,10 +75,13 @@ from massgen_es.events import (
     ToolsListed,
     ToolsListRequested,
     ToolSpec,
+    WorkspaceFileRead,
+    WorkspaceFileRequested,
     WorkspaceSnapshotRequested,
     WorkspaceSnapshotted,
 )
 from massgen_es.failures import failure_of
+from massgen_es.memory_files import read_memories
 from massgen_mcp_broker import approvals, inspection, tracking
 from massgen_mcp_broker.runs import AgentGrant, RunContext, resolve_launch
 from massgen_mcp_broker.sessions import Breaker, Session, SessionPool
@@ -180,6 +187,8 @@ class McpBroker:
                     await self._snapshot(run, record, req)
                 case MediaGenerated() as req:
                     await self._save_media(run, record, req)
+                case WorkspaceFileRequested() as req:
+                    await self._read_file(run, record, req)
                 case _:
                     log.error("dropping broker request of type %s", record.type)
                     await msg.term()
@@ -470,23 +479,74 @@ class McpBroker:
             return
         target = run.snapshots / grant.anon_id
         files, size = await asyncio.to_thread(_copy_tree, grant.workspace, target)
+        # MassGen's memory filesystem mode: the memories shared with the answer go into the log
+        memories = await asyncio.to_thread(read_memories, target) if run.settings.memory_filesystem_mode else ()
         await self._emit(run.run_id, record.id, [(f"{record.id}:done", WorkspaceSnapshotted(
             agent_id=grant.agent_id, anon_id=grant.anon_id, turn_id=req.turn_id, path=str(target),
-            files=files, bytes=size))])
+            files=files, bytes=size, memories=memories))])
 
 
     # ------------------------------------------------------------------ generated media
 
     async def _save_media(self, run: RunContext, record: Record, req: MediaGenerated) -> None:
-        """Write a generated file (``media.generated``) into the agent's workspace, as ``media.saved``."""
+        """Write a generated file (``media.generated``) into the agent's workspace, or its ``directory``
+        inside the agent's writable roots, as ``media.saved`` (with a failure when that is outside them)."""
         grant = run.agents[req.agent_id]
         if grant.workspace is None:
             return
         data = await self.objects.get(req.object)
-        target = grant.workspace / Path(req.file_name).name  # a bare name: never outside the workspace
-        await asyncio.to_thread(target.write_bytes, data)
-        await self._emit(run.run_id, record.id, [(once.result_id(record.id), MediaSaved(
-            call_id=req.call_id, agent_id=req.agent_id, path=str(target), bytes=len(data)))])
+        name = Path(req.file_name).name  # a bare name: never outside the directory
+        try:
+            where = mcp.resolve_in_roots(req.directory or ".", grant.roots(run, "coordination"), write=True)
+            if where.exists() and not where.is_dir():
+                raise ToolArgumentError(f"storage path {req.directory!r} is a file, not a directory")
+            target = where / name
+            await asyncio.to_thread(_write, target, data)
+        except (ToolError, OSError) as exc:
+            saved = MediaSaved(call_id=req.call_id, agent_id=req.agent_id, path=req.directory, bytes=0,
+                               failure=failure_of(exc))
+        else:
+            saved = MediaSaved(call_id=req.call_id, agent_id=req.agent_id, path=str(target), bytes=len(data))
+        await self._emit(run.run_id, record.id, [(once.result_id(record.id), saved)])
+
+    async def _read_file(self, run: RunContext, record: Record, req: WorkspaceFileRequested) -> None:
+        """Store a file the agent may read (``workspace.file_requested``: its workspace, the shared
+        snapshots, its context paths) in the Object Store, as ``workspace.file_read``."""
+        grant = run.agents[req.agent_id]
+        try:
+            if grant.workspace is None:
+                raise ToolPermissionError("this agent has no workspace to read files from; give its backend a `cwd`")
+            path = mcp.resolve_in_roots(req.path, grant.roots(run, req.kind), write=False)
+            data = await asyncio.to_thread(_read_at_most, path, req.max_bytes)
+            ref = await self.objects.put(data, path.name, exact=True)
+        except (ToolError, OSError) as exc:
+            read = WorkspaceFileRead(call_id=req.call_id, agent_id=req.agent_id, path=req.path,
+                                     failure=failure_of(exc))
+        else:
+            read = WorkspaceFileRead(call_id=req.call_id, agent_id=req.agent_id, path=str(path), object=ref)
+        await self._emit(run.run_id, record.id, [(once.result_id(record.id), read)])
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def _read_at_most(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``.
+
+    Raises:
+        ToolArgumentError: it does not exist, is not a file, or has more than ``max_bytes``.
+    """
+    if not path.exists():
+        raise ToolArgumentError(f"file does not exist: {path}")
+    if not path.is_file():
+        raise ToolArgumentError(f"not a file: {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ToolArgumentError(f"{path} has {size / 1024 / 1024:.1f} MB, more than the {max_bytes // 1024 // 1024} MB "
+                                "this tool takes; use a smaller file")
+    return path.read_bytes()
 
 
 def _copy_tree(src: Path, target: Path) -> tuple[int, int]:

@@ -6,7 +6,11 @@ No clock, randomness or I/O: time arrives as ``timer.fired`` events, ids derive 
 
 Rules, each named after a test in ``tests/test_decide.py``:
 
-- every agent starts on the task in parallel (``run.submitted``);
+- every agent starts on the task in parallel (``run.submitted``); with ``RunSettings.paraphrase``
+  (MassGen's ``orchestrator.dspy``, spec §1.15) the question's rewrites are asked first, one turn each,
+  and once all settled ``question.paraphrased`` gives each agent its ``<PARAPHRASED MESSAGE>``;
+- with ``memory_filesystem_mode`` every coordination prompt of an agent with a workspace shows the
+  memory files the agents shared with their answers (``massgen_orchestrator.memory``);
 - answers are shown as ``agentN`` (N = config position), one numbering everywhere;
 - a response is validated in MassGen's order (spec §1.4 table) and rejected with its error text, up to
   ``max_attempts`` LLM calls per turn; then the turn fails;
@@ -44,6 +48,7 @@ from massgen_es.events import (
     Message,
     PresentationCompleted,
     PresentationStarted,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCancelRequested,
@@ -71,7 +76,7 @@ from massgen_es.events import (
     VoteRecord,
 )
 from massgen_es.failures import failure_of
-from massgen_orchestrator import post_evaluation, prompts
+from massgen_orchestrator import memory, paraphrase, post_evaluation, prompts
 from massgen_orchestrator.junk import strip_echoed_label, why_junk
 from massgen_orchestrator.state import AgentState, RunState, Turn, current_turn, evolve, logical_order
 
@@ -231,9 +236,30 @@ class _Decider:
             if st.presenter is None and st.live:
                 self.start_presentation(st.live[0], "skipped")
             return
-        if all(a.turns_started == 0 for a in st.agents.values()):
+        p = self.settings.paraphrase
+        if p is not None and not st.paraphrase_turns and st.paraphrased is None:  # MassGen spec §1.15
+            agents = list(st.agents.values())
+            for req in paraphrase.requests(st.submitted.question if st.submitted else "", p,
+                                           [a.id for a in agents], [a.anon_id for a in agents]):
+                self.emit(req)
+            return
+        if all(a.turns_started == 0 for a in st.agents.values()) and not st.paraphrasing:
             for agent in st.live:
                 self.start_turn(agent)
+
+    def on_paraphrased(self) -> None:
+        """A paraphrase turn settled; once all have, record the variants and who gets which (MassGen
+        spec §1.15), and every agent starts on the task. A failed or unusable rewrite leaves its agents
+        with the original question only."""
+        st = self.state
+        turns = list(st.paraphrase_turns.values())
+        if st.paraphrased is not None or any(t.response is None and not t.failed for t in turns):
+            return
+        question = st.submitted.question if st.submitted else ""
+        variants = tuple(paraphrase.variant(t.response.content, question) if t.response else "" for t in turns)
+        self.emit(QuestionParaphrased(variants=variants, by_agent=paraphrase.assign(variants, list(st.agents))))
+        for agent in st.live:
+            self.start_turn(agent)
 
     def on_forked(self) -> None:
         """A fork continues: an attempt still waiting for a worker whose agent's backend changed is asked
@@ -265,7 +291,10 @@ class _Decider:
     def on_turn_result(self, turn: Turn, ev: TurnResponded | TurnFailed) -> None:
         """The current attempt of ``turn`` was answered or failed."""
         st = self.state
-        if turn.kind == "post_evaluation":
+        if turn.kind == "paraphrase":
+            if st.phase == "coordinating":
+                self.on_paraphrased()
+        elif turn.kind == "post_evaluation":
             if st.phase == "evaluating":
                 self.on_evaluated(ev)
         elif turn.kind == "presentation":
@@ -526,7 +555,8 @@ class _Decider:
         its voter saw.
         """
         st = self.state
-        if any(a.turn is not None and all(t.name == "new_answer" for t in a.turn.tools) for a in st.live):
+        if st.paraphrasing or any(a.turn is not None and all(t.name == "new_answer" for t in a.turn.tools)
+                                  for a in st.live):
             return
         for agent in st.live:
             if agent.turn is None and agent.vote is None:
@@ -546,6 +576,7 @@ class _Decider:
             st.current_answers(),
             _style(agent),
             (agent.anon_id, agent.latest.content) if agent.latest else None,
+            paraphrase=st.paraphrased.by_agent.get(agent.id) if st.paraphrased else None,
         )
         messages = prompts.with_history(messages, _history(st.submitted), _style(agent))  # a session's turns
         if st.restart is not None:  # every turn of a restarted attempt starts with the feedback (spec §1.12)
@@ -554,6 +585,9 @@ class _Decider:
             messages = prompts.with_restart_context(messages, context)
         if s.planning_mode:  # MassGen spec §1.14: agents describe what they would do
             messages = prompts.with_planning(messages, s.planning_mode_instruction)
+        if s.memory_filesystem_mode and agent.backend.get("cwd") is not None:  # massgen_orchestrator.memory
+            shared = {a.anon_id: st.memories.get(a.anon_id, ()) for a in st.agents.values()}
+            messages = memory.with_memory(messages, shared)
         self.emit(
             TurnRequested(
                 turn_id=ids.turn_id(agent.id, agent.turns_started + 1),

@@ -140,23 +140,26 @@ def answers_block(answers: Sequence[tuple[str, str]]) -> str:
     return f"<CURRENT ANSWERS from the agents>\n{inner}\n<END OF CURRENT ANSWERS>"
 
 
-def coordination_user(question: str, answers: Sequence[tuple[str, str]]) -> str:
-    """The coordination user message (spec §1.6)."""
-    return f"<ORIGINAL MESSAGE> {question} <END OF ORIGINAL MESSAGE>\n{answers_block(answers)}"
+def coordination_user(question: str, answers: Sequence[tuple[str, str]], paraphrase: str | None = None) -> str:
+    """The coordination user message (spec §1.6), with the agent's ``<PARAPHRASED MESSAGE>`` (§1.15) if any."""
+    said = f"<PARAPHRASED MESSAGE> {paraphrase} <END OF PARAPHRASED MESSAGE>\n" if paraphrase else ""
+    return f"<ORIGINAL MESSAGE> {question} <END OF ORIGINAL MESSAGE>\n{said}{answers_block(answers)}"
 
 
 def coordination_messages(
     system_message: str, sensitivity: str, novelty: str, question: str, answers: Sequence[tuple[str, str]],
-    style: Style = "massgen", own: tuple[str, str] | None = None,
+    style: Style = "massgen", own: tuple[str, str] | None = None, paraphrase: str | None = None,
 ) -> tuple[Message, ...]:
     """Attempt-1 messages of a coordination turn, in ``style`` (module docstring); ``own`` is the agent's
-    latest ``(anon_id, answer)``, which the compact style puts first, as the agent's own reply."""
+    latest ``(anon_id, answer)``, which the compact style puts first, as the agent's own reply;
+    ``paraphrase`` the agent's rewrite of the question (MassGen spec §1.15), after the original."""
     if style == "compact":
         criteria = _COMPACT_SENSITIVITY[sensitivity] + _COMPACT_NOVELTY[novelty]
-        return _compact_conversation(system_message, question, answers, own, criteria)
+        asked = f"{question}\n\nIn other words: {paraphrase}" if paraphrase else question
+        return _compact_conversation(system_message, asked, answers, own, criteria)
     return (
         Message(role="system", content=coordination_system(system_message, sensitivity, novelty)),
-        Message(role="user", content=coordination_user(question, answers)),
+        Message(role="user", content=coordination_user(question, answers, paraphrase)),
     )
 
 

@@ -169,7 +169,8 @@ class OrchestratorService:
     async def _requeue_outstanding(self, run: _Run, records: list[Record]) -> None:
         """Push again every turn still waiting for a worker; ``Nats-Msg-Id`` drops the ones already queued."""
         st = run.state
-        turns = [*(a.turn for a in st.agents.values()), st.presentation_turn, st.evaluation_turn]
+        turns = [*(a.turn for a in st.agents.values()), st.presentation_turn, st.evaluation_turn,
+                 *st.paraphrase_turns.values()]
         open_turns = {(t.id, t.attempt) for t in turns if t and t.response is None and not t.failed}
         for r in records:
             if isinstance(r.event, TurnRequested) and (r.event.turn_id, r.event.attempt) in open_turns:

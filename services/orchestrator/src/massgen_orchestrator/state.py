@@ -19,10 +19,12 @@ from massgen_es.events import (
     BudgetExceeded,
     ConsensusReached,
     Event,
+    MemoryNote,
     Message,
     PostEvaluationStarted,
     PresentationCompleted,
     PresentationStarted,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCompleted,
@@ -42,6 +44,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceSnapshotted,
 )
 
 
@@ -138,11 +141,23 @@ class RunState:
     cost_usd: float = 0.0
     """Sum of the recorded cost of every LLM call so far (calls with no known price count 0)."""
     budget_exceeded: bool = False
+    paraphrase_turns: dict[str, Turn] = field(default_factory=dict[str, Turn])
+    """The question's paraphrase turns by id (``RunSettings.paraphrase``), requested at the start."""
+    paraphrased: QuestionParaphrased | None = None
+    """Set once every paraphrase turn settled: what each agent is asked besides the original."""
+    memories: dict[str, tuple[MemoryNote, ...]] = field(default_factory=dict[str, tuple[MemoryNote, ...]])
+    """Per anonymous id, the memory files of the agent's latest shared workspace (memory filesystem mode)."""
 
     @property
     def version(self) -> int:
         """Number of accepted answers: the answer-set version votes are checked against."""
         return len(self.answers)
+
+    @property
+    def paraphrasing(self) -> bool:
+        """Whether coordination waits for the question's paraphrases (MassGen spec §1.15)."""
+        settings = self.submitted.settings if self.submitted is not None else None
+        return settings is not None and settings.paraphrase is not None and self.paraphrased is None
 
     @property
     def in_flight(self) -> bool:
@@ -196,6 +211,10 @@ def evolve(state: RunState, record: Record) -> RunState:
             _end_turn(agent)
         case VoteInvalidated():
             state.agents[ev.voter_id].vote = None
+        case QuestionParaphrased():
+            state.paraphrased = ev
+        case WorkspaceSnapshotted() if ev.memories or ev.anon_id in state.memories:
+            state.memories[ev.anon_id] = ev.memories  # the latest snapshot replaces the agent's memories
         case _:
             _run_progress(state, ev)
     return state
@@ -230,6 +249,10 @@ def _forked(state: RunState, ev: RunForked) -> None:
 
 def _turn_requested(state: RunState, ev: TurnRequested) -> None:
     """A turn's attempt becomes the agent's (or the presentation's) current turn."""
+    if ev.kind == "paraphrase":  # the paraphrasing backend's, not the agent's (massgen_orchestrator.paraphrase)
+        state.paraphrase_turns[ev.turn_id] = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools,
+                                                  ev.answers_version, backend=ev.backend)
+        return
     agent = state.agents[ev.agent_id]
     turn = Turn(ev.turn_id, ev.kind, ev.attempt, ev.messages, ev.tools, ev.answers_version, backend=ev.backend)
     previous = {"coordination": agent.turn, "presentation": state.presentation_turn,
@@ -332,7 +355,7 @@ def current_turn(
     agent = state.agents.get(agent_id)
     if agent is None or state.phase == "done":
         return None
-    for turn in (agent.turn, state.presentation_turn, state.evaluation_turn):
+    for turn in (agent.turn, state.presentation_turn, state.evaluation_turn, state.paraphrase_turns.get(turn_id)):
         if (
             turn is not None
             and turn.id == turn_id

@@ -22,6 +22,7 @@ from massgen_es.events import (
     ComputerStep,
     ComputerUseCompleted,
     ConsensusReached,
+    ContextCompressed,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -31,11 +32,15 @@ from massgen_es.events import (
     McpServerStateChanged,
     MediaGenerated,
     MediaSaved,
+    MemoryFact,
+    MemoryRetrieved,
+    MemoryStored,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCompleted,
@@ -58,6 +63,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceFileRead,
 )
 from massgen_replay.views import preview
 
@@ -233,6 +239,12 @@ def _restarted(ev: RunRestarted) -> tuple[str, str, str, list[str]]:
     return "decision", head, body, []
 
 
+def _paraphrased(ev: QuestionParaphrased) -> tuple[str, str, str, list[str]]:
+    shown = [t for t in ev.variants if t]
+    body = "\n".join(f"{a}: {t}" for a, t in ev.by_agent.items()) or "no usable paraphrase: the original only"
+    return "decision", f"question paraphrased: {len(shown)} of {len(ev.variants)} variants", body, []
+
+
 def _ended(ev: RunCompleted | RunTimedOut) -> tuple[str, str, str, list[str]]:
     what = "completed" if isinstance(ev, RunCompleted) else "timed out"
     body = ev.final_answer or "(no final answer)"
@@ -324,8 +336,44 @@ def _media(ev: MediaGenerated) -> tuple[str, str, str, list[str]]:
 
 
 def _media_saved(ev: MediaSaved) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"not saved: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
     text = f"saved {ev.path} ({ev.bytes} bytes)"
     return "tool", text, text, []
+
+
+def _file_read(ev: WorkspaceFileRead) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"file not read: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    assert ev.object is not None
+    text = f"read {ev.path} ({ev.object.size} bytes)"
+    return "tool", text, f"{text}\nobject {ev.object.name} ({ev.object.digest})", []
+
+
+def _facts(facts: tuple[MemoryFact, ...]) -> str:
+    return "\n".join(f"- {f.text}" + (f" [{f.event}]" if f.event else "") + (
+        f" (score {f.score:.3f})" if f.score is not None else "") for f in facts)
+
+
+def _recalled(ev: MemoryRetrieved) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"memory search failed: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    head = f"memory: {len(ev.facts)} fact(s) retrieved ({ev.reason}, session {ev.session})" + (
+        f", {ev.excluded_recent} of this run left out" if ev.excluded_recent else "")
+    return "tool", head, f"{head}\nquery: {ev.query}\n\n{_facts(ev.facts)}", []
+
+
+def _remembered(ev: MemoryStored) -> tuple[str, str, str, list[str]]:
+    if ev.failure is not None:
+        return "failure", f"memory store failed: {preview(ev.failure.message)}", _failure(ev.failure), ["failure"]
+    head = f"memory: stored {len(ev.facts)} fact(s) from {ev.messages} message(s) (session {ev.session})"
+    return "tool", head, f"{head}\n\n{_facts(ev.facts)}", []
+
+
+def _compressed(ev: ContextCompressed) -> tuple[str, str, str, list[str]]:
+    head = (f"context compressed: ~{ev.tokens_before} -> ~{ev.tokens_after} tokens of {ev.context_window} "
+            f"({ev.messages_removed} message(s) summarised by {ev.summary_model})")
+    return "tool", head, f"{head}\ntrigger {ev.trigger_threshold:g}, target {ev.target_ratio:g}\n\n{ev.summary}", []
 
 
 def _computer_step(ev: ComputerStep) -> tuple[str, str, str, list[str]]:
@@ -352,12 +400,14 @@ RULES: dict[type, Rule] = {
     AnswerPosted: _answer, VoteCast: _vote, VoteInvalidated: _invalidated, AgentDropped: _dropped,
     ConsensusReached: _consensus, PresentationStarted: _presenting, PresentationCompleted: _presented,
     PostEvaluationStarted: _evaluating, PostEvaluationSubmitted: _evaluated, RunRestarted: _restarted,
+    QuestionParaphrased: _paraphrased,
     RunCompleted: _ended, RunTimedOut: _ended, RunFailed: _run_failed,
     RunCancelled: _cancelled, BudgetExceeded: _budget,
     McpServerStateChanged: _mcp_state, ToolsListed: _tools_listed, ToolCallRequested: _tool_call,
     ToolCallCompleted: _tool_done, ToolCallFailed: _tool_failed, ExecutionRequested: _exec,
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,
-    SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved,
+    SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved, WorkspaceFileRead: _file_read,
+    MemoryRetrieved: _recalled, MemoryStored: _remembered, ContextCompressed: _compressed,
     ComputerStep: _computer_step, ComputerUseCompleted: _computer_done,
 }
 """How each event type shows; any other type shows as ``info`` with its JSON as the body."""

@@ -19,6 +19,7 @@ from massgen_es.events import (
     ComputerStep,
     ComputerUseCompleted,
     ConsensusReached,
+    ContextCompressed,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -26,11 +27,14 @@ from massgen_es.events import (
     McpServerStateChanged,
     MediaGenerated,
     MediaSaved,
+    MemoryRetrieved,
+    MemoryStored,
     PostEvaluationStarted,
     PostEvaluationSubmitted,
     PresentationCompleted,
     PresentationStarted,
     ProviderRetried,
+    QuestionParaphrased,
     Record,
     RunCancelled,
     RunCancelRequested,
@@ -59,6 +63,7 @@ from massgen_es.events import (
     UsageRecorded,
     VoteCast,
     VoteInvalidated,
+    WorkspaceFileRead,
     WorkspaceSnapshotted,
 )
 from massgen_replay.analytics import RunAnalytics
@@ -75,8 +80,19 @@ _TOOL_EVENTS = (
 """Events of an agent's tools and commands: shown only for an agent of the run."""
 _DECISION_EVENTS = (
     VoteCast, VoteInvalidated, ConsensusReached, PresentationStarted, PresentationCompleted, PostEvaluationStarted,
-    PostEvaluationSubmitted, RunRestarted,
+    PostEvaluationSubmitted, RunRestarted, QuestionParaphrased,
 )
+
+
+def _started_status(ev: TurnStarted) -> str:
+    """An agent's status once a worker took up one of its turns, by the turn's kind (from its id)."""
+    if ids.is_presentation(ev.turn_id):
+        return "presenting"
+    if ids.is_post_evaluation(ev.turn_id):
+        return "evaluating"
+    if ids.is_paraphrase(ev.turn_id):
+        return "paraphrasing the question"
+    return f"thinking (attempt {ev.attempt})"
 
 
 def preview(text: str, n: int = 100) -> str:
@@ -174,7 +190,19 @@ class RunView:
             self._log(r, ev.agent_id, "media", f"{ev.kind} {ev.file_name} ({ev.object.size} bytes, {ev.mime_type}, "
                       f"{ev.model}; object {ev.object.name[:12]}): {preview(ev.prompt)}")
         elif isinstance(ev, MediaSaved):
-            self._log(r, ev.agent_id, "media", f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
+            self._log(r, ev.agent_id, "media", f"not saved: {ev.failure.message}" if ev.failure else
+                      f"saved in the workspace as {ev.path} ({ev.bytes} bytes)")
+        elif isinstance(ev, WorkspaceFileRead):
+            self._log(r, ev.agent_id, "media", f"could not read {ev.path}: {ev.failure.message}" if ev.failure else
+                      f"read {ev.path} ({ev.object.size if ev.object else 0} bytes) for a tool")
+        elif isinstance(ev, MemoryRetrieved | MemoryStored):
+            verb = "retrieved" if isinstance(ev, MemoryRetrieved) else "stored"
+            what = (f"{verb} failed: {preview(ev.failure.message)}" if ev.failure else
+                    f"{verb} {len(ev.facts)} fact(s): " + preview("; ".join(f.text for f in ev.facts)))
+            self._log(r, ev.agent_id, "memory", what)
+        elif isinstance(ev, ContextCompressed):
+            self._log(r, ev.agent_id, "memory", f"context compressed ~{ev.tokens_before} -> ~{ev.tokens_after} "
+                      f"tokens of {ev.context_window}: {preview(ev.summary)}")
         elif isinstance(ev, ComputerStep):
             shot = f"; screenshot {ev.screenshot.name[:12]} ({ev.screenshot.size} bytes)" if ev.screenshot else ""
             self._log(r, ev.agent_id, "computer", f"{ev.tool.removeprefix('custom_tool__')} step {ev.step}: "
@@ -272,6 +300,11 @@ class RunView:
                 self._log(r, ev.evaluator_id, "evaluated", f"auto-submitted: {ev.auto}" if ev.auto else "submitted")
             case RunRestarted():
                 self._restart(r, ev)
+            case QuestionParaphrased():  # MassGen spec §1.15: what each agent is asked besides the original
+                for agent_id, text in ev.by_agent.items():
+                    self._log(r, agent_id, "paraphrase", preview(text))
+                if not ev.by_agent:
+                    self._log(r, None, "paraphrase", "no usable paraphrase; every agent has the original only")
             case _:
                 pass
 
@@ -289,14 +322,10 @@ class RunView:
         match ev:
             case TurnRequested():
                 agent.status = {"coordination": "queued", "presentation": "presenting (queued)",
-                                "post_evaluation": "evaluating (queued)"}[ev.kind]
+                                "post_evaluation": "evaluating (queued)",
+                                "paraphrase": "paraphrasing the question (queued)"}[ev.kind]
             case TurnStarted():
-                if ids.is_presentation(ev.turn_id):
-                    agent.status = "presenting"
-                elif ids.is_post_evaluation(ev.turn_id):
-                    agent.status = "evaluating"
-                else:
-                    agent.status = f"thinking (attempt {ev.attempt})"
+                agent.status = _started_status(ev)
                 agent.text = ""
                 again = f", redelivery {ev.delivery}" if ev.delivery > 1 else ""
                 self._log(r, ev.agent_id, "started", f"turn {ev.turn_id} attempt {ev.attempt} on {ev.worker}{again}")
