@@ -22,6 +22,9 @@ import contextvars
 import itertools
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import PurePosixPath
 from typing import Any
 
 from llmock.scenarios import Plan, RequestInfo, ScenarioQueue
@@ -185,3 +188,45 @@ def memory_llm(body: dict[str, Any]) -> Reply:
         return Reply(text=json.dumps({"memory": [{"text": f} for f in facts]}))
     user = next((str(m.get("content")) for m in reversed(body.get("messages") or ()) if m.get("role") == "user"), "")
     return Reply(text="SUMMARY: " + " ".join(user.split())[:300])
+
+
+class UploadServer:
+    """A loopback HTTP server standing in for every host the corpus's ``upload_files`` URLs name: ``GET
+    /<host>/<path>`` answers a small file of the type the path's extension says (a WAV, a PDF, a PNG, or
+    text), so a URL entry is downloaded at submit and attached like MassGen's would be."""
+
+    FILES = {
+        ".wav": b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\x80>\x00\x00\x02\x00"
+                b"\x10\x00data\x00\x00\x00\x00",
+        ".pdf": b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        ".png": bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                              "1f15c4890000000d49444154789c63f8cf00000301010018dd8db40000000049454e44ae426082"),
+    }
+
+    def __init__(self) -> None:
+        files = self.FILES
+        self.requests: list[str] = []
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:
+                seen.append(self.path)
+                body = files.get(PurePosixPath(self.path.split("?")[0]).suffix.lower(), b"corpus upload\n")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> UploadServer:
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

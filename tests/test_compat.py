@@ -63,9 +63,8 @@ def test_a_massgen_feature_not_built_is_refused_by_name_never_as_a_typo(data: di
 
 def test_every_refused_feature_of_a_file_is_named_at_once():
     with pytest.raises(ConfigError) as info:
-        parse_config({**_team(command_line_docker_packages={"preinstall": {"python": ["numpy"]}}),
-                      "session_id": "s-1"})
-    assert "`session_id`" in str(info.value) and "agents[0].backend.command_line_docker_packages" in str(info.value)
+        parse_config({**_team(enable_computer_use=True), "session_id": "s-1"})
+    assert "`session_id`" in str(info.value) and "agents[0].backend.enable_computer_use" in str(info.value)
 
 
 def test_a_key_nobody_knows_is_still_a_typo():

@@ -2,9 +2,10 @@
 compatibility corpus (issue 16 item 1): every file loads or is refused by name, and every file that loads
 runs to a final answer against wire-level fakes of its providers.
 
-MassGen runs its examples from its repository root, so the relative context paths and ``upload_files``
-they name (``massgen/configs/resources/...``, ``docs/``) are created empty under a temporary directory
-used as the working directory (files where the name ends in an extension, directories otherwise).
+MassGen runs its examples from its repository root, so the relative context paths, ``upload_files`` and
+Docker ``env_file`` they name (``massgen/configs/resources/...``, ``docs/``, ``.env``) are created empty
+under a temporary directory used as the working directory (files where the name ends in an extension or
+starts with a dot, directories otherwise).
 
 The run walk (``test_every_config_that_loads_runs_to_a_final_answer``) rewrites each config that loads
 only where it would leave the machine, and keeps the rest of its meaning (agents, system messages,
@@ -19,6 +20,13 @@ orchestrator and timeout keys, tools, MCP servers):
   tools offered to the model). API-key variables hold a dummy key. Claude Code refuses
   ``permission_mode: bypassPermissions`` as root outside a sandbox it is told about, so when the tests
   run as root (CI's containers) ``IS_SANDBOX=1`` tells it this machine is one;
+- an ``upload_files`` entry that names a URL (``https://cdn.openai.com/API/docs/audio/alloy.wav``) is
+  pointed at a loopback :class:`~corpus_fakes.UploadServer` (``http://127.0.0.1:PORT/cdn.openai.com/API/...``),
+  which answers a small file of the type the path says: the run downloads it at submit and attaches it
+  as MassGen's would;
+- a Docker sandbox gets no network (``command_line_docker_network_mode: none``) and no
+  ``command_line_docker_packages`` (their preinstall would download from an index); its credential mounts
+  and environment are kept;
 - MCP servers run for real when they can without the network: a stdio server whose command is installed
   is started as written (the corpus's ``python -m massgen.tests.…`` servers then fail to start, since
   MassGen is not installed here, and the run must go on without their tools, as MassGen's does), and a
@@ -58,13 +66,19 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from corpus_fakes import ScriptedLLMock, memory_llm, openai_member
+from corpus_fakes import ScriptedLLMock, UploadServer, memory_llm, openai_member
 from harness import Stack, of
 from massgen_es import backends, models
 from massgen_es.config import Config, load_config
 from massgen_es.errors import ConfigError
 from massgen_es.events import (
-    MemoryRetrieved, MemoryStored, QuestionParaphrased, RunCompleted, RunFailed, RunSubmitted, ToolsListed,
+    MemoryRetrieved,
+    MemoryStored,
+    QuestionParaphrased,
+    RunCompleted,
+    RunFailed,
+    RunSubmitted,
+    ToolsListed,
 )
 from massgen_es.testing.fake_openai import FakeOpenAI
 
@@ -94,10 +108,13 @@ UPLOAD_KEYS = ("image_path", "audio_path", "video_path", "file_path")
 
 
 def _resource_paths(node: Any) -> Iterator[str]:
-    """The paths a config names as ``context_paths`` or ``upload_files`` entries."""
+    """The paths a config names as ``context_paths`` or ``upload_files`` entries, or as a Docker sandbox's
+    ``env_file``."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("context_paths", "upload_files") and isinstance(value, list):
+            if key == "env_file" and isinstance(value, str):
+                yield value
+            elif key in ("context_paths", "upload_files") and isinstance(value, list):
                 for e in (e for e in value if isinstance(e, dict)):
                     yield from (v for k, v in e.items() if k in ("path", *UPLOAD_KEYS) and isinstance(v, str)
                                 and "://" not in v)
@@ -108,6 +125,20 @@ def _resource_paths(node: Any) -> Iterator[str]:
             yield from _resource_paths(item)
 
 
+def _upload_urls(node: Any) -> Iterator[str]:
+    """The URLs a config names as ``upload_files`` entries."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "upload_files" and isinstance(value, list):
+                yield from (v for e in value if isinstance(e, dict) for k, v in e.items()
+                            if k in UPLOAD_KEYS and isinstance(v, str) and "://" in v)
+            else:
+                yield from _upload_urls(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _upload_urls(item)
+
+
 @pytest.fixture(scope="module")
 def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A working directory that looks like a MassGen checkout: every relative context path and uploaded
@@ -116,7 +147,8 @@ def massgen_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     names = {n for f in FILES for n in _resource_paths(yaml.safe_load(f.read_text()))}
     for name in sorted(n for n in names if not (Path(n).is_absolute() or n.startswith("~"))):
         target = root / name
-        if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", target.suffix):  # a file (`v0.0.21-example` is not)
+        if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", target.suffix) or target.name.startswith("."):  # a file
+            # (`v0.0.21-example` is not; `.env` is)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
         else:
@@ -218,9 +250,13 @@ def _servers(backend: dict[str, Any]) -> list[dict[str, Any]]:
     return list(servers)
 
 
-def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tuple[dict[str, Any], list[str]]:
-    """The config with every backend on a loopback fake and the MCP servers that would reach the network
-    removed (returned as ``"<agent>/<server>: <why>"``)."""
+def rewrite(
+    data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock, uploads: str = "http://127.0.0.1:9"
+) -> tuple[dict[str, Any], list[str]]:
+    """The config with every backend on a loopback fake, every ``upload_files`` URL on the loopback
+    ``uploads`` server (``https://host/path`` becomes ``<uploads>/host/path``), Docker sandboxes without
+    network or package preinstall, and the MCP servers that would reach the network removed (returned as
+    ``"<agent>/<server>: <why>"``)."""
     data = copy.deepcopy(data)
     agents = data["agents"] if isinstance(data.get("agents"), list) else [data["agent"]]
     dropped: list[str] = []
@@ -238,6 +274,13 @@ def rewrite(data: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> tupl
     for agent in agents:
         b = agent["backend"]
         _on_fakes(b, fake, llm)
+        if b.get("command_line_execution_mode") == "docker":
+            b["command_line_docker_network_mode"] = "none"
+            b.pop("command_line_docker_packages", None)
+        for entry in b.get("upload_files") or ():
+            for key, value in list(entry.items()):
+                if key in UPLOAD_KEYS and isinstance(value, str) and "://" in value:
+                    entry[key] = f"{uploads}/{value.split('://', 1)[1]}"
         if "mcp_servers" in b:
             kept = []
             for server in _servers(b):
@@ -255,6 +298,8 @@ def _persistent_memory(data: dict[str, Any]) -> bool:
     block = data.get("memory")
     p = block.get("persistent_memory") if isinstance(block, dict) and block.get("enabled", True) else None
     return isinstance(p, dict) and p.get("enabled", True) is not False
+
+
 def _on_fakes(b: dict[str, Any], fake: FakeOpenAI, llm: ScriptedLLMock) -> None:
     """Point one backend block at its loopback fake."""
     kind = b["type"]
@@ -323,7 +368,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
         monkeypatch.setenv("IS_SANDBOX", "1")
     outcomes: list[Outcome] = []
     started = time.monotonic()
-    with FakeOpenAI(azure_api_key=FAKE_KEY) as fake, ScriptedLLMock() as llm:
+    with FakeOpenAI(azure_api_key=FAKE_KEY) as fake, ScriptedLLMock() as llm, UploadServer() as files:
         async with Stack(fresh_nats.url) as stack:
             stack.orchestrator()
             stack.worker(concurrency=8)
@@ -336,7 +381,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
                     t0 = time.monotonic()
                     dropped: list[str] = []
                     try:
-                        cfg, dropped = rewrite(raw[name], fake, llm)
+                        cfg, dropped = rewrite(raw[name], fake, llm, files.base_url)
                         records = await stack.wait_done(await stack.submit(cfg), RUN_TIMEOUT_S)
                     except Exception as exc:  # noqa: BLE001 - every failure goes in the table
                         why = f"{type(exc).__name__}: {exc}"
@@ -384,5 +429,7 @@ async def test_every_config_that_loads_runs_to_a_final_answer(
         print(f"  MCP servers dropped: {sum(len(o.dropped) for o in outcomes)}; failed to start: "
               f"{sum(len(o.unstarted) for o in outcomes)}")
     assert len(outcomes) == len(raw)
+    url_uploads = [v for data in raw.values() for v in _upload_urls(data)]
+    assert len(files.requests) >= len(url_uploads), (files.requests, url_uploads)  # each URL was downloaded
     assert not bad, "configs that load but did not run to a final answer:\n" + "\n".join(
         f"{o.name}: {o.why}" for o in bad)

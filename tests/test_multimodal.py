@@ -5,8 +5,12 @@ llmock (Responses, Messages, generateContent), plus one whole-stack run with an 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +103,62 @@ def test_a_missing_file_is_a_config_error_naming_the_key_path(files):
     assert "`agents[0].backend.upload_files[0].image_path`" in msg and "fix the path" in msg
 
 
-def test_a_url_is_refused_as_unsupported_rather_than_missing():
-    msg = load_error({"type": "gemini", "upload_files": [{"audio_path": "https://cdn.example.com/alloy.wav"}]})
-    assert "`agents[0].backend.upload_files[0].audio_path`" in msg and "is a URL" in msg
-    assert "download the file and give its path" in msg
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server of a directory holding ``audio/alloy.wav`` and ``docs/blog.pdf``."""
+    root = tmp_path / "web"
+    (root / "audio").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "audio" / "alloy.wav").write_bytes(WAV)
+    (root / "docs" / "blog.pdf").write_bytes(PDF)
+    handler = functools.partial(QuietHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+async def test_a_url_entry_is_downloaded_at_submit_and_stored_like_a_file(nc, web):
+    url = f"{web}/audio/alloy.wav?dl=1"  # the type comes from the URL's path, as a file's from its name
+    cfg = parse_config(config({"type": "gemini", "upload_files": [{"audio_path": url},
+                                                                   {"file_path": f"{web}/docs/blog.pdf"}]}))
+    ev = run_submitted("q", cfg)
+    wav, pdf = ev.agents[0].backend["upload_files"]
+    digest = hashlib.sha256(WAV).hexdigest()
+    assert wav == {"audio_path": url,
+                   "object": {"name": digest, "digest": f"sha256:{digest}", "size": len(WAV), "label": "alloy.wav"}}
+    objects = ObjectStore(nc)
+    await media.store_uploads(objects, ev.agents)
+    got = await media.fetch_uploads(objects, media.uploads_of(ev.agents[0].backend))
+    assert [(a.kind, a.mime_type, a.name, a.data) for a in got] == [
+        ("audio", "audio/wav", "alloy.wav", WAV), ("file", "application/pdf", "blog.pdf", PDF)]
+    assert pdf["file_path"] == f"{web}/docs/blog.pdf"
+
+
+def test_a_url_entry_that_cannot_be_downloaded_or_is_too_large_is_a_clear_error(web):
+    def submit_error(url: str, **backend: Any) -> str:
+        cfg = parse_config(config({"type": "gemini", "upload_files": [{"audio_path": url}], **backend}))
+        with pytest.raises(ConfigError) as exc:
+            run_submitted("q", cfg)
+        return str(exc.value)
+
+    assert "answered HTTP 404" in submit_error(f"{web}/audio/none.wav")
+    assert "could not download it" in submit_error("http://127.0.0.1:9/alloy.wav")  # nothing listens
+    msg = submit_error(f"{web}/audio/alloy.wav", media_max_file_size_mb=0.00001)
+    assert "is over" in msg and "`media_max_file_size_mb`" in msg
+
+
+def test_a_url_of_a_type_the_provider_does_not_take_is_refused_at_load():
+    msg = load_error({"type": "claude", "upload_files": [{"image_path": "https://cdn.example.com/dot.bmp"}]})
+    assert "`agents[0].backend.upload_files[0].image_path`" in msg and "image/png" in msg
 
 
 def test_an_oversized_file_names_the_limit_key(files):

@@ -99,10 +99,6 @@ SCOPES: dict[str, dict[str, Key]] = {
                                                 "paths here are writable for the final presentation"),
         "agent_temporary_workspace": _ignore("temporary workspace MassGen's CLI sets; workspaces here live "
                                              "under the run's data directory"),
-        "command_line_docker_credentials": _refuse("Docker credential mounts (ssh keys, git/gh/npm/pypi "
-                                                   "configs, env files)"),
-        "command_line_docker_packages": _refuse("package preinstall at container start", "build an image with "
-                                                "them instead (`command_line_docker_dockerfile`)"),
         "enable_computer_use": _COMPUTER_USE,
         "display_width": _COMPUTER_USE,
         "display_height": _COMPUTER_USE,

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from massgen_es import backends, compat, custom_tools, mcp, media, models, skills
+from massgen_es import backends, compat, custom_tools, docker_setup, mcp, media, models, skills
 from massgen_es import memory as memory_block
 from massgen_es.custom_tools import CustomToolSpec
 from massgen_es.errors import ConfigError
@@ -197,6 +197,16 @@ class BackendConfig(_Strict, frozen=True):
     command_line_docker_enable_sudo: bool = False
     """Accepted for MassGen compatibility: lifts the sudo/chown/chmod filter; commands still run as the
     sandbox's non-root user."""
+    command_line_docker_credentials: docker_setup.DockerCredentials | None = None
+    """MassGen's credential mounts (read-only) and environment (``env_file``, ``env_vars``) of the Docker
+    sandbox (MassGen spec §4.2, ``massgen_es.docker_setup``); values travel as secret references."""
+    command_line_docker_packages: docker_setup.DockerPackages | None = None
+    """``preinstall: {python, npm, system}`` package lists installed when the Docker sandbox starts."""
+    resolved_docker_mounts: tuple[docker_setup.Mount, ...] = ()
+    """Filled in at load from ``command_line_docker_credentials`` (host paths that exist); not a config key."""
+    resolved_docker_env: dict[str, str] = {}
+    """Filled in at load from ``command_line_docker_credentials``: the sandbox's variables; in events each
+    value is a ``${secret:…}`` reference. Not a config key."""
     command_line_allowed_commands: tuple[str, ...] = ()
     """Regexes; when set, a command must match one (``re.match``, as MassGen)."""
     command_line_blocked_commands: tuple[str, ...] = ()
@@ -475,6 +485,19 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: give either `agents:` (a list) or `agent:` (one), not both")
     if not cfg.team:
         raise ConfigError(f"{origin}: no agents; add an `agents:` list with at least one entry")
+    fixed = _checked_agents(cfg, origin)
+    o = _checked_orchestrator(cfg.orchestrator, origin)
+    if o.coordination.enable_agent_task_planning:
+        fixed = [_with_planning(a, o.coordination, "agent" if cfg.agent else f"agents[{i}]", origin)
+                 for i, a in enumerate(fixed)]
+    t = cfg.timeout_settings
+    for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
+        _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
+    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None, orchestrator=o)
+
+
+def _checked_agents(cfg: Config, origin: str) -> list[AgentConfig]:
+    """The team with unique, non-empty ids, each backend checked and its memory block resolved."""
     seen: set[str] = set()
     fixed: list[AgentConfig] = []
     for i, agent in enumerate(cfg.team):
@@ -490,7 +513,10 @@ def _check(cfg: Config, origin: str) -> Config:
             backend = msgspec.structs.replace(backend, resolved_memory=memory_block.resolve(
                 memory_block.merged(top, agent.memory), f"{where}.memory" if agent.memory else "memory", origin))
         fixed.append(msgspec.structs.replace(agent, backend=backend))
-    o = cfg.orchestrator
+    return fixed
+
+
+def _checked_orchestrator(o: OrchestratorConfig, origin: str) -> OrchestratorConfig:
     for i, cp in enumerate(o.context_paths):
         _check_context_path(cp, f"orchestrator.context_paths[{i}]", origin)
     if o.max_new_answers_per_agent is not None and o.max_new_answers_per_agent < 1:
@@ -505,13 +531,7 @@ def _check(cfg: Config, origin: str) -> Config:
         raise ConfigError(f"{origin}: `orchestrator.coordination.max_tasks_per_plan` must be >= 1")
     if o.dspy is not None and o.dspy.enabled:
         o = msgspec.structs.replace(o, dspy=_check_dspy(o.dspy, origin))
-    if o.coordination.enable_agent_task_planning:
-        fixed = [_with_planning(a, o.coordination, "agent" if cfg.agent else f"agents[{i}]", origin)
-                 for i, a in enumerate(fixed)]
-    t = cfg.timeout_settings
-    for key in ("orchestrator_timeout_seconds", "presentation_timeout_seconds"):
-        _check_seconds(getattr(t, key), f"timeout_settings.{key}", origin)
-    return msgspec.structs.replace(cfg, agents=tuple(fixed), agent=None, orchestrator=o)
+    return o
 
 
 def _check_dspy(d: DspyConfig, origin: str) -> DspyConfig:
@@ -546,7 +566,26 @@ def _check_backend(b: BackendConfig, where: str, origin: str) -> BackendConfig:
     _check_command_line(b, where, origin)
     media.check_uploads(b.type, b.upload_files, b.media_max_file_size_mb, where, origin)
     media.check_generation(b.type, {k: getattr(b, k) for k in media.GENERATION_KEYS}, where, origin)
-    return _with_custom_tools(b, where, origin)
+    return _with_custom_tools(_with_docker_setup(b, where, origin), where, origin)
+
+
+def _with_docker_setup(b: BackendConfig, where: str, origin: str) -> BackendConfig:
+    """``b`` with its Docker credentials resolved (``massgen_es.docker_setup.resolve``) and its package
+    lists checked; a recorded run's backend parsed again keeps what it had.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    if b.command_line_docker_packages is not None:
+        docker_setup.check_packages(b.command_line_docker_packages, where, origin)
+    creds = b.command_line_docker_credentials
+    if (creds is not None or b.command_line_docker_packages is not None) and b.command_line_execution_mode != "docker":
+        _log.warning("%s: `%s.command_line_docker_credentials`/`command_line_docker_packages` apply to the Docker "
+                     "sandbox only; `command_line_execution_mode` is %r", origin, where, b.command_line_execution_mode)
+    if creds is None or b.resolved_docker_mounts or b.resolved_docker_env:
+        return b
+    mounts, env = docker_setup.resolve(creds, where, origin)
+    return msgspec.structs.replace(b, resolved_docker_mounts=mounts, resolved_docker_env=env)
 
 
 def _key_by_reference(b: BackendConfig, where: str, origin: str) -> BackendConfig:
@@ -893,9 +932,14 @@ def _backend_dict(b: BackendConfig, shared_paths: tuple[ContextPath, ...] = ()) 
         )
         for s in b.mcp_servers
     )
-    uploads = media.with_objects(b.upload_files)
-    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers, upload_files=uploads)
+    uploads = media.with_objects(b.upload_files, b.media_max_file_size_mb)
+    docker_env = {k: v if _SECRET_REF.fullmatch(v) else secret_ref(v) for k, v in b.resolved_docker_env.items()}
+    b = msgspec.structs.replace(b, context_paths=paths, mcp_servers=servers, upload_files=uploads,
+                                resolved_docker_env=docker_env)
     return {k: v for k, v in msgspec.to_builtins(b).items() if v is not None}
+
+
+_SECRET_REF = re.compile(r"\$\{secret:[0-9a-f]{32}\}")
 
 
 def secret_ref(value: str) -> str:
@@ -904,11 +948,12 @@ def secret_ref(value: str) -> str:
 
 
 def secrets(cfg: Config) -> dict[str, str]:
-    """Every MCP ``env``/``headers`` value of ``cfg`` by its digest: what the submitter stores in the
-    secret store before appending ``run.submitted``."""
+    """Every MCP ``env``/``headers`` value and Docker sandbox variable (``resolved_docker_env``) of ``cfg``
+    by its digest: what the submitter stores in the secret store before appending ``run.submitted``."""
     out: dict[str, str] = {}
     for a in cfg.team:
-        for s in a.backend.mcp_servers:
-            for v in (*s.env.values(), *s.headers.values()):
+        values = [v for s in a.backend.mcp_servers for v in (*s.env.values(), *s.headers.values())]
+        for v in (*values, *a.backend.resolved_docker_env.values()):
+            if not _SECRET_REF.fullmatch(v):
                 out[secret_ref(v)[len("${secret:") : -1]] = v
     return out

@@ -867,6 +867,9 @@ class SandboxChanged(Event, frozen=True, tag="sandbox.changed"):
     state: Literal["created", "removed"]
     image: str = ""
     reason: str = ""
+    preinstall: str = ""
+    """``created``: one ``<kind>: <packages>: ok (<s> s)`` or ``...: failed (<why>): <output tail>`` line per
+    ``command_line_docker_packages`` install step (MassGen spec §4.2)."""
 
 
 # ---------------------------------------------------------------- generated media (issue 16)

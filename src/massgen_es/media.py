@@ -7,6 +7,14 @@ default 64 as MassGen's) and a kind or type the backend's provider does not acce
 (:func:`with_objects`), which the submitter stores before appending the event (:func:`store_uploads`); the
 events themselves stay small. The agent worker fetches the bytes (:func:`fetch_uploads`) and the provider
 adapter attaches them to the first user message in its provider's native form.
+
+An entry may name an ``http(s)`` URL instead of a path, as in MassGen (its examples upload
+``https://cdn.openai.com/...pdf``). The file is downloaded once, when the run is submitted
+(:func:`with_objects`: a GET following redirects, at most ``media_max_file_size_mb``, :data:`FETCH_TIMEOUT_S`),
+and stored in the Object Store like a local file, so every provider gets the same bytes in its native
+form (rather than the URL passed through, which only some providers and kinds accept) and a replay or a
+fork never depends on the URL again. Its kind and type come from the URL's path, as a local file's do
+from its name; a failed or oversized download is a :class:`ConfigError` naming the URL and the fix.
 """
 
 from __future__ import annotations
@@ -14,10 +22,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import posixpath
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -103,9 +115,49 @@ class Attachment:
         return f"data:{self.mime_type};base64,{self.base64}"
 
 
+FETCH_TIMEOUT_S = 60.0
+"""Seconds a URL entry's download may stall (per read), at submit."""
+_FETCHED: dict[str, bytes] = {}
+"""Downloaded bytes by digest, from :func:`with_objects` until :func:`store_uploads` stores them."""
+
+
+def is_url(path: str) -> bool:
+    """Whether an entry names an ``http(s)`` URL rather than a local path."""
+    return path.startswith(("http://", "https://"))
+
+
+def fetch(url: str, max_bytes: int) -> bytes:
+    """The body of ``GET url`` (redirects followed), read until ``max_bytes``.
+
+    Raises:
+        ConfigError: the server cannot be reached or answers an error status, or the body is larger than
+            ``max_bytes``; the message names the URL and what to do.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": "massgen-es"})
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as resp:  # noqa: S310 - http(s) only
+            data = resp.read(max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"upload {url!r}: the server answered HTTP {exc.code}; check the URL, or download the "
+                          "file and give its path") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"upload {url!r}: could not download it ({reason}); check the URL and the network, or "
+                          "download the file and give its path") from None
+    if len(data) > max_bytes:
+        raise ConfigError(f"upload {url!r} is over {max_bytes / 1_048_576:g} MB (`media_max_file_size_mb`); raise "
+                          "the limit or upload a smaller file")
+    return data
+
+
+def _url_name(url: str) -> str:
+    return posixpath.basename(unquote(urlsplit(url).path)) or "download"
+
+
 def mime_type(path: str) -> str | None:
-    """The MIME type of ``path`` by its extension, in the spelling providers use (``audio/wav``)."""
-    guessed = mimetypes.guess_type(path, strict=False)[0]
+    """The MIME type of ``path`` (or of a URL's path) by its extension, in the spelling providers use
+    (``audio/wav``)."""
+    guessed = mimetypes.guess_type(urlsplit(path).path if is_url(path) else path, strict=False)[0]
     return _MIME_FIXES.get(guessed, guessed) if guessed else None
 
 
@@ -128,13 +180,12 @@ def check_uploads(backend_type: str, uploads: tuple[UploadFile, ...], max_mb: fl
         p = Path(u.path).expanduser()
         if u.object is not None:  # a fork's entry (its parent's config): the bytes are stored already
             pass
-        elif u.path.startswith(("http://", "https://")):
-            raise ConfigError(f"{origin}: `{at}` {u.path!r} is a URL; this system uploads local files only "
-                              "(MassGen also takes URLs): download the file and give its path")
+        elif is_url(u.path):
+            pass  # downloaded at submit (`with_objects`), its size checked then
         elif not p.is_file():
             raise ConfigError(f"{origin}: `{at}` {u.path!r} is not a file; fix the path (relative paths are "
                               "relative to the directory massgen runs in)")
-        size_mb = (u.object.size if u.object is not None else p.stat().st_size) / 1_048_576
+        size_mb = (u.object.size if u.object is not None else 0 if is_url(u.path) else p.stat().st_size) / 1_048_576
         if size_mb > max_mb:
             raise ConfigError(f"{origin}: `{at}` {u.path!r} is {size_mb:.1f} MB, above "
                               f"`{where}.media_max_file_size_mb` ({max_mb:g}); raise the limit or upload a smaller one")
@@ -179,13 +230,25 @@ def check_generation(backend_type: str, flags: dict[str, bool], where: str, orig
                               "key or change the backend type")
 
 
-def with_objects(uploads: tuple[UploadFile, ...]) -> tuple[UploadFile, ...]:
+def with_objects(uploads: tuple[UploadFile, ...], max_mb: float = 64.0) -> tuple[UploadFile, ...]:
     """The entries with absolute paths and ``object`` set to the reference of each file's bytes (read
-    now; :func:`store_uploads` stores the same bytes)."""
+    now; :func:`store_uploads` stores the same bytes). A URL entry is downloaded now (:func:`fetch`, at
+    most ``max_mb``) and keeps its URL.
+
+    Raises:
+        ConfigError: a URL entry could not be downloaded or is too large.
+    """
     out: list[UploadFile] = []
     for u in uploads:
         if u.object is not None:
             out.append(u)
+            continue
+        if is_url(u.path):
+            data = fetch(u.path, int(max_mb * 1_048_576))
+            digest = hashlib.sha256(data).hexdigest()
+            _FETCHED[digest] = data
+            out.append(msgspec.structs.replace(u, object=ObjectRef(
+                name=digest, digest=f"sha256:{digest}", size=len(data), label=_url_name(u.path))))
             continue
         p = Path(u.path).expanduser().resolve()
         data = p.read_bytes()
@@ -210,6 +273,13 @@ async def store_uploads(objects: ObjectStore, agents: Iterable[AgentSpec]) -> No
     for agent in agents:
         for u in uploads_of(agent.backend):
             if u.object is None:
+                continue
+            if is_url(u.path):
+                # Downloaded by `with_objects` in this process; an entry without its bytes here is a fork's,
+                # whose parent stored them already (the store is content-addressed).
+                fetched = _FETCHED.pop(u.object.name, None)
+                if fetched is not None:
+                    await objects.put(fetched, u.object.label, exact=True)
                 continue
             try:
                 data = Path(u.path).read_bytes()

@@ -7,10 +7,18 @@ the file's text carried along so that an executor on another machine can run it.
 offers the specs; the executor runs a call in the agent's sandbox (:mod:`massgen_es.custom_tools.runner`).
 
 A function without ``path``, or with a ``path`` under MassGen's ``massgen/tool/``, names one of MassGen's
-bundled tools: the basic ones are ours (:mod:`massgen_es.custom_tools.basic`), the multimodal ones are run
-by the agent worker (:mod:`massgen_es.custom_tools.bundled`: they call OpenAI models, and only the worker
-holds provider keys), so are the computer-use ones
-(:mod:`massgen_es.custom_tools.automation`), the others are refused with the reason (:data:`UNSUPPORTED`).
+bundled tools: those we ship are ours (:data:`SHIPPED`: the basic ones, the crawl4ai client, the GitHub
+issue analyzer), the multimodal ones are run by the agent worker (:mod:`massgen_es.custom_tools.bundled`:
+they call OpenAI models, and only the worker holds provider keys), so are the computer-use ones
+(:mod:`massgen_es.custom_tools.automation`), the others are refused with the reason
+(:data:`UNSUPPORTED`).
+
+Network rule: a custom tool runs in the agent's sandbox, which has no network by default. A shipped tool
+that exists to reach a server (crawl4ai, GitHub) is marked ``network``: in local mode its call gets the
+host's network (our code, talking to the URL its variable names); in Docker mode it uses the container's
+network, and a container without one (``command_line_docker_network_mode: none``) refuses the call naming
+the fix. A user's tool follows the agent's settings (``command_line_local_network``,
+``command_line_docker_network_mode``).
 """
 
 from __future__ import annotations
@@ -37,25 +45,49 @@ MAX_TOTAL_SOURCE_BYTES = 96_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 
 BASIC = Path(__file__).with_name("basic.py")
-SHIPPED = {"two_num_tool": "massgen/tool/_basic/_two_num_tool.py", "wrong_two_num_tool": None}
-"""MassGen's bundled functions we ship (in :data:`BASIC`), by name: MassGen's file, or None when no
-MassGen file defines it (``wrong_two_num_tool`` is named only by MassGen's broken-tool examples)."""
+WEB = Path(__file__).with_name("crawl4ai.py")
+GITHUB = Path(__file__).with_name("github_issues.py")
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """One of MassGen's bundled functions that we ship.
+
+    Attributes:
+        file: our file that defines it (standard library only: it runs in the agent's sandbox).
+        massgen_path: MassGen's file of the function (a config may name it as ``path``), or None when no
+            MassGen file defines it (``wrong_two_num_tool`` is named only by MassGen's broken-tool examples).
+        network: the tool exists to reach a server: see the network rule in the module docstring.
+        env: variables of the executor's environment handed to the call (a server's URL, an optional
+            token), never through the event log or the command line.
+    """
+
+    file: Path
+    massgen_path: str | None
+    network: bool = False
+    env: tuple[str, ...] = ()
+
+
+_CRAWL4AI = "massgen/tool/_web_tools/crawl4ai_tool.py"
+CRAWL4AI_TOOLS = ("crawl4ai_md", "crawl4ai_html", "crawl4ai_screenshot", "crawl4ai_pdf", "crawl4ai_execute_js",
+                  "crawl4ai_crawl")
+SHIPPED: Mapping[str, Shipped] = {
+    "two_num_tool": Shipped(BASIC, "massgen/tool/_basic/_two_num_tool.py"),
+    "wrong_two_num_tool": Shipped(BASIC, None),
+    **{name: Shipped(WEB, _CRAWL4AI, network=True, env=("CRAWL4AI_BASE_URL",)) for name in CRAWL4AI_TOOLS},
+    "fetch_github_issues": Shipped(GITHUB, "massgen/tool/_self_evolution/_github_issue_analyzer.py", network=True,
+                                   env=("GITHUB_API_URL", "GITHUB_TOKEN")),
+}
+"""MassGen's bundled functions we ship, by name."""
 AUTO_DISCOVERED = ("two_num_tool",)
 """What ``auto_discover_custom_tools`` adds: the working bundled tools this system ships."""
 
 UNSUPPORTED: Mapping[str, str] = {
-    "crawl4ai_md": "web scraping through a crawl4ai server",
-    "crawl4ai_html": "web scraping through a crawl4ai server",
-    "crawl4ai_screenshot": "web scraping through a crawl4ai server",
-    "crawl4ai_pdf": "web scraping through a crawl4ai server",
-    "crawl4ai_execute_js": "web scraping through a crawl4ai server",
-    "crawl4ai_crawl": "web scraping through a crawl4ai server",
     "ag2_lesson_planner": "an AG2 agent team (interop)",
     "langgraph_lesson_planner": "a LangGraph agent (interop)",
     "agentscope_lesson_planner": "an AgentScope agent (interop)",
     "openai_assistant_lesson_planner": "an OpenAI Assistants agent (interop)",
     "smolagent_lesson_planner": "a smolagents agent (interop)",
-    "fetch_github_issues": "MassGen's GitHub issue analyzer (self-evolution)",
 }
 """MassGen's bundled tools (``massgen/tool/...``) that this system does not provide: a config naming one
 is refused at load with what the tool does."""
@@ -84,6 +116,10 @@ class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     multimodal and computer-use tools (``function`` names their entry in
     :data:`massgen_es.custom_tools.bundled.TOOLS` or :data:`massgen_es.custom_tools.automation.TOOLS`;
     ``source`` is empty)."""
+    network: bool = False
+    """A shipped tool that reaches a server (:attr:`Shipped.network`)."""
+    env: tuple[str, ...] = ()
+    """Names of the executor's environment variables the call gets (:attr:`Shipped.env`)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +157,8 @@ def resolve(
         for function in AUTO_DISCOVERED:
             if PREFIX + function not in out:
                 out[PREFIX + function] = (f"{where}.auto_discover_custom_tools", _from_file(
-                    BASIC, _read(BASIC), function, function, None, {}, "basic", "", origin))
+                    SHIPPED[function].file, _read(SHIPPED[function].file), function, function, None, {}, "basic", "",
+                    origin))
     dropped = set(exclude)
     kept = [s for _, s in out.values() if not ({s.name, s.name.removeprefix(PREFIX), s.function} & dropped)]
     carried: set[str] = set()
@@ -158,15 +195,17 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
             raise ConfigError(
                 f"{origin}: `{fkey}`: `{function}` is one of MassGen's bundled tools ({refused}), which this system "
                 f"does not support; remove this entry from `{at.rsplit('.', 1)[0]}`")
-        if function not in SHIPPED or (e.path is not None and SHIPPED[function] not in (None, _normal(e.path))):
+        ours = SHIPPED.get(function)
+        if ours is None or (e.path is not None and ours.massgen_path not in (None, _normal(e.path))):
             shipped = ", ".join(SHIPPED)
             raise ConfigError(
                 f"{origin}: `{fkey}`: " + (f"no `path` is given, so `{function}` must be one of MassGen's bundled "
                                            if e.path is None else
                                            f"`{e.path}` is a MassGen bundled file, and `{function}` is not one of the ")
                 + f"tools this system ships ({shipped}); set `{at}.path` to the Python file that defines it")
-        return _from_file(BASIC, _read(BASIC), function, name, e.descriptions[j], e.preset_args[j], at, fkey, origin,
-                          e.category)
+        spec = _from_file(ours.file, _read(ours.file), function, name, e.descriptions[j], e.preset_args[j], at, fkey,
+                          origin, e.category)
+        return msgspec.structs.replace(spec, network=ours.network, env=ours.env)
     assert e.path is not None
     file = Path(e.path).expanduser()
     if not file.is_file():

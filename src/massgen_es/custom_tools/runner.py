@@ -25,6 +25,9 @@ MAX_ARGV_BYTES = 120_000
 RUNNER = r'''
 import asyncio, base64, contextlib, inspect, json, sys, traceback, types
 p = json.loads(base64.b64decode(sys.argv[1]))
+if p.get("env_on_stdin"):
+    import os
+    os.environ.update(json.loads(sys.stdin.readline() or "{}"))
 out = sys.stdout
 def emit(**kw):
     out.write("\n" + MARKER + json.dumps(kw) + "\n"); out.flush()
@@ -102,14 +105,19 @@ else:
 '''.replace("MARKER", repr(MARKER))
 
 
-def command(source: str, filename: str, function: str, arguments: dict[str, Any], agent_cwd: str) -> str:
-    """The ``/bin/sh -c`` command line that runs one call (``python3`` of the sandbox).
+def command(
+    source: str, filename: str, function: str, arguments: dict[str, Any], agent_cwd: str, env_on_stdin: bool = False
+) -> str:
+    """The ``/bin/sh -c`` command line that runs one call (``python3`` of the sandbox). With
+    ``env_on_stdin`` the runner first reads one JSON line of environment variables from stdin (values
+    that must not show in the command line, such as a token).
 
     Raises:
         ValueError: the file and arguments do not fit in one process argument (:data:`MAX_ARGV_BYTES`).
     """
     payload = json.dumps({"source": source, "filename": filename, "function": function,
-                          "arguments": arguments, "agent_cwd": agent_cwd}, ensure_ascii=False)
+                          "arguments": arguments, "agent_cwd": agent_cwd, "env_on_stdin": env_on_stdin},
+                         ensure_ascii=False)
     encoded = base64.b64encode(payload.encode()).decode()
     line = f"python3 -c {shlex.quote(RUNNER)} {encoded}"
     if len(line) > MAX_ARGV_BYTES:

@@ -8,6 +8,10 @@
 - The container idles (``sleep infinity``); each command is an ``exec``, killed by ``timeout -s KILL``
   inside the container when it runs too long. A container created ahead of its first command (when the
   run is submitted) makes that command warm.
+- MassGen's set-up keys (``massgen_es.docker_setup``): credential mounts (read-only unless an
+  ``additional_mounts`` entry says ``rw``), the environment from ``env_file``/``env_vars`` (given to the
+  Engine API at creation, never in a command line), and the ``preinstall`` package lists, installed
+  right after creation while the container's lock is held, so the first command finds them.
 
 The SDK is synchronous: every call runs in a thread.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -24,7 +29,9 @@ from typing import cast
 import docker
 import docker.errors
 
+from massgen_es import docker_setup
 from massgen_es.config import BackendConfig
+from massgen_es.docker_setup import DockerPackages, Mount
 from massgen_es.errors import SandboxUnavailable
 from massgen_es.workspaces import SANDBOX_UID
 from massgen_executor.result import ExecResult
@@ -46,12 +53,16 @@ class SandboxSpec:
     nano_cpus: int | None = None
     pids_limit: int = 256
     read_only: bool = False
+    mounts: tuple[Mount, ...] = ()
+    packages: DockerPackages | None = None
 
     @classmethod
     def of(cls, b: BackendConfig) -> SandboxSpec:
         """The sandbox a backend's ``command_line_docker_*`` settings describe."""
         cpu = b.command_line_docker_cpu_limit
         return cls(
+            mounts=b.resolved_docker_mounts,
+            packages=b.command_line_docker_packages,
             image=b.command_line_docker_image,
             dockerfile=b.command_line_docker_dockerfile,
             network=b.command_line_docker_network_mode,
@@ -100,16 +111,21 @@ class DockerSandboxes:
         return self._client
 
     async def ensure(
-        self, run_id: str, agent_id: str, spec: SandboxSpec, workspace: Path, read_only_paths: list[Path]
-    ) -> tuple[str, bool]:
-        """The running container of ``agent_id`` in ``run_id``: ``(name, created now)``."""
+        self, run_id: str, agent_id: str, spec: SandboxSpec, workspace: Path, read_only_paths: list[Path],
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool, str]:
+        """The running container of ``agent_id`` in ``run_id``: ``(name, created now, preinstall report)``;
+        ``env`` is its environment (values: secrets, never logged). The report has one ``label: ok`` or
+        ``label: failed (...)`` line per install step run now (:func:`_preinstall`)."""
         name = container_name(run_id, agent_id)
         async with self._locks.setdefault(name, asyncio.Lock()):
-            return await asyncio.to_thread(self._ensure, name, run_id, agent_id, spec, workspace, read_only_paths)
+            return await asyncio.to_thread(self._ensure, name, run_id, agent_id, spec, workspace, read_only_paths,
+                                           dict(env or {}))
 
     def _ensure(
-        self, name: str, run_id: str, agent_id: str, spec: SandboxSpec, workspace: Path, ro: list[Path]
-    ) -> tuple[str, bool]:
+        self, name: str, run_id: str, agent_id: str, spec: SandboxSpec, workspace: Path, ro: list[Path],
+        env: dict[str, str],
+    ) -> tuple[str, bool, str]:
         client = self.client()
         try:
             existing = client.containers.get(name)
@@ -117,11 +133,16 @@ class DockerSandboxes:
             existing = None
         if existing is not None:
             if existing.status == "running":
-                return name, False
+                return name, False, ""
             existing.remove(force=True)
         self._image(client, spec)
         volumes = {str(workspace): {"bind": str(workspace), "mode": "rw"}}
         volumes.update({str(p): {"bind": str(p), "mode": "ro"} for p in ro if p.exists()})
+        volumes.update({m.host: {"bind": m.bind, "mode": m.mode} for m in spec.mounts})
+        if spec.packages is not None:
+            image_env = client.images.get(spec.image).attrs.get("Config", {}).get("Env") or []
+            image_path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")), "")
+            env = {**env, **docker_setup.environment(spec.packages, image_path)}
         try:
             client.containers.run(
                 spec.image,
@@ -138,15 +159,36 @@ class DockerSandboxes:
                 user=f"{SANDBOX_UID}:{SANDBOX_UID}",
                 working_dir=str(workspace),
                 volumes=volumes,
+                environment=env or None,
                 init=True,  # reaps zombies of backgrounded commands
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # created concurrently by another executor: use it
-                return name, False
+                return name, False, ""
             raise SandboxUnavailable(
                 f"cannot start sandbox {name} from {spec.image}: {exc.explanation or exc}"
             ) from None
-        return name, True
+        return name, True, self._preinstall(name, spec, workspace)
+
+    def _preinstall(self, name: str, spec: SandboxSpec, workspace: Path) -> str:
+        """Run the ``preinstall`` steps (``docker_setup.preinstall_steps``) in the new container; one report
+        line per step. A failed step does not stop the others or the sandbox (MassGen's rule); without a
+        network it fails as the package tool reports it, which the report says."""
+        if spec.packages is None:
+            return ""
+        lines: list[str] = []
+        for label, as_root, command in docker_setup.preinstall_steps(spec.packages):
+            user = "0:0" if as_root else f"{SANDBOX_UID}:{SANDBOX_UID}"
+            result = self._exec(name, command, workspace, docker_setup.STEP_TIMEOUT_S, 64 << 10, user=user)
+            if result.exit_code == 0:
+                lines.append(f"{label}: ok ({result.duration_s:.1f} s)")
+                continue
+            tail = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()[-3:]
+            why = "timed out" if result.timed_out else f"exit {result.exit_code}"
+            offline = " (the sandbox has no network: command_line_docker_network_mode is none)" if (
+                spec.network == "none") else ""
+            lines.append(f"{label}: failed ({why}){offline}: {' | '.join(tail)[:400]}")
+        return "\n".join(lines)
 
     def _image(self, client: docker.DockerClient, spec: SandboxSpec) -> None:
         if spec.dockerfile:
@@ -167,12 +209,17 @@ class DockerSandboxes:
             ) from None
 
     async def exec(
-        self, name: str, command: str, *, work_dir: Path, timeout_s: float, max_bytes: int
+        self, name: str, command: str, *, work_dir: Path, timeout_s: float, max_bytes: int,
+        env: Mapping[str, str] | None = None,
     ) -> ExecResult:
-        """Run ``command`` with ``/bin/sh -c`` in container ``name`` as the sandbox user."""
-        return await asyncio.to_thread(self._exec, name, command, work_dir, timeout_s, max_bytes)
+        """Run ``command`` with ``/bin/sh -c`` in container ``name`` as the sandbox user, with ``env`` added
+        to its environment (through the Engine API: not in the command line)."""
+        return await asyncio.to_thread(self._exec, name, command, work_dir, timeout_s, max_bytes, env)
 
-    def _exec(self, name: str, command: str, work_dir: Path, timeout_s: float, max_bytes: int) -> ExecResult:
+    def _exec(
+        self, name: str, command: str, work_dir: Path, timeout_s: float, max_bytes: int,
+        env: Mapping[str, str] | None = None, user: str = f"{SANDBOX_UID}:{SANDBOX_UID}",
+    ) -> ExecResult:
         container = self.client().containers.get(name)
         started = time.monotonic()
         argv = ["timeout", "-s", "KILL", f"{timeout_s:g}", "/bin/sh", "-c", command]
@@ -180,7 +227,8 @@ class DockerSandboxes:
         # docker stub's ExecResult only has the other shapes (exit code maybe None, output bytes or a stream).
         code, (out, err) = cast(
             "tuple[int, tuple[bytes | None, bytes | None]]",
-            container.exec_run(argv, workdir=str(work_dir), user=f"{SANDBOX_UID}:{SANDBOX_UID}", demux=True),
+            container.exec_run(argv, workdir=str(work_dir), user=user, demux=True,
+                               environment=dict(env) if env else None),
         )
         out, out_cut = _cap(out or b"", max_bytes)
         err, err_cut = _cap(err or b"", max_bytes)

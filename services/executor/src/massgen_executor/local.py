@@ -19,6 +19,7 @@ the executor's user: containment, not isolation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -160,10 +161,13 @@ async def run_local(
     env: Mapping[str, str] | None = None,
     max_output_bytes: int = 1 << 20,
     isolation: Isolation | None = None,
+    stdin: bytes | None = None,
 ) -> ExecResult:
     """Run ``/bin/sh -c command`` in ``work_dir`` with ``limits`` and a ``timeout_s`` wall clock.
 
-    The process starts a new session (its pid is its process group id); stdin is ``/dev/null``; the
+    The process starts a new session (its pid is its process group id); stdin is ``/dev/null``, or
+    a pipe that carries ``stdin`` and is then closed (how a value that must not show in the process
+    list, such as a token, reaches the command); the
     environment is :func:`minimal_env` (``work_dir`` as ``HOME``, plus ``env``; never secrets: in a
     sandbox they show in its ``/proc/1/cmdline``). With ``isolation`` the shell runs inside bwrap
     (:func:`~massgen_executor.isolation.bwrap_argv`), which itself starts with an empty environment.
@@ -204,7 +208,7 @@ async def run_local(
             *argv,
             cwd=work_dir,
             env=child_env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -213,6 +217,11 @@ async def run_local(
     except (OSError, subprocess.SubprocessError) as exc:
         raise CommandStartError(f"could not run the command in {work_dir}: {exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
+    if stdin is not None and proc.stdin is not None:
+        proc.stdin.write(stdin)
+        with contextlib.suppress(OSError):  # the command may exit without reading it
+            await proc.stdin.drain()
+        proc.stdin.close()
     out, err = _Sink(max_output_bytes), _Sink(max_output_bytes)
     readers = [asyncio.create_task(_drain(proc.stdout, out)), asyncio.create_task(_drain(proc.stderr, err))]
     timed_out = False

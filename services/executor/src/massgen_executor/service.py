@@ -20,7 +20,11 @@ labelled containers of runs that have ended (or that it cannot find).
 A request for a custom tool (``custom_tool`` set, MassGen spec §2.5) runs the same way, in the same
 sandbox, without the command filters (the command is ours): ``python3 -c`` the runner of
 :mod:`massgen_es.custom_tools.runner`, given the tool file's text from the run's config, the model's
-arguments, the ``preset_args`` and the workspace as ``agent_cwd``. The function's result text becomes
+arguments, the ``preset_args`` and the workspace as ``agent_cwd``. A shipped tool that reaches a
+server (crawl4ai, GitHub: ``CustomToolSpec.network``) gets the host's network in local mode, and the
+variables it names (``CustomToolSpec.env``) from this executor's environment, outside the event log and
+the command line (stdin locally, the exec environment in Docker); a token among them is scrubbed from
+every event. The function's result text becomes
 ``execution.completed`` (``stdout``); an exception, no result or a timeout becomes ``execution.failed``
 (``CustomToolError``, ``ToolTimeout``), which the model reads as the tool's error.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -38,10 +43,11 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from massgen_es import mcp, subjects, workspaces
+from massgen_es import mcp, scrub, subjects, workspaces
 from massgen_es.bus import Draft, once
 from massgen_es.bus.jetstream import ACK_WAIT_S, ExecQueue, JetStreamEventLog
 from massgen_es.bus.objects import ObjectStore
+from massgen_es.bus.secrets import SecretStore
 from massgen_es.config import BackendConfig
 from massgen_es.custom_tools import CustomToolSpec, runner, source_of
 from massgen_es.errors import CustomToolError, ExecutionError, Interrupted, MassgenError, ToolTimeout, UnknownTool
@@ -92,6 +98,7 @@ class Executor:
         self.log = JetStreamEventLog(nc)
         self.queue = ExecQueue(nc)
         self.objects = ObjectStore(nc)
+        self.secrets = SecretStore(nc)
         self.home = home
         self.concurrency, self.ack_wait_s, self.max_deliver, self.warm = concurrency, ack_wait_s, max_deliver, warm
         self.source = Source(service="executor", instance=instance or Source.instance_id())
@@ -165,11 +172,15 @@ class Executor:
         workspace = self._workspace(run_id, agent_id)
         read_only = self._read_only(run_id, b)
         spec = SandboxSpec.of(b)
-        name, created = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only)
+        # The sandbox's variables (`command_line_docker_credentials`) travel as secret references.
+        env = {k: await self.secrets.resolve(v) for k, v in b.resolved_docker_env.items()}
+        scrub.remember(env.values())
+        name, created, preinstall = await self.docker.ensure(run_id, agent_id, spec, workspace, read_only, env)
         self._sandboxes.setdefault(run_id, set()).add(name)
         if created:
             await self._emit(run_id, f"{run_id}:exec:sandbox:{name}:created", None, SandboxChanged(
-                agent_id=agent_id, container=name, state="created", image=spec.image, reason=reason))
+                agent_id=agent_id, container=name, state="created", image=spec.image, reason=reason,
+                preinstall=preinstall))
         return name
 
     async def _release(self, run_id: str, reason: str) -> None:
@@ -269,10 +280,15 @@ class Executor:
 
     async def _run(
         self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence, b: BackendConfig,
-        command: str, work_dir: Path, timeout_s: float,
+        command: str, work_dir: Path, timeout_s: float, *, network: bool = False, env: dict[str, str] | None = None,
     ) -> tuple[ExecResult, str | None]:
         """Run ``command`` in the agent's sandbox (Docker, bubblewrap or unisolated, as configured), after
-        recording ``execution.started``; the result and the container's name in Docker mode."""
+        recording ``execution.started``; the result and the container's name in Docker mode.
+
+        ``network``: local mode shares the host's network even without ``command_line_local_network`` (a
+        shipped custom tool that reaches a server). ``env``: variables for the command, never in its
+        command line: Docker's exec environment, or one JSON line on stdin locally (the custom-tool
+        runner reads it)."""
         workspace = self._workspace(run_id, req.agent_id)
         sandbox = await self._sandbox(run_id, req.agent_id, b) if b.command_line_execution_mode == "docker" else None
         # From here on the command may have effects: a redelivery must not run it again.
@@ -285,11 +301,13 @@ class Executor:
         if sandbox is not None:
             # Full output up to 8 MB goes to the Object Store; the event keeps `cap` characters.
             return await self.docker.exec(sandbox, command, work_dir=work_dir, timeout_s=timeout_s,
-                                          max_bytes=MAX_FILE_BYTES), sandbox
+                                          max_bytes=MAX_FILE_BYTES, env=env), sandbox
         isolation = None if b.command_line_execution_mode == "local_unisolated" else Isolation(
-            workspace, tuple(self._read_only(run_id, b)), network=b.command_line_local_network, bwrap=self.bwrap)
+            workspace, tuple(self._read_only(run_id, b)), network=b.command_line_local_network or network,
+            bwrap=self.bwrap)
+        stdin = (json.dumps(env) + "\n").encode() if env is not None else None
         return await run_local(command, work_dir=work_dir, timeout_s=timeout_s, limits=Limits(),
-                               max_output_bytes=MAX_FILE_BYTES, isolation=isolation), None
+                               max_output_bytes=MAX_FILE_BYTES, isolation=isolation, stdin=stdin), None
 
     async def _custom_tool(
         self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence, b: BackendConfig
@@ -300,14 +318,25 @@ class Executor:
         if spec is None:
             raise UnknownTool(f"this agent has no custom tool {req.custom_tool!r}")
         workspace = self._workspace(run_id, req.agent_id)
+        docker_mode = b.command_line_execution_mode == "docker"
+        if spec.network and docker_mode and b.command_line_docker_network_mode == "none":
+            raise CustomToolError(
+                f"{spec.name} needs the network to reach its server, and this agent's Docker sandbox has none; set "
+                "`command_line_docker_network_mode: host` (a server on this machine's localhost) or `bridge`")
+        # The shipped tool's variables (a server's URL, a token) from this executor's environment; a
+        # token value is scrubbed from the log like every `*_TOKEN` variable of this process.
+        env = {k: os.environ[k] for k in spec.env if os.environ.get(k)}
+        scrub.remember(env[k] for k in scrub.secret_names(env))
+        on_stdin = not docker_mode and bool(env)
         try:
             command = runner.command(source_of(b.resolved_custom_tools, spec), spec.path, spec.function,
-                                     {**req.arguments, **spec.preset_args}, str(workspace))
+                                     {**req.arguments, **spec.preset_args}, str(workspace), env_on_stdin=on_stdin)
         except ValueError as exc:
             raise CustomToolError(f"{spec.name} was not run: {exc}") from None
         timeout_s = b.command_line_timeout_seconds
         started = time.time()
-        result, sandbox = await self._run(run_id, request_id, req, fence, b, command, workspace, timeout_s)
+        result, sandbox = await self._run(run_id, request_id, req, fence, b, command, workspace, timeout_s,
+                                          network=spec.network, env=env or None)
         if result.timed_out:
             raise ToolTimeout(f"{spec.name} did not finish within {timeout_s:g} s (command_line_timeout_seconds)")
         out = runner.result(_text(result.stdout))

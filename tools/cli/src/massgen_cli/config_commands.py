@@ -155,14 +155,16 @@ def validate(
 
 def masked(cfg: Config) -> dict[str, Any]:
     """``cfg`` as plain data for display: ``agent:`` turned into ``agents:``, every default filled in,
-    and any MCP ``env``/``headers`` value (or ``api_key``) that is not a ``${...}`` reference replaced
-    by the scrub marker."""
+    and any MCP ``env``/``headers`` value, Docker sandbox variable (``resolved_docker_env``) or ``api_key``
+    that is not a ``${...}`` reference replaced by the scrub marker."""
     data = msgspec.to_builtins(cfg)
     data.pop("agent", None)
     for agent in data["agents"]:
         backend = agent["backend"]
         if backend.get("api_key") is not None and not _is_ref(backend["api_key"]):
             backend["api_key"] = scrub.MARKER
+        env = backend.get("resolved_docker_env") or {}
+        backend["resolved_docker_env"] = {k: v if _is_ref(v) else scrub.MARKER for k, v in env.items()}
         for server in backend["mcp_servers"]:
             for key in ("env", "headers"):
                 server[key] = {k: v if _is_ref(v) else scrub.MARKER for k, v in server[key].items()}

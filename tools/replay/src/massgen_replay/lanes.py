@@ -326,7 +326,9 @@ def _exec_failed(ev: ExecutionFailed) -> tuple[str, str, str, list[str]]:
 
 def _sandbox(ev: SandboxChanged) -> tuple[str, str, str, list[str]]:
     text = f"sandbox {ev.container} {ev.state}" + (f" ({ev.reason})" if ev.reason else "")
-    return "exec", text, text + (f"\nimage {ev.image}" if ev.image else ""), []
+    detail = text + (f"\nimage {ev.image}" if ev.image else "") + (
+        f"\npreinstalled:\n{ev.preinstall}" if ev.preinstall else "")
+    return "exec", text, detail, []
 
 
 def _media(ev: MediaGenerated) -> tuple[str, str, str, list[str]]:

@@ -259,7 +259,8 @@ class RunView:
                 self._log(r, None, "mcp_server", f"{ev.server}: {ev.state}" + reason)
             case SandboxChanged():
                 reason = f" ({ev.reason})" if ev.reason else ""
-                self._log(r, ev.agent_id, "sandbox", f"{ev.container} {ev.state}" + reason)
+                installed = f"; preinstall: {'; '.join(ev.preinstall.splitlines())}" if ev.preinstall else ""
+                self._log(r, ev.agent_id, "sandbox", f"{ev.container} {ev.state}" + reason + installed)
             case TimerFired():
                 self._log(r, None, "timer", ev.name)
             case _:
