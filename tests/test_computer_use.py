@@ -304,7 +304,7 @@ async def test_claude_drives_a_linux_desktop_container_with_xdotool_and_scrot(de
     assert base64.b64decode(last["messages"][-1]["content"][0]["content"][0]["source"]["data"]).startswith(PNG)
 
 
-async def test_a_page_action_in_the_linux_desktop_is_an_error_the_model_sees(desktop: str, fake: FakeOpenAI):
+async def test_openai_in_the_linux_desktop_names_that_environment_and_sends_no_page_url(desktop: str, fake: FakeOpenAI):
     fake.script("computer-use-preview", Reply(computer_actions=({"type": "keypress", "keys": ["ctrl", "l"]},)),
                 Reply(text="ok"))
     out = json.loads(await cu.computer_use("x", environment="ubuntu", display_width=W, display_height=H,
