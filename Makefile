@@ -43,6 +43,7 @@ sandbox:
 	bash scripts/bubblewrap.sh
 	bash scripts/docker-engine.sh
 	bash scripts/sandbox-images.sh
+	bash scripts/cua-image.sh
 
 # Debian's Chromium at /usr/bin/chromium, which the HTML timeline's browser test drives through Playwright
 # (Playwright's own browser download is unreachable); needs root to install it on a machine that has none.

@@ -1003,6 +1003,50 @@ class ContextCompressed(Event, frozen=True, tag="context.compressed"):
     summary_model: str
 
 
+# ---------------------------------------------------------------- computer use (issue 16)
+
+
+class ComputerStep(Event, frozen=True, tag="computer.step"):
+    """One step of a computer-use tool call (MassGen's ``computer_use``, ``claude_computer_use``,
+    ``gemini_computer_use``, ``browser_automation``; spec §4.3), run by the agent worker: the action the
+    computer-use model asked for, carried out in the browser, and the screenshot taken after it (in the
+    Object Store), so replay can show the session step by step."""
+
+    call_id: str
+    """The calling model's tool-call id (the ``custom_tool__...`` call)."""
+    turn_id: str
+    agent_id: str
+    attempt: int
+    tool: str
+    """``custom_tool__<name>``."""
+    step: int
+    """1, 2, ... over the call."""
+    action: str
+    """The action as the provider sent it (JSON)."""
+    url: str
+    """The page's URL after the action."""
+    screenshot: ObjectRef | None = None
+    error: str = ""
+    """Why the action failed (the computer-use model was told), or empty."""
+
+
+class ComputerUseCompleted(Event, frozen=True, tag="computer.completed"):
+    """A computer-use tool call ended: ``result`` is the text the calling model reads (MassGen's JSON
+    result, or the error when ``is_error``)."""
+
+    call_id: str
+    turn_id: str
+    agent_id: str
+    attempt: int
+    tool: str
+    arguments: dict[str, Any]
+    """The call's arguments with its ``preset_args`` merged in."""
+    result: str
+    is_error: bool
+    steps: int
+    duration_s: float
+
+
 EventType = (
     RunSubmitted
     | RunForked
@@ -1058,6 +1102,8 @@ EventType = (
     | MemoryRetrieved
     | MemoryStored
     | ContextCompressed
+    | ComputerStep
+    | ComputerUseCompleted
 )
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(EventType)
 TERMINAL_EVENTS = (RunCompleted, RunTimedOut, RunFailed, RunCancelled)
@@ -1117,6 +1163,8 @@ WRITTEN_BY: dict[type[Event], tuple[Writer, ...]] = {
     MemoryRetrieved: ("agent_worker",),
     MemoryStored: ("agent_worker",),
     ContextCompressed: ("agent_worker",),
+    ComputerStep: ("agent_worker",),
+    ComputerUseCompleted: ("agent_worker",),
 }
 """Who may write each event type (``Source.service`` of its records): the catalogue of
 docs/architecture/events.md, checked on every run of the integration tests (``check_writer``)."""

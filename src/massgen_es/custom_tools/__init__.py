@@ -9,7 +9,8 @@ offers the specs; the executor runs a call in the agent's sandbox (:mod:`massgen
 A function without ``path``, or with a ``path`` under MassGen's ``massgen/tool/``, names one of MassGen's
 bundled tools: those we ship are ours (:data:`SHIPPED`: the basic ones, the crawl4ai client, the GitHub
 issue analyzer), the multimodal ones are run by the agent worker (:mod:`massgen_es.custom_tools.bundled`:
-they call OpenAI models, and only the worker holds provider keys), the others are refused with the reason
+they call OpenAI models, and only the worker holds provider keys), so are the computer-use ones
+(:mod:`massgen_es.custom_tools.automation`), the others are refused with the reason
 (:data:`UNSUPPORTED`).
 
 Network rule: a custom tool runs in the agent's sandbox, which has no network by default. A shipped tool
@@ -31,7 +32,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from massgen_es.custom_tools import bundled, schema
+from massgen_es.custom_tools import automation, bundled, schema
 from massgen_es.errors import ConfigError
 
 PREFIX = "custom_tool__"
@@ -82,10 +83,6 @@ AUTO_DISCOVERED = ("two_num_tool",)
 """What ``auto_discover_custom_tools`` adds: the working bundled tools this system ships."""
 
 UNSUPPORTED: Mapping[str, str] = {
-    "computer_use": "OpenAI computer use (desktop/browser control)",
-    "claude_computer_use": "Anthropic computer use (desktop/browser control)",
-    "gemini_computer_use": "Gemini computer use (browser control)",
-    "browser_automation": "browser automation with Playwright and a model",
     "agentscope_lesson_planner": "an AgentScope agent (interop)",
 }
 """MassGen's bundled tools (``massgen/tool/...``) that this system does not provide: a config naming one
@@ -112,7 +109,8 @@ class CustomToolSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     category: str | None = None
     runs_in: Literal["executor", "agent_worker"] = "executor"
     """Where a call runs: the executor, in the agent's sandbox; or the agent worker, for MassGen's bundled
-    multimodal tools (``function`` names their entry in :data:`massgen_es.custom_tools.bundled.TOOLS`;
+    multimodal and computer-use tools (``function`` names their entry in
+    :data:`massgen_es.custom_tools.bundled.TOOLS` or :data:`massgen_es.custom_tools.automation.TOOLS`;
     ``source`` is empty)."""
     network: bool = False
     """A shipped tool that reaches a server (:attr:`Shipped.network`)."""
@@ -183,6 +181,8 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
         raise ConfigError(f"{origin}: `{at}.name`: {name!r} is not a valid tool name; use letters, digits, `_` "
                           "and `-` (at most 50)")
     in_massgen = e.path is None or _massgen_path(e.path)
+    if in_massgen and function in automation.TOOLS:
+        return _automation_tool(e, j, function, name, at, origin)
     if in_massgen:
         if function in bundled.TOOLS:
             return _worker_tool(function, name, e.descriptions[j], e.preset_args[j], e.path, at, origin, e.category)
@@ -209,6 +209,19 @@ def _one(e: Entry, j: int, function: str, at: str, origin: str) -> CustomToolSpe
                           "file that defines the function (relative paths start from the current directory)")
     return _from_file(file, _read(file, f"{at}.path", origin), function, name, e.descriptions[j], e.preset_args[j],
                       at, fkey, origin, e.category)
+
+
+def _automation_tool(e: Entry, j: int, function: str, name: str, at: str, origin: str) -> CustomToolSpec:
+    preset = dict(e.preset_args[j])
+    problem = automation.preset_problem(function, preset)
+    if problem:
+        key, why = problem.split(": ", 1)
+        raise ConfigError(f"{origin}: `{at}.preset_args.{key}`: {why}")
+    doc, _ = automation.TOOLS[function]
+    return CustomToolSpec(
+        name=PREFIX + name, description=e.descriptions[j] or doc, parameters=automation.schema(function, set(preset)),
+        function=function, path=f"massgen/tool/{function}", source="", preset_args=preset, category=e.category,
+        runs_in="agent_worker")
 
 
 def _from_file(

@@ -11,7 +11,8 @@ Three routes serve one scripted reply mechanism:
   way; a reply becomes ``message`` (``output_text``) and ``function_call`` output items, streamed as the
   API's named SSE events (``response.created`` ... ``response.completed``, the shapes of
   ``openai.types.responses.ResponseStreamEvent``). Handlers see the Responses body (``input``, and
-  ``tools`` as ``{"type": "function", "name", ...}``);
+  ``tools`` as ``{"type": "function", "name", ...}``); a reply's ``computer_actions`` become
+  ``computer_call`` items (the ``computer_use_preview`` tool; not streamed);
 - Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` with an
   ``api-key`` header (what ``openai.AzureOpenAI(azure_endpoint=fake.azure_endpoint)`` sends); the reply
   is the one scripted for ``deployment``. Refused as Azure refuses it: a wrong or missing key is a 401,
@@ -102,6 +103,9 @@ class Reply:
     completion_tokens: int | None = None
     retry_after: float | None = None
     """With an error ``status``: sent as the ``Retry-After`` header (seconds)."""
+    computer_actions: tuple[dict[str, Any], ...] = ()
+    """Responses route: one ``computer_call`` output item per action (``{"type": "click", "x": .., "y": ..}``,
+    the ``computer_use_preview`` tool's actions), each with call id ``cu_<n>``."""
 
 
 Handler = Callable[[dict], Reply]
@@ -677,11 +681,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         calls, usage = self._build(body, reply)
         n = self.owner._next_id()
         output: list[dict[str, Any]] = []
-        if reply.text or not calls:
+        if reply.text or not (calls or reply.computer_actions):
             output.append({"type": "message", "id": f"msg_{n}", "status": "completed", "role": "assistant",
                            "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
         output += [{"type": "function_call", "id": f"fc_{c['id']}", "call_id": c["id"], "status": "completed",
                     "name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in calls]
+        output += [{"type": "computer_call", "id": f"cc_{n}_{i}", "call_id": f"cu_{n}_{i}", "action": action,
+                    "pending_safety_checks": [], "status": "completed"}
+                   for i, action in enumerate(reply.computer_actions)]
         response: dict[str, Any] = {
             "id": f"resp_{n}", "object": "response", "created_at": int(time.time()), "status": "completed",
             "model": body.get("model"), "output": output, "parallel_tool_calls": True, "tool_choice": "auto",

@@ -13,6 +13,8 @@
   with the MCP tools and run here, through the provider's API (:mod:`.generation`), not at the broker; so are
   MassGen's bundled multimodal custom tools (:mod:`.multimodal`). A failed generation is a tool result the
   model reads (``Error: ...``), not a failed turn.
+- **Computer-use tools** (MassGen's bundled ``computer_use``, ``claude_computer_use``, ``gemini_computer_use``,
+  ``browser_automation``): run here too (:mod:`.automation`), not at the executor.
 - **Uploads**: the backend's ``upload_files`` are fetched from the Object Store once per attempt and
   handed to the adapter, which attaches them to the first user message (``massgen_es.media``).
 - **Memory** (the config's ``memory`` block, MassGen spec §5.4; :mod:`.memory`): facts of the agent's
@@ -33,7 +35,7 @@ import msgspec
 import openai
 import tenacity
 
-from massgen_agent_worker import decisions, generation, multimodal, providers
+from massgen_agent_worker import automation, decisions, generation, multimodal, providers
 from massgen_agent_worker import memory as mem
 from massgen_agent_worker.providers import chatcompletion
 from massgen_agent_worker.tools import ToolClient
@@ -227,12 +229,14 @@ class Conversation:
         return await self.call(call_req)
 
     async def run_tools(self, calls: list[ToolCall], tag: str) -> dict[str, str]:
-        """Execute MCP calls through the broker, generation calls and MassGen's bundled multimodal tools
-        here; ``{call id: text for the model}``."""
-        bundled = multimodal.worker_tools(self.backend)
+        """Execute MCP calls through the broker, generation calls, MassGen's bundled multimodal tools and the
+        computer-use tools here; ``{call id: text for the model}``."""
+        automated = automation.worker_tools(self.backend)
+        bundled = {n: t for n, t in multimodal.worker_tools(self.backend).items() if n not in automated}
         made = [c for c in calls if c.name in generation.NAMES]
         ours = [c for c in calls if c.name in bundled]
-        rest = [c for c in calls if c.name not in generation.NAMES and c.name not in bundled]
+        used = [c for c in calls if c.name in automated]
+        rest = [c for c in calls if c.name not in {*generation.NAMES, *bundled, *automated}]
         answers = await self.tools.call_all(
             self.req, self.record.run_id, self.record.id, f"{self.key}:{tag}", rest, self.backend
         ) if rest else {}
@@ -242,6 +246,10 @@ class Conversation:
             answers[call.id] = await multimodal.run(
                 self.tools, self.objects, self.req, self.record.run_id, self.record.id,
                 f"{self.key}:{tag}:mm:{call.id}", self.backend, bundled[call.name], call)
+        for call in used:  # computer use: the loop and its browser run here (massgen_agent_worker.automation)
+            answers[call.id] = await automation.run_call(
+                automated[call.name], call, self.req, self.backend, self.tools, self.objects, self.record.run_id,
+                self.record.id, f"{self.key}:{tag}:cu:{call.id}")
         return answers
 
     async def generate(self, call: ToolCall, request_id: str) -> str:

@@ -313,7 +313,8 @@ class Executor:
         self, run_id: str, request_id: str, req: ExecutionRequested, fence: once.Fence, b: BackendConfig
     ) -> Event:
         """Run one custom-tool call (module docstring): its function's result, or why there is none."""
-        spec: CustomToolSpec | None = next((t for t in b.resolved_custom_tools if t.name == req.custom_tool), None)
+        spec: CustomToolSpec | None = next((t for t in b.resolved_custom_tools
+                                            if t.name == req.custom_tool and t.runs_in == "executor"), None)
         if spec is None:
             raise UnknownTool(f"this agent has no custom tool {req.custom_tool!r}")
         workspace = self._workspace(run_id, req.agent_id)

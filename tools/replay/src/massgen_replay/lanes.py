@@ -19,6 +19,8 @@ from massgen_es.events import (
     AgentDropped,
     AnswerPosted,
     BudgetExceeded,
+    ComputerStep,
+    ComputerUseCompleted,
     ConsensusReached,
     ContextCompressed,
     Event,
@@ -376,6 +378,24 @@ def _compressed(ev: ContextCompressed) -> tuple[str, str, str, list[str]]:
     return "tool", head, f"{head}\ntrigger {ev.trigger_threshold:g}, target {ev.target_ratio:g}\n\n{ev.summary}", []
 
 
+def _computer_step(ev: ComputerStep) -> tuple[str, str, str, list[str]]:
+    head = f"{ev.tool.removeprefix('custom_tool__')} step {ev.step}: {preview(ev.action, 80)}"
+    body = f"{head}\nurl {ev.url}\naction {ev.action}"
+    if ev.screenshot is not None:
+        body += f"\nscreenshot {ev.screenshot.name} ({ev.screenshot.size} bytes, {ev.screenshot.digest})"
+    if ev.error:
+        return "failure", f"{head}: {preview(ev.error)}", f"{body}\n\nerror: {ev.error}", ["failure"]
+    return "tool", head, body, []
+
+
+def _computer_done(ev: ComputerUseCompleted) -> tuple[str, str, str, list[str]]:
+    head = (f"{ev.tool.removeprefix('custom_tool__')} {'failed' if ev.is_error else 'done'} after {ev.steps} step(s) "
+            f"in {ev.duration_s:.1f}s")
+    body = f"{head}\n\narguments:\n{json.dumps(ev.arguments, indent=2, ensure_ascii=False)}\n\nresult:\n{ev.result}"
+    return ("failure" if ev.is_error else "tool"), f"{head}: {preview(ev.result, 80)}", body, (
+        ["failure"] if ev.is_error else [])
+
+
 RULES: dict[type, Rule] = {
     RunSubmitted: _submitted, TurnRequested: _requested, TurnStarted: _started, UsageRecorded: _usage,
     ProviderRetried: _retried, TurnResponded: _responded, TurnRejected: _rejected, TurnFailed: _turn_failed,
@@ -390,6 +410,7 @@ RULES: dict[type, Rule] = {
     ExecutionStarted: _exec_started, ExecutionCompleted: _exec_done, ExecutionFailed: _exec_failed,
     SandboxChanged: _sandbox, MediaGenerated: _media, MediaSaved: _media_saved, WorkspaceFileRead: _file_read,
     MemoryRetrieved: _recalled, MemoryStored: _remembered, ContextCompressed: _compressed,
+    ComputerStep: _computer_step, ComputerUseCompleted: _computer_done,
 }
 """How each event type shows; any other type shows as ``info`` with its JSON as the body."""
 

@@ -54,7 +54,7 @@ def live(view: RunView) -> Panel:
 PROGRESS_KINDS = frozenset({
     "started", "new_answer", "vote", "rejected", "update", "invalidated", "retry", "failed", "dropped", "consensus",
     "presenting", "tool_call", "exec", "budget", "forked", "approval", "cancel", "resume", "evaluating",
-    "evaluated", "restarted", "media",
+    "evaluated", "restarted", "media", "computer",
 })
 """Timeline entries that ``massgen submit`` prints as they land (the live table shows the rest)."""
 

@@ -42,7 +42,7 @@ STAGES = ("initialisation", "coordination", "presentation")
 TOOL_KINDS = frozenset({
     "tools", "tool_call", "tool_result", "tool_failed", "exec", "exec_result", "exec_failed", "snapshot", "approval",
     "classified",
-    "mcp_server", "sandbox", "media",
+    "mcp_server", "sandbox", "media", "computer",
 })
 """Timeline entries (``RunView.timeline`` kinds) shown in the tools pane."""
 

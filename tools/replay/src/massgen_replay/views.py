@@ -16,6 +16,8 @@ from massgen_es.events import (
     ApprovalDecided,
     ApprovalRequested,
     BudgetExceeded,
+    ComputerStep,
+    ComputerUseCompleted,
     ConsensusReached,
     ContextCompressed,
     Event,
@@ -201,6 +203,14 @@ class RunView:
         elif isinstance(ev, ContextCompressed):
             self._log(r, ev.agent_id, "memory", f"context compressed ~{ev.tokens_before} -> ~{ev.tokens_after} "
                       f"tokens of {ev.context_window}: {preview(ev.summary)}")
+        elif isinstance(ev, ComputerStep):
+            shot = f"; screenshot {ev.screenshot.name[:12]} ({ev.screenshot.size} bytes)" if ev.screenshot else ""
+            self._log(r, ev.agent_id, "computer", f"{ev.tool.removeprefix('custom_tool__')} step {ev.step}: "
+                      f"{preview(ev.action)} at {ev.url}{shot}" + (f"; error: {ev.error}" if ev.error else ""))
+        elif isinstance(ev, ComputerUseCompleted):
+            self._log(r, ev.agent_id, "computer", f"{ev.tool.removeprefix('custom_tool__')} "
+                      f"{'failed' if ev.is_error else 'done'} after {ev.steps} step(s) in {ev.duration_s:.1f}s: "
+                      f"{preview(ev.result)}")
         else:
             self._apply_run(r, ev)
 
