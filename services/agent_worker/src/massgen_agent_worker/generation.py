@@ -199,10 +199,10 @@ async def generate_audio(
     _choice("generate_audio", "voice", voice, VOICES)
     _choice("generate_audio", "format", fmt, tuple(AUDIO_FORMATS))
     client, model = client or chatcompletion.client(cfg), model or SPEECH_MODEL
-    extra = {"instructions": instructions} if instructions else {}
     try:
         response = await client.audio.speech.create(
-            model=model, voice=voice, input=text, response_format=cast(Any, fmt), **extra)
+            model=model, voice=voice, input=text, response_format=cast(Any, fmt),
+            instructions=instructions or openai.omit)
     except openai.APIError as exc:
         raise chatcompletion.map_openai_error(exc, _label(cfg)) from exc
     return Generated("audio", response.content, AUDIO_FORMATS[fmt], f"{stem}.{fmt}", text, model)
