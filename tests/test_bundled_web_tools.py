@@ -16,9 +16,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from test_custom_tools import run as run_custom
 from test_executor import IMAGE, engine  # noqa: F401 - `engine` is a fixture
 
-from harness import Stack, of, team, tool_names, vote
+from harness import of, tool_names, vote
 from massgen_es.config import load_config, parse_config
 from massgen_es.custom_tools import CRAWL4AI_TOOLS, UNSUPPORTED
 from massgen_es.events import ExecutionCompleted, ExecutionFailed, RunCompleted
@@ -113,15 +114,7 @@ def calling(*calls: tuple[str, dict[str, Any]]):
 
 
 async def run(fresh_nats, home: Path, fake: FakeOpenAI, handler, tools: list[dict], **backend) -> tuple[str, list]:
-    cfg, (model,) = team(fake, 1)
-    cfg["agents"][0]["backend"].update(custom_tools=tools, **backend)
-    fake.default(model, handler)
-    async with Stack(fresh_nats.url) as stack:
-        stack.orchestrator()
-        stack.worker()
-        stack.executor(home)
-        run_id = await stack.submit(cfg)
-        records = await stack.wait_done(run_id, 90)
+    run_id, records, _ = await run_custom(fresh_nats, home, fake, handler, custom_tools=tools, **backend)
     return run_id, records
 
 

@@ -681,13 +681,7 @@ def is_massgen_workspace_tools(server: McpServerConfig) -> bool:
     --, --allowed-paths, .]``, or the ``massgen/filesystem_manager/…py`` file form). Such an entry
     means ours (MassGen spec §3.5): MassGen's module is not installed here, and its ``.`` would be the
     broker's directory, not the agent's workspace."""
-    if server.name != WORKSPACE_TOOLS_SERVER or server.type != "stdio":
-        return False
-    try:
-        executable, args = mcp.executable_and_args(server)
-    except ValueError:
-        return False
-    return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in (executable, *args))
+    return any(_MASSGEN_WORKSPACE_TOOLS in a.replace("/", ".") for a in _stdio_words(server, WORKSPACE_TOOLS_SERVER))
 
 
 def is_standard_filesystem_server(server: McpServerConfig) -> bool:
@@ -696,13 +690,18 @@ def is_standard_filesystem_server(server: McpServerConfig) -> bool:
     ``cwd``. With a workspace such an entry means the one ``cwd`` adds, which is that same server over
     the agent's own roots (its ``.`` would be the broker's directory); another server of that name
     replaces ours, as a user server suppresses MassGen's injection (spec §3.5)."""
-    if server.name != FILESYSTEM_SERVER or server.type != "stdio":
-        return False
+    return any(a.startswith(_STANDARD_FILESYSTEM_PACKAGE) for a in _stdio_words(server, FILESYSTEM_SERVER))
+
+
+def _stdio_words(server: McpServerConfig, name: str) -> tuple[str, ...]:
+    """The command line of ``server`` when it is a stdio server called ``name``, else nothing."""
+    if server.name != name or server.type != "stdio":
+        return ()
     try:
         executable, args = mcp.executable_and_args(server)
     except ValueError:
-        return False
-    return any(a.startswith(_STANDARD_FILESYSTEM_PACKAGE) for a in (executable, *args))
+        return ()
+    return (executable, *args)
 
 
 def planning_server(c: CoordinationConfig) -> McpServerConfig:
