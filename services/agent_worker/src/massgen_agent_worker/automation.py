@@ -19,7 +19,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from massgen_agent_worker.providers import chatcompletion, gemini
+from massgen_agent_worker.providers import chatcompletion
 from massgen_agent_worker.tools import ToolClient
 from massgen_es import backends, mcp
 from massgen_es.bus import Draft
@@ -50,7 +50,13 @@ def _endpoint(function: str, backend: BackendConfig) -> dict[str, Any]:
     if OWN_BACKEND.get(function) != backend.type:
         return {}
     url = backends.base_url(backend.type, backend.base_url)
-    key = gemini.api_key(backend) if backend.type == "gemini" else chatcompletion.api_key(backend, url)
+    if backend.type == "gemini":
+        # Imported here, as adapters are (providers.load): the Gemini adapter needs httpx, which a worker
+        # without Gemini (the compose image) does not have.
+        from massgen_agent_worker.providers import gemini
+
+        return {"api_key": gemini.api_key(backend), "base_url": url}
+    key = chatcompletion.api_key(backend, url)
     return {"api_key": key, "base_url": url}
 
 
