@@ -66,11 +66,6 @@ def test_mapping_form_of_mcp_servers_is_accepted():
     assert [s.name for s in cfg.team[0].backend.mcp_servers] == ["weather"]
 
 
-def test_cwd_reserves_the_filesystem_server_name():
-    with pytest.raises(ConfigError, match="filesystem"):
-        parse_config(agent_cfg([{"name": "filesystem", "command": "npx"}], cwd="ws"))
-
-
 def test_missing_context_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"context_paths\[0\]\.path"):
         parse_config(agent_cfg([], context_paths=[{"path": str(tmp_path / "nope")}]))

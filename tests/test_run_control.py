@@ -41,8 +41,10 @@ class Submit:
         self.proc = subprocess.Popen([MASSGEN, "submit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.lines: list[str] = []
+        self.out: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        threading.Thread(target=lambda: self.out.extend(self.proc.stdout or ()), daemon=True).start()
         deadline = time.monotonic() + 60
         while not self.lines and time.monotonic() < deadline and self.proc.poll() is None:
             time.sleep(0.05)
@@ -59,7 +61,16 @@ class Submit:
         return "".join(self.lines)
 
     def wait(self, timeout_s: float) -> int:
-        code = self.proc.wait(timeout_s)
+        """Its exit code; a submit still running after ``timeout_s`` fails the test with its stderr and
+        its threads' stacks (SIGUSR1, ``massgen_cli.app``)."""
+        try:
+            code = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            self.kill()
+            self._reader.join(10)
+            pytest.fail(f"submit still ran {timeout_s:g} s later; its stderr and threads:\n{self.stderr}")
         self._reader.join(10)
         return code
 

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from massgen_cli.sessions import next_turn
@@ -147,6 +148,11 @@ def test_chat_ctrl_c_cancels_the_turn_and_returns_to_the_prompt(tmp_path, fake):
     cfg = _config(tmp_path, fake, "slow")
     proc = subprocess.Popen([MASSGEN, "chat", "--config", cfg, "--session", "ctrl-c"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []  # both pipes read as they come: a full pipe would block chat
+    readers = [threading.Thread(target=lambda: err.extend(proc.stderr or ()), daemon=True),
+               threading.Thread(target=lambda: list(proc.stdout or ()), daemon=True)]
+    for r in readers:
+        r.start()
     try:
         assert proc.stdin is not None
         proc.stdin.write("Think hard\n")
@@ -156,12 +162,20 @@ def test_chat_ctrl_c_cancels_the_turn_and_returns_to_the_prompt(tmp_path, fake):
         time.sleep(0.5)
         proc.stdin.write("/status\n/quit\n")
         proc.stdin.close()
-        code = proc.wait(90)
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # its threads' stacks, into its stderr
+            time.sleep(2)
+            proc.kill()
+            readers[0].join(10)
+            pytest.fail("chat still ran 90 s after /quit; its stderr and threads:\n" + "".join(err))
     finally:
         gate.set()
         if proc.poll() is None:
             proc.kill()
-    stderr = " ".join(proc.stderr.read().split()) if proc.stderr else ""
+    readers[0].join(10)
+    stderr = " ".join("".join(err).split())
     assert code == 0, stderr
     assert "turn cancelled" in stderr and "1 turn(s)" not in stderr  # back at the prompt, nothing counted
     listed = massgen("runs", "--session", "ctrl-c", "--json")

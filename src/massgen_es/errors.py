@@ -223,6 +223,16 @@ class CustomToolError(ToolError):
     ended without a result (MassGen spec §2.5)."""
 
 
+class ComputerUseError(ToolError):
+    """A computer-use tool could not run (no key, an environment not built here, the provider refused the
+    request): the calling model gets the message as the tool's error."""
+
+
+class ComputerActionError(ToolError):
+    """An action of the computer-use model the page or desktop refused, or that is malformed; its text is
+    what the computer-use model reads, and the loop goes on."""
+
+
 class ExecutionError(MassgenError):
     """A command was not run to its end. The message is shown to the model as the tool's error."""
 

@@ -31,12 +31,13 @@ from google import genai
 from google.genai import types
 from playwright.async_api import Error as PlaywrightError
 
-from massgen_agent_worker.computer_use.browser import ActionError, Browser
+from massgen_agent_worker.computer_use.browser import Browser
 from massgen_agent_worker.computer_use.desktop import Desktop
 from massgen_agent_worker.computer_use.drivers import GEMINI_MODEL, ClaudeDriver, GeminiDriver, OpenAIDriver
-from massgen_agent_worker.computer_use.loop import Call, ComputerUseError, Driver, Recorder, run
+from massgen_agent_worker.computer_use.loop import Call, Driver, Recorder, run
 from massgen_es import scrub
 from massgen_es.custom_tools import automation
+from massgen_es.errors import ComputerActionError, ComputerUseError
 
 __all__ = ["TOOLS", "ComputerUseError", "Recorder", "browser_automation", "check_environment", "claude_computer_use",
            "computer_use", "gemini_computer_use"]
@@ -82,7 +83,7 @@ async def _session(driver: Driver, task: str, environment: str, config: dict[str
     try:
         async with _environment(environment, config, width, height, headless, start_url) as env:
             return await run(driver, env, task, max_iterations, record, environment)
-    except ActionError as exc:  # the browser or the container is not there, or the start page did not load
+    except ComputerActionError as exc:  # the browser or the container is not there, or the start page did not load
         raise ComputerUseError(str(exc)) from None
 
 
@@ -213,7 +214,7 @@ async def browser_automation(
                     result["screenshot_size"] = len(shot)
                 if record is not None:
                     await record(1, call, shot, page.url, error)
-    except ActionError as exc:
+    except ComputerActionError as exc:
         raise ComputerUseError(str(exc)) from None
     return json.dumps(result, indent=2, ensure_ascii=False)
 

@@ -22,6 +22,8 @@ from playwright.async_api import Browser as PwBrowser
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Playwright, async_playwright
 
+from massgen_es.errors import ComputerActionError
+
 Action = dict[str, Any]
 
 MAX_WAIT_S = 10.0
@@ -39,10 +41,6 @@ _KEYS = {
     "arrowright": "ArrowRight", "pageup": "PageUp", "page_up": "PageUp", "pagedown": "PageDown",
     "page_down": "PageDown", "home": "Home", "end": "End", "insert": "Insert",
 }
-
-
-class ActionError(Exception):
-    """An action the page refused or that is malformed; its text is what the computer-use model reads."""
 
 
 def chromium() -> str | None:
@@ -76,7 +74,7 @@ class Browser:
         start_url: the first page (``about:blank`` when empty).
 
     Raises (on enter):
-        ActionError: Chromium could not be launched (message names the executable and the fix).
+        ComputerActionError: Chromium could not be launched (message names the executable and the fix).
     """
 
     def __init__(self, width: int, height: int, headless: bool = True, start_url: str = "") -> None:
@@ -94,8 +92,9 @@ class Browser:
             self._browser = await self._pw.chromium.launch(executable_path=exe, headless=self.headless)
         except PlaywrightError as exc:
             await self._pw.stop()
-            raise ActionError(f"cannot start Chromium ({exe or 'Playwright download'}): {exc.message.splitlines()[0]}; "
-                              "install it (scripts/browser.sh) or set MASSGEN_CHROMIUM to its path") from None
+            first = exc.message.splitlines()[0]
+            raise ComputerActionError(f"cannot start Chromium ({exe or 'Playwright download'}): {first}; install it "
+                                      "(scripts/browser.sh) or set MASSGEN_CHROMIUM to its path") from None
         context = await self._browser.new_context(viewport={"width": self.width, "height": self.height})
         self._page = await context.new_page()
         await self.navigate(self.start_url or "about:blank")
@@ -126,28 +125,28 @@ class Browser:
         """Go to ``url`` and wait for its ``load`` event (at most :data:`NAV_TIMEOUT_MS`).
 
         Raises:
-            ActionError: no URL, or the page did not load.
+            ComputerActionError: no URL, or the page did not load.
         """
         if not url:
-            raise ActionError("navigate needs a url")
+            raise ComputerActionError("navigate needs a url")
         try:
             await self.page.goto(url, wait_until="load", timeout=NAV_TIMEOUT_MS)
         except PlaywrightError as exc:
-            raise ActionError(f"navigating to {url} failed: {exc.message.splitlines()[0]}") from None
+            raise ComputerActionError(f"navigating to {url} failed: {exc.message.splitlines()[0]}") from None
 
     async def do(self, action: Action) -> None:
         """Carry out one action of the module's vocabulary.
 
         Raises:
-            ActionError: unknown type, missing argument, or the page refused it.
+            ComputerActionError: unknown type, missing argument, or the page refused it.
         """
         kind = action.get("type")
         try:
             await self._do(str(kind), action)
         except PlaywrightError as exc:
-            raise ActionError(f"{kind} failed: {exc.message.splitlines()[0]}") from None
+            raise ComputerActionError(f"{kind} failed: {exc.message.splitlines()[0]}") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise ActionError(f"{kind}: bad or missing argument ({exc})") from None
+            raise ComputerActionError(f"{kind}: bad or missing argument ({exc})") from None
         try:  # let a navigation the action started (a click, Enter in a form) begin, then load
             await self.page.wait_for_timeout(SETTLE_MS)
             await self.page.wait_for_load_state(timeout=5_000)
@@ -163,14 +162,14 @@ class Browser:
         if kind == "click":
             button = a.get("button") or "left"
             if button not in ("left", "right", "middle"):
-                raise ActionError(f"click: button {button!r} is not left, right or middle")
+                raise ComputerActionError(f"click: button {button!r} is not left, right or middle")
             await mouse.click(float(a["x"]), float(a["y"]), button=button, click_count=int(a.get("count", 1)))
         elif kind == "move":
             await mouse.move(float(a["x"]), float(a["y"]))
         elif kind == "drag":
             path = [(float(p[0]), float(p[1])) for p in a["path"]]
             if len(path) < 2:
-                raise ActionError("drag needs a path of at least two points")
+                raise ComputerActionError("drag needs a path of at least two points")
             await mouse.move(*path[0])
             await mouse.down()
             for point in path[1:]:
@@ -203,4 +202,4 @@ class Browser:
         elif kind == "forward":
             await self.page.go_forward()
         elif kind != "screenshot":
-            raise ActionError(f"unknown action {kind!r}")
+            raise ComputerActionError(f"unknown action {kind!r}")

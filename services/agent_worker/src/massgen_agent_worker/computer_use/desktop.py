@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-from massgen_agent_worker.computer_use.browser import MAX_WAIT_S, Action, ActionError
+from massgen_agent_worker.computer_use.browser import MAX_WAIT_S, Action
+from massgen_es.errors import ComputerActionError
 
 EXEC_TIMEOUT_S = 30.0
 _KEYS = {
@@ -46,7 +47,7 @@ class Desktop:
         display: its X display (``environment_config.display``, default ``:99``).
 
     Raises (on enter):
-        ActionError: no ``docker`` command, no engine, or the container is not running (the message
+        ComputerActionError: no ``docker`` command, no engine, or the container is not running (the message
             names it and the fix).
     """
 
@@ -61,9 +62,9 @@ class Desktop:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise ActionError(f"docker {args[0]} took longer than {EXEC_TIMEOUT_S:g} s") from None
+            raise ComputerActionError(f"docker {args[0]} took longer than {EXEC_TIMEOUT_S:g} s") from None
         if proc.returncode != 0:
-            raise ActionError(err.decode(errors="replace").strip().splitlines()[-1:][0] if err.strip()
+            raise ComputerActionError(err.decode(errors="replace").strip().splitlines()[-1:][0] if err.strip()
                               else f"docker {args[0]} exited {proc.returncode}")
         return out
 
@@ -72,16 +73,16 @@ class Desktop:
 
     async def __aenter__(self) -> Desktop:
         if shutil.which("docker") is None:
-            raise ActionError("the linux environment drives a Docker container, and the agent worker has no "
+            raise ComputerActionError("the linux environment drives a Docker container, and the agent worker has no "
                               "`docker` command; install the Docker CLI where the worker runs")
         try:
             state = (await self._run("inspect", "-f", "{{.State.Running}}", self.container)).decode().strip()
-        except ActionError as exc:
-            raise ActionError(f"Docker container {self.container!r} not found ({exc}); create and start it "
+        except ComputerActionError as exc:
+            raise ComputerActionError(f"Docker container {self.container!r} not found ({exc}); create and start it "
                               "first (an X display with xdotool and scrot: images/cua-desktop, "
                               "scripts/cua-image.sh)") from None
         if state != "true":
-            raise ActionError(f"Docker container {self.container!r} is not running; start it first")
+            raise ComputerActionError(f"Docker container {self.container!r} is not running; start it first")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -100,13 +101,13 @@ class Desktop:
         """Carry out one action (:mod:`.browser`'s vocabulary) with xdotool.
 
         Raises:
-            ActionError: unknown type, missing argument, no page to navigate, or xdotool failed.
+            ComputerActionError: unknown type, missing argument, no page to navigate, or xdotool failed.
         """
         kind = str(action.get("type"))
         try:
             command = self._command(kind, action)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ActionError(f"{kind}: bad or missing argument ({exc})") from None
+            raise ComputerActionError(f"{kind}: bad or missing argument ({exc})") from None
         if kind == "wait":
             await asyncio.sleep(min(float(action.get("seconds", 1.0)), MAX_WAIT_S))
         elif command:
@@ -119,14 +120,14 @@ class Desktop:
         if kind == "click":
             button = _BUTTONS.get(str(a.get("button") or "left"))
             if button is None:
-                raise ActionError(f"click: button {a.get('button')!r} is not left, right or middle")
+                raise ComputerActionError(f"click: button {a.get('button')!r} is not left, right or middle")
             return [*xy(a["x"], a["y"]), "click", "--repeat", str(int(a.get("count", 1))), button]
         if kind == "move":
             return xy(a["x"], a["y"])
         if kind == "drag":
             path = list(a["path"])
             if len(path) < 2:
-                raise ActionError("drag needs a path of at least two points")
+                raise ComputerActionError("drag needs a path of at least two points")
             steps = [*xy(*path[0]), "mousedown", "1"]
             for point in path[1:]:
                 steps += xy(*point)
@@ -146,6 +147,6 @@ class Desktop:
         if kind in ("wait", "screenshot"):
             return []
         if kind in ("navigate", "back", "forward"):
-            raise ActionError(f"{kind}: the linux environment is a desktop, not a browser page; open a browser "
+            raise ComputerActionError(f"{kind}: the linux environment is a desktop, not a browser page; open a browser "
                               "in it and use the mouse and keyboard")
-        raise ActionError(f"unknown action {kind!r}")
+        raise ComputerActionError(f"unknown action {kind!r}")

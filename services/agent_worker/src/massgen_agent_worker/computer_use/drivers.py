@@ -26,7 +26,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from massgen_agent_worker.computer_use.browser import Action
-from massgen_agent_worker.computer_use.loop import Call, ComputerUseError, Outcome, Turn
+from massgen_agent_worker.computer_use.loop import Call, Outcome, Turn
+from massgen_es.errors import ComputerUseError
 
 
 def _data_url(png: bytes) -> str:

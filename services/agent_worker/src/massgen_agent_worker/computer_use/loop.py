@@ -15,13 +15,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from massgen_agent_worker.computer_use.browser import Action, ActionError, Browser
+from massgen_agent_worker.computer_use.browser import Action, Browser
 from massgen_agent_worker.computer_use.desktop import Desktop
-
-
-class ComputerUseError(Exception):
-    """The tool could not run (no key, an environment not built here, the provider refused the request):
-    the calling model gets the message as the tool's error."""
+from massgen_es.errors import ComputerActionError, ComputerUseError
 
 
 @dataclass
@@ -109,7 +105,7 @@ async def run(driver: Driver, env: Browser | Desktop, task: str, max_iterations:
             for action in call.actions if not error else ():
                 try:
                     await env.do(action)
-                except ActionError as exc:
+                except ComputerActionError as exc:
                     error = str(exc)
                     break
             shot = await env.screenshot()

@@ -71,7 +71,7 @@ SHELL = ("bash", "sh", "shell", "console")
 _HEREDOC = "MASSGEN_AG2_CODE_EOF"
 
 
-class Abandoned(Exception):
+class _Abandoned(Exception):
     """The call was cancelled (a timeout, the worker stopping): raised in AG2's thread to end its chat."""
 
 
@@ -80,7 +80,7 @@ _POLL_S = 0.25
 
 def _on_loop(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T], cancelled: threading.Event) -> T:
     """Await ``awaitable`` on the worker's ``loop`` from AG2's thread and return its result; once the call
-    is ``cancelled``, give up (:class:`Abandoned`) instead of waiting on a loop that may be gone."""
+    is ``cancelled``, give up (:class:`_Abandoned`) instead of waiting on a loop that may be gone."""
 
     async def wait() -> T:
         return await awaitable
@@ -92,7 +92,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T], cancelled
         except concurrent.futures.TimeoutError:
             if cancelled.is_set():
                 future.cancel()
-                raise Abandoned("the AG2 call was cancelled") from None
+                raise _Abandoned("the AG2 call was cancelled") from None
 
 
 class _Silent:
