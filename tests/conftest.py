@@ -5,6 +5,7 @@ Isolation comes from unique names (run ids, MASSGEN_HOME per test), not from one
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,12 @@ import pytest
 from massgen_es.bus.jetstream import connect, ensure_streams
 from massgen_es.bus.server import NatsServer
 from massgen_es.testing.fake_openai import FakeOpenAI
+
+# A shell that starts the suite in the background without job control (`bash -c '... &'`, as CI may) starts
+# it with SIGINT ignored, and every child inherits that: the Ctrl-C tests' `massgen` children would never
+# see the SIGINT they are sent. Tests play a person at a terminal, where Ctrl-C is delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
