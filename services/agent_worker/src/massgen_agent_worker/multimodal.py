@@ -317,12 +317,8 @@ async def _spoken_reply(c: Call) -> Outcome:
 
 async def _produce(c: Call) -> Outcome:
     """A tool with ``produces``: its arguments renamed onto the generation tool, which makes the file;
-    input images (``reads``) are what it edits. An argument the model left out takes MassGen's default (the
-    schema's ``default``)."""
-    defaults = {k: v.get("default") for k, v in c.tool.parameters["properties"].items()}  # MassGen's defaults
-    given = {theirs: c.args[theirs] if c.args.get(theirs) is not None else defaults.get(theirs)
-             for theirs in c.tool.arguments}
-    renamed = {ours: given[theirs] for theirs, ours in c.tool.arguments.items() if given[theirs] is not None}
+    input images (``reads``) are what it edits. ``c.args`` already holds MassGen's defaults (:func:`run`)."""
+    renamed = {ours: c.args[theirs] for theirs, ours in c.tool.arguments.items() if c.args.get(theirs) is not None}
     inputs = [(PurePath(f.path).name, f.data) for files in c.files.values() for f in files]
     made = await generation.generate(
         c.cfg, ToolCall(id=c.call.id, name=c.tool.produces, arguments=json.dumps(renamed)), client=c.client,
